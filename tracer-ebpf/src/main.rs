@@ -1,0 +1,79 @@
+//! Kernel side of the tracer: syscall tracepoints that copy the socket traffic of traced processes
+//! into a ring buffer. Parsing happens in userspace; these programs only filter, copy and count.
+#![no_std]
+#![no_main]
+
+mod context;
+mod lifecycle;
+mod maps;
+mod process;
+mod transfer;
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use tracer_common::SyscallOp;
+
+/// Defines one `sys_enter_*` program per syscall. They all share [`context::on_enter`]: every
+/// hooked syscall takes its fd (or domain), buffer pointer and length in its first three
+/// arguments, so only the operation differs.
+macro_rules! enter_programs {
+    ($($name:ident => $op:ident),* $(,)?) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            context::on_enter(&ctx, SyscallOp::$op);
+            0
+        }
+    )*};
+}
+
+enter_programs! {
+    sys_enter_write => Write,
+    sys_enter_writev => Writev,
+    sys_enter_sendto => Sendto,
+    sys_enter_sendmsg => Sendmsg,
+    sys_enter_sendmmsg => Sendmmsg,
+    sys_enter_read => Read,
+    sys_enter_readv => Readv,
+    sys_enter_recvfrom => Recvfrom,
+    sys_enter_recvmsg => Recvmsg,
+    sys_enter_recvmmsg => Recvmmsg,
+    sys_enter_connect => Connect,
+    sys_enter_accept => Accept,
+    sys_enter_socket => Socket,
+}
+
+/// Attached to the `sys_exit_*` tracepoint of every syscall above: the saved entry says which
+/// one returned.
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    context::on_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    lifecycle::on_close(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    process::on_fork(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    process::on_exit();
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// bpf_probe_read_user is GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

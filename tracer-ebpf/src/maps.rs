@@ -1,0 +1,80 @@
+//! The maps shared by all programs, and small helpers over them.
+
+use crate::transfer::SegmentWalk;
+use aya_ebpf::{
+    helpers::bpf_get_smp_processor_id,
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{
+    DataRecord, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP, SocketKey, SocketState,
+    TracedProcess,
+};
+
+/// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
+#[map]
+pub static TRACED: HashMap<u32, TracedProcess> = HashMap::with_max_entries(4096, 0);
+
+/// Stream sockets of traced processes. Seeded by userspace from /proc at attach, then kept up to
+/// date by socket/connect/accept/close.
+#[map]
+pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(65536, 0);
+
+/// Syscall arguments saved at entry, by thread (`pid_tgid`), until the matching exit.
+#[map]
+pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
+
+/// Everything userspace hears from us. Userspace sets the size at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Loss counters, indexed by [`LossKind`].
+#[map]
+pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_KIND_COUNT, 0);
+
+/// Per-CPU counter behind [`next_conn_id`].
+#[map]
+static CONN_SEQUENCE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a data record is assembled before it is copied into the ring buffer: the stack is only
+/// 512 bytes. The data area is twice the record cap so that the verifier can prove every
+/// `offset + length` copy stays inside it while the code keeps `offset, length <= cap`.
+#[repr(C)]
+pub struct DataScratch {
+    pub walk: SegmentWalk,
+    pub record: DataRecord,
+    pub data: [u8; 2 * RECORD_DATA_CAP],
+}
+
+#[map]
+pub static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count_loss(kind: LossKind) {
+    if let Some(counter) = LOSSES.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot, and tracepoint programs do not nest on one CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn is_traced(tgid: u32) -> bool {
+    // SAFETY: only the presence of the entry is read.
+    unsafe { TRACED.get(&tgid) }.is_some()
+}
+
+/// A connection id unique for this boot: the CPU number in the high bits, a per-CPU sequence
+/// below. Never 0, and never has the bit reserved for userspace-assigned ids.
+#[inline(always)]
+pub fn next_conn_id() -> u64 {
+    let cpu = u64::from(unsafe { bpf_get_smp_processor_id() }) & 0x7fff;
+    let Some(sequence) = CONN_SEQUENCE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, and tracepoint programs do not nest on one CPU.
+    let next = unsafe {
+        *sequence += 1;
+        *sequence
+    };
+    ((cpu + 1) << 48) | (next & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,77 @@
+//! Following traced processes through fork and exit.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    programs::TracePointContext,
+};
+use tracer_common::{LossKind, ProcessRecord, RecordHeader, RecordKind};
+
+use crate::maps::{EVENTS, TRACED, count_loss};
+
+/// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
+/// userspace reads it from the tracepoint's format file and sets it at load time.
+#[unsafe(no_mangle)]
+static FORK_CHILD_PID_OFFSET: u32 = 20;
+
+#[inline(always)]
+fn emit(kind: RecordKind, pid_tgid: u64, pid: u32) {
+    let record = ProcessRecord {
+        header: RecordHeader {
+            kind: kind as u32,
+            tgid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+            fd: 0,
+            conn_id: 0,
+            // SAFETY: no preconditions.
+            timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        pid,
+        _pad: 0,
+    };
+    if EVENTS.output::<ProcessRecord>(&record, 0).is_err() {
+        count_loss(LossKind::LifecycleLost);
+    }
+}
+
+/// A traced process that follows its children forked: trace the child too. Thread creation also
+/// fires this tracepoint; userspace drops the entries that turn out to be threads.
+#[inline(always)]
+pub fn on_fork(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let parent = (pid_tgid >> 32) as u32;
+    // SAFETY: the value is copied out immediately.
+    let Some(traced) = (unsafe { TRACED.get(&parent) }).copied() else {
+        return;
+    };
+    if traced.follow_children == 0 {
+        return;
+    }
+    // SAFETY: a plain read of a constant that userspace may have overridden at load time.
+    let offset = unsafe { core::ptr::read_volatile(&FORK_CHILD_PID_OFFSET) } as usize;
+    // SAFETY: the offset comes from the tracepoint's own format description.
+    let Ok(child) = (unsafe { ctx.read_at::<u32>(offset) }) else {
+        return;
+    };
+    if child == parent {
+        return;
+    }
+    if TRACED.insert(&child, &traced, 0).is_err() {
+        count_loss(LossKind::LifecycleLost);
+        return;
+    }
+    emit(RecordKind::ProcessFork, pid_tgid, child);
+}
+
+/// A traced process's main thread exited: stop tracing it and tell userspace.
+#[inline(always)]
+pub fn on_exit() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 {
+        return;
+    }
+    if TRACED.remove(&tgid).is_err() {
+        return;
+    }
+    emit(RecordKind::ProcessExit, pid_tgid, tgid);
+}

@@ -1,0 +1,158 @@
+//! Loading the eBPF object, attaching its programs, and the maps userspace talks to.
+
+use std::{fs, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use tracer_common::{LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess};
+
+use super::CaptureError;
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// `sys_enter_*` programs and the syscall tracepoints each is attached to. accept4 has the same
+/// leading arguments as accept, so it shares its program.
+const ENTER_PROGRAMS: &[(&str, &[&str])] = &[
+    ("sys_enter_write", &["sys_enter_write"]),
+    ("sys_enter_writev", &["sys_enter_writev"]),
+    ("sys_enter_sendto", &["sys_enter_sendto"]),
+    ("sys_enter_sendmsg", &["sys_enter_sendmsg"]),
+    ("sys_enter_sendmmsg", &["sys_enter_sendmmsg"]),
+    ("sys_enter_read", &["sys_enter_read"]),
+    ("sys_enter_readv", &["sys_enter_readv"]),
+    ("sys_enter_recvfrom", &["sys_enter_recvfrom"]),
+    ("sys_enter_recvmsg", &["sys_enter_recvmsg"]),
+    ("sys_enter_recvmmsg", &["sys_enter_recvmmsg"]),
+    ("sys_enter_connect", &["sys_enter_connect"]),
+    (
+        "sys_enter_accept",
+        &["sys_enter_accept", "sys_enter_accept4"],
+    ),
+    ("sys_enter_socket", &["sys_enter_socket"]),
+    ("sys_enter_close", &["sys_enter_close"]),
+];
+
+/// Every syscall with an enter program above (but close) returns through the shared `sys_exit`.
+const EXIT_TRACEPOINTS: &[&str] = &[
+    "sys_exit_write",
+    "sys_exit_writev",
+    "sys_exit_sendto",
+    "sys_exit_sendmsg",
+    "sys_exit_sendmmsg",
+    "sys_exit_read",
+    "sys_exit_readv",
+    "sys_exit_recvfrom",
+    "sys_exit_recvmsg",
+    "sys_exit_recvmmsg",
+    "sys_exit_connect",
+    "sys_exit_accept",
+    "sys_exit_accept4",
+    "sys_exit_socket",
+];
+
+/// The loaded, attached programs. Dropping this detaches everything.
+pub struct KernelPrograms {
+    // Owns the programs and their links.
+    _ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub traced: HashMap<MapData, u32, TracedProcess>,
+    pub sockets: HashMap<MapData, SocketKey, SocketState>,
+    pub losses: PerCpuArray<MapData, u64>,
+}
+
+impl KernelPrograms {
+    pub fn load(ring_buffer_bytes: u32, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
+        let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .load(EBPF_OBJECT)
+            .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
+
+        for (program, tracepoints) in ENTER_PROGRAMS {
+            attach(&mut ebpf, program, "syscalls", tracepoints)?;
+        }
+        attach(&mut ebpf, "sys_exit", "syscalls", EXIT_TRACEPOINTS)?;
+        attach(
+            &mut ebpf,
+            "sched_process_fork",
+            "sched",
+            &["sched_process_fork"],
+        )?;
+        attach(
+            &mut ebpf,
+            "sched_process_exit",
+            "sched",
+            &["sched_process_exit"],
+        )?;
+
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| CaptureError::Load(format!("map {name} missing")))
+        };
+        let map_err = |err: aya::maps::MapError| CaptureError::Load(err.to_string());
+        let events = RingBuf::try_from(take("EVENTS")?).map_err(map_err)?;
+        let traced = HashMap::try_from(take("TRACED")?).map_err(map_err)?;
+        let sockets = HashMap::try_from(take("SOCKETS")?).map_err(map_err)?;
+        let losses = PerCpuArray::try_from(take("LOSSES")?).map_err(map_err)?;
+        debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
+        Ok(KernelPrograms {
+            _ebpf: ebpf,
+            events,
+            traced,
+            sockets,
+            losses,
+        })
+    }
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program_name: &str,
+    category: &str,
+    tracepoints: &[&str],
+) -> Result<(), CaptureError> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(program_name)
+        .ok_or_else(|| CaptureError::Load(format!("program {program_name} missing from object")))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| CaptureError::Load(err.to_string()))?;
+    program.load().map_err(|err| CaptureError::Verifier {
+        program: program_name.to_owned(),
+        detail: err.to_string(),
+    })?;
+    for tracepoint in tracepoints.iter().copied() {
+        program
+            .attach(category, tracepoint)
+            .map_err(|err| CaptureError::Attach {
+                tracepoint: format!("{category}/{tracepoint}"),
+                detail: err.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Byte offset of `field` in a tracepoint's record, from its format description.
+fn field_offset(tracefs: &Path, event: &str, field: &str) -> Result<u32, CaptureError> {
+    let path = tracefs.join("events").join(event).join("format");
+    let format = fs::read_to_string(&path)
+        .map_err(|err| CaptureError::Load(format!("reading {}: {err}", path.display())))?;
+    format
+        .lines()
+        .find(|line| {
+            line.split(';').next().is_some_and(|decl| {
+                decl.split_whitespace()
+                    .last()
+                    .is_some_and(|name| name == field)
+            })
+        })
+        .and_then(|line| {
+            line.split(';')
+                .find_map(|part| part.trim().strip_prefix("offset:"))
+        })
+        .and_then(|offset| offset.parse().ok())
+        .ok_or_else(|| CaptureError::Load(format!("no field {field} in {}", path.display())))
+}

@@ -1,0 +1,532 @@
+//! Socket capture: attaches the kernel programs to processes and turns what they report into
+//! ordered, per-connection byte streams with exact gaps.
+//!
+//! ```text
+//! kernel programs --ring buffer--> record (decode) --> ordering (per direction) --> CaptureEvent
+//!                                                  \-> process_sockets (addresses, /proc seeding)
+//! ```
+
+mod endpoint;
+mod kernel;
+mod ordering;
+mod privileges;
+mod process_sockets;
+mod record;
+
+use std::{collections::HashMap, os::fd::AsRawFd, time::Duration};
+
+pub use endpoint::Endpoint;
+pub use ordering::{Chunk, Payload};
+pub use record::RecordError;
+pub use tracer_common::{Direction, LossKind};
+use tracer_common::{OpenRole, SocketKey, SocketState, TracedProcess, maps::USER_CONN_ID_BIT};
+
+use kernel::KernelPrograms;
+use ordering::StreamOrder;
+use process_sockets::{ProcessHandle, SocketFacts};
+use record::KernelRecord;
+
+/// Default ring buffer size: room for a burst of large transfers.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("process {0} does not exist")]
+    NoSuchProcess(u32),
+    #[error(
+        "insufficient privileges: missing {0} (run as root, or grant CAP_BPF, CAP_PERFMON and \
+         CAP_SYS_PTRACE)"
+    )]
+    MissingCapabilities(String),
+    #[error("this kernel cannot run the tracer: {0}")]
+    KernelFeature(&'static str),
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    #[error("the kernel verifier rejected program {program}: {detail}")]
+    Verifier { program: String, detail: String },
+    #[error("attaching tracepoint {tracepoint} failed: {detail}")]
+    Attach { tracepoint: String, detail: String },
+    #[error("updating kernel map {map}: {detail}")]
+    Map { map: &'static str, detail: String },
+    #[error("inspecting process {pid}: {source}")]
+    Inspect { pid: u32, source: std::io::Error },
+    #[error("waiting for kernel records: {0}")]
+    Poll(std::io::Error),
+}
+
+/// How the tracer learned about a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The traced process called connect(): both streams are seen from their first byte.
+    Connected,
+    /// The traced process accepted it: both streams are seen from their first byte.
+    Accepted,
+    /// It was already open when tracing started: the streams are joined mid-flight.
+    OpenBeforeAttach,
+    /// Its data arrived but its open record was lost (counted); joined mid-flight.
+    Unannounced,
+}
+
+impl Origin {
+    /// Whether offset 0 of each direction is the real start of the stream.
+    pub fn sees_stream_start(self) -> bool {
+        matches!(self, Origin::Connected | Origin::Accepted)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Unique for the socket's lifetime, even when its fd number is reused.
+    pub id: u64,
+    pub pid: u32,
+    pub fd: u32,
+    pub origin: Origin,
+    pub local: Option<Endpoint>,
+    pub peer: Option<Endpoint>,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureEvent {
+    Opened(ConnectionInfo),
+    /// The next piece of one direction of a connection, in stream order.
+    Data {
+        conn_id: u64,
+        direction: Direction,
+        chunk: Chunk,
+    },
+    Closed {
+        conn_id: u64,
+        timestamp_ns: u64,
+    },
+    /// A traced process that follows its children started one; it is traced too.
+    ProcessStarted {
+        parent: u32,
+        pid: u32,
+    },
+    ProcessExited {
+        pid: u32,
+        timestamp_ns: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Size of the kernel-to-user ring buffer: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+        }
+    }
+}
+
+/// Everything that was lost, by cause. Nothing is dropped without being counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LossReport {
+    /// Kernel-side counters, summed over CPUs, indexed like [`LossKind::ALL`].
+    pub kernel: [u64; LossKind::ALL.len()],
+    /// Ring buffer records that could not be decoded.
+    pub malformed_records: u64,
+    /// Bytes that never arrived in order and were turned into gaps by userspace.
+    pub missing_bytes: u64,
+}
+
+impl LossReport {
+    pub fn total_kernel(&self) -> u64 {
+        self.kernel.iter().sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total_kernel() == 0 && self.malformed_records == 0 && self.missing_bytes == 0
+    }
+
+    /// `(description, count)` for every non-zero counter.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<_> = LossKind::ALL
+            .iter()
+            .zip(self.kernel)
+            .filter(|(_, count)| *count > 0)
+            .map(|(kind, count)| (kind.name(), count))
+            .collect();
+        if self.malformed_records > 0 {
+            out.push(("malformed ring buffer records", self.malformed_records));
+        }
+        if self.missing_bytes > 0 {
+            out.push(("bytes missing from reordered streams", self.missing_bytes));
+        }
+        out
+    }
+}
+
+struct Connection {
+    /// Per [`Direction`] (egress, ingress).
+    order: [StreamOrder; 2],
+    /// Poll rounds that ended with chunks still held back.
+    stalled_rounds: u32,
+}
+
+/// Attached kernel programs plus the userspace state that orders their output.
+/// Dropping it detaches everything.
+pub struct Capture {
+    kernel: KernelPrograms,
+    processes: HashMap<u32, ProcessHandle>,
+    connections: HashMap<u64, Connection>,
+    next_user_conn_id: u64,
+    /// Events produced outside `poll` (connections found at attach), delivered by the next poll.
+    queued: Vec<CaptureEvent>,
+    malformed_records: u64,
+    missing_bytes_closed: u64,
+}
+
+impl Capture {
+    /// Checks privileges and kernel features, loads and attaches the programs. No process is
+    /// traced until [`Capture::trace_process`].
+    pub fn new(config: &CaptureConfig) -> Result<Capture, CaptureError> {
+        privileges::check_capabilities()?;
+        privileges::check_kernel_features()?;
+        let tracefs = privileges::tracefs_root()?;
+        let kernel = KernelPrograms::load(config.ring_buffer_bytes, tracefs)?;
+        Ok(Capture {
+            kernel,
+            processes: HashMap::new(),
+            connections: HashMap::new(),
+            next_user_conn_id: USER_CONN_ID_BIT | 1,
+            queued: Vec::new(),
+            malformed_records: 0,
+            missing_bytes_closed: 0,
+        })
+    }
+
+    /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
+    /// reported as connections joined mid-flight.
+    pub fn trace_process(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
+        if !process_sockets::process_exists(pid) {
+            return Err(CaptureError::NoSuchProcess(pid));
+        }
+        let handle = ProcessHandle::open(pid).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ESRCH) {
+                CaptureError::NoSuchProcess(pid)
+            } else {
+                CaptureError::Inspect { pid, source }
+            }
+        })?;
+        let settings = TracedProcess {
+            follow_children: u32::from(follow_children),
+            _pad: 0,
+        };
+        self.kernel
+            .traced
+            .insert(pid, settings, 0)
+            .map_err(|err| CaptureError::Map {
+                map: "TRACED",
+                detail: err.to_string(),
+            })?;
+        // Sockets opened from here on are tracked by the kernel; now add those that already were.
+        let fds = handle
+            .socket_fds()
+            .map_err(|source| CaptureError::Inspect { pid, source })?;
+        for fd in fds {
+            if let Some(facts) = handle.inspect_socket(fd) {
+                self.adopt_existing_socket(pid, fd, facts);
+            }
+        }
+        self.processes.insert(pid, handle);
+        Ok(())
+    }
+
+    /// Stops capturing `pid`. Its connections stay known until they close or capture ends.
+    pub fn untrace_process(&mut self, pid: u32) {
+        let _ = self.kernel.traced.remove(&pid);
+        self.processes.remove(&pid);
+    }
+
+    /// Pids currently traced (including followed children), as far as userspace knows.
+    pub fn traced_processes(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.processes.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    fn adopt_existing_socket(&mut self, pid: u32, fd: u32, facts: SocketFacts) {
+        let key = SocketKey { tgid: pid, fd };
+        let conn_id = if facts.is_connection() {
+            self.next_user_conn_id
+        } else {
+            0
+        };
+        let state = SocketState {
+            conn_id,
+            sent: 0,
+            received: 0,
+        };
+        // BPF_NOEXIST: if the kernel already saw this fd being (re)created since the process
+        // became traced, its entry is fresher than what we read.
+        const BPF_NOEXIST: u64 = 1;
+        if self.kernel.sockets.insert(key, state, BPF_NOEXIST).is_err() || conn_id == 0 {
+            return;
+        }
+        self.next_user_conn_id += 1;
+        self.connections.insert(conn_id, Connection::default());
+        self.queued.push(CaptureEvent::Opened(ConnectionInfo {
+            id: conn_id,
+            pid,
+            fd,
+            origin: Origin::OpenBeforeAttach,
+            local: facts.local,
+            peer: facts.peer,
+            timestamp_ns: monotonic_now_ns(),
+        }));
+    }
+
+    /// Waits up to `timeout` for kernel records and hands every resulting event to `sink`.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) -> Result<(), CaptureError> {
+        for event in self.queued.drain(..) {
+            sink(event);
+        }
+        let mut pollfd = libc::pollfd {
+            fd: self.kernel.events.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+        if ready < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(CaptureError::Poll(err));
+            }
+        }
+        self.drain(sink);
+        Ok(())
+    }
+
+    /// Delivers everything the ring buffer holds, then gives up on ranges that stayed missing.
+    fn drain(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
+        let mut ready = Vec::new();
+        let mut forks = Vec::new();
+        while let Some(item) = self.kernel.events.next() {
+            let record = match KernelRecord::parse(&item) {
+                Ok(record) => record,
+                Err(err) => {
+                    log::debug!("malformed ring buffer record: {err}");
+                    self.malformed_records += 1;
+                    continue;
+                }
+            };
+            match record {
+                KernelRecord::Data {
+                    record,
+                    direction,
+                    captured,
+                } => {
+                    let conn_id = record.header.conn_id;
+                    let connection = match self.connections.get_mut(&conn_id) {
+                        Some(connection) => connection,
+                        None => {
+                            // Its open record was lost (and counted); still deliver the data.
+                            sink(CaptureEvent::Opened(ConnectionInfo {
+                                id: conn_id,
+                                pid: record.header.tgid,
+                                fd: record.header.fd,
+                                origin: Origin::Unannounced,
+                                local: None,
+                                peer: None,
+                                timestamp_ns: record.header.timestamp_ns,
+                            }));
+                            self.connections.entry(conn_id).or_default()
+                        }
+                    };
+                    let timestamp_ns = record.header.timestamp_ns;
+                    let mut push = |offset: u64, payload: Payload| {
+                        connection.order[direction as usize].push(
+                            Chunk {
+                                offset,
+                                timestamp_ns,
+                                payload,
+                            },
+                            &mut ready,
+                        );
+                    };
+                    if !captured.is_empty() {
+                        push(record.offset, Payload::Bytes(captured.to_vec()));
+                    }
+                    let gap = u64::from(record.original_len - record.captured_len);
+                    if gap > 0 {
+                        push(
+                            record.offset + u64::from(record.captured_len),
+                            Payload::Gap(gap),
+                        );
+                    }
+                    for chunk in ready.drain(..) {
+                        sink(CaptureEvent::Data {
+                            conn_id,
+                            direction,
+                            chunk,
+                        });
+                    }
+                }
+                KernelRecord::Open { header, role, addr } => {
+                    let facts = self
+                        .processes
+                        .get(&header.tgid)
+                        .and_then(|process| process.inspect_socket(header.fd));
+                    let reported_peer = Endpoint::from_sockaddr(addr);
+                    self.connections
+                        .insert(header.conn_id, Connection::default());
+                    sink(CaptureEvent::Opened(ConnectionInfo {
+                        id: header.conn_id,
+                        pid: header.tgid,
+                        fd: header.fd,
+                        origin: match role {
+                            OpenRole::Connect => Origin::Connected,
+                            OpenRole::Accept => Origin::Accepted,
+                        },
+                        local: facts.as_ref().and_then(|facts| facts.local.clone()),
+                        // What the syscall saw is authoritative; the socket may be gone already.
+                        peer: reported_peer.or_else(|| facts.and_then(|facts| facts.peer)),
+                        timestamp_ns: header.timestamp_ns,
+                    }));
+                }
+                KernelRecord::Close(close) => {
+                    let conn_id = close.header.conn_id;
+                    if let Some(mut connection) = self.connections.remove(&conn_id) {
+                        for (index, order) in connection.order.iter_mut().enumerate() {
+                            order.flush(&mut ready);
+                            self.missing_bytes_closed += order.missing_bytes;
+                            let direction = if index == 0 {
+                                Direction::Egress
+                            } else {
+                                Direction::Ingress
+                            };
+                            for chunk in ready.drain(..) {
+                                sink(CaptureEvent::Data {
+                                    conn_id,
+                                    direction,
+                                    chunk,
+                                });
+                            }
+                        }
+                    }
+                    sink(CaptureEvent::Closed {
+                        conn_id,
+                        timestamp_ns: close.header.timestamp_ns,
+                    });
+                }
+                KernelRecord::ProcessFork(fork) => forks.push((fork.header.tgid, fork.pid)),
+                KernelRecord::ProcessExit(exit) => {
+                    self.processes.remove(&exit.pid);
+                    sink(CaptureEvent::ProcessExited {
+                        pid: exit.pid,
+                        timestamp_ns: exit.header.timestamp_ns,
+                    });
+                }
+            }
+        }
+        self.flush_stalled(sink);
+        for (parent, child) in forks {
+            self.on_fork(parent, child, sink);
+        }
+    }
+
+    /// Chunks held back for two rounds in a row wait for a record that was lost: move on.
+    fn flush_stalled(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
+        let mut ready = Vec::new();
+        for (&conn_id, connection) in &mut self.connections {
+            if !connection.order.iter().any(StreamOrder::has_held) {
+                connection.stalled_rounds = 0;
+                continue;
+            }
+            connection.stalled_rounds += 1;
+            if connection.stalled_rounds < 2 {
+                continue;
+            }
+            connection.stalled_rounds = 0;
+            for (direction, order) in [Direction::Egress, Direction::Ingress]
+                .into_iter()
+                .zip(&mut connection.order)
+            {
+                order.flush(&mut ready);
+                for chunk in ready.drain(..) {
+                    sink(CaptureEvent::Data {
+                        conn_id,
+                        direction,
+                        chunk,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The kernel added a forked task of a traced process. Threads share their process's
+    /// sockets and need no entry of their own; a new process inherits its parent's sockets.
+    fn on_fork(&mut self, parent: u32, child: u32, sink: &mut dyn FnMut(CaptureEvent)) {
+        if process_sockets::thread_group_of(child) != Some(child) {
+            let _ = self.kernel.traced.remove(&child);
+            return;
+        }
+        let Ok(handle) = ProcessHandle::open(child) else {
+            return; // Already gone; its exit record will follow.
+        };
+        if let Ok(fds) = handle.socket_fds() {
+            for fd in fds {
+                if let Some(facts) = handle.inspect_socket(fd) {
+                    self.adopt_existing_socket(child, fd, facts);
+                }
+            }
+        }
+        self.processes.insert(child, handle);
+        sink(CaptureEvent::ProcessStarted { parent, pid: child });
+        for event in self.queued.drain(..) {
+            sink(event);
+        }
+    }
+
+    /// Loss counters so far.
+    pub fn losses(&self) -> LossReport {
+        let mut report = LossReport {
+            malformed_records: self.malformed_records,
+            missing_bytes: self.missing_bytes_closed
+                + self
+                    .connections
+                    .values()
+                    .flat_map(|connection| &connection.order)
+                    .map(|order| order.missing_bytes)
+                    .sum::<u64>(),
+            ..LossReport::default()
+        };
+        for (index, slot) in report.kernel.iter_mut().enumerate() {
+            if let Ok(per_cpu) = self.kernel.losses.get(&(index as u32), 0) {
+                *slot = per_cpu.iter().sum();
+            }
+        }
+        report
+    }
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            order: [StreamOrder::default(), StreamOrder::default()],
+            stalled_rounds: 0,
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_now_ns() -> u64 {
+    // SAFETY: timespec is plain old data; clock_gettime fills it.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}

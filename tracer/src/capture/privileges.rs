@@ -1,0 +1,90 @@
+//! Checks that turn "permission denied" deep inside the BPF loader into an actionable message.
+
+use std::{fs, path::Path};
+
+use super::CaptureError;
+
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process.
+fn effective_capabilities() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Loading programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN, which implies both on
+/// older kernels); reading another process's sockets needs CAP_SYS_PTRACE.
+pub fn check_capabilities() -> Result<(), CaptureError> {
+    let effective = effective_capabilities();
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_SYS_ADMIN) {
+        if !has(CAP_BPF) {
+            missing.push("CAP_BPF");
+        }
+        if !has(CAP_PERFMON) {
+            missing.push("CAP_PERFMON");
+        }
+    }
+    if !has(CAP_SYS_PTRACE) {
+        missing.push("CAP_SYS_PTRACE");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CaptureError::MissingCapabilities(missing.join(", ")))
+    }
+}
+
+/// The kernel must describe itself with BTF and offer BPF ring buffers (Linux 5.8+).
+pub fn check_kernel_features() -> Result<(), CaptureError> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(CaptureError::KernelFeature(
+            "no BTF (/sys/kernel/btf/vmlinux is missing; needs CONFIG_DEBUG_INFO_BTF=y)",
+        ));
+    }
+    match aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
+        Ok(true) => Ok(()),
+        _ => Err(CaptureError::KernelFeature(
+            "no BPF ring buffer support (needs Linux 5.8+)",
+        )),
+    }
+}
+
+/// Where tracepoint descriptions live; mounts tracefs if nobody has.
+pub fn tracefs_root() -> Result<&'static Path, CaptureError> {
+    const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    for root in CANDIDATES {
+        if Path::new(root).join("events/syscalls").is_dir() {
+            return Ok(Path::new(root));
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: plain mount(2) with static NUL-terminated strings.
+    let ret = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret == 0 && Path::new(CANDIDATES[0]).join("events/syscalls").is_dir() {
+        return Ok(Path::new(CANDIDATES[0]));
+    }
+    Err(CaptureError::KernelFeature(
+        "tracefs is not mounted and could not be mounted at /sys/kernel/tracing \
+         (needs CONFIG_FTRACE_SYSCALLS)",
+    ))
+}

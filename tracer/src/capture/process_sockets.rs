@@ -1,0 +1,176 @@
+//! What a traced process's sockets are, learned from outside the kernel programs: through /proc
+//! and by borrowing the socket with `pidfd_getfd(2)` to ask it for its type and addresses.
+//! Used for sockets that were open before attach, and for the local address of new connections.
+
+use std::{
+    fs, io,
+    mem::{size_of, zeroed},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use super::endpoint::Endpoint;
+
+/// A process handle that stays valid (and never points at a recycled pid) while we hold it.
+pub struct ProcessHandle {
+    pub pid: u32,
+    pidfd: OwnedFd,
+}
+
+impl ProcessHandle {
+    pub fn open(pid: u32) -> io::Result<ProcessHandle> {
+        // SAFETY: plain syscall; the returned fd is owned below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pidfd_open returned a new descriptor that nobody else owns.
+        Ok(ProcessHandle {
+            pid,
+            pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
+    }
+
+    /// Describes the process's descriptor `fd` if it is a stream socket we can follow.
+    pub fn inspect_socket(&self, fd: u32) -> Option<SocketFacts> {
+        // SAFETY: plain syscall; the returned fd is owned below.
+        let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.pidfd.as_raw_fd(), fd, 0) };
+        if copy < 0 {
+            return None;
+        }
+        // SAFETY: pidfd_getfd returned a new descriptor that nobody else owns.
+        let socket = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
+        let socket_type = getsockopt_int(&socket, libc::SO_TYPE)?;
+        let domain = getsockopt_int(&socket, libc::SO_DOMAIN)?;
+        if socket_type != libc::SOCK_STREAM
+            || !matches!(domain, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX)
+        {
+            return None;
+        }
+        let local = socket_name(&socket, libc::getsockname);
+        let peer = socket_name(&socket, libc::getpeername);
+        let listening = getsockopt_int(&socket, libc::SO_ACCEPTCONN).unwrap_or(0) != 0;
+        Some(SocketFacts {
+            local,
+            peer,
+            listening,
+        })
+    }
+
+    /// Descriptors of the process that are sockets.
+    pub fn socket_fds(&self) -> io::Result<Vec<u32>> {
+        let mut fds = Vec::new();
+        for entry in fs::read_dir(format!("/proc/{}/fd", self.pid))? {
+            let entry = entry?;
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+            else {
+                continue;
+            };
+            let is_socket = fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:["));
+            if is_socket {
+                fds.push(fd);
+            }
+        }
+        fds.sort_unstable();
+        Ok(fds)
+    }
+}
+
+/// A stream socket of a traced process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketFacts {
+    pub local: Option<Endpoint>,
+    /// `None` until connected (and for listening sockets).
+    pub peer: Option<Endpoint>,
+    pub listening: bool,
+}
+
+impl SocketFacts {
+    pub fn is_connection(&self) -> bool {
+        !self.listening && self.peer.is_some()
+    }
+}
+
+fn getsockopt_int(socket: &OwnedFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len describe a valid int-sized buffer.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    (ret == 0).then_some(value)
+}
+
+type NameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn socket_name(socket: &OwnedFd, name_fn: NameFn) -> Option<Endpoint> {
+    // SAFETY: sockaddr_storage is plain old data; all zeroes is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len describe a valid buffer.
+    let ret = unsafe { name_fn(socket.as_raw_fd(), (&raw mut storage).cast(), &mut len) };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled `len` bytes of `storage`.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&raw const storage).cast::<u8>(),
+            (len as usize).min(size_of::<libc::sockaddr_storage>()),
+        )
+    };
+    Endpoint::from_sockaddr(bytes)
+}
+
+/// The thread-group id of task `pid`, from /proc. `None` if it is gone.
+pub fn thread_group_of(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+pub fn process_exists(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{TcpListener, TcpStream},
+        os::fd::AsRawFd,
+    };
+
+    use super::*;
+
+    #[test]
+    fn inspects_own_tcp_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let me = ProcessHandle::open(std::process::id()).unwrap();
+        let facts = me.inspect_socket(client.as_raw_fd() as u32).unwrap();
+        assert!(facts.is_connection());
+        assert_eq!(
+            facts.peer,
+            Some(Endpoint::Inet(listener.local_addr().unwrap()))
+        );
+        let listening = me.inspect_socket(listener.as_raw_fd() as u32).unwrap();
+        assert!(listening.listening && !listening.is_connection());
+        assert!(
+            me.socket_fds()
+                .unwrap()
+                .contains(&(client.as_raw_fd() as u32))
+        );
+    }
+}

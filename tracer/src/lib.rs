@@ -1,0 +1,2 @@
+//! The tracer's userspace side.
+pub mod capture;

@@ -1,1 +1,5 @@
+//! Shared pieces of the integration tests: the byte patterns workloads send, and a harness that
+//! runs a workload process under the real capture layer and collects what it saw.
 
+pub mod harness;
+pub mod pattern;

@@ -26,6 +26,12 @@ pub struct SocketState {
 /// set, so they never collide with ids the kernel allocates.
 pub const USER_CONN_ID_BIT: u64 = 1 << 63;
 
+/// Loop iterations the kernel side spends on one syscall's transfer. Each either loads an iovec
+/// or message header, or copies one piece of a segment into a record; when they run out, the
+/// rest of the transfer is reported as a gap. A single-buffer transfer therefore keeps at most
+/// `MAX_STEPS_PER_SYSCALL * RECORD_DATA_CAP` bytes.
+pub const MAX_STEPS_PER_SYSCALL: u32 = 96;
+
 /// A process whose sockets are captured. Layout: 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

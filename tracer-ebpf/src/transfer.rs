@@ -6,15 +6,15 @@
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf};
 use tracer_common::{
+    maps::MAX_STEPS_PER_SYSCALL,
     DataRecord, Direction, LossKind, PendingCall, RECORD_DATA_CAP, RecordHeader, RecordKind,
     SocketKey, SyscallOp,
 };
 
 use crate::maps::{DATA_SCRATCH, DataScratch, EVENTS, SOCKETS, count_loss};
 
-/// Loop iterations one syscall may spend: each either loads an iovec/message header or copies
-/// one piece of a segment. Enough for grpcio's many-iovec sendmsg; the rest becomes a gap.
-const MAX_STEPS: u32 = 96;
+/// Enough for grpcio's many-iovec sendmsg; the rest becomes a gap.
+const MAX_STEPS: u32 = MAX_STEPS_PER_SYSCALL;
 /// mmsghdr entries whose lengths are summed for sendmmsg/recvmmsg.
 const MAX_MESSAGES: u64 = 32;
 

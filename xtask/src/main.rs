@@ -1,1 +1,70 @@
-fn main() {}
+//! Project automation. Every command provisions what it needs first (idempotently), so a fresh
+//! clone gets from `git clone` to a working build and test run with no manual step.
+
+mod ebpf_toolchain;
+mod setup;
+mod test;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, test and demo the gRPC tracer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain: nightly rust-src and a bpf-linker built against its LLVM.
+    Setup,
+    /// Build the tracer (release), with its eBPF programs embedded.
+    Build,
+    /// Run every test: unit tests, then the root-only integration tests against the real kernel.
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| build_release()),
+        Task::Test { filter } => setup::run().and_then(|()| test::run(filter.as_deref())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo build --release -p tracer`.
+pub fn build_release() -> Result<()> {
+    cargo(&["build", "--release", "--package", "tracer"])
+}
+
+/// Runs cargo from the workspace root with the given arguments, failing on a non-zero exit.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(env!("CARGO")).args(args).current_dir(workspace_root()))
+}
+
+pub fn run(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().with_context(|| format!("spawning {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}

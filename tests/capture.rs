@@ -1,0 +1,180 @@
+//! The capture layer against the real kernel: a workload process moves known byte patterns with
+//! every hooked syscall, and what the eBPF programs delivered must match them byte for byte.
+//! Needs root; run through `cargo xtask test`.
+
+use integration_tests::{
+    harness::{Observed, Workload, collect_until_exit, field, field_u64, trace_workload},
+    pattern::pattern,
+};
+use tracer::capture::{Capture, CaptureConfig, Direction, Endpoint, Origin};
+use tracer_common::{LossKind, RECORD_DATA_CAP, maps::MAX_STEPS_PER_SYSCALL};
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_socket-workload");
+
+/// Checks one reported stream on both of its ends: the client's egress and the server's ingress
+/// carry the request, the server's egress and the client's ingress the reply.
+fn assert_stream_pair(observed: &Observed, pid: u32, line: &str) -> Vec<(u64, u64)> {
+    let request = pattern(field_u64(line, "seed"), 0, field_u64(line, "len") as usize);
+    let reply = pattern(field_u64(line, "reply_seed"), 0, field_u64(line, "reply_len") as usize);
+    let client = observed.by_fd(pid, field_u64(line, "client_fd") as u32);
+    let server = observed.by_fd(pid, field_u64(line, "server_fd") as u32);
+    assert_eq!(client.info().origin, Origin::Connected, "{line}");
+    assert_eq!(server.info().origin, Origin::Accepted, "{line}");
+    let mut gaps = client.assert_stream(Direction::Egress, &request);
+    gaps.extend(server.assert_stream(Direction::Ingress, &request));
+    gaps.extend(server.assert_stream(Direction::Egress, &reply));
+    gaps.extend(client.assert_stream(Direction::Ingress, &reply));
+    assert!(client.closed && server.closed, "close not seen: {line}");
+    gaps
+}
+
+/// Where the kernel side must cut a single transfer of `len` bytes: it copies at most
+/// `MAX_STEPS_PER_SYSCALL` full records per syscall and reports the rest as one gap.
+fn expected_gap(start: u64, len: u64) -> Option<(u64, u64)> {
+    let budget = (MAX_STEPS_PER_SYSCALL as u64) * RECORD_DATA_CAP as u64;
+    (len > budget).then(|| (start + budget, len - budget))
+}
+
+fn streams_are_byte_exact(transport: &str) {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["streams", transport]);
+    assert_eq!(report.len(), 8, "one line per stream: {report:#?}");
+    for line in &report {
+        let gaps = assert_stream_pair(&observed, pid, line);
+        if field(line, "sender") == "Write" && line.contains("writes=") {
+            // The 1 MiB write: the sender's side is cut exactly where the budget ran out; the
+            // receiver read it in small pieces, so its side is complete.
+            let mut start = 0;
+            let mut expected = Vec::new();
+            for write in field(line, "writes").split(',') {
+                let len: u64 = write.parse().unwrap();
+                expected.extend(expected_gap(start, len));
+                start += len;
+            }
+            assert!(!expected.is_empty(), "the big write fit in the budget: {line}");
+            assert_eq!(gaps, expected, "{line}");
+        } else {
+            assert!(gaps.is_empty(), "unexpected gaps {gaps:?} in {line}");
+        }
+    }
+    let losses = &observed.losses;
+    assert!(losses.kernel[LossKind::TransferTooLarge as usize] >= 1, "{losses:?}");
+    for kind in LossKind::ALL {
+        if kind != LossKind::TransferTooLarge {
+            assert_eq!(losses.kernel[kind as usize], 0, "{}: {losses:?}", kind.name());
+        }
+    }
+    assert_eq!((losses.malformed_records, losses.missing_bytes), (0, 0));
+}
+
+#[test]
+fn tcp_ipv4_streams_are_byte_exact() {
+    streams_are_byte_exact("tcp4");
+}
+
+#[test]
+fn tcp_ipv6_streams_are_byte_exact() {
+    streams_are_byte_exact("tcp6");
+}
+
+#[test]
+fn unix_streams_are_byte_exact() {
+    streams_are_byte_exact("unix");
+}
+
+#[test]
+fn endpoints_are_resolved() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["reuse", "tcp6"]);
+    assert_eq!(report.len(), 2);
+    for conn in observed.of_pid(pid) {
+        let (Some(Endpoint::Inet(local)), Some(Endpoint::Inet(peer))) =
+            (&conn.info().local, &conn.info().peer)
+        else {
+            panic!("addresses missing: {:?}", conn.info());
+        };
+        assert!(local.ip().is_loopback() && peer.ip().is_loopback() && local.is_ipv6());
+    }
+    // The two ends of each connection see each other's addresses (fds are reused between the
+    // rounds, so pair them by round: the first two connections are the first round's).
+    let connections = observed.of_pid(pid);
+    for round in connections.chunks(2) {
+        let client = round.iter().find(|conn| conn.info().origin == Origin::Connected).unwrap();
+        let server = round.iter().find(|conn| conn.info().origin == Origin::Accepted).unwrap();
+        assert_eq!(client.info().local, server.info().peer);
+        assert_eq!(client.info().peer, server.info().local);
+    }
+}
+
+#[test]
+fn reused_fd_gets_a_new_connection_id() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["reuse", "unix"]);
+    assert_eq!(report.len(), 2, "{report:?}");
+    let connections = observed.of_pid(pid);
+    assert_eq!(connections.len(), 4, "two rounds of client+server: {connections:#?}");
+    let (first, second) = (&report[0], &report[1]);
+    assert_eq!(field(first, "client_fd"), field(second, "client_fd"), "fd was not reused");
+    let fd = field_u64(first, "client_fd") as u32;
+    let ids: Vec<u64> = connections
+        .iter()
+        .filter(|conn| conn.info().fd == fd)
+        .map(|conn| conn.info().id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    // Each round's streams belong to their own connection.
+    for (round, conn) in connections.iter().filter(|conn| conn.info().fd == fd).enumerate() {
+        let seed = field_u64(&report[round], "seed");
+        conn.assert_stream(Direction::Egress, &pattern(seed, 0, 5000));
+        assert!(conn.closed);
+    }
+}
+
+#[test]
+fn socket_opened_before_attach_is_picked_up() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["preopened", "tcp4"]);
+    let line = &report[0];
+    let request = pattern(field_u64(line, "seed"), 0, field_u64(line, "len") as usize);
+    let client = observed.by_fd(pid, field_u64(line, "client_fd") as u32);
+    let server = observed.by_fd(pid, field_u64(line, "server_fd") as u32);
+    for conn in [client, server] {
+        assert_eq!(conn.info().origin, Origin::OpenBeforeAttach);
+        assert!(conn.info().peer.is_some() && conn.info().local.is_some(), "{:?}", conn.info());
+    }
+    // Everything moved after attach is captured, from the first byte.
+    client.assert_stream(Direction::Egress, &request);
+    server.assert_stream(Direction::Ingress, &request);
+}
+
+#[test]
+fn only_traced_process_sockets_are_captured() {
+    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
+    let mut traced = Workload::start(WORKLOAD, &["files"]);
+    let mut untraced = Workload::start(WORKLOAD, &["streams", "tcp4"]);
+    capture.trace_process(traced.pid(), false).expect("trace");
+    untraced.go();
+    traced.go();
+    let (observed, report) = collect_until_exit(&mut capture, &mut traced);
+    assert_eq!(untraced.report().len(), 8);
+    assert!(untraced.child.wait().unwrap().success());
+
+    assert!(
+        observed.connections.values().all(|conn| conn.info().pid == traced.pid()),
+        "captured a process that was not traced"
+    );
+    // The file and the pipe are invisible: the only traffic is the one TCP exchange.
+    assert_eq!(report.len(), 1);
+    assert_eq!(observed.connections.len(), 2);
+    assert_stream_pair(&observed, traced.pid(), &report[0]);
+    let total: u64 = observed
+        .connections
+        .values()
+        .flat_map(|conn| [conn.contiguous_len(Direction::Egress), conn.contiguous_len(Direction::Ingress)])
+        .sum();
+    assert_eq!(total, 2 * (3000 + 1000));
+}
+
+#[test]
+fn missing_process_is_a_clear_error() {
+    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
+    let err = capture.trace_process(u32::MAX - 1, false).unwrap_err();
+    assert_eq!(err.to_string(), format!("process {} does not exist", u32::MAX - 1));
+}

@@ -1,0 +1,25 @@
+//! `cargo xtask test`: unit tests (no privileges), a fuzz-corpus replay, then the integration
+//! tests that load the real eBPF programs and need root.
+
+use anyhow::{Result, bail};
+
+pub fn run(filter: Option<&str>) -> Result<()> {
+    let mut unit = vec!["test", "--workspace", "--exclude", "integration-tests"];
+    unit.extend(filter);
+    crate::cargo(&unit)?;
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    crate::build_release()?;
+    // They share kernel state (tracepoints, traced processes): one at a time.
+    let mut integration = vec!["test", "--package", "integration-tests"];
+    integration.extend(filter);
+    integration.extend(["--", "--test-threads=1"]);
+    crate::cargo(&integration)
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}

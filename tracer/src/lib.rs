@@ -1,2 +1,3 @@
 //! The tracer's userspace side.
 pub mod capture;
+pub mod hpack;

@@ -1,0 +1,421 @@
+//! Header block decoding (RFC 7541 §6).
+
+use std::sync::Arc;
+
+use super::{
+    huffman::{self, HuffmanError},
+    integer, static_table,
+    table::{DynamicTable, ENTRY_OVERHEAD, Entry, Lookup},
+};
+
+/// Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Known(Arc<[u8]>),
+    /// The name is not on the allowlist: only the value's length was kept.
+    Redacted { len: usize },
+    /// The field referenced a table entry from before we were watching.
+    Unknown,
+}
+
+impl FieldValue {
+    fn len(&self) -> usize {
+        match self {
+            FieldValue::Known(bytes) => bytes.len(),
+            FieldValue::Redacted { len } => *len,
+            FieldValue::Unknown => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    /// `None` when the name came from a table entry from before we were watching.
+    pub name: Option<Arc<[u8]>>,
+    pub value: FieldValue,
+}
+
+impl HeaderField {
+    pub fn name_is(&self, name: &str) -> bool {
+        self.name.as_deref() == Some(name.as_bytes())
+    }
+
+    /// The value as text, if it was kept and is UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        match &self.value {
+            FieldValue::Known(bytes) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("header block ends in the middle of a field")]
+    Truncated,
+    #[error("integer too large")]
+    IntegerOverflow,
+    #[error("index 0 or past the end of the table")]
+    InvalidIndex,
+    #[error("dynamic table size update above the allowed maximum")]
+    TableSizeTooLarge,
+    #[error(transparent)]
+    Huffman(#[from] HuffmanError),
+}
+
+/// Decodes the header blocks one endpoint's encoder produced, in order.
+pub struct Decoder {
+    table: DynamicTable,
+    /// The SETTINGS_HEADER_TABLE_SIZE the peer allows: the ceiling for size updates.
+    protocol_max: usize,
+    /// Whether a header name's value may be kept.
+    retain: fn(&[u8]) -> bool,
+    /// Fields whose name or value came from before we were watching.
+    pub unknown_references: u64,
+}
+
+impl Decoder {
+    /// For a connection seen from its first byte.
+    pub fn new(retain: fn(&[u8]) -> bool) -> Decoder {
+        Decoder::with_history(retain, true)
+    }
+
+    /// For a connection joined mid-flight: entries inserted before now are unknown.
+    pub fn joined_late(retain: fn(&[u8]) -> bool) -> Decoder {
+        Decoder::with_history(retain, false)
+    }
+
+    fn with_history(retain: fn(&[u8]) -> bool, history_complete: bool) -> Decoder {
+        Decoder {
+            table: DynamicTable::new(DEFAULT_TABLE_SIZE, history_complete),
+            protocol_max: DEFAULT_TABLE_SIZE,
+            retain,
+            unknown_references: 0,
+        }
+    }
+
+    /// A header block was lost: the entries it inserted shifted every index we knew.
+    pub fn lose_sync(&mut self) {
+        self.table.forget_history();
+    }
+
+    pub fn history_complete(&self) -> bool {
+        self.table.history_complete()
+    }
+
+    /// The decoding endpoint announced SETTINGS_HEADER_TABLE_SIZE.
+    pub fn set_protocol_max(&mut self, max: usize) {
+        self.protocol_max = max;
+        if self.table.max_size() > max {
+            self.table.set_max_size(max);
+        }
+    }
+
+    /// Current table size and entry count, for tests and diagnostics.
+    pub fn table_usage(&self) -> (usize, usize) {
+        (self.table.size(), self.table.len())
+    }
+
+    /// Decodes one complete header block (HEADERS plus CONTINUATIONs, joined). On error the
+    /// table may be half-updated, so the history is forgotten.
+    pub fn decode(&mut self, block: &[u8]) -> Result<Vec<HeaderField>, DecodeError> {
+        let result = self.decode_fields(block);
+        if result.is_err() {
+            self.lose_sync();
+        }
+        result
+    }
+
+    fn decode_fields(&mut self, mut input: &[u8]) -> Result<Vec<HeaderField>, DecodeError> {
+        let mut fields = Vec::new();
+        while let Some(&first) = input.first() {
+            let consumed = if first & 0x80 != 0 {
+                // §6.1 Indexed Header Field.
+                let (index, used) = integer::decode(input, 7)?;
+                fields.push(self.indexed(index)?);
+                used
+            } else if first & 0xc0 == 0x40 {
+                // §6.2.1 Literal with Incremental Indexing.
+                let (field, used) = self.literal(input, 6)?;
+                self.table.insert(Entry {
+                    size: field.name.as_ref().map_or(0, |name| name.len())
+                        + field.value.len()
+                        + ENTRY_OVERHEAD,
+                    name: field.name.clone(),
+                    value: field.value.clone(),
+                });
+                fields.push(field);
+                used
+            } else if first & 0xe0 == 0x20 {
+                // §6.3 Dynamic Table Size Update.
+                let (size, used) = integer::decode(input, 5)?;
+                if size > self.protocol_max {
+                    return Err(DecodeError::TableSizeTooLarge);
+                }
+                self.table.set_max_size(size);
+                used
+            } else {
+                // §6.2.2 without indexing / §6.2.3 never indexed: same shape, 4-bit prefix.
+                let (field, used) = self.literal(input, 4)?;
+                fields.push(field);
+                used
+            };
+            input = &input[consumed..];
+        }
+        Ok(fields)
+    }
+
+    fn indexed(&mut self, index: usize) -> Result<HeaderField, DecodeError> {
+        match index {
+            0 => Err(DecodeError::InvalidIndex),
+            1..=static_table::LEN => {
+                let (name, value) = static_table::ENTRIES[index - 1];
+                Ok(HeaderField {
+                    name: Some(Arc::from(name.as_bytes())),
+                    value: self.keep(Some(name.as_bytes()), value.as_bytes()),
+                })
+            }
+            _ => match self.table.get(index - static_table::LEN - 1) {
+                Lookup::Found(entry) => {
+                    if entry.name.is_none() {
+                        self.unknown_references += 1;
+                    }
+                    Ok(HeaderField { name: entry.name.clone(), value: entry.value.clone() })
+                }
+                Lookup::Unknown => {
+                    self.unknown_references += 1;
+                    Ok(HeaderField { name: None, value: FieldValue::Unknown })
+                }
+                Lookup::Invalid => Err(DecodeError::InvalidIndex),
+            },
+        }
+    }
+
+    /// A literal field whose name index has `prefix_bits` bits (0 = the name follows).
+    fn literal(&mut self, input: &[u8], prefix_bits: u8) -> Result<(HeaderField, usize), DecodeError> {
+        let (name_index, mut used) = integer::decode(input, prefix_bits)?;
+        let name: Option<Arc<[u8]>> = if name_index == 0 {
+            let (name, name_used) = string(&input[used..])?;
+            used += name_used;
+            Some(Arc::from(name))
+        } else {
+            self.indexed(name_index)?.name
+        };
+        let (value, value_used) = string(&input[used..])?;
+        used += value_used;
+        let value = self.keep(name.as_deref(), &value);
+        Ok((HeaderField { name, value }, used))
+    }
+
+    /// Keeps a value only if its (known) name is allowlisted.
+    fn keep(&self, name: Option<&[u8]>, value: &[u8]) -> FieldValue {
+        match name {
+            Some(name) if (self.retain)(name) => FieldValue::Known(Arc::from(value)),
+            _ => FieldValue::Redacted { len: value.len() },
+        }
+    }
+}
+
+/// A string literal (§5.2): returns its decoded bytes and the bytes consumed.
+fn string(input: &[u8]) -> Result<(Vec<u8>, usize), DecodeError> {
+    let huffman_coded = input.first().ok_or(DecodeError::Truncated)? & 0x80 != 0;
+    let (len, used) = integer::decode(input, 7)?;
+    let raw = input.get(used..used + len).ok_or(DecodeError::Truncated)?;
+    let bytes = if huffman_coded { huffman::decode(raw)? } else { raw.to_vec() };
+    Ok((bytes, used + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep_all(_: &[u8]) -> bool {
+        true
+    }
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    fn pairs(fields: &[HeaderField]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|field| {
+                let name = field.name.as_deref().map_or("?".into(), |n| String::from_utf8_lossy(n).into_owned());
+                let value = match &field.value {
+                    FieldValue::Known(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    FieldValue::Redacted { len } => format!("<{len} bytes>"),
+                    FieldValue::Unknown => "?".into(),
+                };
+                (name, value)
+            })
+            .collect()
+    }
+
+    fn expect(fields: &[HeaderField], expected: &[(&str, &str)]) {
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        assert_eq!(pairs(fields), expected);
+    }
+
+    const REQUEST_1: &[(&str, &str)] =
+        &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")];
+    const REQUEST_2: &[(&str, &str)] = &[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "www.example.com"),
+        ("cache-control", "no-cache"),
+    ];
+    const REQUEST_3: &[(&str, &str)] = &[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":path", "/index.html"),
+        (":authority", "www.example.com"),
+        ("custom-key", "custom-value"),
+    ];
+
+    /// RFC 7541 C.3 (plain) and C.4 (Huffman): three requests sharing one table.
+    #[test]
+    fn rfc_7541_request_examples() {
+        for blocks in [
+            [
+                "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+                "8286 84be 5808 6e6f 2d63 6163 6865",
+                "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+            ],
+            [
+                "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+                "8286 84be 5886 a8eb 1064 9cbf",
+                "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+            ],
+        ] {
+            let mut decoder = Decoder::new(keep_all);
+            expect(&decoder.decode(&unhex(blocks[0])).unwrap(), REQUEST_1);
+            assert_eq!(decoder.table_usage(), (57, 1));
+            expect(&decoder.decode(&unhex(blocks[1])).unwrap(), REQUEST_2);
+            assert_eq!(decoder.table_usage(), (110, 2));
+            expect(&decoder.decode(&unhex(blocks[2])).unwrap(), REQUEST_3);
+            assert_eq!(decoder.table_usage(), (164, 3));
+        }
+    }
+
+    /// RFC 7541 C.5 (plain) and C.6 (Huffman): responses with a 256-byte table, so entries
+    /// are evicted.
+    #[test]
+    fn rfc_7541_response_examples_with_eviction() {
+        let response_1 = [
+            (":status", "302"),
+            ("cache-control", "private"),
+            ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+            ("location", "https://www.example.com"),
+        ];
+        let mut response_2 = response_1;
+        response_2[0].1 = "307";
+        let response_3 = [
+            (":status", "200"),
+            ("cache-control", "private"),
+            ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
+            ("location", "https://www.example.com"),
+            ("content-encoding", "gzip"),
+            ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+        ];
+        for blocks in [
+            [
+                "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 \
+                 2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70 \
+                 6c65 2e63 6f6d",
+                "4803 3330 37c1 c0bf",
+                "88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3220 474d \
+                 54c0 5a04 677a 6970 7738 666f 6f3d 4153 444a 4b48 514b 425a 584f 5157 454f 5049 \
+                 5541 5851 5745 4f49 553b 206d 6178 2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e \
+                 3d31",
+            ],
+            [
+                "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 \
+                 2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+                "4883 640e ffc1 c0bf",
+                "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab \
+                 77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f \
+                 9587 3160 65c0 03ed 4ee5 b106 3d50 07",
+            ],
+        ] {
+            let mut decoder = Decoder::new(keep_all);
+            decoder.set_protocol_max(256);
+            expect(&decoder.decode(&unhex(blocks[0])).unwrap(), &response_1);
+            assert_eq!(decoder.table_usage(), (222, 4));
+            expect(&decoder.decode(&unhex(blocks[1])).unwrap(), &response_2);
+            assert_eq!(decoder.table_usage(), (222, 4));
+            expect(&decoder.decode(&unhex(blocks[2])).unwrap(), &response_3);
+            assert_eq!(decoder.table_usage(), (215, 3));
+        }
+    }
+
+    #[test]
+    fn values_of_names_off_the_allowlist_are_redacted() {
+        fn only_path(name: &[u8]) -> bool {
+            name == b":path"
+        }
+        let mut decoder = Decoder::new(only_path);
+        // C.3.3: custom-key: custom-value is inserted, but only its length is kept.
+        decoder.decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
+        decoder.decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865")).unwrap();
+        let fields = decoder
+            .decode(&unhex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"))
+            .unwrap();
+        expect(
+            &fields,
+            &[
+                (":method", "<3 bytes>"),
+                (":scheme", "<5 bytes>"),
+                (":path", "/index.html"),
+                (":authority", "<15 bytes>"),
+                ("custom-key", "<12 bytes>"),
+            ],
+        );
+        // Sizes still follow the real lengths, so eviction stays exact.
+        assert_eq!(decoder.table_usage(), (164, 3));
+    }
+
+    #[test]
+    fn late_join_resolves_new_entries_and_marks_old_ones_unknown() {
+        let mut decoder = Decoder::joined_late(keep_all);
+        // C.3.2 references dynamic index 62 (":authority: www.example.com", inserted by C.3.1,
+        // which we "missed"), then inserts cache-control.
+        let fields = decoder.decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865")).unwrap();
+        expect(
+            &fields,
+            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("?", "?"), ("cache-control", "no-cache")],
+        );
+        assert_eq!(decoder.unknown_references, 1);
+        // C.3.3: index 63 is now the unseen entry, 62 the cache-control we saw inserted...
+        let fields = decoder
+            .decode(&unhex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"))
+            .unwrap();
+        expect(
+            &fields,
+            &[(":method", "GET"), (":scheme", "https"), (":path", "/index.html"), ("?", "?"), ("custom-key", "custom-value")],
+        );
+        // ...and a reference to the newest entries resolves exactly.
+        expect(&decoder.decode(&[0xbe, 0xbf]).unwrap(), &[("custom-key", "custom-value"), ("cache-control", "no-cache")]);
+    }
+
+    #[test]
+    fn corrupt_blocks_are_errors_and_reset_the_table() {
+        let mut decoder = Decoder::new(keep_all);
+        decoder.decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
+        assert_eq!(decoder.decode(&[0x80]), Err(DecodeError::InvalidIndex));
+        // The history is gone: the old entry's index now resolves to unknown, not an error.
+        assert!(!decoder.history_complete());
+        assert_eq!(decoder.decode(&[0xbe]).unwrap()[0].value, FieldValue::Unknown);
+        assert_eq!(Decoder::new(keep_all).decode(&[0xbe]), Err(DecodeError::InvalidIndex));
+        assert_eq!(Decoder::new(keep_all).decode(&[0x44, 0x05, b'a']), Err(DecodeError::Truncated));
+        assert_eq!(Decoder::new(keep_all).decode(&[0x3f, 0xe2, 0x1f]), Err(DecodeError::TableSizeTooLarge));
+    }
+}

@@ -1,0 +1,19 @@
+//! HPACK header decompression (RFC 7541), built for a passive observer.
+//!
+//! Two things differ from an endpoint's decoder:
+//! - **Late join.** When the tracer attaches to a connection mid-flight, the dynamic table's
+//!   older entries were inserted before it was watching. Indices count from the newest entry
+//!   (§2.3.3), so every entry inserted *after* attach resolves exactly; references past them
+//!   resolve to [`FieldValue::Unknown`] instead of failing the whole block.
+//! - **Privacy.** Only the values of allowlisted header names are kept, even inside the dynamic
+//!   table; every other value is reduced to its length the moment it is decoded.
+
+mod decoder;
+mod huffman;
+mod huffman_code;
+mod integer;
+mod static_table;
+mod table;
+
+pub use decoder::{DecodeError, Decoder, FieldValue, HeaderField};
+pub use huffman::{HuffmanError, decode as huffman_decode};

@@ -1,0 +1,103 @@
+//! The dynamic table (RFC 7541 §2.3.2, §4), with room for a history we did not see.
+
+use std::{collections::VecDeque, sync::Arc};
+
+use super::decoder::FieldValue;
+
+/// Per-entry overhead counted in the table size (§4.1).
+pub const ENTRY_OVERHEAD: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// `None` when the name came from an entry that was inserted before we were watching.
+    pub name: Option<Arc<[u8]>>,
+    pub value: FieldValue,
+    /// §4.1 size. For an unknown name this is a lower bound; sizes only bound our memory, they
+    /// never decide what an index resolves to (see [`DynamicTable::get`]).
+    pub size: usize,
+}
+
+pub enum Lookup<'a> {
+    Found(&'a Entry),
+    /// Inserted before we started watching (or after a lost header block).
+    Unknown,
+    /// Past the end of a table whose whole history we saw: a corrupt reference.
+    Invalid,
+}
+
+#[derive(Debug)]
+pub struct DynamicTable {
+    /// Newest first, matching the index order.
+    entries: VecDeque<Entry>,
+    size: usize,
+    max_size: usize,
+    /// Whether every entry ever inserted was seen. If not, older unseen entries may sit behind
+    /// the ones we know.
+    history_complete: bool,
+}
+
+impl DynamicTable {
+    pub fn new(max_size: usize, history_complete: bool) -> DynamicTable {
+        DynamicTable { entries: VecDeque::new(), size: 0, max_size, history_complete }
+    }
+
+    /// Entry `index` counted from the newest (0-based). Entries we know are exactly the newest
+    /// ones, in order, so a known index is exact whatever came before attach.
+    pub fn get(&self, index: usize) -> Lookup<'_> {
+        match self.entries.get(index) {
+            Some(entry) => Lookup::Found(entry),
+            None if self.history_complete => Lookup::Invalid,
+            None => Lookup::Unknown,
+        }
+    }
+
+    pub fn insert(&mut self, entry: Entry) {
+        // §4.4: an entry larger than the table empties it and is not added.
+        if entry.size > self.max_size {
+            self.entries.clear();
+            self.size = 0;
+            return;
+        }
+        self.evict_to(self.max_size - entry.size);
+        self.size += entry.size;
+        self.entries.push_front(entry);
+    }
+
+    /// §4.3: a new maximum evicts entries until the table fits.
+    pub fn set_max_size(&mut self, max_size: usize) {
+        self.max_size = max_size;
+        self.evict_to(max_size);
+    }
+
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Forgets everything: what we knew may now sit at other indices.
+    pub fn forget_history(&mut self) {
+        self.entries.clear();
+        self.size = 0;
+        self.history_complete = false;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn history_complete(&self) -> bool {
+        self.history_complete
+    }
+
+    fn evict_to(&mut self, limit: usize) {
+        while self.size > limit {
+            let Some(oldest) = self.entries.pop_back() else {
+                break;
+            };
+            self.size -= oldest.size;
+        }
+    }
+}

@@ -15,7 +15,11 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_socket-workload");
 /// carry the request, the server's egress and the client's ingress the reply.
 fn assert_stream_pair(observed: &Observed, pid: u32, line: &str) -> Vec<(u64, u64)> {
     let request = pattern(field_u64(line, "seed"), 0, field_u64(line, "len") as usize);
-    let reply = pattern(field_u64(line, "reply_seed"), 0, field_u64(line, "reply_len") as usize);
+    let reply = pattern(
+        field_u64(line, "reply_seed"),
+        0,
+        field_u64(line, "reply_len") as usize,
+    );
     let client = observed.by_fd(pid, field_u64(line, "client_fd") as u32);
     let server = observed.by_fd(pid, field_u64(line, "server_fd") as u32);
     assert_eq!(client.info().origin, Origin::Connected, "{line}");
@@ -50,17 +54,28 @@ fn streams_are_byte_exact(transport: &str) {
                 expected.extend(expected_gap(start, len));
                 start += len;
             }
-            assert!(!expected.is_empty(), "the big write fit in the budget: {line}");
+            assert!(
+                !expected.is_empty(),
+                "the big write fit in the budget: {line}"
+            );
             assert_eq!(gaps, expected, "{line}");
         } else {
             assert!(gaps.is_empty(), "unexpected gaps {gaps:?} in {line}");
         }
     }
     let losses = &observed.losses;
-    assert!(losses.kernel[LossKind::TransferTooLarge as usize] >= 1, "{losses:?}");
+    assert!(
+        losses.kernel[LossKind::TransferTooLarge as usize] >= 1,
+        "{losses:?}"
+    );
     for kind in LossKind::ALL {
         if kind != LossKind::TransferTooLarge {
-            assert_eq!(losses.kernel[kind as usize], 0, "{}: {losses:?}", kind.name());
+            assert_eq!(
+                losses.kernel[kind as usize],
+                0,
+                "{}: {losses:?}",
+                kind.name()
+            );
         }
     }
     assert_eq!((losses.malformed_records, losses.missing_bytes), (0, 0));
@@ -97,8 +112,14 @@ fn endpoints_are_resolved() {
     // rounds, so pair them by round: the first two connections are the first round's).
     let connections = observed.of_pid(pid);
     for round in connections.chunks(2) {
-        let client = round.iter().find(|conn| conn.info().origin == Origin::Connected).unwrap();
-        let server = round.iter().find(|conn| conn.info().origin == Origin::Accepted).unwrap();
+        let client = round
+            .iter()
+            .find(|conn| conn.info().origin == Origin::Connected)
+            .unwrap();
+        let server = round
+            .iter()
+            .find(|conn| conn.info().origin == Origin::Accepted)
+            .unwrap();
         assert_eq!(client.info().local, server.info().peer);
         assert_eq!(client.info().peer, server.info().local);
     }
@@ -109,9 +130,17 @@ fn reused_fd_gets_a_new_connection_id() {
     let (observed, report, pid) = trace_workload(WORKLOAD, &["reuse", "unix"]);
     assert_eq!(report.len(), 2, "{report:?}");
     let connections = observed.of_pid(pid);
-    assert_eq!(connections.len(), 4, "two rounds of client+server: {connections:#?}");
+    assert_eq!(
+        connections.len(),
+        4,
+        "two rounds of client+server: {connections:#?}"
+    );
     let (first, second) = (&report[0], &report[1]);
-    assert_eq!(field(first, "client_fd"), field(second, "client_fd"), "fd was not reused");
+    assert_eq!(
+        field(first, "client_fd"),
+        field(second, "client_fd"),
+        "fd was not reused"
+    );
     let fd = field_u64(first, "client_fd") as u32;
     let ids: Vec<u64> = connections
         .iter()
@@ -121,7 +150,11 @@ fn reused_fd_gets_a_new_connection_id() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
     // Each round's streams belong to their own connection.
-    for (round, conn) in connections.iter().filter(|conn| conn.info().fd == fd).enumerate() {
+    for (round, conn) in connections
+        .iter()
+        .filter(|conn| conn.info().fd == fd)
+        .enumerate()
+    {
         let seed = field_u64(&report[round], "seed");
         conn.assert_stream(Direction::Egress, &pattern(seed, 0, 5000));
         assert!(conn.closed);
@@ -137,7 +170,11 @@ fn socket_opened_before_attach_is_picked_up() {
     let server = observed.by_fd(pid, field_u64(line, "server_fd") as u32);
     for conn in [client, server] {
         assert_eq!(conn.info().origin, Origin::OpenBeforeAttach);
-        assert!(conn.info().peer.is_some() && conn.info().local.is_some(), "{:?}", conn.info());
+        assert!(
+            conn.info().peer.is_some() && conn.info().local.is_some(),
+            "{:?}",
+            conn.info()
+        );
     }
     // Everything moved after attach is captured, from the first byte.
     client.assert_stream(Direction::Egress, &request);
@@ -157,7 +194,10 @@ fn only_traced_process_sockets_are_captured() {
     assert!(untraced.child.wait().unwrap().success());
 
     assert!(
-        observed.connections.values().all(|conn| conn.info().pid == traced.pid()),
+        observed
+            .connections
+            .values()
+            .all(|conn| conn.info().pid == traced.pid()),
         "captured a process that was not traced"
     );
     // The file and the pipe are invisible: the only traffic is the one TCP exchange.
@@ -167,7 +207,12 @@ fn only_traced_process_sockets_are_captured() {
     let total: u64 = observed
         .connections
         .values()
-        .flat_map(|conn| [conn.contiguous_len(Direction::Egress), conn.contiguous_len(Direction::Ingress)])
+        .flat_map(|conn| {
+            [
+                conn.contiguous_len(Direction::Egress),
+                conn.contiguous_len(Direction::Ingress),
+            ]
+        })
         .sum();
     assert_eq!(total, 2 * (3000 + 1000));
 }
@@ -176,5 +221,8 @@ fn only_traced_process_sockets_are_captured() {
 fn missing_process_is_a_clear_error() {
     let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
     let err = capture.trace_process(u32::MAX - 1, false).unwrap_err();
-    assert_eq!(err.to_string(), format!("process {} does not exist", u32::MAX - 1));
+    assert_eq!(
+        err.to_string(),
+        format!("process {} does not exist", u32::MAX - 1)
+    );
 }

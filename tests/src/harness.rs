@@ -41,9 +41,15 @@ impl Workload {
                 }
             }
         });
-        let ready = lines.recv_timeout(Duration::from_secs(30)).expect("workload printed nothing");
+        let ready = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("workload printed nothing");
         assert_eq!(ready, "ready", "workload {args:?} did not start");
-        Workload { child, stdin, lines }
+        Workload {
+            child,
+            stdin,
+            lines,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -59,9 +65,12 @@ impl Workload {
     pub fn report(&mut self) -> Vec<String> {
         let mut report = Vec::new();
         loop {
-            let line = self.lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-                panic!("workload ended without `done`; report so far: {report:?}")
-            });
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("workload ended without `done`; report so far: {report:?}")
+                });
             if line == "done" {
                 return report;
             }
@@ -94,9 +103,11 @@ impl ObservedConnection {
         let mut next = 0;
         for chunk in self.chunks(direction) {
             assert_eq!(
-                chunk.offset, next,
+                chunk.offset,
+                next,
                 "conn {:#x} {direction:?}: chunk at {} but stream was at {next}",
-                self.info().id, chunk.offset
+                self.info().id,
+                chunk.offset
             );
             next += chunk.payload.len();
         }
@@ -107,7 +118,12 @@ impl ObservedConnection {
     /// and returns the gaps as `(offset, len)`.
     pub fn assert_stream(&self, direction: Direction, expected: &[u8]) -> Vec<(u64, u64)> {
         let len = self.contiguous_len(direction);
-        assert_eq!(len, expected.len() as u64, "conn {:#x} {direction:?}: stream length", self.info().id);
+        assert_eq!(
+            len,
+            expected.len() as u64,
+            "conn {:#x} {direction:?}: stream length",
+            self.info().id
+        );
         let mut gaps = Vec::new();
         for chunk in self.chunks(direction) {
             let start = chunk.offset as usize;
@@ -135,17 +151,27 @@ pub struct Observed {
 impl Observed {
     /// Connections of `pid`, in the order they were announced.
     pub fn of_pid(&self, pid: u32) -> Vec<&ObservedConnection> {
-        let mut connections: Vec<_> =
-            self.connections.values().filter(|conn| conn.info().pid == pid).collect();
+        let mut connections: Vec<_> = self
+            .connections
+            .values()
+            .filter(|conn| conn.info().pid == pid)
+            .collect();
         connections.sort_by_key(|conn| conn.info().timestamp_ns);
         connections
     }
 
     /// The connection of `pid` on `fd` (the workloads keep them open, so fds are unique).
     pub fn by_fd(&self, pid: u32, fd: u32) -> &ObservedConnection {
-        let matching: Vec<_> =
-            self.of_pid(pid).into_iter().filter(|conn| conn.info().fd == fd).collect();
-        assert_eq!(matching.len(), 1, "expected one connection on pid {pid} fd {fd}: {matching:#?}");
+        let matching: Vec<_> = self
+            .of_pid(pid)
+            .into_iter()
+            .filter(|conn| conn.info().fd == fd)
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "expected one connection on pid {pid} fd {fd}: {matching:#?}"
+        );
         matching[0]
     }
 
@@ -153,11 +179,22 @@ impl Observed {
         match event {
             CaptureEvent::Opened(info) => {
                 let conn = self.connections.entry(info.id).or_default();
-                assert!(conn.info.is_none(), "connection {:#x} announced twice", info.id);
+                assert!(
+                    conn.info.is_none(),
+                    "connection {:#x} announced twice",
+                    info.id
+                );
                 conn.info = Some(info);
             }
-            CaptureEvent::Data { conn_id, direction, chunk } => {
-                let conn = self.connections.get_mut(&conn_id).expect("data before open");
+            CaptureEvent::Data {
+                conn_id,
+                direction,
+                chunk,
+            } => {
+                let conn = self
+                    .connections
+                    .get_mut(&conn_id)
+                    .expect("data before open");
                 conn.chunks[direction as usize].push(chunk);
             }
             CaptureEvent::Closed { conn_id, .. } => {
@@ -185,25 +222,41 @@ pub fn trace_workload(program: &str, args: &[&str]) -> (Observed, Vec<String>, u
 /// Polls, as the tracer does, until the workload has exited and its exit record came through
 /// (so every record it caused has been read). Returns what was captured and the workload's
 /// report lines.
-pub fn collect_until_exit(capture: &mut Capture, workload: &mut Workload) -> (Observed, Vec<String>) {
+pub fn collect_until_exit(
+    capture: &mut Capture,
+    workload: &mut Workload,
+) -> (Observed, Vec<String>) {
     let pid = workload.pid();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut observed = Observed::default();
     let mut report = Vec::new();
     while !observed.exited.contains(&pid) {
-        assert!(Instant::now() < deadline, "no exit record for workload {pid} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "no exit record for workload {pid} within 60 s"
+        );
         capture
-            .poll(Duration::from_millis(20), &mut |event| observed.apply(event))
+            .poll(Duration::from_millis(20), &mut |event| {
+                observed.apply(event)
+            })
             .expect("poll capture");
         report.extend(workload.lines.try_iter());
     }
     let status = workload.child.wait().expect("wait for workload");
     assert!(status.success(), "workload failed: {status}");
     report.extend(workload.lines.iter());
-    assert_eq!(report.pop().as_deref(), Some("done"), "workload report incomplete: {report:?}");
+    assert_eq!(
+        report.pop().as_deref(),
+        Some("done"),
+        "workload report incomplete: {report:?}"
+    );
     // Let held-back chunks be declared, then take the loss counters.
     for _ in 0..3 {
-        capture.poll(Duration::from_millis(10), &mut |event| observed.apply(event)).expect("poll");
+        capture
+            .poll(Duration::from_millis(10), &mut |event| {
+                observed.apply(event)
+            })
+            .expect("poll");
     }
     observed.losses = capture.losses();
     (observed, report)
@@ -212,10 +265,15 @@ pub fn collect_until_exit(capture: &mut Capture, workload: &mut Workload) -> (Ob
 /// Parses `key=value` words of a report line.
 pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line.split_whitespace()
-        .find_map(|word| word.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+        .find_map(|word| {
+            word.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+        })
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 pub fn field_u64(line: &str, key: &str) -> u64 {
-    field(line, key).parse().unwrap_or_else(|_| panic!("{key} in {line:?} is not a number"))
+    field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line:?} is not a number"))
 }

@@ -6,9 +6,8 @@
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf};
 use tracer_common::{
-    maps::MAX_STEPS_PER_SYSCALL,
     DataRecord, Direction, LossKind, PendingCall, RECORD_DATA_CAP, RecordHeader, RecordKind,
-    SocketKey, SyscallOp,
+    SocketKey, SyscallOp, maps::MAX_STEPS_PER_SYSCALL,
 };
 
 use crate::maps::{DATA_SCRATCH, DataScratch, EVENTS, SOCKETS, count_loss};

@@ -1,3 +1,4 @@
 //! The tracer's userspace side.
 pub mod capture;
 pub mod hpack;
+pub mod http2;

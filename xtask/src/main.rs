@@ -53,12 +53,16 @@ pub fn build_release() -> Result<()> {
 
 /// Runs cargo from the workspace root with the given arguments, failing on a non-zero exit.
 pub fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new(env!("CARGO")).args(args).current_dir(workspace_root()))
+    run(Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(workspace_root()))
 }
 
 pub fn run(command: &mut Command) -> Result<()> {
     eprintln!("xtask: running {command:?}");
-    let status = command.status().with_context(|| format!("spawning {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("spawning {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -66,5 +70,8 @@ pub fn run(command: &mut Command) -> Result<()> {
 }
 
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
 }

@@ -21,10 +21,19 @@ fn ensure_rust_src() -> Result<()> {
         .args(["component", "list", "--installed", "--toolchain", "nightly"])
         .output()
         .context("running rustup")?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|line| line.starts_with("rust-src")) {
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.starts_with("rust-src"))
+    {
         return Ok(());
     }
-    crate::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    crate::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
 }
 
 /// bpf-linker must use the very LLVM the nightly compiler emits bitcode for. No prebuilt binary
@@ -37,10 +46,14 @@ fn ensure_bpf_linker(nightly: &NightlyLlvm) -> Result<()> {
     }
     let library = nightly.sysroot.join("lib").join(nightly.library_name());
     if !library.is_file() {
-        bail!("the nightly toolchain has no {} to build bpf-linker against", library.display());
+        bail!(
+            "the nightly toolchain has no {} to build bpf-linker against",
+            library.display()
+        );
     }
     let prefix_lib = nightly.llvm_prefix().join("lib");
-    fs::create_dir_all(&prefix_lib).with_context(|| format!("creating {}", prefix_lib.display()))?;
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
     for name in ["libLLVM.so".to_owned(), nightly.library_name()] {
         let link = prefix_lib.join(name);
         if fs::read_link(&link).ok().as_deref() != Some(library.as_path()) {
@@ -48,11 +61,22 @@ fn ensure_bpf_linker(nightly: &NightlyLlvm) -> Result<()> {
             symlink(&library, &link).with_context(|| format!("linking {}", link.display()))?;
         }
     }
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {} (about a minute)", nightly.llvm_major_minor);
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {} (about a minute)",
+        nightly.llvm_major_minor
+    );
     crate::run(
         Command::new(env!("CARGO"))
-            .args(["install", "--locked", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
-            .args(["--no-default-features", "--features", &format!("llvm-{}", nightly.llvm_major)])
+            .args([
+                "install",
+                "--locked",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{}", nightly.llvm_major),
+            ])
             .arg("--root")
             .arg(nightly.bpf_linker_root())
             .env("LLVM_PREFIX", nightly.llvm_prefix()),

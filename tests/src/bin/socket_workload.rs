@@ -43,8 +43,14 @@ enum Receiver {
     Recvmmsg,
 }
 
-const SENDERS: [Sender; 6] =
-    [Sender::Write, Sender::Writev, Sender::Send, Sender::Sendto, Sender::Sendmsg, Sender::Sendmmsg];
+const SENDERS: [Sender; 6] = [
+    Sender::Write,
+    Sender::Writev,
+    Sender::Send,
+    Sender::Sendto,
+    Sender::Sendmsg,
+    Sender::Sendmmsg,
+];
 const RECEIVERS: [Receiver; 6] = [
     Receiver::Read,
     Receiver::Readv,
@@ -70,7 +76,10 @@ fn main() {
     let preopened = (scenario == "preopened").then(|| Pair::connect(transport));
     println!("ready");
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).expect("wait for go");
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .expect("wait for go");
     match scenario {
         "streams" => streams(transport),
         "reuse" => reuse(transport),
@@ -95,20 +104,34 @@ impl Pair {
     fn connect(transport: &str) -> Pair {
         match transport {
             "tcp4" | "tcp6" => {
-                let bind = if transport == "tcp4" { "127.0.0.1:0" } else { "[::1]:0" };
+                let bind = if transport == "tcp4" {
+                    "127.0.0.1:0"
+                } else {
+                    "[::1]:0"
+                };
                 let listener = TcpListener::bind(bind).expect("bind");
-                let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+                let client =
+                    TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
                 let (server, _) = listener.accept().expect("accept");
-                Pair { client: client.into(), server: server.into() }
+                Pair {
+                    client: client.into(),
+                    server: server.into(),
+                }
             }
             "unix" => {
-                let path = std::env::temp_dir()
-                    .join(format!("tracer-workload-{}-{}.sock", std::process::id(), unique()));
+                let path = std::env::temp_dir().join(format!(
+                    "tracer-workload-{}-{}.sock",
+                    std::process::id(),
+                    unique()
+                ));
                 let listener = UnixListener::bind(&path).expect("bind unix");
                 let client = UnixStream::connect(&path).expect("connect unix");
                 let (server, _) = listener.accept().expect("accept unix");
                 let _ = std::fs::remove_file(&path);
-                Pair { client: client.into(), server: server.into() }
+                Pair {
+                    client: client.into(),
+                    server: server.into(),
+                }
             }
             other => panic!("unknown transport {other}"),
         }
@@ -141,9 +164,19 @@ fn streams(transport: &str) {
         writes.push(n.to_string());
         sent += n;
     }
-    assert!(reader.join().expect("reader") == data, "big transfer corrupted");
+    assert!(
+        reader.join().expect("reader") == data,
+        "big transfer corrupted"
+    );
     reply(&big, 200, Sender::Write, Receiver::Read);
-    report(&big, 200, data.len(), Sender::Write, Receiver::Read, &format!("writes={}", writes.join(",")));
+    report(
+        &big,
+        200,
+        data.len(),
+        Sender::Write,
+        Receiver::Read,
+        &format!("writes={}", writes.join(",")),
+    );
     pairs.push(big);
     // Thousands of small writes.
     let small = Pair::connect(transport);
@@ -154,10 +187,17 @@ fn streams(transport: &str) {
     let reader = thread::spawn(move || receive(server, total, Receiver::Recv));
     let mut sent = 0;
     for size in sizes {
-        send_all(small.client.as_raw_fd(), &data[sent..sent + size], Sender::Write);
+        send_all(
+            small.client.as_raw_fd(),
+            &data[sent..sent + size],
+            Sender::Write,
+        );
         sent += size;
     }
-    assert!(reader.join().expect("reader") == data, "small transfers corrupted");
+    assert!(
+        reader.join().expect("reader") == data,
+        "small transfers corrupted"
+    );
     reply(&small, 300, Sender::Write, Receiver::Read);
     report(&small, 300, total, Sender::Write, Receiver::Recv, "");
     pairs.push(small);
@@ -176,7 +216,8 @@ fn reuse(transport: &str) {
 fn files() {
     let path = std::env::temp_dir().join(format!("tracer-workload-{}.bin", std::process::id()));
     let mut file = std::fs::File::create(&path).expect("create file");
-    file.write_all(&pattern(900, 0, 10_000)).expect("write file");
+    file.write_all(&pattern(900, 0, 10_000))
+        .expect("write file");
     drop(file);
     let _ = std::fs::remove_file(&path);
     let mut fds = [0; 2];
@@ -199,7 +240,10 @@ fn exchange(pair: &Pair, seed: u64, len: usize, sender: Sender, receiver: Receiv
     let server = pair.server.as_raw_fd();
     let reader = thread::spawn(move || receive(server, len, receiver));
     send_all(pair.client.as_raw_fd(), &data, sender);
-    assert!(reader.join().expect("reader") == data, "stream {seed} corrupted in transit");
+    assert!(
+        reader.join().expect("reader") == data,
+        "stream {seed} corrupted in transit"
+    );
     reply(pair, seed, sender, receiver);
     report(pair, seed, len, sender, receiver, extra);
 }
@@ -208,7 +252,10 @@ fn exchange(pair: &Pair, seed: u64, len: usize, sender: Sender, receiver: Receiv
 fn reply(pair: &Pair, seed: u64, sender: Sender, receiver: Receiver) {
     let data = pattern(seed + 1000, 0, 1000);
     send_all(pair.server.as_raw_fd(), &data, sender);
-    assert!(receive(pair.client.as_raw_fd(), 1000, receiver) == data, "reply {seed} corrupted");
+    assert!(
+        receive(pair.client.as_raw_fd(), 1000, receiver) == data,
+        "reply {seed} corrupted"
+    );
 }
 
 fn report(pair: &Pair, seed: u64, len: usize, sender: Sender, receiver: Receiver, extra: &str) {
@@ -235,11 +282,17 @@ fn send_all(fd: RawFd, data: &[u8], sender: Sender) {
 }
 
 fn iovec(bytes: &[u8]) -> libc::iovec {
-    libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() }
+    libc::iovec {
+        iov_base: bytes.as_ptr() as *mut _,
+        iov_len: bytes.len(),
+    }
 }
 
 fn iovec_mut(bytes: &mut [u8]) -> libc::iovec {
-    libc::iovec { iov_base: bytes.as_mut_ptr().cast(), iov_len: bytes.len() }
+    libc::iovec {
+        iov_base: bytes.as_mut_ptr().cast(),
+        iov_len: bytes.len(),
+    }
 }
 
 /// Splits `data` into `parts` nearly equal slices (some may be empty).
@@ -273,7 +326,10 @@ fn send_once(fd: RawFd, data: &[u8], sender: Sender) -> usize {
             Sender::Write => check(libc::write(fd, data.as_ptr().cast(), data.len()), "write"),
             Sender::Writev => {
                 let iovecs: Vec<_> = split(data, 3).into_iter().map(iovec).collect();
-                check(libc::writev(fd, iovecs.as_ptr(), iovecs.len() as i32), "writev")
+                check(
+                    libc::writev(fd, iovecs.as_ptr(), iovecs.len() as i32),
+                    "writev",
+                )
             }
             Sender::Send => check(libc::send(fd, data.as_ptr().cast(), data.len(), 0), "send"),
             Sender::Sendto => check(
@@ -281,7 +337,8 @@ fn send_once(fd: RawFd, data: &[u8], sender: Sender) -> usize {
                 "sendto",
             ),
             Sender::Sendmsg => {
-                let mut iovecs: Vec<_> = split(data, SENDMSG_IOVECS).into_iter().map(iovec).collect();
+                let mut iovecs: Vec<_> =
+                    split(data, SENDMSG_IOVECS).into_iter().map(iovec).collect();
                 let header = msghdr(&mut iovecs);
                 check(libc::sendmsg(fd, &header, 0), "sendmsg")
             }
@@ -291,11 +348,17 @@ fn send_once(fd: RawFd, data: &[u8], sender: Sender) -> usize {
                 let (second, third) = second.split_at_mut(2);
                 let mut messages: Vec<libc::mmsghdr> = [first, second, third]
                     .into_iter()
-                    .map(|part| libc::mmsghdr { msg_hdr: msghdr(part), msg_len: 0 })
+                    .map(|part| libc::mmsghdr {
+                        msg_hdr: msghdr(part),
+                        msg_len: 0,
+                    })
                     .collect();
                 let count = libc::sendmmsg(fd, messages.as_mut_ptr(), 3, 0);
                 check(count as isize, "sendmmsg");
-                messages[..count as usize].iter().map(|message| message.msg_len as usize).sum()
+                messages[..count as usize]
+                    .iter()
+                    .map(|message| message.msg_len as usize)
+                    .sum()
             }
         }
     }
@@ -331,7 +394,14 @@ fn receive_once(fd: RawFd, buffer: &mut [u8], receiver: Receiver) -> usize {
                 let mut addr: libc::sockaddr_storage = std::mem::zeroed();
                 let mut addr_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 check(
-                    libc::recvfrom(fd, buffer.as_mut_ptr().cast(), len, 0, (&raw mut addr).cast(), &mut addr_len),
+                    libc::recvfrom(
+                        fd,
+                        buffer.as_mut_ptr().cast(),
+                        len,
+                        0,
+                        (&raw mut addr).cast(),
+                        &mut addr_len,
+                    ),
                     "recvfrom",
                 )
             }
@@ -350,8 +420,14 @@ fn receive_once(fd: RawFd, buffer: &mut [u8], receiver: Receiver) -> usize {
                 let mut first = [iovec_mut(a), iovec_mut(b)];
                 let mut second = [iovec_mut(c), iovec_mut(d)];
                 let mut messages = [
-                    libc::mmsghdr { msg_hdr: msghdr(&mut first), msg_len: 0 },
-                    libc::mmsghdr { msg_hdr: msghdr(&mut second), msg_len: 0 },
+                    libc::mmsghdr {
+                        msg_hdr: msghdr(&mut first),
+                        msg_len: 0,
+                    },
+                    libc::mmsghdr {
+                        msg_hdr: msghdr(&mut second),
+                        msg_len: 0,
+                    },
                 ];
                 let count = libc::recvmmsg(
                     fd,

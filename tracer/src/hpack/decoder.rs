@@ -15,7 +15,9 @@ pub const DEFAULT_TABLE_SIZE: usize = 4096;
 pub enum FieldValue {
     Known(Arc<[u8]>),
     /// The name is not on the allowlist: only the value's length was kept.
-    Redacted { len: usize },
+    Redacted {
+        len: usize,
+    },
     /// The field referenced a table entry from before we were watching.
     Unknown,
 }
@@ -182,11 +184,17 @@ impl Decoder {
                     if entry.name.is_none() {
                         self.unknown_references += 1;
                     }
-                    Ok(HeaderField { name: entry.name.clone(), value: entry.value.clone() })
+                    Ok(HeaderField {
+                        name: entry.name.clone(),
+                        value: entry.value.clone(),
+                    })
                 }
                 Lookup::Unknown => {
                     self.unknown_references += 1;
-                    Ok(HeaderField { name: None, value: FieldValue::Unknown })
+                    Ok(HeaderField {
+                        name: None,
+                        value: FieldValue::Unknown,
+                    })
                 }
                 Lookup::Invalid => Err(DecodeError::InvalidIndex),
             },
@@ -194,7 +202,11 @@ impl Decoder {
     }
 
     /// A literal field whose name index has `prefix_bits` bits (0 = the name follows).
-    fn literal(&mut self, input: &[u8], prefix_bits: u8) -> Result<(HeaderField, usize), DecodeError> {
+    fn literal(
+        &mut self,
+        input: &[u8],
+        prefix_bits: u8,
+    ) -> Result<(HeaderField, usize), DecodeError> {
         let (name_index, mut used) = integer::decode(input, prefix_bits)?;
         let name: Option<Arc<[u8]>> = if name_index == 0 {
             let (name, name_used) = string(&input[used..])?;
@@ -223,7 +235,11 @@ fn string(input: &[u8]) -> Result<(Vec<u8>, usize), DecodeError> {
     let huffman_coded = input.first().ok_or(DecodeError::Truncated)? & 0x80 != 0;
     let (len, used) = integer::decode(input, 7)?;
     let raw = input.get(used..used + len).ok_or(DecodeError::Truncated)?;
-    let bytes = if huffman_coded { huffman::decode(raw)? } else { raw.to_vec() };
+    let bytes = if huffman_coded {
+        huffman::decode(raw)?
+    } else {
+        raw.to_vec()
+    };
     Ok((bytes, used + len))
 }
 
@@ -247,7 +263,10 @@ mod tests {
         fields
             .iter()
             .map(|field| {
-                let name = field.name.as_deref().map_or("?".into(), |n| String::from_utf8_lossy(n).into_owned());
+                let name = field
+                    .name
+                    .as_deref()
+                    .map_or("?".into(), |n| String::from_utf8_lossy(n).into_owned());
                 let value = match &field.value {
                     FieldValue::Known(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                     FieldValue::Redacted { len } => format!("<{len} bytes>"),
@@ -259,13 +278,19 @@ mod tests {
     }
 
     fn expect(fields: &[HeaderField], expected: &[(&str, &str)]) {
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         assert_eq!(pairs(fields), expected);
     }
 
-    const REQUEST_1: &[(&str, &str)] =
-        &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")];
+    const REQUEST_1: &[(&str, &str)] = &[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "www.example.com"),
+    ];
     const REQUEST_2: &[(&str, &str)] = &[
         (":method", "GET"),
         (":scheme", "http"),
@@ -324,7 +349,10 @@ mod tests {
             ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
             ("location", "https://www.example.com"),
             ("content-encoding", "gzip"),
-            ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+            (
+                "set-cookie",
+                "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+            ),
         ];
         for blocks in [
             [
@@ -364,10 +392,16 @@ mod tests {
         }
         let mut decoder = Decoder::new(only_path);
         // C.3.3: custom-key: custom-value is inserted, but only its length is kept.
-        decoder.decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
-        decoder.decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865")).unwrap();
+        decoder
+            .decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"))
+            .unwrap();
+        decoder
+            .decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865"))
+            .unwrap();
         let fields = decoder
-            .decode(&unhex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"))
+            .decode(&unhex(
+                "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+            ))
             .unwrap();
         expect(
             &fields,
@@ -388,34 +422,70 @@ mod tests {
         let mut decoder = Decoder::joined_late(keep_all);
         // C.3.2 references dynamic index 62 (":authority: www.example.com", inserted by C.3.1,
         // which we "missed"), then inserts cache-control.
-        let fields = decoder.decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865")).unwrap();
+        let fields = decoder
+            .decode(&unhex("8286 84be 5808 6e6f 2d63 6163 6865"))
+            .unwrap();
         expect(
             &fields,
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("?", "?"), ("cache-control", "no-cache")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("?", "?"),
+                ("cache-control", "no-cache"),
+            ],
         );
         assert_eq!(decoder.unknown_references, 1);
         // C.3.3: index 63 is now the unseen entry, 62 the cache-control we saw inserted...
         let fields = decoder
-            .decode(&unhex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"))
+            .decode(&unhex(
+                "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+            ))
             .unwrap();
         expect(
             &fields,
-            &[(":method", "GET"), (":scheme", "https"), (":path", "/index.html"), ("?", "?"), ("custom-key", "custom-value")],
+            &[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                ("?", "?"),
+                ("custom-key", "custom-value"),
+            ],
         );
         // ...and a reference to the newest entries resolves exactly.
-        expect(&decoder.decode(&[0xbe, 0xbf]).unwrap(), &[("custom-key", "custom-value"), ("cache-control", "no-cache")]);
+        expect(
+            &decoder.decode(&[0xbe, 0xbf]).unwrap(),
+            &[
+                ("custom-key", "custom-value"),
+                ("cache-control", "no-cache"),
+            ],
+        );
     }
 
     #[test]
     fn corrupt_blocks_are_errors_and_reset_the_table() {
         let mut decoder = Decoder::new(keep_all);
-        decoder.decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
+        decoder
+            .decode(&unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"))
+            .unwrap();
         assert_eq!(decoder.decode(&[0x80]), Err(DecodeError::InvalidIndex));
         // The history is gone: the old entry's index now resolves to unknown, not an error.
         assert!(!decoder.history_complete());
-        assert_eq!(decoder.decode(&[0xbe]).unwrap()[0].value, FieldValue::Unknown);
-        assert_eq!(Decoder::new(keep_all).decode(&[0xbe]), Err(DecodeError::InvalidIndex));
-        assert_eq!(Decoder::new(keep_all).decode(&[0x44, 0x05, b'a']), Err(DecodeError::Truncated));
-        assert_eq!(Decoder::new(keep_all).decode(&[0x3f, 0xe2, 0x1f]), Err(DecodeError::TableSizeTooLarge));
+        assert_eq!(
+            decoder.decode(&[0xbe]).unwrap()[0].value,
+            FieldValue::Unknown
+        );
+        assert_eq!(
+            Decoder::new(keep_all).decode(&[0xbe]),
+            Err(DecodeError::InvalidIndex)
+        );
+        assert_eq!(
+            Decoder::new(keep_all).decode(&[0x44, 0x05, b'a']),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            Decoder::new(keep_all).decode(&[0x3f, 0xe2, 0x1f]),
+            Err(DecodeError::TableSizeTooLarge)
+        );
     }
 }

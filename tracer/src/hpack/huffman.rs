@@ -107,8 +107,14 @@ mod tests {
             ("25a8 49e9 5bb8 e8b4 bf", "custom-value"),
             ("6402", "302"),
             ("aec3 771a 4b", "private"),
-            ("d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff", "Mon, 21 Oct 2013 20:13:21 GMT"),
-            ("9d29 ad17 1863 c78f 0b97 c8e9 ae82 ae43 d3", "https://www.example.com"),
+            (
+                "d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff",
+                "Mon, 21 Oct 2013 20:13:21 GMT",
+            ),
+            (
+                "9d29 ad17 1863 c78f 0b97 c8e9 ae82 ae43 d3",
+                "https://www.example.com",
+            ),
             ("9bd9 ab", "gzip"),
         ] {
             assert_eq!(decode(&unhex(hex)).unwrap(), text.as_bytes(), "{hex}");

@@ -35,7 +35,10 @@ mod tests {
     fn rfc_7541_c1_examples() {
         // C.1.1: 10 with a 5-bit prefix; C.1.2: 1337 with a 5-bit prefix; C.1.3: 42 at an octet boundary.
         assert_eq!(decode(&[0b0000_1010], 5), Ok((10, 1)));
-        assert_eq!(decode(&[0b0001_1111, 0b1001_1010, 0b0000_1010], 5), Ok((1337, 3)));
+        assert_eq!(
+            decode(&[0b0001_1111, 0b1001_1010, 0b0000_1010], 5),
+            Ok((1337, 3))
+        );
         assert_eq!(decode(&[42], 8), Ok((42, 1)));
     }
 
@@ -43,6 +46,9 @@ mod tests {
     fn truncated_and_oversized() {
         assert_eq!(decode(&[0x1f, 0x9a], 5), Err(DecodeError::Truncated));
         assert_eq!(decode(&[], 5), Err(DecodeError::Truncated));
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 8), Err(DecodeError::IntegerOverflow));
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 8),
+            Err(DecodeError::IntegerOverflow)
+        );
     }
 }

@@ -38,7 +38,12 @@ pub struct DynamicTable {
 
 impl DynamicTable {
     pub fn new(max_size: usize, history_complete: bool) -> DynamicTable {
-        DynamicTable { entries: VecDeque::new(), size: 0, max_size, history_complete }
+        DynamicTable {
+            entries: VecDeque::new(),
+            size: 0,
+            max_size,
+            history_complete,
+        }
     }
 
     /// Entry `index` counted from the newest (0-based). Entries we know are exactly the newest

@@ -1,4 +1,5 @@
 //! The tracer's userspace side.
 pub mod capture;
+pub mod grpc;
 pub mod hpack;
 pub mod http2;

@@ -104,6 +104,9 @@ enum State {
 pub struct FrameReader {
     state: State,
     buf: Vec<u8>,
+    /// While searching: where in `buf` each pushed chunk starts, and when it arrived, so frames
+    /// found in the window keep their own arrival times.
+    window_chunks: Vec<(usize, u64)>,
     frame_started_ns: u64,
     max_frame_size: u32,
     pub stats: ReaderStats,
@@ -126,6 +129,7 @@ impl FrameReader {
         FrameReader {
             state,
             buf: Vec::new(),
+            window_chunks: Vec::new(),
             frame_started_ns: 0,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             stats: ReaderStats::default(),
@@ -157,8 +161,9 @@ impl FrameReader {
                     return;
                 }
                 State::Search { .. } => {
+                    self.window_chunks.push((self.buf.len(), timestamp_ns));
                     self.buf.extend_from_slice(input);
-                    self.search(timestamp_ns, sink);
+                    self.search(sink);
                     return;
                 }
                 State::Header => {
@@ -262,6 +267,7 @@ impl FrameReader {
                 // The window before the gap cannot be judged across it: start afresh.
                 *skipped += self.buf.len() as u64 + len;
                 self.buf.clear();
+                self.window_chunks.clear();
             }
             State::Start | State::Header => self.lose_sync(len, sink),
             State::Payload {
@@ -423,12 +429,13 @@ impl FrameReader {
 
     fn ignore(&mut self, sink: &mut Sink<'_>) {
         self.buf = Vec::new();
+        self.window_chunks = Vec::new();
         self.state = State::Ignored;
         sink(ReaderEvent::NotHttp2);
     }
 
     /// Scans the window for a position where two plausible frame headers follow each other.
-    fn search(&mut self, timestamp_ns: u64, sink: &mut Sink<'_>) {
+    fn search(&mut self, sink: &mut Sink<'_>) {
         let State::Search { skipped } = &mut self.state else {
             return;
         };
@@ -473,13 +480,27 @@ impl FrameReader {
         self.stats.skipped_bytes += position as u64;
         let rest = self.buf.split_off(position);
         self.buf = rest;
+        // Rebase the chunk boundaries on the kept part of the window.
+        let first_kept = self
+            .window_chunks
+            .iter()
+            .rposition(|&(start, _)| start <= position)
+            .unwrap_or(0);
+        self.window_chunks.drain(..first_kept);
+        for (index, (start, _)) in self.window_chunks.iter_mut().enumerate() {
+            *start = if index == 0 { 0 } else { *start - position };
+        }
         if found {
             let bytes = std::mem::take(&mut self.buf);
+            let chunks = std::mem::take(&mut self.window_chunks);
             self.state = State::Header;
             sink(ReaderEvent::Resynced {
                 skipped: total_skipped,
             });
-            self.push_bytes(&bytes, timestamp_ns, sink);
+            for (index, &(start, timestamp_ns)) in chunks.iter().enumerate() {
+                let end = chunks.get(index + 1).map_or(bytes.len(), |&(next, _)| next);
+                self.push_bytes(&bytes[start..end], timestamp_ns, sink);
+            }
         } else if total_skipped > GIVE_UP_AFTER {
             self.ignore(sink);
         }

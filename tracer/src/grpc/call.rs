@@ -1,0 +1,112 @@
+//! What the tracer reports about one gRPC call.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{message::MessageStats, metadata::split_path, status::Code};
+use crate::{capture::Endpoint, http2::ErrorCode};
+
+/// The connection a call ran on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFacts {
+    pub conn_id: u64,
+    pub pid: u32,
+    pub local: Option<Endpoint>,
+    pub peer: Option<Endpoint>,
+    /// False when the tracer joined the connection mid-flight.
+    pub seen_from_start: bool,
+}
+
+/// Which end of the call the traced process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// What ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Response headers, then trailers with END_STREAM.
+    Trailers,
+    /// A single HEADERS frame with END_STREAM and no response body (§ "Trailers-Only").
+    TrailersOnly,
+    /// The response ended with a DATA frame's END_STREAM: no trailers, so no grpc-status.
+    EndStreamWithoutTrailers,
+    ResetByClient(ErrorCode),
+    ResetByServer(ErrorCode),
+    /// The server's GOAWAY said this stream would not be processed.
+    GoAway,
+    /// The connection closed before the call finished.
+    ConnectionClosed,
+    /// The frame that ended it was seen, but its header block was lost to a capture gap.
+    FinalHeadersLost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub connection: Arc<ConnectionFacts>,
+    pub side: Side,
+    pub stream_id: u32,
+    /// `:path`; `None` when it referenced header table state from before attach.
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub user_agent: Option<String>,
+    pub grpc_encoding: Option<String>,
+    pub timeout: Option<Duration>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub grpc_trace_bin: Option<String>,
+    pub http_status: Option<u16>,
+    /// `grpc-status` as sent, if it was.
+    pub grpc_status: Option<u32>,
+    /// `grpc-message`, percent-decoded.
+    pub grpc_message: Option<String>,
+    /// The status the client ends up with: grpc-status, else derived from the HTTP status, the
+    /// reset code, or the deadline. `None` when the final status was lost to a capture gap.
+    pub code: Option<Code>,
+    /// RST_STREAM error code, when the stream was reset.
+    pub reset: Option<ErrorCode>,
+    pub end_reason: EndReason,
+    /// CLOCK_MONOTONIC: the write that carried the request headers returned.
+    pub start_ns: u64,
+    /// CLOCK_MONOTONIC: the read that carried the end of the response returned.
+    pub end_ns: u64,
+    pub first_response_header_ns: Option<u64>,
+    pub request: MessageStats,
+    pub response: MessageStats,
+}
+
+impl CallRecord {
+    pub fn service_and_method(&self) -> Option<(&str, &str)> {
+        self.path.as_deref().and_then(split_path)
+    }
+
+    /// Whether `:path` was decoded (false for some calls on connections joined mid-flight).
+    pub fn method_resolved(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// `package.Service/Method`, the span name.
+    pub fn name(&self) -> String {
+        match (self.service_and_method(), &self.path) {
+            (Some((service, method)), _) => format!("{service}/{method}"),
+            (None, Some(path)) => path.trim_start_matches('/').to_owned(),
+            (None, None) => "unknown".to_owned(),
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_nanos(self.end_ns.saturating_sub(self.start_ns))
+    }
+
+    pub fn time_to_first_response_header(&self) -> Option<Duration> {
+        self.first_response_header_ns
+            .map(|at| Duration::from_nanos(at.saturating_sub(self.start_ns)))
+    }
+
+    pub fn time_to_first_response_message(&self) -> Option<Duration> {
+        self.response
+            .first_ns
+            .map(|at| Duration::from_nanos(at.saturating_sub(self.start_ns)))
+    }
+}

@@ -1,0 +1,666 @@
+//! Follows every stream of one connection, from its two captured byte streams, to a
+//! [`CallRecord`] per gRPC call.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use super::{
+    call::{CallRecord, ConnectionFacts, EndReason, Side},
+    message::MessageCounter,
+    metadata::{is_retained, parse_timeout, percent_decode},
+    status::Code,
+};
+use crate::{
+    capture::{Chunk, Direction, Payload},
+    hpack::{self, FieldValue, HeaderField},
+    http2::{DataPiece, ErrorCode, Frame, FrameHeader, FrameReader, Kind, ReaderEvent, Setting},
+};
+
+/// Bounds on what one connection may hold in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Calls in flight at once; further streams are counted and not followed.
+    pub max_open_streams: usize,
+    /// A header block (HEADERS plus CONTINUATIONs) larger than this is dropped and counted.
+    pub max_header_block: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_open_streams: 32_768,
+            max_header_block: 256 * 1024,
+        }
+    }
+}
+
+/// What happened on a connection besides complete calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub calls: u64,
+    /// Calls whose `:path` could not be decoded (late join).
+    pub calls_without_method: u64,
+    /// Calls whose final status could not be decoded (late join or a capture gap).
+    pub calls_without_status: u64,
+    /// Streams not followed because `max_open_streams` were already open.
+    pub streams_over_limit: u64,
+    /// Responses for streams whose request was not seen (in flight at attach).
+    pub streams_joined_mid_call: u64,
+    /// Streams whose content-type was not gRPC.
+    pub non_grpc_streams: u64,
+    pub header_blocks_lost: u64,
+    pub header_blocks_too_large: u64,
+    pub hpack_errors: u64,
+    pub sync_losses: u64,
+    pub skipped_bytes: u64,
+    /// A direction turned out not to carry HTTP/2.
+    pub not_http2: bool,
+}
+
+/// A header block being assembled from HEADERS/PUSH_PROMISE and CONTINUATION frames.
+struct PendingBlock {
+    stream_id: u32,
+    /// PUSH_PROMISE blocks are decoded only to keep the HPACK table in sync.
+    push_promise: bool,
+    end_stream: bool,
+    started_ns: u64,
+    fragments: Vec<u8>,
+    /// Part of it was lost or it grew too large: it will not be decoded.
+    lost: bool,
+}
+
+/// One direction of the connection.
+struct Half {
+    reader: FrameReader,
+    decoder: hpack::Decoder,
+    pending: Option<PendingBlock>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    start_ns: u64,
+    path: Option<String>,
+    authority: Option<String>,
+    user_agent: Option<String>,
+    grpc_encoding: Option<String>,
+    timeout: Option<Duration>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    grpc_trace_bin: Option<String>,
+    response_headers_seen: bool,
+    first_response_header_ns: Option<u64>,
+    http_status: Option<u16>,
+    grpc_status: Option<u32>,
+    grpc_message: Option<String>,
+    /// A response header block held fields we could not decode: a missing grpc-status may
+    /// just be unreadable.
+    response_had_unknown_fields: bool,
+    request: MessageCounter,
+    response: MessageCounter,
+}
+
+pub struct ConnectionTracker {
+    facts: Arc<ConnectionFacts>,
+    /// Indexed by [`Direction`]: egress (what the traced process wrote), ingress.
+    halves: [Half; 2],
+    /// The direction the client writes in, once known (preface or request headers).
+    client_direction: Option<Direction>,
+    streams: HashMap<u32, StreamState>,
+    limits: Limits,
+    stats: TrackerStats,
+}
+
+fn opposite(direction: Direction) -> Direction {
+    match direction {
+        Direction::Egress => Direction::Ingress,
+        Direction::Ingress => Direction::Egress,
+    }
+}
+
+impl ConnectionTracker {
+    pub fn new(facts: ConnectionFacts, limits: Limits) -> ConnectionTracker {
+        let from_start = facts.seen_from_start;
+        let half = || Half {
+            reader: if from_start {
+                FrameReader::at_stream_start()
+            } else {
+                FrameReader::joined_late()
+            },
+            decoder: if from_start {
+                hpack::Decoder::new(is_retained)
+            } else {
+                hpack::Decoder::joined_late(is_retained)
+            },
+            pending: None,
+        };
+        ConnectionTracker {
+            facts: Arc::new(facts),
+            halves: [half(), half()],
+            client_direction: None,
+            streams: HashMap::new(),
+            limits,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    pub fn facts(&self) -> &ConnectionFacts {
+        &self.facts
+    }
+
+    /// Calls currently in flight.
+    pub fn open_calls(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Feeds the next chunk of one direction; completed calls are appended to `out`.
+    pub fn on_chunk(&mut self, direction: Direction, chunk: &Chunk, out: &mut Vec<CallRecord>) {
+        let now = chunk.timestamp_ns;
+        // The reader is moved out while it runs so its events can update the rest of `self`.
+        let index = direction as usize;
+        let mut reader =
+            std::mem::replace(&mut self.halves[index].reader, FrameReader::joined_late());
+        {
+            let mut sink = |event: ReaderEvent<'_>| self.on_event(direction, event, now, out);
+            match &chunk.payload {
+                Payload::Bytes(bytes) => reader.push_bytes(bytes, now, &mut sink),
+                Payload::Gap(len) => reader.push_gap(*len, &mut sink),
+            }
+        }
+        self.halves[index].reader = reader;
+    }
+
+    /// The connection closed: every call still open ends here.
+    pub fn on_close(&mut self, timestamp_ns: u64, out: &mut Vec<CallRecord>) {
+        let mut open: Vec<u32> = self.streams.keys().copied().collect();
+        open.sort_unstable();
+        for stream_id in open {
+            self.complete(stream_id, EndReason::ConnectionClosed, timestamp_ns, out);
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        direction: Direction,
+        event: ReaderEvent<'_>,
+        now: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        match event {
+            ReaderEvent::Preface => self.client_direction = Some(direction),
+            ReaderEvent::NotHttp2 => self.stats.not_http2 = true,
+            ReaderEvent::SyncLost => {
+                self.stats.sync_losses += 1;
+                self.lose_header_state(direction);
+                // DATA frames of any stream may have gone by unseen.
+                let client = self.client_direction;
+                for stream in self.streams.values_mut() {
+                    match client {
+                        Some(client) if client == direction => stream.request.lose_sync(),
+                        Some(_) => stream.response.lose_sync(),
+                        None => {
+                            stream.request.lose_sync();
+                            stream.response.lose_sync();
+                        }
+                    }
+                }
+            }
+            ReaderEvent::Resynced { skipped } => self.stats.skipped_bytes += skipped,
+            ReaderEvent::HeaderBlockLost { header } => {
+                self.on_header_block_lost(direction, header, now, out)
+            }
+            ReaderEvent::Data { stream_id, piece } => {
+                let is_request = self.client_direction == Some(direction);
+                if let Some(stream) = self.streams.get_mut(&stream_id) {
+                    let counter = if is_request {
+                        &mut stream.request
+                    } else {
+                        &mut stream.response
+                    };
+                    match piece {
+                        DataPiece::Bytes(bytes) => counter.push_bytes(bytes, now),
+                        DataPiece::Gap(len) => counter.push_gap(len),
+                    }
+                }
+            }
+            ReaderEvent::DataEnd {
+                stream_id,
+                end_stream,
+            } => {
+                let is_response = self.client_direction == Some(opposite(direction));
+                if end_stream && is_response && self.streams.contains_key(&stream_id) {
+                    self.complete(stream_id, EndReason::EndStreamWithoutTrailers, now, out);
+                }
+            }
+            ReaderEvent::Frame { frame, started_ns } => {
+                self.on_frame(direction, frame, started_ns, now, out)
+            }
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        direction: Direction,
+        frame: Frame,
+        started_ns: u64,
+        now: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let index = direction as usize;
+        if self.halves[index].pending.is_some() && !matches!(frame, Frame::Continuation { .. }) {
+            // A header block must be followed by its CONTINUATIONs (RFC 9113 §6.2).
+            self.lose_header_state(direction);
+        }
+        match frame {
+            Frame::Headers {
+                stream_id,
+                end_stream,
+                end_headers,
+                fragment,
+            } => {
+                self.start_block(
+                    direction, stream_id, false, end_stream, started_ns, fragment,
+                );
+                if end_headers {
+                    self.finish_block(direction, now, out);
+                }
+            }
+            Frame::PushPromise {
+                stream_id,
+                end_headers,
+                fragment,
+                ..
+            } => {
+                self.start_block(direction, stream_id, true, false, started_ns, fragment);
+                if end_headers {
+                    self.finish_block(direction, now, out);
+                }
+            }
+            Frame::Continuation {
+                stream_id,
+                end_headers,
+                fragment,
+            } => {
+                let limit = self.limits.max_header_block;
+                match &mut self.halves[index].pending {
+                    Some(pending) if pending.stream_id == stream_id => {
+                        if pending.fragments.len() + fragment.len() > limit {
+                            self.stats.header_blocks_too_large += u64::from(!pending.lost);
+                            pending.lost = true;
+                            pending.fragments = Vec::new();
+                        } else if !pending.lost {
+                            pending.fragments.extend_from_slice(&fragment);
+                        }
+                        if end_headers {
+                            self.finish_block(direction, now, out);
+                        }
+                    }
+                    // A CONTINUATION whose HEADERS we never saw: its block cannot be decoded,
+                    // and the insertions it made are unknown.
+                    _ => self.lose_header_state(direction),
+                }
+            }
+            Frame::RstStream {
+                stream_id,
+                error_code,
+            } => {
+                if self.streams.contains_key(&stream_id) {
+                    let reason = if self.client_direction == Some(direction) {
+                        EndReason::ResetByClient(error_code)
+                    } else {
+                        EndReason::ResetByServer(error_code)
+                    };
+                    self.complete(stream_id, reason, now, out);
+                }
+            }
+            Frame::Settings {
+                ack: false,
+                settings,
+            } => {
+                // The sender's limits apply to what its peer sends: the opposite direction.
+                let other = &mut self.halves[opposite(direction) as usize];
+                for setting in settings {
+                    match setting {
+                        Setting::HeaderTableSize(size) => {
+                            other.decoder.set_protocol_max(size as usize)
+                        }
+                        Setting::MaxFrameSize(size) => other.reader.set_max_frame_size(size),
+                        _ => {}
+                    }
+                }
+            }
+            Frame::GoAway { last_stream_id, .. } => {
+                // Sent by the server: client streams above last_stream_id were not processed.
+                if self.client_direction == Some(opposite(direction)) {
+                    let mut refused: Vec<u32> = self
+                        .streams
+                        .keys()
+                        .copied()
+                        .filter(|&id| id > last_stream_id)
+                        .collect();
+                    refused.sort_unstable();
+                    for stream_id in refused {
+                        self.complete(stream_id, EndReason::GoAway, now, out);
+                    }
+                }
+            }
+            Frame::Settings { ack: true, .. }
+            | Frame::Ping { .. }
+            | Frame::WindowUpdate { .. }
+            | Frame::Priority { .. }
+            | Frame::Unknown { .. } => {}
+        }
+    }
+
+    fn start_block(
+        &mut self,
+        direction: Direction,
+        stream_id: u32,
+        push_promise: bool,
+        end_stream: bool,
+        started_ns: u64,
+        fragment: Vec<u8>,
+    ) {
+        let lost = fragment.len() > self.limits.max_header_block;
+        if lost {
+            self.stats.header_blocks_too_large += 1;
+        }
+        self.halves[direction as usize].pending = Some(PendingBlock {
+            stream_id,
+            push_promise,
+            end_stream,
+            started_ns,
+            fragments: if lost { Vec::new() } else { fragment },
+            lost,
+        });
+    }
+
+    fn finish_block(&mut self, direction: Direction, now: u64, out: &mut Vec<CallRecord>) {
+        let half = &mut self.halves[direction as usize];
+        let Some(block) = half.pending.take() else {
+            return;
+        };
+        let fields = if block.lost {
+            half.decoder.lose_sync();
+            None
+        } else {
+            match half.decoder.decode(&block.fragments) {
+                Ok(fields) => Some(fields),
+                Err(err) => {
+                    log::debug!("conn {:#x}: HPACK error: {err}", self.facts.conn_id);
+                    self.stats.hpack_errors += 1;
+                    None
+                }
+            }
+        };
+        if block.push_promise {
+            return;
+        }
+        match fields {
+            Some(fields) => self.on_header_block(direction, &block, fields, now, out),
+            None => self.on_lost_block(direction, block.stream_id, block.end_stream, now, out),
+        }
+    }
+
+    fn on_header_block_lost(
+        &mut self,
+        direction: Direction,
+        header: FrameHeader,
+        now: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        self.stats.header_blocks_lost += 1;
+        let half = &mut self.halves[direction as usize];
+        half.decoder.lose_sync();
+        match header.kind {
+            Kind::Headers => {
+                half.pending = None;
+                let end_stream = header.flags & crate::http2::frame::flags::END_STREAM != 0;
+                self.on_lost_block(direction, header.stream_id, end_stream, now, out);
+            }
+            Kind::Continuation => {
+                if let Some(pending) = &mut half.pending {
+                    pending.lost = true;
+                    pending.fragments = Vec::new();
+                }
+                if header.flags & crate::http2::frame::flags::END_HEADERS != 0 {
+                    self.finish_block(direction, now, out);
+                }
+            }
+            _ => half.pending = None,
+        }
+    }
+
+    /// A HEADERS frame was seen but its block could not be decoded.
+    fn on_lost_block(
+        &mut self,
+        direction: Direction,
+        stream_id: u32,
+        end_stream: bool,
+        now: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        match self.client_direction {
+            Some(client) if client == direction => {
+                // A request whose headers are unknown: still a call, without a method.
+                if !self.streams.contains_key(&stream_id) {
+                    self.open_stream(
+                        stream_id,
+                        StreamState {
+                            start_ns: now,
+                            ..StreamState::default()
+                        },
+                    );
+                }
+            }
+            Some(_) => {
+                if let Some(stream) = self.streams.get_mut(&stream_id) {
+                    stream.response_had_unknown_fields = true;
+                    if !stream.response_headers_seen {
+                        stream.response_headers_seen = true;
+                        stream.first_response_header_ns = Some(now);
+                    }
+                    if end_stream {
+                        self.complete(stream_id, EndReason::FinalHeadersLost, now, out);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_header_block(
+        &mut self,
+        direction: Direction,
+        block: &PendingBlock,
+        fields: Vec<HeaderField>,
+        now: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let has = |name: &str| fields.iter().any(|field| field.name_is(name));
+        if self.client_direction.is_none() {
+            if has(":method") || has(":path") || has(":scheme") {
+                self.client_direction = Some(direction);
+            } else if has(":status") {
+                self.client_direction = Some(opposite(direction));
+            }
+        }
+        let Some(client) = self.client_direction else {
+            return; // Cannot tell requests from responses yet.
+        };
+        let stream_id = block.stream_id;
+        if client == direction {
+            if self.streams.contains_key(&stream_id) {
+                return; // Client trailers: gRPC does not use them.
+            }
+            if let Some(stream) = request_state(&fields, block.started_ns) {
+                self.open_stream(stream_id, stream);
+            } else {
+                self.stats.non_grpc_streams += 1;
+            }
+            return;
+        }
+        let Some(stream) = self.streams.get_mut(&stream_id) else {
+            self.stats.streams_joined_mid_call += 1;
+            return;
+        };
+        let first = !stream.response_headers_seen;
+        if first {
+            stream.response_headers_seen = true;
+            stream.first_response_header_ns = Some(now);
+        }
+        for field in &fields {
+            let Some(name) = field.name.as_deref() else {
+                stream.response_had_unknown_fields = true;
+                continue;
+            };
+            if field.value == FieldValue::Unknown {
+                stream.response_had_unknown_fields = true;
+            }
+            match name {
+                b":status" => stream.http_status = field.text().and_then(|text| text.parse().ok()),
+                b"grpc-status" => {
+                    stream.grpc_status = field.text().and_then(|text| text.parse().ok())
+                }
+                b"grpc-message" => stream.grpc_message = field.text().map(percent_decode),
+                _ => {}
+            }
+        }
+        if block.end_stream {
+            let reason = if first {
+                EndReason::TrailersOnly
+            } else {
+                EndReason::Trailers
+            };
+            self.complete(stream_id, reason, now, out);
+        }
+    }
+
+    fn open_stream(&mut self, stream_id: u32, stream: StreamState) {
+        if self.streams.len() >= self.limits.max_open_streams {
+            self.stats.streams_over_limit += 1;
+            return;
+        }
+        self.streams.insert(stream_id, stream);
+    }
+
+    /// Header state of `direction` is no longer trustworthy.
+    fn lose_header_state(&mut self, direction: Direction) {
+        let half = &mut self.halves[direction as usize];
+        half.pending = None;
+        half.decoder.lose_sync();
+    }
+
+    fn complete(
+        &mut self,
+        stream_id: u32,
+        reason: EndReason,
+        end_ns: u64,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let Some(stream) = self.streams.remove(&stream_id) else {
+            return;
+        };
+        let code = match reason {
+            EndReason::Trailers | EndReason::TrailersOnly => {
+                match (stream.grpc_status, stream.http_status) {
+                    (Some(status), _) => Some(Code(status)),
+                    // Without grpc-status, a client derives the code from the HTTP status, unless
+                    // the status may sit in a field we could not decode.
+                    (None, _) if stream.response_had_unknown_fields => None,
+                    (None, Some(http)) => Some(Code::from_http_status(http)),
+                    (None, None) => Some(Code::UNKNOWN),
+                }
+            }
+            EndReason::EndStreamWithoutTrailers => Some(
+                stream
+                    .http_status
+                    .map_or(Code::UNKNOWN, Code::from_http_status),
+            ),
+            EndReason::ResetByClient(ErrorCode::CANCEL) => {
+                let elapsed = Duration::from_nanos(end_ns.saturating_sub(stream.start_ns));
+                Some(if deadline_passed(stream.timeout, elapsed) {
+                    Code::DEADLINE_EXCEEDED
+                } else {
+                    Code::CANCELLED
+                })
+            }
+            EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => {
+                Some(Code::from_reset(error))
+            }
+            EndReason::GoAway | EndReason::ConnectionClosed => Some(Code::UNAVAILABLE),
+            EndReason::FinalHeadersLost => None,
+        };
+        let reset = match reason {
+            EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),
+            _ => None,
+        };
+        self.stats.calls += 1;
+        self.stats.calls_without_method += u64::from(stream.path.is_none());
+        self.stats.calls_without_status += u64::from(code.is_none());
+        out.push(CallRecord {
+            connection: Arc::clone(&self.facts),
+            side: if self.client_direction == Some(Direction::Egress) {
+                Side::Client
+            } else {
+                Side::Server
+            },
+            stream_id,
+            path: stream.path,
+            authority: stream.authority,
+            user_agent: stream.user_agent,
+            grpc_encoding: stream.grpc_encoding,
+            timeout: stream.timeout,
+            traceparent: stream.traceparent,
+            tracestate: stream.tracestate,
+            grpc_trace_bin: stream.grpc_trace_bin,
+            http_status: stream.http_status,
+            grpc_status: stream.grpc_status,
+            grpc_message: stream.grpc_message,
+            code,
+            reset,
+            end_reason: reason,
+            start_ns: stream.start_ns,
+            end_ns,
+            first_response_header_ns: stream.first_response_header_ns,
+            request: stream.request.stats,
+            response: stream.response.stats,
+        });
+    }
+}
+
+/// A client cancels with RST_STREAM(CANCEL) when its deadline fires. It measured from just
+/// before its write, we from just after, so allow a little slack.
+fn deadline_passed(timeout: Option<Duration>, elapsed: Duration) -> bool {
+    timeout.is_some_and(|timeout| elapsed + Duration::from_millis(1) + timeout / 100 >= timeout)
+}
+
+/// The request side of a new stream, or `None` if its content-type says it is not gRPC.
+fn request_state(fields: &[HeaderField], start_ns: u64) -> Option<StreamState> {
+    let mut stream = StreamState {
+        start_ns,
+        ..StreamState::default()
+    };
+    for field in fields {
+        let (Some(name), Some(text)) = (field.name.as_deref(), field.text()) else {
+            continue;
+        };
+        let text = text.to_owned();
+        match name {
+            b":path" => stream.path = Some(text),
+            b":authority" => stream.authority = Some(text),
+            b"user-agent" => stream.user_agent = Some(text),
+            b"grpc-encoding" => stream.grpc_encoding = Some(text),
+            b"grpc-timeout" => stream.timeout = parse_timeout(&text),
+            b"traceparent" => stream.traceparent = Some(text),
+            b"tracestate" => stream.tracestate = Some(text),
+            b"grpc-trace-bin" => stream.grpc_trace_bin = Some(text),
+            // An unreadable content-type (late join) is given the benefit of the doubt.
+            b"content-type" if !text.starts_with("application/grpc") => return None,
+            _ => {}
+        }
+    }
+    Some(stream)
+}

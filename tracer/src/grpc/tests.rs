@@ -1,0 +1,648 @@
+//! Call reconstruction from hand-built connections: header blocks come from an independent
+//! HPACK encoder (httlib-hpack, with indexing and Huffman), frames are laid out by hand so edge cases (CONTINUATION, padding, resets,
+//! gaps, late join) can be placed exactly.
+
+use std::time::Duration;
+
+use httlib_hpack::Encoder;
+
+use super::*;
+use crate::{
+    capture::{Chunk, Direction, Payload},
+    http2::{CLIENT_PREFACE, frame::flags, reader::tests::frame},
+};
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+
+/// Both directions of a connection as a sequence of writes, each at its own time.
+struct Wire {
+    client: Encoder<'static>,
+    server: Encoder<'static>,
+    writes: Vec<(Direction, Vec<u8>, u64)>,
+    clock: u64,
+}
+
+impl Wire {
+    /// The traced process is the client: its writes are egress.
+    fn new() -> Wire {
+        let mut wire = Wire {
+            client: Encoder::default(),
+            server: Encoder::default(),
+            writes: Vec::new(),
+            clock: 0,
+        };
+        let mut start = CLIENT_PREFACE.to_vec();
+        start.extend(frame(SETTINGS, 0, 0, &[]));
+        wire.write(Direction::Egress, start);
+        wire.write(Direction::Ingress, frame(SETTINGS, 0, 0, &[]));
+        wire
+    }
+
+    fn write(&mut self, direction: Direction, bytes: Vec<u8>) -> u64 {
+        self.clock += 1_000_000;
+        self.writes.push((direction, bytes, self.clock));
+        self.clock
+    }
+
+    /// Encodes like a typical endpoint: Huffman, incremental indexing, table references
+    /// whenever a field (or its name) is already in a table.
+    fn block(encoder: &mut Encoder<'static>, fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in fields {
+            let flags = Encoder::HUFFMAN_NAME
+                | Encoder::HUFFMAN_VALUE
+                | Encoder::WITH_INDEXING
+                | Encoder::BEST_FORMAT;
+            encoder
+                .encode(
+                    (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags),
+                    &mut out,
+                )
+                .unwrap();
+        }
+        out
+    }
+
+    fn request_block(&mut self, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut fields = vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", "svc.local:50051"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ];
+        fields.extend_from_slice(extra);
+        Wire::block(&mut self.client, &fields)
+    }
+
+    /// Request HEADERS in one write; returns its time.
+    fn request(&mut self, stream_id: u32, path: &str, extra: &[(&str, &str)]) -> u64 {
+        let block = self.request_block(path, extra);
+        self.write(
+            Direction::Egress,
+            frame(HEADERS, flags::END_HEADERS, stream_id, &block),
+        )
+    }
+
+    fn message(
+        &mut self,
+        direction: Direction,
+        stream_id: u32,
+        len: usize,
+        end_stream: bool,
+    ) -> u64 {
+        let mut payload = vec![0];
+        payload.extend_from_slice(&(len as u32).to_be_bytes());
+        payload.resize(5 + len, 0xab);
+        let flags = if end_stream { flags::END_STREAM } else { 0 };
+        self.write(direction, frame(DATA, flags, stream_id, &payload))
+    }
+
+    fn response_headers(&mut self, stream_id: u32) -> u64 {
+        let block = Wire::block(
+            &mut self.server,
+            &[(":status", "200"), ("content-type", "application/grpc")],
+        );
+        self.write(
+            Direction::Ingress,
+            frame(HEADERS, flags::END_HEADERS, stream_id, &block),
+        )
+    }
+
+    fn trailers(&mut self, stream_id: u32, status: &str, message: Option<&str>) -> u64 {
+        let mut fields = vec![("grpc-status", status)];
+        fields.extend(message.map(|message| ("grpc-message", message)));
+        let block = Wire::block(&mut self.server, &fields);
+        self.write(
+            Direction::Ingress,
+            frame(
+                HEADERS,
+                flags::END_HEADERS | flags::END_STREAM,
+                stream_id,
+                &block,
+            ),
+        )
+    }
+
+    fn trailers_only(&mut self, stream_id: u32, status: &str, message: &str) -> u64 {
+        let block = Wire::block(
+            &mut self.server,
+            &[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", status),
+                ("grpc-message", message),
+            ],
+        );
+        self.write(
+            Direction::Ingress,
+            frame(
+                HEADERS,
+                flags::END_HEADERS | flags::END_STREAM,
+                stream_id,
+                &block,
+            ),
+        )
+    }
+
+    fn unary(&mut self, stream_id: u32, path: &str) -> (u64, u64) {
+        let start = self.request(stream_id, path, &[]);
+        self.message(Direction::Egress, stream_id, 10, true);
+        self.response_headers(stream_id);
+        self.message(Direction::Ingress, stream_id, 20, false);
+        let end = self.trailers(stream_id, "0", None);
+        (start, end)
+    }
+
+    /// Feeds every write to a tracker, each cut into pieces of `piece` bytes.
+    fn replay_into(
+        &self,
+        tracker: &mut ConnectionTracker,
+        piece: usize,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let mut offsets = [0u64; 2];
+        for (direction, bytes, at) in &self.writes {
+            for part in bytes.chunks(piece.max(1)) {
+                let chunk = Chunk {
+                    offset: offsets[*direction as usize],
+                    timestamp_ns: *at,
+                    payload: Payload::Bytes(part.to_vec()),
+                };
+                offsets[*direction as usize] += part.len() as u64;
+                tracker.on_chunk(*direction, &chunk, out);
+            }
+        }
+    }
+
+    fn calls(&self, piece: usize) -> (Vec<CallRecord>, TrackerStats) {
+        let mut tracker = tracker(true);
+        let mut out = Vec::new();
+        self.replay_into(&mut tracker, piece, &mut out);
+        (out, tracker.stats().clone())
+    }
+}
+
+fn tracker(seen_from_start: bool) -> ConnectionTracker {
+    ConnectionTracker::new(
+        ConnectionFacts {
+            conn_id: 7,
+            pid: 42,
+            local: None,
+            peer: None,
+            seen_from_start,
+        },
+        Limits::default(),
+    )
+}
+
+fn feed(
+    tracker: &mut ConnectionTracker,
+    direction: Direction,
+    bytes: &[u8],
+    at: u64,
+    out: &mut Vec<CallRecord>,
+) {
+    let chunk = Chunk {
+        offset: 0,
+        timestamp_ns: at,
+        payload: Payload::Bytes(bytes.to_vec()),
+    };
+    tracker.on_chunk(direction, &chunk, out);
+}
+
+#[test]
+fn unary_ok_call() {
+    let mut wire = Wire::new();
+    let (start, end) = wire.unary(1, "/helloworld.Greeter/SayHello");
+    let (calls, stats) = wire.calls(usize::MAX);
+    assert_eq!(calls.len(), 1, "{stats:?}");
+    let call = &calls[0];
+    assert_eq!(call.name(), "helloworld.Greeter/SayHello");
+    assert_eq!(
+        call.service_and_method(),
+        Some(("helloworld.Greeter", "SayHello"))
+    );
+    assert_eq!(call.side, Side::Client);
+    assert_eq!(
+        (call.code, call.grpc_status, call.http_status),
+        (Some(Code::OK), Some(0), Some(200))
+    );
+    assert_eq!(call.end_reason, EndReason::Trailers);
+    assert_eq!((call.start_ns, call.end_ns), (start, end));
+    assert_eq!((call.request.count, call.request.bytes), (1, 10));
+    assert_eq!((call.response.count, call.response.bytes), (1, 20));
+    assert_eq!(
+        call.time_to_first_response_header(),
+        Some(Duration::from_millis(2))
+    );
+    assert_eq!(
+        call.time_to_first_response_message(),
+        Some(Duration::from_millis(3))
+    );
+    assert_eq!(call.authority.as_deref(), Some("svc.local:50051"));
+}
+
+#[test]
+fn any_chunking_gives_the_same_calls() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/a.B/C");
+    wire.trailers_only(3, "5", "not%20found");
+    wire.request(3, "/a.B/D", &[]);
+    let (reference, _) = wire.calls(usize::MAX);
+    for piece in [1, 2, 3, 5, 9, 10, 17] {
+        assert_eq!(wire.calls(piece).0, reference, "pieces of {piece} bytes");
+    }
+}
+
+#[test]
+fn trailers_only_error_with_message() {
+    let mut wire = Wire::new();
+    wire.request(1, "/shop.Catalog/GetItem", &[]);
+    wire.message(Direction::Egress, 1, 3, true);
+    wire.trailers_only(1, "5", "item%2042%20not%20found%20%E2%9C%97");
+    let (calls, _) = wire.calls(usize::MAX);
+    let call = &calls[0];
+    assert_eq!(call.code, Some(Code::NOT_FOUND));
+    assert_eq!(
+        call.grpc_message.as_deref(),
+        Some("item 42 not found \u{2717}")
+    );
+    assert_eq!(call.end_reason, EndReason::TrailersOnly);
+    assert_eq!(call.response.count, 0);
+}
+
+#[test]
+fn status_derived_from_http_status_when_grpc_status_is_missing() {
+    let mut wire = Wire::new();
+    wire.request(1, "/a.B/C", &[]);
+    let block = Wire::block(
+        &mut wire.server,
+        &[(":status", "503"), ("content-type", "text/plain")],
+    );
+    wire.write(
+        Direction::Ingress,
+        frame(HEADERS, flags::END_HEADERS | flags::END_STREAM, 1, &block),
+    );
+    let (calls, _) = wire.calls(usize::MAX);
+    assert_eq!(
+        (calls[0].code, calls[0].http_status, calls[0].grpc_status),
+        (Some(Code::UNAVAILABLE), Some(503), None)
+    );
+}
+
+#[test]
+fn interleaved_concurrent_streams_each_get_their_record() {
+    let mut wire = Wire::new();
+    let ids = [1u32, 3, 5, 7, 9];
+    let mut starts = Vec::new();
+    for &id in &ids {
+        starts.push(wire.request(id, &format!("/load.Test/Call{id}"), &[]));
+    }
+    for &id in ids.iter().rev() {
+        wire.message(Direction::Egress, id, id as usize, true);
+    }
+    for &id in &ids {
+        wire.response_headers(id);
+    }
+    for &id in ids.iter().rev() {
+        wire.message(Direction::Ingress, id, 100 + id as usize, false);
+        wire.message(Direction::Ingress, id, 1, false);
+    }
+    let mut ends = std::collections::HashMap::new();
+    for &id in &ids {
+        let status = if id == 5 { "13" } else { "0" };
+        ends.insert(id, wire.trailers(id, status, None));
+    }
+    let (calls, _) = wire.calls(7);
+    assert_eq!(calls.len(), ids.len());
+    for (index, &id) in ids.iter().enumerate() {
+        let call = calls.iter().find(|call| call.stream_id == id).unwrap();
+        assert_eq!(
+            call.path.as_deref(),
+            Some(format!("/load.Test/Call{id}").as_str())
+        );
+        assert_eq!((call.start_ns, call.end_ns), (starts[index], ends[&id]));
+        assert_eq!((call.request.count, call.request.bytes), (1, u64::from(id)));
+        assert_eq!(
+            (call.response.count, call.response.bytes),
+            (2, 101 + u64::from(id))
+        );
+        assert_eq!(
+            call.code,
+            Some(if id == 5 { Code::INTERNAL } else { Code::OK })
+        );
+    }
+}
+
+#[test]
+fn streaming_calls_count_every_message() {
+    let mut wire = Wire::new();
+    wire.request(1, "/chat.Room/Talk", &[]);
+    for round in 0..4 {
+        wire.message(Direction::Egress, 1, 100 + round, round == 3);
+        if round == 0 {
+            wire.response_headers(1);
+        }
+        wire.message(Direction::Ingress, 1, 7, false);
+        wire.message(Direction::Ingress, 1, 8, false);
+    }
+    wire.trailers(1, "0", None);
+    let (calls, _) = wire.calls(4);
+    let call = &calls[0];
+    assert_eq!((call.request.count, call.request.bytes), (4, 406));
+    assert_eq!((call.response.count, call.response.bytes), (8, 60));
+}
+
+#[test]
+fn large_messages_span_many_data_frames() {
+    let mut wire = Wire::new();
+    wire.request(1, "/blob.Store/Put", &[]);
+    // A 2 MiB message: prefix in the first frame, body over 128 frames of 16 KiB.
+    let len = 2 << 20;
+    let mut first = vec![1];
+    first.extend_from_slice(&(len as u32).to_be_bytes());
+    first.resize(16_384, 0);
+    wire.write(Direction::Egress, frame(DATA, 0, 1, &first));
+    let mut left = len + 5 - 16_384;
+    while left > 0 {
+        let size = left.min(16_384);
+        left -= size;
+        wire.write(
+            Direction::Egress,
+            frame(
+                DATA,
+                if left == 0 { flags::END_STREAM } else { 0 },
+                1,
+                &vec![0; size],
+            ),
+        );
+    }
+    wire.response_headers(1);
+    wire.message(Direction::Ingress, 1, 0, false);
+    wire.trailers(1, "0", None);
+    let (calls, _) = wire.calls(8192);
+    let call = &calls[0];
+    assert_eq!(
+        (
+            call.request.count,
+            call.request.bytes,
+            call.request.compressed
+        ),
+        (1, len as u64, 1)
+    );
+    assert_eq!((call.response.count, call.response.bytes), (1, 0));
+}
+
+#[test]
+fn continuation_and_padding() {
+    let mut wire = Wire::new();
+    let block = wire.request_block("/split.Headers/Call", &[("x-custom", &"v".repeat(300))]);
+    let (first, rest) = block.split_at(10);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    // HEADERS with padding and priority, then two CONTINUATIONs.
+    let mut payload = vec![4, 0, 0, 0, 0, 16];
+    payload.extend_from_slice(first);
+    payload.extend_from_slice(&[0; 4]);
+    let start = wire.write(
+        Direction::Egress,
+        frame(HEADERS, flags::PADDED | flags::PRIORITY, 1, &payload),
+    );
+    wire.write(Direction::Egress, frame(CONTINUATION, 0, 1, second));
+    wire.write(
+        Direction::Egress,
+        frame(CONTINUATION, flags::END_HEADERS, 1, third),
+    );
+    // A padded DATA frame carrying the message.
+    let mut data = vec![3, 0, 0, 0, 0, 2, 1, 2, 0, 0, 0];
+    data[0] = 3;
+    wire.write(
+        Direction::Egress,
+        frame(DATA, flags::PADDED | flags::END_STREAM, 1, &data),
+    );
+    wire.trailers_only(1, "0", "");
+    let (calls, stats) = wire.calls(5);
+    assert_eq!(calls.len(), 1, "{stats:?}");
+    assert_eq!(calls[0].path.as_deref(), Some("/split.Headers/Call"));
+    assert_eq!(calls[0].start_ns, start);
+    assert_eq!((calls[0].request.count, calls[0].request.bytes), (1, 2));
+}
+
+#[test]
+fn resets_deadlines_and_cancellation() {
+    let mut wire = Wire::new();
+    // Deadline: the client cancels 100 ms after a 100 ms grpc-timeout.
+    wire.request(1, "/slow.Svc/Wait", &[("grpc-timeout", "100m")]);
+    wire.clock += 99_000_000;
+    wire.write(
+        Direction::Egress,
+        frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()),
+    );
+    // Cancelled well before its deadline.
+    wire.request(3, "/slow.Svc/Wait", &[("grpc-timeout", "10S")]);
+    wire.write(
+        Direction::Egress,
+        frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()),
+    );
+    // Refused by the server.
+    wire.request(5, "/slow.Svc/Wait", &[]);
+    wire.write(
+        Direction::Ingress,
+        frame(RST_STREAM, 0, 5, &7u32.to_be_bytes()),
+    );
+    let (calls, _) = wire.calls(usize::MAX);
+    let by_id = |id: u32| calls.iter().find(|call| call.stream_id == id).unwrap();
+    assert_eq!(by_id(1).code, Some(Code::DEADLINE_EXCEEDED));
+    assert_eq!(by_id(1).timeout, Some(Duration::from_millis(100)));
+    assert_eq!(by_id(3).code, Some(Code::CANCELLED));
+    assert_eq!(by_id(3).reset, Some(crate::http2::ErrorCode::CANCEL));
+    assert_eq!(
+        (by_id(5).code, by_id(5).end_reason),
+        (
+            Some(Code::UNAVAILABLE),
+            EndReason::ResetByServer(crate::http2::ErrorCode::REFUSED_STREAM)
+        )
+    );
+}
+
+#[test]
+fn goaway_and_close_end_open_calls() {
+    let mut wire = Wire::new();
+    wire.request(1, "/a.B/C", &[]);
+    wire.request(3, "/a.B/C", &[]);
+    wire.request(5, "/a.B/C", &[]);
+    let mut goaway = 1u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&0u32.to_be_bytes());
+    let at = wire.write(Direction::Ingress, frame(GOAWAY, 0, 0, &goaway));
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    wire.replay_into(&mut tracker, usize::MAX, &mut out);
+    let ended: Vec<_> = out
+        .iter()
+        .map(|call| (call.stream_id, call.end_reason, call.code, call.end_ns))
+        .collect();
+    assert_eq!(
+        ended,
+        vec![
+            (3, EndReason::GoAway, Some(Code::UNAVAILABLE), at),
+            (5, EndReason::GoAway, Some(Code::UNAVAILABLE), at)
+        ]
+    );
+    tracker.on_close(at + 5, &mut out);
+    assert_eq!(
+        (out[2].stream_id, out[2].end_reason, out[2].code),
+        (1, EndReason::ConnectionClosed, Some(Code::UNAVAILABLE))
+    );
+}
+
+#[test]
+fn gaps_in_message_bodies_do_not_disturb_the_call() {
+    let mut wire = Wire::new();
+    wire.request(1, "/a.B/C", &[]);
+    wire.message(Direction::Egress, 1, 1000, true);
+    wire.response_headers(1);
+    wire.trailers(1, "0", None);
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
+        if index == 3 {
+            // The DATA frame: header and prefix captured, 900 body bytes lost, the rest captured.
+            feed(&mut tracker, *direction, &bytes[..20], *at, &mut out);
+            tracker.on_chunk(
+                *direction,
+                &Chunk {
+                    offset: 20,
+                    timestamp_ns: *at,
+                    payload: Payload::Gap(900),
+                },
+                &mut out,
+            );
+            feed(&mut tracker, *direction, &bytes[920..], *at, &mut out);
+        } else {
+            feed(&mut tracker, *direction, bytes, *at, &mut out);
+        }
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (
+            out[0].request.count,
+            out[0].request.bytes,
+            out[0].request.exact
+        ),
+        (1, 1000, true)
+    );
+    assert_eq!(out[0].code, Some(Code::OK));
+}
+
+#[test]
+fn late_join_resolves_what_was_inserted_after_attach() {
+    let mut wire = Wire::new();
+    // Before attach: a call to Old inserts its path (and everything else) into the tables.
+    wire.unary(1, "/svc.S/Old");
+    let attach = wire.writes.len();
+    // After attach: Old again (all from the table), then New (a fresh literal), then New again.
+    wire.unary(3, "/svc.S/Old");
+    wire.unary(5, "/svc.S/New");
+    wire.unary(7, "/svc.S/New");
+    let mut tracker = tracker(false);
+    let mut out = Vec::new();
+    for (direction, bytes, at) in &wire.writes[attach..] {
+        feed(&mut tracker, *direction, bytes, *at, &mut out);
+    }
+    let paths: Vec<_> = out
+        .iter()
+        .map(|call| (call.stream_id, call.path.clone()))
+        .collect();
+    // Stream 3 is only confirmed as a frame boundary... all three calls are seen.
+    assert_eq!(
+        paths,
+        vec![
+            (3, None),
+            (5, Some("/svc.S/New".to_owned())),
+            (7, Some("/svc.S/New".to_owned()))
+        ],
+        "{:?}",
+        tracker.stats()
+    );
+    // Durations are exact even without a method name.
+    for call in &out {
+        assert_eq!(call.duration(), Duration::from_millis(4));
+    }
+    assert_eq!(tracker.stats().calls_without_method, 1);
+}
+
+#[test]
+fn non_http2_traffic_yields_no_calls() {
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    feed(
+        &mut tracker,
+        Direction::Egress,
+        b"GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n",
+        1,
+        &mut out,
+    );
+    feed(
+        &mut tracker,
+        Direction::Ingress,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        2,
+        &mut out,
+    );
+    feed(
+        &mut tracker,
+        Direction::Egress,
+        &[0x16, 3, 1, 0, 200],
+        3,
+        &mut out,
+    );
+    tracker.on_close(4, &mut out);
+    assert!(out.is_empty());
+    assert!(tracker.stats().not_http2);
+}
+
+#[test]
+fn secrets_never_reach_the_record() {
+    let mut wire = Wire::new();
+    wire.request(
+        1,
+        "/a.B/C",
+        &[
+            ("authorization", "Bearer s3cr3t-token"),
+            ("cookie", "session=hunter2"),
+            ("x-api-key", "k3y"),
+        ],
+    );
+    wire.trailers_only(1, "0", "");
+    let (calls, _) = wire.calls(usize::MAX);
+    let shown = format!("{calls:?}");
+    for secret in ["s3cr3t", "hunter2", "k3y"] {
+        assert!(!shown.contains(secret), "{secret} leaked");
+    }
+    assert_eq!(calls[0].code, Some(Code::OK));
+}
+
+#[test]
+fn traced_server_sees_calls_from_the_other_side() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/a.B/C");
+    // Swap directions: the traced process is now the server.
+    for write in &mut wire.writes {
+        write.0 = if write.0 == Direction::Egress {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        };
+    }
+    let (calls, _) = wire.calls(usize::MAX);
+    assert_eq!(
+        (calls[0].side, calls[0].code),
+        (Side::Server, Some(Code::OK))
+    );
+}

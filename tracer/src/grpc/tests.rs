@@ -646,3 +646,57 @@ fn traced_server_sees_calls_from_the_other_side() {
         (Side::Server, Some(Code::OK))
     );
 }
+
+/// Encodes a wire in the input format of [`crate::fuzzing::run_connection`].
+fn fuzz_input(wire: &Wire, seen_from_start: bool, gap_every: Option<usize>) -> Vec<u8> {
+    let mut input = vec![u8::from(seen_from_start)];
+    for (index, (direction, bytes, _)) in wire.writes.iter().enumerate() {
+        for part in bytes.chunks(u16::MAX as usize) {
+            let gap = gap_every.is_some_and(|every| index % every == every - 1);
+            input.push(*direction as u8 | if gap { 2 } else { 0 });
+            input.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            if !gap {
+                input.extend_from_slice(part);
+            }
+        }
+    }
+    input
+}
+
+/// The fuzz corpus seeds are realistic connections; this checks the fuzz input format against
+/// the scenarios (and rewrites the seed files when TRACER_WRITE_FUZZ_SEEDS is set).
+#[test]
+fn fuzz_seeds_describe_real_connections() {
+    let mut unary = Wire::new();
+    for id in [1, 3, 5] {
+        unary.unary(id, "/helloworld.Greeter/SayHello");
+    }
+    let mut errors = Wire::new();
+    errors.trailers_only(1, "5", "nope");
+    errors.request(1, "/a.B/C", &[("grpc-timeout", "10m"), ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
+    errors.trailers_only(1, "5", "not%20found");
+    errors.request(3, "/a.B/C", &[("grpc-timeout", "1m")]);
+    errors.write(Direction::Egress, frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+    let mut streaming = Wire::new();
+    streaming.request(1, "/chat.Room/Talk", &[]);
+    for round in 0..3 {
+        streaming.message(Direction::Egress, 1, 40_000 * round, round == 2);
+        streaming.response_headers(1);
+    }
+    streaming.trailers(1, "0", None);
+    let seeds = [
+        ("unary", fuzz_input(&unary, true, None), 3),
+        ("unary-late-join", fuzz_input(&unary, false, None), 3),
+        // Stream 3's request headers fall into a gap, so only streams 1 and 5 are seen.
+        ("unary-gaps", fuzz_input(&unary, true, Some(4)), 2),
+        ("errors", fuzz_input(&errors, true, None), 2),
+        ("streaming", fuzz_input(&streaming, true, None), 1),
+    ];
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection");
+    for (name, input, calls) in seeds {
+        assert_eq!(crate::fuzzing::run_connection(&input), calls, "{name}");
+        if std::env::var_os("TRACER_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::write(corpus.join(name), &input).unwrap();
+        }
+    }
+}

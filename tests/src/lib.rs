@@ -1,5 +1,8 @@
 //! Shared pieces of the integration tests: the byte patterns workloads send, and a harness that
 //! runs a workload process under the real capture layer and collects what it saw.
 
+pub mod echo;
 pub mod harness;
 pub mod pattern;
+pub mod recording_proxy;
+pub mod scenarios;

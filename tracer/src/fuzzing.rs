@@ -16,9 +16,21 @@ pub fn run_connection(input: &[u8]) -> usize {
     let Some((&options, mut rest)) = input.split_first() else {
         return 0;
     };
-    let facts = ConnectionFacts { conn_id: 1, pid: 1, local: None, peer: None, seen_from_start: options & 1 != 0 };
+    let facts = ConnectionFacts {
+        conn_id: 1,
+        pid: 1,
+        local: None,
+        peer: None,
+        seen_from_start: options & 1 != 0,
+    };
     // Small limits so the fuzzer reaches them.
-    let mut tracker = ConnectionTracker::new(facts, Limits { max_open_streams: 64, max_header_block: 4096 });
+    let mut tracker = ConnectionTracker::new(
+        facts,
+        Limits {
+            max_open_streams: 64,
+            max_header_block: 4096,
+        },
+    );
     let mut out = Vec::new();
     let mut offsets = [0u64; 2];
     let mut clock = 0u64;
@@ -26,7 +38,11 @@ pub fn run_connection(input: &[u8]) -> usize {
         let op = rest[0];
         let len = u16::from_le_bytes([rest[1], rest[2]]) as usize;
         rest = &rest[3..];
-        let direction = if op & 1 == 0 { Direction::Egress } else { Direction::Ingress };
+        let direction = if op & 1 == 0 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
         let payload = if op & 2 != 0 {
             Payload::Gap(len as u64)
         } else {
@@ -37,15 +53,26 @@ pub fn run_connection(input: &[u8]) -> usize {
         };
         clock += 1000;
         let offset = &mut offsets[direction as usize];
-        let chunk = Chunk { offset: *offset, timestamp_ns: clock, payload };
+        let chunk = Chunk {
+            offset: *offset,
+            timestamp_ns: clock,
+            payload,
+        };
         *offset += chunk.payload.len();
         tracker.on_chunk(direction, &chunk, &mut out);
     }
     tracker.on_close(clock + 1, &mut out);
     for call in &out {
         // Exercise the derived views as an exporter would.
-        let _ = (call.name(), call.duration(), call.time_to_first_response_message());
-        assert!(call.end_ns >= call.start_ns || call.start_ns > clock, "call ends before it starts");
+        let _ = (
+            call.name(),
+            call.duration(),
+            call.time_to_first_response_message(),
+        );
+        assert!(
+            call.end_ns >= call.start_ns || call.start_ns > clock,
+            "call ends before it starts"
+        );
     }
     out.len()
 }
@@ -73,8 +100,10 @@ mod tests {
     #[test]
     fn mutated_corpus_never_panics() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection");
-        let seeds: Vec<Vec<u8>> =
-            fs::read_dir(&corpus).unwrap().map(|entry| fs::read(entry.unwrap().path()).unwrap()).collect();
+        let seeds: Vec<Vec<u8>> = fs::read_dir(&corpus)
+            .unwrap()
+            .map(|entry| fs::read(entry.unwrap().path()).unwrap())
+            .collect();
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             state ^= state << 13;

@@ -673,10 +673,23 @@ fn fuzz_seeds_describe_real_connections() {
     }
     let mut errors = Wire::new();
     errors.trailers_only(1, "5", "nope");
-    errors.request(1, "/a.B/C", &[("grpc-timeout", "10m"), ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
+    errors.request(
+        1,
+        "/a.B/C",
+        &[
+            ("grpc-timeout", "10m"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ],
+    );
     errors.trailers_only(1, "5", "not%20found");
     errors.request(3, "/a.B/C", &[("grpc-timeout", "1m")]);
-    errors.write(Direction::Egress, frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()));
+    errors.write(
+        Direction::Egress,
+        frame(RST_STREAM, 0, 3, &8u32.to_be_bytes()),
+    );
     let mut streaming = Wire::new();
     streaming.request(1, "/chat.Room/Talk", &[]);
     for round in 0..3 {

@@ -2,6 +2,7 @@
 //! clone gets from `git clone` to a working build and test run with no manual step.
 
 mod ebpf_toolchain;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -28,6 +29,12 @@ enum Task {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
+    /// Fuzz the HTTP/2 + HPACK + gRPC parsing path with cargo-fuzz (nightly).
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +43,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()),
         Task::Test { filter } => setup::run().and_then(|()| test::run(filter.as_deref())),
+        Task::Fuzz { seconds } => setup::run().and_then(|()| fuzz::run(seconds)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,10 @@
 //! The tracer's userspace side.
 pub mod capture;
+pub mod cli;
+pub mod export;
 pub mod fuzzing;
 pub mod grpc;
 pub mod hpack;
 pub mod http2;
+pub mod launch;
+pub mod session;

@@ -1,82 +1,157 @@
+//! `tracer`: attach to processes (or launch one), report every gRPC call they make.
+
 use std::{
     process::ExitCode,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
 };
 
-use clap::Parser;
-use tracer::capture::{Capture, CaptureConfig, CaptureEvent, Payload};
-
-/// Passive eBPF tracer for gRPC calls.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {
-    /// Process to trace (all its threads); repeat for several.
-    #[arg(long = "pid", required = true)]
-    pids: Vec<u32>,
-    /// Also trace processes the traced ones start.
-    #[arg(long)]
-    follow_children: bool,
-    /// Size of the kernel-to-user ring buffer in bytes (a power of two).
-    #[arg(long, default_value_t = tracer::capture::DEFAULT_RING_BUFFER_BYTES)]
-    ring_buffer_bytes: u32,
-}
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use tracer::{
+    capture::{Capture, CaptureConfig, CaptureError},
+    cli::{Cli, Config, OutputConfig, Target},
+    export::{CallSink, ConsoleSink, JsonSink, OtlpSink, ResourceInfo, WallClock},
+    grpc::Limits,
+    launch,
+    session::Session,
+};
 
 fn main() -> ExitCode {
+    StderrLogger::install();
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("tracer: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.resolve(&|name| std::env::var(name).ok())?;
+    // Fail on a wrong pid before spending a second loading programs.
+    if let Target::Pids(pids) = &config.target {
+        for &pid in pids {
+            if !tracer::session::process_alive(pid) {
+                bail!(CaptureError::NoSuchProcess(pid));
+            }
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
-    let mut capture = Capture::new(&CaptureConfig {
-        ring_buffer_bytes: cli.ring_buffer_bytes,
+    let capture = Capture::new(&CaptureConfig {
+        ring_buffer_bytes: config.ring_buffer_bytes,
     })?;
-    for &pid in &cli.pids {
-        capture.trace_process(pid, cli.follow_children)?;
+    let mut session = Session::new(capture, Limits::default());
+
+    // A launched command is forked before any thread exists (the export thread starts later)
+    // and held before exec until it is traced.
+    let (pids, launched) = match &config.target {
+        Target::Pids(pids) => (pids.clone(), None),
+        Target::Command(command) => {
+            let child = launch::spawn_gated(command)?;
+            (vec![child.pid], Some(child))
+        }
+    };
+    for &pid in &pids {
+        session.trace(pid, config.follow_children)?;
     }
-    eprintln!("tracer: attached to {:?}; Ctrl-C to stop", cli.pids);
-    while !stop.load(Ordering::Relaxed) {
-        capture.poll(Duration::from_millis(200), &mut |event| match event {
-            CaptureEvent::Opened(info) => eprintln!(
-                "open  conn={:#x} pid={} fd={} {:?} local={:?} peer={:?}",
-                info.id, info.pid, info.fd, info.origin, info.local, info.peer
-            ),
-            CaptureEvent::Data {
-                conn_id,
-                direction,
-                chunk,
-            } => match chunk.payload {
-                Payload::Bytes(bytes) => eprintln!(
-                    "data  conn={conn_id:#x} {direction:?} offset={} len={}",
-                    chunk.offset,
-                    bytes.len()
-                ),
-                Payload::Gap(len) => {
-                    eprintln!(
-                        "gap   conn={conn_id:#x} {direction:?} offset={} len={len}",
-                        chunk.offset
-                    )
-                }
-            },
-            CaptureEvent::Closed { conn_id, .. } => eprintln!("close conn={conn_id:#x}"),
-            other => eprintln!("{other:?}"),
-        })?;
+    let resource = ResourceInfo::for_process(
+        pids[0],
+        match &config.target {
+            Target::Command(command) => Some(command),
+            Target::Pids(_) => None,
+        },
+        config.service_name.as_deref(),
+        config.env_service_name.as_deref(),
+        config.env_resource_attributes.as_deref(),
+    );
+    let mut sink = make_sink(&config, &resource)?;
+    let launched_pid = launched.as_ref().map(|child| child.pid);
+    match launched {
+        Some(child) => child.release().context("starting the command")?,
+        None => eprintln!(
+            "tracer: tracing {pids:?} ({}); Ctrl-C to stop",
+            resource.service_name()
+        ),
     }
-    let losses = capture.losses();
-    drop(capture);
-    eprintln!("tracer: detached; losses: {:?}", losses.nonzero());
-    Ok(())
+
+    let reason = session.run(
+        sink.as_mut(),
+        &|| stop.load(Ordering::Relaxed),
+        config.duration,
+    )?;
+    let report = session.finish(reason, sink.as_mut());
+    let rendered = report.render();
+    match config.output {
+        // Console output is for people: the summary follows the calls.
+        OutputConfig::Console => print!("{rendered}"),
+        // JSON lines keep stdout machine-readable; OTLP leaves it to the application.
+        OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
+    }
+    match launched_pid {
+        Some(pid) => {
+            let code = launch::wait_exit_code(pid).context("waiting for the command")?;
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn make_sink(config: &Config, resource: &ResourceInfo) -> anyhow::Result<Box<dyn CallSink>> {
+    let clock = WallClock::measure();
+    Ok(match &config.output {
+        OutputConfig::Console => Box::new(ConsoleSink::new(clock)),
+        OutputConfig::Json => Box::new(JsonSink::new(clock, config.conventions, resource)),
+        OutputConfig::Otlp(otlp) => Box::new(OtlpSink::start(
+            otlp.clone(),
+            resource,
+            clock,
+            config.conventions,
+        )?),
+    })
+}
+
+/// Warnings and errors to stderr; `TRACER_LOG=debug|info|warn|error` changes the level.
+struct StderrLogger;
+
+impl StderrLogger {
+    fn install() {
+        let level = match std::env::var("TRACER_LOG").as_deref() {
+            Ok("debug") => log::LevelFilter::Debug,
+            Ok("info") => log::LevelFilter::Info,
+            Ok("error") => log::LevelFilter::Error,
+            Ok("off") => log::LevelFilter::Off,
+            _ => log::LevelFilter::Warn,
+        };
+        static LOGGER: StderrLogger = StderrLogger;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(level);
+        }
+    }
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level() && metadata.target().starts_with("tracer")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "tracer: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }

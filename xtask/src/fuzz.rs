@@ -11,7 +11,11 @@ pub fn run(seconds: u64) -> Result<()> {
     let root = cache_dir().join("cargo-fuzz");
     let bin = root.join("bin");
     if !bin.join("cargo-fuzz").is_file() {
-        crate::run(Command::new(env!("CARGO")).args(["install", "--locked", "cargo-fuzz", "--root"]).arg(&root))?;
+        crate::run(
+            Command::new(env!("CARGO"))
+                .args(["install", "--locked", "cargo-fuzz", "--root"])
+                .arg(&root),
+        )?;
     }
     // Fuzz a scratch copy so the committed corpus only grows deliberately.
     let fuzz_dir = crate::workspace_root().join("tracer/fuzz");
@@ -22,7 +26,9 @@ pub fn run(seconds: u64) -> Result<()> {
         let entry = entry?;
         std::fs::copy(entry.path(), work.join(entry.file_name()))?;
     }
-    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))?;
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
     crate::run(
         Command::new("cargo")
             .args(["+nightly", "fuzz", "run", "connection"])

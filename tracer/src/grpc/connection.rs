@@ -56,6 +56,24 @@ pub struct TrackerStats {
     pub not_http2: bool,
 }
 
+impl TrackerStats {
+    /// Adds another connection's counters to these.
+    pub fn add(&mut self, other: &TrackerStats) {
+        self.calls += other.calls;
+        self.calls_without_method += other.calls_without_method;
+        self.calls_without_status += other.calls_without_status;
+        self.streams_over_limit += other.streams_over_limit;
+        self.streams_joined_mid_call += other.streams_joined_mid_call;
+        self.non_grpc_streams += other.non_grpc_streams;
+        self.header_blocks_lost += other.header_blocks_lost;
+        self.header_blocks_too_large += other.header_blocks_too_large;
+        self.hpack_errors += other.hpack_errors;
+        self.sync_losses += other.sync_losses;
+        self.skipped_bytes += other.skipped_bytes;
+        self.not_http2 |= other.not_http2;
+    }
+}
+
 /// A header block being assembled from HEADERS/PUSH_PROMISE and CONTINUATION frames.
 struct PendingBlock {
     stream_id: u32,
@@ -105,6 +123,9 @@ pub struct ConnectionTracker {
     /// The direction the client writes in, once known (preface or request headers).
     client_direction: Option<Direction>,
     streams: HashMap<u32, StreamState>,
+    /// The first stream whose request we saw: responses on older streams belong to calls made
+    /// before we were watching; on newer ones, to calls that already ended (e.g. reset).
+    first_request_stream: Option<u32>,
     limits: Limits,
     stats: TrackerStats,
 }
@@ -137,6 +158,7 @@ impl ConnectionTracker {
             halves: [half(), half()],
             client_direction: None,
             streams: HashMap::new(),
+            first_request_stream: None,
             limits,
             stats: TrackerStats::default(),
         }
@@ -503,7 +525,12 @@ impl ConnectionTracker {
             return;
         }
         let Some(stream) = self.streams.get_mut(&stream_id) else {
-            self.stats.streams_joined_mid_call += 1;
+            if self
+                .first_request_stream
+                .is_none_or(|first| stream_id < first)
+            {
+                self.stats.streams_joined_mid_call += 1;
+            }
             return;
         };
         let first = !stream.response_headers_seen;
@@ -539,6 +566,7 @@ impl ConnectionTracker {
     }
 
     fn open_stream(&mut self, stream_id: u32, stream: StreamState) {
+        self.first_request_stream.get_or_insert(stream_id);
         if self.streams.len() >= self.limits.max_open_streams {
             self.stats.streams_over_limit += 1;
             return;

@@ -458,6 +458,11 @@ fn resets_deadlines_and_cancellation() {
     );
     let (calls, _) = wire.calls(usize::MAX);
     let by_id = |id: u32| calls.iter().find(|call| call.stream_id == id).unwrap();
+    // The server's own deadline trailers arrive after the reset: late, not a loss.
+    wire.trailers_only(1, "4", "deadline");
+    let mut tracker = tracker(true);
+    wire.replay_into(&mut tracker, usize::MAX, &mut Vec::new());
+    assert_eq!(tracker.stats().streams_joined_mid_call, 0);
     assert_eq!(by_id(1).code, Some(Code::DEADLINE_EXCEEDED));
     assert_eq!(by_id(1).timeout, Some(Duration::from_millis(100)));
     assert_eq!(by_id(3).code, Some(Code::CANCELLED));

@@ -1,0 +1,397 @@
+//! Command-line flags and the OpenTelemetry environment variables, resolved into one
+//! validated configuration before anything is loaded.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::{
+    capture::DEFAULT_RING_BUFFER_BYTES,
+    export::{Conventions, OtlpConfig, OtlpProtocol, parse_key_values},
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo tracer --pid 4242                          trace a running process, console output
+  sudo tracer --output json --pid 4242 > calls.jsonl
+  sudo tracer --otlp-endpoint http://localhost:4317 -- python3 client.py
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
+    sudo -E tracer --pid 4242";
+
+/// Passive eBPF tracer: every gRPC call a process makes, as OpenTelemetry spans, without
+/// touching the application.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tracer", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Trace this running process (all its threads). Repeat for several.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Also trace processes started by the traced ones (always on for a launched command).
+    #[arg(long)]
+    pub follow_children: bool,
+
+    /// Stop after this long (e.g. 30s, 5m, 1h; a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Where spans go. Default: otlp when an OTLP endpoint is configured, else console.
+    #[arg(long, value_enum)]
+    pub output: Option<Output>,
+
+    /// OTLP collector URL (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport (else OTEL_EXPORTER_OTLP_PROTOCOL; default grpc).
+    #[arg(long, value_parser = ["grpc", "http/protobuf"], value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+
+    /// service.name of the spans (else OTEL_SERVICE_NAME, else the traced executable's name).
+    #[arg(long)]
+    pub service_name: Option<String>,
+
+    /// Size of the kernel-to-user ring buffer in bytes (a power of two).
+    #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_name = "BYTES")]
+    pub ring_buffer_bytes: u32,
+
+    /// Spans that may wait for the collector; beyond this they are dropped and counted.
+    #[arg(long, default_value_t = 16_384, value_name = "SPANS")]
+    pub export_queue: usize,
+
+    /// The command to launch and trace from its first connection (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Console,
+    Json,
+    Otlp,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("give either --pid PID or -- COMMAND (see --help)")]
+    NothingToTrace,
+    #[error("give either --pid or a command to launch, not both")]
+    PidAndCommand,
+    #[error("--output otlp needs an endpoint: --otlp-endpoint URL or OTEL_EXPORTER_OTLP_ENDPOINT")]
+    MissingEndpoint,
+    #[error("invalid OTLP endpoint {url:?} (from {source_name}): {reason}")]
+    InvalidEndpoint {
+        url: String,
+        source_name: &'static str,
+        reason: String,
+    },
+    #[error("unsupported OTEL_EXPORTER_OTLP_PROTOCOL {0:?}: use grpc or http/protobuf")]
+    UnsupportedProtocol(String),
+    #[error("--ring-buffer-bytes must be a power of two of at least 4096, got {0}")]
+    RingBufferSize(u32),
+}
+
+/// What to trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Pids(Vec<u32>),
+    Command(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputConfig {
+    Console,
+    Json,
+    Otlp(OtlpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub target: Target,
+    pub follow_children: bool,
+    pub duration: Option<Duration>,
+    pub output: OutputConfig,
+    pub conventions: Conventions,
+    pub service_name: Option<String>,
+    pub env_service_name: Option<String>,
+    pub env_resource_attributes: Option<String>,
+    pub ring_buffer_bytes: u32,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|err| format!("{text:?}: {err}"))
+}
+
+/// Checks an OTLP URL: http(s), with a host. TLS is not built in, so https is refused here
+/// rather than failing at the first export.
+fn validate_endpoint(url: &str, source_name: &'static str) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidEndpoint {
+        url: url.to_owned(),
+        source_name,
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|err: http::uri::InvalidUri| invalid(&err.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(
+                "https is not supported by this build; use an http:// endpoint (e.g. a local collector)",
+            ));
+        }
+        _ => return Err(invalid("expected http://HOST:PORT")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    Ok(())
+}
+
+impl Cli {
+    /// Resolves flags and environment (read through `env`) into a configuration.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let target = match (self.pids.is_empty(), self.command.is_empty()) {
+            (true, true) => return Err(ConfigError::NothingToTrace),
+            (false, false) => return Err(ConfigError::PidAndCommand),
+            (false, true) => Target::Pids(self.pids.clone()),
+            (true, false) => Target::Command(self.command.clone()),
+        };
+        if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
+            return Err(ConfigError::RingBufferSize(self.ring_buffer_bytes));
+        }
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let protocol_text = self
+            .otlp_protocol
+            .clone()
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match protocol_text.as_deref().map(str::trim) {
+            None | Some("grpc") => OtlpProtocol::Grpc,
+            Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some(other) => return Err(ConfigError::UnsupportedProtocol(other.to_owned())),
+        };
+        // A signal-specific endpoint is used as-is; a base endpoint gets /v1/traces over HTTP.
+        let endpoint = if let Some(url) = &self.otlp_endpoint {
+            Some((url.clone(), "--otlp-endpoint", false))
+        } else if let Some(url) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some((url, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", true))
+        } else {
+            env("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .map(|url| (url, "OTEL_EXPORTER_OTLP_ENDPOINT", false))
+        };
+        if let Some((url, source_name, _)) = &endpoint {
+            validate_endpoint(url, source_name)?;
+        }
+        let output = match (self.output, endpoint) {
+            (Some(Output::Console), _) => OutputConfig::Console,
+            (Some(Output::Json), _) => OutputConfig::Json,
+            (Some(Output::Otlp), None) => return Err(ConfigError::MissingEndpoint),
+            (None, None) => OutputConfig::Console,
+            (Some(Output::Otlp) | None, Some((url, _, signal_specific))) => {
+                let endpoint = match protocol {
+                    OtlpProtocol::HttpProtobuf
+                        if !signal_specific
+                            && !url.trim_end_matches('/').ends_with("/v1/traces") =>
+                    {
+                        format!("{}/v1/traces", url.trim_end_matches('/'))
+                    }
+                    _ => url,
+                };
+                let headers = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                    .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
+                    .map(|text| parse_key_values(&text))
+                    .unwrap_or_default();
+                OutputConfig::Otlp(OtlpConfig {
+                    endpoint,
+                    protocol,
+                    headers,
+                    timeout: Duration::from_secs(5),
+                    queue_capacity: self.export_queue.max(1),
+                })
+            }
+        };
+        Ok(Config {
+            follow_children: self.follow_children || matches!(target, Target::Command(_)),
+            target,
+            duration: self.duration,
+            output,
+            conventions: Conventions::from_opt_in(env("OTEL_SEMCONV_STABILITY_OPT_IN").as_deref()),
+            service_name: self.service_name.clone(),
+            env_service_name: env("OTEL_SERVICE_NAME"),
+            env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
+            ring_buffer_bytes: self.ring_buffer_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("tracer").chain(args.iter().copied())).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        cli.resolve(&|name| env.get(name).cloned())
+    }
+
+    fn otlp(config: &Config) -> &OtlpConfig {
+        match &config.output {
+            OutputConfig::Otlp(otlp) => otlp,
+            other => panic!("not otlp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            resolve(&["--pid", "1", "--pid", "2"], &[]).unwrap().target,
+            Target::Pids(vec![1, 2])
+        );
+        let launched = resolve(&["--", "python3", "client.py", "--flag"], &[]).unwrap();
+        assert_eq!(
+            launched.target,
+            Target::Command(vec!["python3".into(), "client.py".into(), "--flag".into()])
+        );
+        assert!(launched.follow_children);
+        assert_eq!(resolve(&[], &[]).unwrap_err(), ConfigError::NothingToTrace);
+        assert_eq!(
+            resolve(&["--pid", "1", "--", "ls"], &[]).unwrap_err(),
+            ConfigError::PidAndCommand
+        );
+    }
+
+    #[test]
+    fn output_defaults_follow_the_environment() {
+        assert!(matches!(
+            resolve(&["--pid", "1"], &[]).unwrap().output,
+            OutputConfig::Console
+        ));
+        let config = resolve(
+            &["--pid", "1"],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")],
+        )
+        .unwrap();
+        assert_eq!(
+            (otlp(&config).endpoint.as_str(), otlp(&config).protocol),
+            ("http://collector:4317", OtlpProtocol::Grpc)
+        );
+        let http = resolve(
+            &["--pid", "1"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=abc"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(otlp(&http).endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(
+            otlp(&http).headers,
+            vec![("api-key".to_owned(), "abc".to_owned())]
+        );
+        let specific = resolve(
+            &["--pid", "1", "--otlp-protocol", "http/protobuf"],
+            &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/custom")],
+        )
+        .unwrap();
+        assert_eq!(otlp(&specific).endpoint, "http://c:4318/custom");
+        let flag = resolve(
+            &["--pid", "1", "--otlp-endpoint", "http://127.0.0.1:9"],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:1")],
+        )
+        .unwrap();
+        assert_eq!(otlp(&flag).endpoint, "http://127.0.0.1:9");
+        assert!(matches!(
+            resolve(
+                &["--pid", "1", "--output", "json"],
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1")]
+            )
+            .unwrap()
+            .output,
+            OutputConfig::Json
+        ));
+        assert_eq!(
+            resolve(&["--pid", "1", "--output", "otlp"], &[]).unwrap_err(),
+            ConfigError::MissingEndpoint
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_and_protocols_are_rejected_up_front() {
+        for url in [
+            "not a url",
+            "ftp://collector:21",
+            "http://",
+            "https://collector:4317",
+            "localhost:4317",
+        ] {
+            let err = resolve(&["--pid", "1", "--otlp-endpoint", url], &[]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidEndpoint { .. }),
+                "{url}: {err}"
+            );
+        }
+        assert_eq!(
+            resolve(
+                &["--pid", "1"],
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+                ]
+            )
+            .unwrap_err(),
+            ConfigError::UnsupportedProtocol("http/json".into())
+        );
+        assert_eq!(
+            resolve(&["--pid", "1", "--ring-buffer-bytes", "5000"], &[]).unwrap_err(),
+            ConfigError::RingBufferSize(5000)
+        );
+    }
+
+    #[test]
+    fn durations_and_conventions() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        let config = resolve(
+            &["--pid", "1"],
+            &[
+                ("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup"),
+                ("OTEL_SERVICE_NAME", "checkout"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (config.conventions, config.env_service_name.as_deref()),
+            (Conventions::Both, Some("checkout"))
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Turning call records into output: console lines, JSON-lines spans, or OTLP spans.
+
+mod clock;
+mod console;
+mod json;
+mod otlp;
+mod resource;
+mod span;
+mod summary;
+
+pub use clock::WallClock;
+pub use console::ConsoleSink;
+pub use json::JsonSink;
+pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink};
+pub use resource::{ResourceInfo, parse_key_values};
+pub use span::{
+    AttributeValue, Conventions, IdSource, RandomIds, SpanKind, SpanRecord, SpanStatus,
+    TraceParent, to_hex,
+};
+pub use summary::Summary;
+
+use crate::grpc::CallRecord;
+
+/// Where finished calls go. Implementations never block the capture loop for long.
+pub trait CallSink {
+    fn on_call(&mut self, call: &CallRecord);
+    /// Flushes what is pending (bounded in time) and reports what could not be delivered.
+    fn finish(&mut self) -> ExportReport;
+}
+
+/// Delivery accounting of a sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    pub exported: u64,
+    /// Dropped because the export queue was full (collector slow or unreachable).
+    pub dropped_queue_full: u64,
+    /// Handed to the exporter, which failed to deliver them.
+    pub failed: u64,
+}

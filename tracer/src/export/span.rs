@@ -1,0 +1,566 @@
+//! The span a call becomes, independent of how it is shipped. Attribute names follow the
+//! OpenTelemetry RPC semantic conventions; `OTEL_SEMCONV_STABILITY_OPT_IN=rpc` (or `rpc/dup`)
+//! switches to (or adds) the newer names.
+
+use crate::{
+    capture::Endpoint,
+    grpc::{CallRecord, Code, Side},
+};
+
+use super::clock::WallClock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conventions {
+    /// `rpc.system`, `rpc.service` + short `rpc.method`, integer `rpc.grpc.status_code`.
+    Legacy,
+    /// `rpc.system.name`, full `rpc.method`, string `rpc.response.status_code`, `error.type`.
+    Stable,
+    /// Both; where a name exists in both with different values (`rpc.method`), the stable
+    /// value wins.
+    Both,
+}
+
+impl Conventions {
+    /// From `OTEL_SEMCONV_STABILITY_OPT_IN` (a comma-separated list).
+    pub fn from_opt_in(value: Option<&str>) -> Conventions {
+        let mut conventions = Conventions::Legacy;
+        for token in value.unwrap_or("").split(',').map(str::trim) {
+            match token {
+                "rpc/dup" => return Conventions::Both,
+                "rpc" => conventions = Conventions::Stable,
+                _ => {}
+            }
+        }
+        conventions
+    }
+
+    fn legacy(self) -> bool {
+        matches!(self, Conventions::Legacy | Conventions::Both)
+    }
+
+    fn stable(self) -> bool {
+        matches!(self, Conventions::Stable | Conventions::Both)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Client,
+    Server,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpanStatus {
+    Unset,
+    Error(String),
+}
+
+/// W3C `traceparent`: the trace a call's request said it belonged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub parent_span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// Parses version 00 (and, per the spec, the first four fields of future versions).
+    pub fn parse(value: &str) -> Option<TraceParent> {
+        let mut parts = value.trim().split('-');
+        let (version, trace_id, span_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex(trace_id)?.try_into().ok()?;
+        let parent_span_id: [u8; 8] = hex(span_id)?.try_into().ok()?;
+        let flags = hex(flags)?;
+        if trace_id == [0; 16] || parent_span_id == [0; 8] || flags.len() != 1 {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            parent_span_id,
+            sampled: flags[0] & 1 == 1,
+        })
+    }
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0
+        || !text
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).ok())
+        .collect()
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    pub name: String,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    /// `tracestate` of the parent, passed through.
+    pub trace_state: Option<String>,
+    pub kind: SpanKind,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub status: SpanStatus,
+    pub attributes: Vec<(&'static str, AttributeValue)>,
+}
+
+/// Fresh trace and span ids.
+pub trait IdSource {
+    fn trace_id(&mut self) -> [u8; 16];
+    fn span_id(&mut self) -> [u8; 8];
+}
+
+/// Codes a server span reports as errors (the semantic conventions for gRPC servers); a client
+/// span treats every non-OK code as an error.
+fn server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::UNKNOWN
+            | Code::DEADLINE_EXCEEDED
+            | Code::UNIMPLEMENTED
+            | Code::INTERNAL
+            | Code::UNAVAILABLE
+            | Code::DATA_LOSS
+    )
+}
+
+impl SpanRecord {
+    pub fn from_call(
+        call: &CallRecord,
+        conventions: Conventions,
+        clock: WallClock,
+        ids: &mut dyn IdSource,
+    ) -> SpanRecord {
+        let parent = call.traceparent.as_deref().and_then(TraceParent::parse);
+        let kind = match call.side {
+            Side::Client => SpanKind::Client,
+            Side::Server => SpanKind::Server,
+        };
+        let status = match call.code {
+            Some(code) if code != Code::OK && (kind == SpanKind::Client || server_error(code)) => {
+                SpanStatus::Error(
+                    call.grpc_message
+                        .clone()
+                        .unwrap_or_else(|| code.name().to_owned()),
+                )
+            }
+            _ => SpanStatus::Unset,
+        };
+        SpanRecord {
+            name: call.name(),
+            trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
+            span_id: ids.span_id(),
+            parent_span_id: parent.map(|parent| parent.parent_span_id),
+            trace_state: parent.and(call.tracestate.clone()),
+            kind,
+            start_unix_nanos: clock.to_unix_nanos(call.start_ns),
+            end_unix_nanos: clock.to_unix_nanos(call.end_ns),
+            status,
+            attributes: attributes(call, conventions),
+        }
+    }
+}
+
+fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str, AttributeValue)> {
+    use AttributeValue::{Bool, Int, Str};
+    let mut attributes = Vec::with_capacity(24);
+    if conventions.legacy() {
+        attributes.push(("rpc.system", Str("grpc".into())));
+        if let Some((service, method)) = call.service_and_method() {
+            attributes.push(("rpc.service", Str(service.into())));
+            if !conventions.stable() {
+                attributes.push(("rpc.method", Str(method.into())));
+            }
+        }
+        if let Some(code) = call.code {
+            attributes.push(("rpc.grpc.status_code", Int(i64::from(code.0))));
+        }
+    }
+    if conventions.stable() {
+        attributes.push(("rpc.system.name", Str("grpc".into())));
+        if call.method_resolved() {
+            attributes.push(("rpc.method", Str(call.name())));
+        }
+        if let Some(code) = call.code {
+            attributes.push(("rpc.response.status_code", Str(code.name().into())));
+            if code != Code::OK {
+                attributes.push(("error.type", Str(code.name().into())));
+            }
+        }
+    }
+    // The server as the client addressed it (`:authority`), then the socket's actual peer.
+    let peer = call.connection.peer.as_ref();
+    match call.authority.as_deref().and_then(split_host_port) {
+        Some((host, port)) => {
+            attributes.push(("server.address", Str(host.into())));
+            if let Some(port) = port {
+                attributes.push(("server.port", Int(i64::from(port))));
+            }
+        }
+        None => {
+            if let Some(Endpoint::Inet(address)) = peer.filter(|_| call.side == Side::Client) {
+                attributes.push(("server.address", Str(address.ip().to_string())));
+                attributes.push(("server.port", Int(i64::from(address.port()))));
+            }
+        }
+    }
+    match peer {
+        Some(Endpoint::Inet(address)) => {
+            attributes.push(("network.peer.address", Str(address.ip().to_string())));
+            attributes.push(("network.peer.port", Int(i64::from(address.port()))));
+            attributes.push(("network.transport", Str("tcp".into())));
+            attributes.push((
+                "network.type",
+                Str(if address.is_ipv4() { "ipv4" } else { "ipv6" }.into()),
+            ));
+        }
+        Some(Endpoint::UnixPath(path)) => {
+            attributes.push(("network.peer.address", Str(path.clone())));
+            attributes.push(("network.transport", Str("unix".into())));
+        }
+        Some(_) => attributes.push(("network.transport", Str("unix".into()))),
+        None => {}
+    }
+    if let Some(user_agent) = &call.user_agent {
+        attributes.push(("user_agent.original", Str(user_agent.clone())));
+    }
+    attributes.push(("rpc.request.message.count", Int(call.request.count as i64)));
+    attributes.push(("rpc.request.message.bytes", Int(call.request.bytes as i64)));
+    attributes.push((
+        "rpc.response.message.count",
+        Int(call.response.count as i64),
+    ));
+    attributes.push((
+        "rpc.response.message.bytes",
+        Int(call.response.bytes as i64),
+    ));
+    if let Some(encoding) = &call.grpc_encoding {
+        attributes.push(("rpc.grpc.request.encoding", Str(encoding.clone())));
+    }
+    if let Some(timeout) = call.timeout {
+        attributes.push(("rpc.grpc.timeout_ms", Int(timeout.as_millis() as i64)));
+    }
+    if let Some(reset) = call.reset {
+        attributes.push(("rpc.grpc.reset_error_code", Int(i64::from(reset.0))));
+    }
+    if let Some(first) = call.time_to_first_response_message() {
+        attributes.push((
+            "rpc.response.first_message_ns",
+            Int(first.as_nanos() as i64),
+        ));
+    }
+    attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
+    attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
+    attributes.push(("tracer.status_known", Bool(call.code.is_some())));
+    attributes.push(("tracer.end_reason", Str(format!("{:?}", call.end_reason))));
+    attributes
+}
+
+/// `host:port`, `[v6]:port` or a bare host.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if authority.is_empty() {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return Some((
+            host,
+            after.strip_prefix(':').and_then(|port| port.parse().ok()),
+        ));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok())),
+        _ => Some((authority, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::grpc::{ConnectionFacts, EndReason, MessageStats};
+
+    struct Counter(u8);
+
+    impl IdSource for Counter {
+        fn trace_id(&mut self) -> [u8; 16] {
+            self.0 += 1;
+            [self.0; 16]
+        }
+        fn span_id(&mut self) -> [u8; 8] {
+            self.0 += 1;
+            [self.0; 8]
+        }
+    }
+
+    fn call() -> CallRecord {
+        CallRecord {
+            connection: Arc::new(ConnectionFacts {
+                conn_id: 1,
+                pid: 99,
+                local: None,
+                peer: Some(Endpoint::Inet("10.1.2.3:50051".parse().unwrap())),
+                seen_from_start: true,
+            }),
+            side: Side::Client,
+            stream_id: 1,
+            path: Some("/shop.Catalog/GetItem".into()),
+            authority: Some("catalog.internal:8443".into()),
+            user_agent: Some("grpc-python/1.60".into()),
+            grpc_encoding: None,
+            timeout: None,
+            traceparent: None,
+            tracestate: None,
+            grpc_trace_bin: None,
+            http_status: Some(200),
+            grpc_status: Some(5),
+            grpc_message: Some("no such item".into()),
+            code: Some(Code::NOT_FOUND),
+            reset: None,
+            end_reason: EndReason::TrailersOnly,
+            start_ns: 1_000,
+            end_ns: 2_000,
+            first_response_header_ns: Some(1_500),
+            request: MessageStats {
+                count: 1,
+                bytes: 10,
+                compressed: 0,
+                exact: true,
+                first_ns: Some(1_000),
+            },
+            response: MessageStats {
+                exact: true,
+                ..MessageStats::default()
+            },
+        }
+    }
+
+    fn attribute<'a>(span: &'a SpanRecord, key: &str) -> Option<&'a AttributeValue> {
+        span.attributes
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    #[test]
+    fn legacy_conventions() {
+        let span = SpanRecord::from_call(
+            &call(),
+            Conventions::Legacy,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(span.name, "shop.Catalog/GetItem");
+        assert_eq!(span.kind, SpanKind::Client);
+        assert_eq!(span.status, SpanStatus::Error("no such item".into()));
+        assert_eq!(
+            attribute(&span, "rpc.method"),
+            Some(&AttributeValue::Str("GetItem".into()))
+        );
+        assert_eq!(
+            attribute(&span, "rpc.service"),
+            Some(&AttributeValue::Str("shop.Catalog".into()))
+        );
+        assert_eq!(
+            attribute(&span, "rpc.grpc.status_code"),
+            Some(&AttributeValue::Int(5))
+        );
+        assert_eq!(
+            attribute(&span, "server.address"),
+            Some(&AttributeValue::Str("catalog.internal".into()))
+        );
+        assert_eq!(
+            attribute(&span, "server.port"),
+            Some(&AttributeValue::Int(8443))
+        );
+        assert_eq!(
+            attribute(&span, "network.peer.address"),
+            Some(&AttributeValue::Str("10.1.2.3".into()))
+        );
+        assert_eq!(
+            attribute(&span, "network.type"),
+            Some(&AttributeValue::Str("ipv4".into()))
+        );
+        assert_eq!(attribute(&span, "rpc.system.name"), None);
+        assert_eq!(span.end_unix_nanos - span.start_unix_nanos, 1_000);
+    }
+
+    #[test]
+    fn stable_and_duplicated_conventions() {
+        let stable = SpanRecord::from_call(
+            &call(),
+            Conventions::Stable,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(
+            attribute(&stable, "rpc.method"),
+            Some(&AttributeValue::Str("shop.Catalog/GetItem".into()))
+        );
+        assert_eq!(
+            attribute(&stable, "rpc.response.status_code"),
+            Some(&AttributeValue::Str("NOT_FOUND".into()))
+        );
+        assert_eq!(
+            attribute(&stable, "error.type"),
+            Some(&AttributeValue::Str("NOT_FOUND".into()))
+        );
+        assert_eq!(attribute(&stable, "rpc.system"), None);
+        let both = SpanRecord::from_call(
+            &call(),
+            Conventions::Both,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(
+            attribute(&both, "rpc.grpc.status_code"),
+            Some(&AttributeValue::Int(5))
+        );
+        assert_eq!(
+            attribute(&both, "rpc.method"),
+            Some(&AttributeValue::Str("shop.Catalog/GetItem".into()))
+        );
+        assert_eq!(
+            Conventions::from_opt_in(Some("http, rpc/dup")),
+            Conventions::Both
+        );
+        assert_eq!(Conventions::from_opt_in(Some("rpc")), Conventions::Stable);
+        assert_eq!(Conventions::from_opt_in(None), Conventions::Legacy);
+    }
+
+    #[test]
+    fn joins_the_trace_of_the_request() {
+        let mut call = call();
+        call.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        call.tracestate = Some("vendor=1".into());
+        let span = SpanRecord::from_call(
+            &call,
+            Conventions::Legacy,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(to_hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            span.parent_span_id.map(|id| to_hex(&id)).as_deref(),
+            Some("b7ad6b7169203331")
+        );
+        assert_eq!(span.trace_state.as_deref(), Some("vendor=1"));
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ok_calls_leave_status_unset_and_servers_only_flag_server_faults() {
+        let mut ok = call();
+        ok.code = Some(Code::OK);
+        let span = SpanRecord::from_call(
+            &ok,
+            Conventions::Legacy,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(span.status, SpanStatus::Unset);
+        let mut served = call();
+        served.side = Side::Server;
+        let span = SpanRecord::from_call(
+            &served,
+            Conventions::Legacy,
+            WallClock::measure(),
+            &mut Counter(0),
+        );
+        assert_eq!(
+            (span.kind, span.status),
+            (SpanKind::Server, SpanStatus::Unset)
+        );
+        assert_eq!(split_host_port("[::1]:50051"), Some(("::1", Some(50051))));
+        assert_eq!(split_host_port("localhost"), Some(("localhost", None)));
+    }
+}
+
+/// Random ids from a fast generator seeded by the kernel (ids need uniqueness, not secrecy).
+pub struct RandomIds {
+    state: u64,
+}
+
+impl RandomIds {
+    pub fn new() -> RandomIds {
+        let mut seed = [0u8; 8];
+        // SAFETY: the buffer is valid for its length.
+        let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let fallback = crate::capture::monotonic_now_ns() ^ u64::from(std::process::id()) << 32;
+        RandomIds {
+            state: if filled == 8 {
+                u64::from_ne_bytes(seed)
+            } else {
+                fallback
+            },
+        }
+    }
+
+    /// splitmix64: never repeats within 2^64 draws.
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn nonzero(&mut self) -> u64 {
+        loop {
+            let value = self.next();
+            if value != 0 {
+                return value;
+            }
+        }
+    }
+}
+
+impl Default for RandomIds {
+    fn default() -> Self {
+        RandomIds::new()
+    }
+}
+
+impl IdSource for RandomIds {
+    fn trace_id(&mut self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.nonzero().to_be_bytes());
+        id[8..].copy_from_slice(&self.next().to_be_bytes());
+        id
+    }
+
+    fn span_id(&mut self) -> [u8; 8] {
+        self.nonzero().to_be_bytes()
+    }
+}

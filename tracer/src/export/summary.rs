@@ -1,0 +1,132 @@
+//! The per-method table printed when the tracer stops.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use crate::grpc::{CallRecord, Code};
+
+/// Latencies in logarithmic buckets (2% wide): bounded memory however long the run.
+#[derive(Debug, Default, Clone)]
+struct LatencyHistogram {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+}
+
+const BUCKET_GROWTH: f64 = 1.02;
+
+impl LatencyHistogram {
+    fn record(&mut self, duration: Duration) {
+        let nanos = duration.as_nanos().max(1) as f64;
+        let bucket = (nanos.ln() / BUCKET_GROWTH.ln()).floor() as u32;
+        *self.buckets.entry(bucket).or_default() += 1;
+        self.count += 1;
+    }
+
+    /// The upper edge of the bucket holding the `quantile` sample.
+    fn quantile(&self, quantile: f64) -> Duration {
+        let rank = ((self.count as f64) * quantile).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (&bucket, &count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return Duration::from_nanos(BUCKET_GROWTH.powi(bucket as i32 + 1) as u64);
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct MethodStats {
+    calls: u64,
+    errors: u64,
+    unknown_status: u64,
+    latency: LatencyHistogram,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    methods: BTreeMap<String, MethodStats>,
+}
+
+impl Summary {
+    pub fn record(&mut self, call: &CallRecord) {
+        let stats = self.methods.entry(call.name()).or_default();
+        stats.calls += 1;
+        match call.code {
+            Some(Code::OK) => {}
+            Some(_) => stats.errors += 1,
+            None => stats.unknown_status += 1,
+        }
+        stats.latency.record(call.duration());
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.methods.values().map(|stats| stats.calls).sum()
+    }
+
+    /// The table, one row per method.
+    pub fn render(&self) -> String {
+        let width = self
+            .methods
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>7}  {:>7}  {:>9}  {:>9}  {:>9}",
+            "method", "calls", "errors", "p50", "p90", "p99"
+        );
+        for (method, stats) in &self.methods {
+            let errors = if stats.unknown_status > 0 {
+                format!("{}+{}?", stats.errors, stats.unknown_status)
+            } else {
+                stats.errors.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "{method:<width$}  {:>7}  {errors:>7}  {:>9}  {:>9}  {:>9}",
+                stats.calls,
+                format_duration(stats.latency.quantile(0.50)),
+                format_duration(stats.latency.quantile(0.90)),
+                format_duration(stats.latency.quantile(0.99)),
+            );
+        }
+        out
+    }
+}
+
+pub fn format_duration(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 {
+        format!("{micros:.0}µs")
+    } else if micros < 1e6 {
+        format!("{:.2}ms", micros / 1e3)
+    } else {
+        format!("{:.2}s", micros / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_two_percent() {
+        let mut histogram = LatencyHistogram::default();
+        for millis in 1..=100 {
+            histogram.record(Duration::from_millis(millis));
+        }
+        for (quantile, expected) in [(0.5, 50.0), (0.9, 90.0), (0.99, 99.0)] {
+            let got = histogram.quantile(quantile).as_secs_f64() * 1e3;
+            assert!(
+                (got - expected).abs() / expected < 0.025,
+                "p{quantile}: {got}"
+            );
+        }
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.50ms");
+        assert_eq!(format_duration(Duration::from_micros(15)), "15µs");
+    }
+}

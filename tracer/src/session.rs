@@ -1,0 +1,296 @@
+//! A tracing session: capture events in, one connection tracker per connection, finished calls
+//! out to a sink, until every traced process has exited, time is up, or a signal arrives.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    capture::{Capture, CaptureError, CaptureEvent, LossReport},
+    export::{CallSink, ExportReport, Summary},
+    grpc::{CallRecord, ConnectionFacts, ConnectionTracker, Limits, TrackerStats},
+};
+
+/// Why the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every traced process exited.
+    TracedProcessesExited,
+    /// `--duration` elapsed.
+    DurationElapsed,
+    /// SIGINT or SIGTERM.
+    Signal,
+}
+
+/// Everything reported when the session ends.
+#[derive(Debug, Clone)]
+pub struct SessionReport {
+    pub stop: StopReason,
+    pub summary: Summary,
+    pub capture_losses: LossReport,
+    pub connections: TrackerStats,
+    /// Non-HTTP/2 connections that were recognised and ignored.
+    pub ignored_connections: u64,
+    /// Calls still in flight when tracing stopped (not reported: they have no outcome yet).
+    pub in_flight_at_exit: u64,
+    pub export: ExportReport,
+}
+
+pub struct Session {
+    capture: Capture,
+    limits: Limits,
+    trackers: HashMap<u64, ConnectionTracker>,
+    ignored: HashSet<u64>,
+    alive: HashSet<u32>,
+    summary: Summary,
+    connection_stats: TrackerStats,
+    finished: Vec<CallRecord>,
+    last_liveness_check: Instant,
+}
+
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Session {
+    pub fn new(capture: Capture, limits: Limits) -> Session {
+        Session {
+            capture,
+            limits,
+            trackers: HashMap::new(),
+            ignored: HashSet::new(),
+            alive: HashSet::new(),
+            summary: Summary::default(),
+            connection_stats: TrackerStats::default(),
+            finished: Vec::new(),
+            last_liveness_check: Instant::now(),
+        }
+    }
+
+    pub fn trace(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
+        self.capture.trace_process(pid, follow_children)?;
+        self.alive.insert(pid);
+        Ok(())
+    }
+
+    /// Runs until a stop condition; every finished call goes to `sink`.
+    pub fn run(
+        &mut self,
+        sink: &mut dyn CallSink,
+        stop_requested: &dyn Fn() -> bool,
+        duration: Option<Duration>,
+    ) -> Result<StopReason, CaptureError> {
+        let deadline = duration.map(|duration| Instant::now() + duration);
+        loop {
+            if stop_requested() {
+                return Ok(StopReason::Signal);
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(StopReason::DurationElapsed);
+            }
+            if self.alive.is_empty() {
+                return Ok(StopReason::TracedProcessesExited);
+            }
+            self.poll(POLL_INTERVAL, sink)?;
+            if self.last_liveness_check.elapsed() >= LIVENESS_INTERVAL {
+                // Exit records can be lost with a full ring buffer; /proc has the last word.
+                self.alive.retain(|&pid| process_alive(pid));
+                self.last_liveness_check = Instant::now();
+            }
+        }
+    }
+
+    fn poll(&mut self, timeout: Duration, sink: &mut dyn CallSink) -> Result<(), CaptureError> {
+        let mut events = Vec::new();
+        self.capture
+            .poll(timeout, &mut |event| events.push(event))?;
+        for event in events {
+            self.handle(event);
+        }
+        for call in self.finished.drain(..) {
+            self.summary.record(&call);
+            sink.on_call(&call);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, event: CaptureEvent) {
+        match event {
+            CaptureEvent::Opened(info) => {
+                let facts = ConnectionFacts {
+                    conn_id: info.id,
+                    pid: info.pid,
+                    local: info.local,
+                    peer: info.peer,
+                    seen_from_start: info.origin.sees_stream_start(),
+                };
+                self.ignored.remove(&info.id);
+                self.trackers
+                    .insert(info.id, ConnectionTracker::new(facts, self.limits));
+            }
+            CaptureEvent::Data {
+                conn_id,
+                direction,
+                chunk,
+            } => {
+                if self.ignored.contains(&conn_id) {
+                    return;
+                }
+                let Some(tracker) = self.trackers.get_mut(&conn_id) else {
+                    return;
+                };
+                tracker.on_chunk(direction, &chunk, &mut self.finished);
+                // Not HTTP/2 (a database, a TLS connection...): stop spending time on it.
+                if tracker.stats().not_http2 && tracker.open_calls() == 0 {
+                    if let Some(tracker) = self.trackers.remove(&conn_id) {
+                        self.connection_stats.add(tracker.stats());
+                    }
+                    self.ignored.insert(conn_id);
+                }
+            }
+            CaptureEvent::Closed {
+                conn_id,
+                timestamp_ns,
+            } => {
+                self.ignored.remove(&conn_id);
+                if let Some(mut tracker) = self.trackers.remove(&conn_id) {
+                    tracker.on_close(timestamp_ns, &mut self.finished);
+                    self.connection_stats.add(tracker.stats());
+                }
+            }
+            CaptureEvent::ProcessStarted { pid, .. } => {
+                self.alive.insert(pid);
+            }
+            CaptureEvent::ProcessExited { pid, .. } => {
+                self.alive.remove(&pid);
+            }
+        }
+    }
+
+    /// Delivers what the kernel still holds, flushes the sink and reports. Calls still in
+    /// flight have no outcome yet: they are counted, not reported.
+    pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> SessionReport {
+        for _ in 0..3 {
+            if self.poll(Duration::from_millis(20), sink).is_err() {
+                break;
+            }
+        }
+        let mut in_flight_at_exit = 0;
+        for tracker in self.trackers.values() {
+            in_flight_at_exit += tracker.open_calls() as u64;
+            self.connection_stats.add(tracker.stats());
+        }
+        let ignored_connections = self.ignored.len() as u64;
+        SessionReport {
+            stop,
+            summary: self.summary,
+            capture_losses: self.capture.losses(),
+            connections: self.connection_stats,
+            ignored_connections,
+            in_flight_at_exit,
+            export: sink.finish(),
+        }
+    }
+}
+
+/// Alive and not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain ") ".
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+impl SessionReport {
+    /// The loss and coverage counters, as `(what, count)` for every non-zero one.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = self.capture_losses.nonzero();
+        let connections = &self.connections;
+        for (name, value) in [
+            (
+                "calls without a decodable method (joined mid-connection)",
+                connections.calls_without_method,
+            ),
+            (
+                "calls without a decodable status",
+                connections.calls_without_status,
+            ),
+            (
+                "calls in flight when tracing stopped (not reported)",
+                self.in_flight_at_exit,
+            ),
+            (
+                "responses to requests sent before attach (not reported)",
+                connections.streams_joined_mid_call,
+            ),
+            (
+                "streams over the per-connection limit (not followed)",
+                connections.streams_over_limit,
+            ),
+            ("non-gRPC HTTP/2 streams", connections.non_grpc_streams),
+            (
+                "header blocks lost to capture gaps",
+                connections.header_blocks_lost,
+            ),
+            (
+                "header blocks too large",
+                connections.header_blocks_too_large,
+            ),
+            ("HPACK decoding errors", connections.hpack_errors),
+            ("times frame sync was lost", connections.sync_losses),
+            ("non-HTTP/2 connections ignored", self.ignored_connections),
+            (
+                "spans dropped: export queue full",
+                self.export.dropped_queue_full,
+            ),
+            ("spans the collector did not accept", self.export.failed),
+        ] {
+            if value > 0 {
+                counters.push((name, value));
+            }
+        }
+        counters
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!("\n{} calls traced\n", self.summary.calls());
+        if self.summary.calls() > 0 {
+            out.push_str(&self.summary.render());
+        }
+        let counters = self.counters();
+        if counters.is_empty() {
+            out.push_str("nothing lost\n");
+        } else {
+            out.push_str("losses and gaps:\n");
+            for (what, count) in counters {
+                out.push_str(&format!("  {count:>10}  {what}\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX - 1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie counts as gone.
+        for _ in 0..100 {
+            if !process_alive(pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
+    }
+}

@@ -30,7 +30,7 @@ pub const USER_CONN_ID_BIT: u64 = 1 << 63;
 /// or message header, or copies one piece of a segment into a record; when they run out, the
 /// rest of the transfer is reported as a gap. A single-buffer transfer therefore keeps at most
 /// `MAX_STEPS_PER_SYSCALL * RECORD_DATA_CAP` bytes.
-pub const MAX_STEPS_PER_SYSCALL: u32 = 96;
+pub const MAX_STEPS_PER_SYSCALL: u32 = 512;
 
 /// A process whose sockets are captured. Layout: 8 bytes.
 #[repr(C)]

@@ -88,7 +88,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         &|| stop.load(Ordering::Relaxed),
         config.duration,
     )?;
-    let report = session.finish(reason, sink.as_mut());
+    let (report, capture) = session.finish(reason, sink.as_mut());
     let rendered = report.render();
     match config.output {
         // Console output is for people: the summary follows the calls.
@@ -96,6 +96,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         // JSON lines keep stdout machine-readable; OTLP leaves it to the application.
         OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
     }
+    drop(capture);
     match launched_pid {
         Some(pid) => {
             let code = launch::wait_exit_code(pid).context("waiting for the command")?;

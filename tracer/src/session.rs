@@ -168,8 +168,10 @@ impl Session {
     }
 
     /// Delivers what the kernel still holds, flushes the sink and reports. Calls still in
-    /// flight have no outcome yet: they are counted, not reported.
-    pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> SessionReport {
+    /// flight have no outcome yet: they are counted, not reported. The programs stay attached
+    /// until the returned [`Capture`] is dropped (detaching takes the kernel a while, so a caller
+    /// can show the report first).
+    pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> (SessionReport, Capture) {
         for _ in 0..3 {
             if self.poll(Duration::from_millis(20), sink).is_err() {
                 break;
@@ -181,7 +183,7 @@ impl Session {
             self.connection_stats.add(tracker.stats());
         }
         let ignored_connections = self.ignored.len() as u64;
-        SessionReport {
+        let report = SessionReport {
             stop,
             summary: self.summary,
             capture_losses: self.capture.losses(),
@@ -189,7 +191,8 @@ impl Session {
             ignored_connections,
             in_flight_at_exit,
             export: sink.finish(),
-        }
+        };
+        (report, self.capture)
     }
 }
 

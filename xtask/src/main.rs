@@ -3,6 +3,7 @@
 
 mod ebpf_toolchain;
 mod fuzz;
+mod python;
 mod setup;
 mod test;
 

@@ -13,11 +13,17 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
     crate::build_release()?;
+    let python = crate::python::ensure_grpcio_python()?;
     // They share kernel state (tracepoints, traced processes): one at a time.
     let mut integration = vec!["test", "--package", "integration-tests"];
     integration.extend(filter);
     integration.extend(["--", "--test-threads=1"]);
-    crate::cargo(&integration)
+    crate::run(
+        std::process::Command::new(env!("CARGO"))
+            .args(&integration)
+            .current_dir(crate::workspace_root())
+            .env("TRACER_TEST_PYTHON", python),
+    )
 }
 
 unsafe extern "C" {

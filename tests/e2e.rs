@@ -1,0 +1,516 @@
+//! End to end: the real `tracer` binary traces real gRPC clients (Python grpcio, Rust tonic)
+//! talking to a real server, and its spans are checked call by call against what each client
+//! measured itself. Needs root; run through `cargo xtask test`, which also provides the Python
+//! virtualenv with grpcio.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, ChildStderr, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{
+    otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    scenarios::NOT_FOUND_MESSAGE,
+};
+use serde_json::Value;
+
+const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
+const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
+const SCENARIO_CALLS: usize = 110;
+
+fn tracer_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/tracer");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test` (it builds it)",
+        path.display()
+    );
+    path
+}
+
+fn python() -> String {
+    std::env::var("TRACER_TEST_PYTHON")
+        .expect("TRACER_TEST_PYTHON (a python with grpcio) is set by `cargo xtask test`")
+}
+
+fn python_client() -> String {
+    format!("{}/python/echo_client.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example server, killed on drop.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut child = Command::new(ECHO_SERVER)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start echo-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("server address");
+        let address = line
+            .trim()
+            .strip_prefix("listening ")
+            .expect("listening line")
+            .to_owned();
+        Server { child, address }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One call as a client measured it.
+#[derive(Debug, Clone)]
+struct ClientCall {
+    scenario: String,
+    method: String,
+    code: i64,
+    message: String,
+    duration: Duration,
+    request_messages: u64,
+    response_messages: u64,
+}
+
+fn client_calls(lines: &[String]) -> Vec<ClientCall> {
+    lines
+        .iter()
+        .filter(|line| line.contains("\"scenario\""))
+        .map(|line| {
+            let value: Value =
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("{line}: {err}"));
+            ClientCall {
+                scenario: value["scenario"].as_str().unwrap().to_owned(),
+                method: value["method"].as_str().unwrap().to_owned(),
+                code: value["code"].as_i64().unwrap(),
+                message: value["message"].as_str().unwrap_or_default().to_owned(),
+                duration: Duration::from_nanos(value["duration_ns"].as_u64().unwrap()),
+                request_messages: value["request_messages"].as_u64().unwrap(),
+                response_messages: value["response_messages"].as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Checks every span against the call the client made. The sequential scenarios pair up in
+/// start order; the 100 concurrent calls are checked as a group. Method and status must be
+/// decoded unless the connection was joined mid-flight (then they must be right where decoded).
+fn assert_spans_match(spans: Vec<ReceivedSpan>, calls: &[ClientCall], label: &str) {
+    assert_spans_match_with(spans, calls, label, true, true);
+}
+
+fn assert_spans_match_with(
+    mut spans: Vec<ReceivedSpan>,
+    calls: &[ClientCall],
+    label: &str,
+    require_method: bool,
+    require_status: bool,
+) {
+    assert_eq!(
+        calls.len(),
+        SCENARIO_CALLS,
+        "{label}: the client did not report every call"
+    );
+    spans.sort_by_key(|span| span.start_unix_nanos);
+    assert_eq!(spans.len(), calls.len(), "{label}: one span per call");
+    let sequential = calls
+        .iter()
+        .take_while(|call| call.scenario != "concurrent")
+        .count();
+    for (span, call) in spans.iter().zip(calls).take(sequential) {
+        let context = format!("{label} {}: {span:#?}", call.scenario);
+        assert_eq!(span.kind, 3, "CLIENT span: {context}");
+        if require_status || span.attribute("tracer.status_known") == Some("true") {
+            let code: i64 = span
+                .attribute("rpc.grpc.status_code")
+                .expect("status code")
+                .parse()
+                .unwrap();
+            if call.scenario == "deadline_exceeded" {
+                // Two endings race when the 100 ms grpc-timeout expires: the client resets the
+                // stream (DEADLINE_EXCEEDED, as the tracer reports a cancel after the timeout)
+                // or the tonic server answers first with its own grpc-status 1 "Timeout expired".
+                assert!(
+                    code == 4 || (code == 1 && span.status_message == "Timeout expired"),
+                    "{context}"
+                );
+                assert!(span.duration() >= Duration::from_millis(95), "{context}");
+            } else {
+                assert_eq!(code, call.code, "{context}");
+            }
+            assert_eq!(span.status_code == 2, code != 0, "error status: {context}");
+        }
+        if require_method || span.attribute("tracer.method_resolved") == Some("true") {
+            assert_eq!(span.name, call.method, "{context}");
+        }
+        assert_eq!(
+            span.attribute("rpc.request.message.count"),
+            Some(call.request_messages.to_string().as_str()),
+            "{context}"
+        );
+        if call.scenario != "cancelled" {
+            assert_eq!(
+                span.attribute("rpc.response.message.count"),
+                Some(call.response_messages.to_string().as_str()),
+                "{context}"
+            );
+        }
+        // The tracer sees the request leave after the client started its clock and the answer
+        // arrive before the client stopped it.
+        let (traced, measured) = (span.duration(), call.duration);
+        let slack = Duration::from_millis(3) + measured / 10;
+        assert!(
+            traced <= measured + Duration::from_millis(2) && traced + slack >= measured,
+            "{label} {}: traced {traced:?}, client measured {measured:?}",
+            call.scenario
+        );
+    }
+    let not_found = &spans[calls
+        .iter()
+        .position(|call| call.scenario == "not_found")
+        .unwrap()];
+    if require_status || not_found.attribute("tracer.status_known") == Some("true") {
+        assert_eq!(not_found.status_message, NOT_FOUND_MESSAGE, "{label}");
+    }
+    for span in &spans[sequential..] {
+        if require_method {
+            assert_eq!(span.name, "grpctrace.demo.Echo/Unary", "{label}");
+        }
+        if require_status {
+            assert_eq!(span.attribute("rpc.grpc.status_code"), Some("0"), "{label}");
+        }
+        assert!(
+            span.duration() >= Duration::from_millis(19),
+            "{label}: concurrent call of {:?}",
+            span.duration()
+        );
+    }
+}
+
+/// Reads a child's stderr on a thread; lines arrive on the returned channel.
+fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[tracer] {line}");
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Starts `tracer ARGS --pid PID` and waits until it reports it is tracing.
+fn attach_tracer(pid: u32, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut tracer = Command::new(tracer_binary())
+        .args(args)
+        .args(["--pid", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer");
+    let lines = lines_of(tracer.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("tracer did not start tracing");
+        if line.contains("tracing [") {
+            return (tracer, lines);
+        }
+    }
+}
+
+/// A Python client that waits on stdin before it goes on; returns it once it printed `ready`.
+fn waiting_python_client(server: &Server, warmup: u32) -> Child {
+    let mut client = Command::new(python())
+        .arg(python_client())
+        .arg(&server.address)
+        .args(["--warmup", &warmup.to_string(), "--wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python client");
+    let mut line = String::new();
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    stdout.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready", "Python client did not start");
+    client.stdout = Some(stdout.into_inner());
+    client
+}
+
+fn release_and_collect(mut client: Child) -> Vec<String> {
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    let output = client.wait_with_output().expect("client output");
+    assert!(output.status.success(), "client failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_success(tracer: Child, label: &str) -> String {
+    let output = tracer.wait_with_output().expect("tracer output");
+    assert!(
+        output.status.success(),
+        "{label}: tracer exited with {}",
+        output.status
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    let client = waiting_python_client(&server, 0);
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    // The tracer stops by itself when the client exits.
+    wait_success(tracer, "grpcio");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    let resource = &spans.first().expect("no spans").resource;
+    assert_eq!(
+        resource.get("service.name").map(String::as_str),
+        Some("python3.11").or(resource.get("process.executable.name").map(String::as_str))
+    );
+    assert!(
+        resource
+            .get("process.command_line")
+            .is_some_and(|line| line.contains("echo_client.py"))
+    );
+    assert_spans_match(spans, &client_calls(&lines), "grpcio");
+}
+
+#[test]
+fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    let tracer = Command::new(tracer_binary())
+        .args([
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--service-name",
+            "checkout",
+            "--",
+            ECHO_CLIENT,
+            "--target",
+            &server.url(),
+        ])
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(tracer.status.success(), "{tracer:?}");
+    // The launched client writes its own measurements to the stdout it inherited.
+    let lines: Vec<String> = String::from_utf8(tracer.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    let resource = &spans[0].resource;
+    assert_eq!(
+        resource.get("service.name").map(String::as_str),
+        Some("checkout")
+    );
+    assert_eq!(
+        resource.get("deployment.environment").map(String::as_str),
+        Some("test")
+    );
+    assert_eq!(
+        resource.get("process.executable.name").map(String::as_str),
+        Some("echo-client")
+    );
+    assert_spans_match(spans, &client_calls(&lines), "tonic");
+}
+
+#[test]
+fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    // The connection is open and its header tables are warm before the tracer attaches.
+    let client = waiting_python_client(&server, 20);
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    wait_success(tracer, "late join");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    let resolved = spans
+        .iter()
+        .filter(|span| span.attribute("tracer.method_resolved") == Some("true"))
+        .count();
+    let status_known = spans
+        .iter()
+        .filter(|span| span.attribute("tracer.status_known") == Some("true"))
+        .count();
+    println!(
+        "late join: method resolved for {resolved} of {} calls, status decoded for {status_known}",
+        spans.len()
+    );
+    // Every later call has a span with the right duration; method and status are right
+    // wherever they could be decoded (entries the encoders inserted before attach cannot be).
+    assert_spans_match_with(spans, &client_calls(&lines), "late join", false, false);
+}
+
+#[test]
+fn json_output_has_one_span_per_line() {
+    let server = Server::start();
+    let tracer = Command::new(tracer_binary())
+        .args([
+            "--output",
+            "json",
+            "--",
+            ECHO_CLIENT,
+            "--target",
+            &server.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(tracer.status.success(), "{tracer:?}");
+    let stdout = String::from_utf8(tracer.stdout).unwrap();
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    // Besides the client's own lines, stdout holds nothing but spans.
+    let spans: Vec<ReceivedSpan> = lines
+        .iter()
+        .filter(|line| !line.contains("\"scenario\""))
+        .map(|line| {
+            let span: Value =
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON: {line}: {err}"));
+            let attributes = span["attributes"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
+                .collect();
+            let resource = span["resource"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
+                .collect();
+            assert_eq!(span["trace_id"].as_str().unwrap().len(), 32);
+            assert_eq!(span["span_id"].as_str().unwrap().len(), 16);
+            ReceivedSpan {
+                name: span["name"].as_str().unwrap().to_owned(),
+                trace_id: span["trace_id"].as_str().unwrap().to_owned(),
+                span_id: span["span_id"].as_str().unwrap().to_owned(),
+                parent_span_id: span["parent_span_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                kind: if span["kind"] == "CLIENT" { 3 } else { 2 },
+                start_unix_nanos: span["start_time_unix_nano"].as_u64().unwrap(),
+                end_unix_nanos: span["end_time_unix_nano"].as_u64().unwrap(),
+                status_code: if span["status"]["code"] == "ERROR" {
+                    2
+                } else {
+                    0
+                },
+                status_message: span["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                attributes,
+                resource,
+            }
+        })
+        .collect();
+    assert_spans_match(spans, &client_calls(&lines), "json");
+    assert!(
+        String::from_utf8(tracer.stderr)
+            .unwrap()
+            .contains("110 calls traced")
+    );
+}
+
+#[test]
+fn an_unreachable_collector_never_blocks_capture() {
+    let server = Server::start();
+    let started = Instant::now();
+    // Port 1 on loopback: connections are refused.
+    let tracer = Command::new(tracer_binary())
+        .args([
+            "--otlp-endpoint",
+            "http://127.0.0.1:1",
+            "--",
+            ECHO_CLIENT,
+            "--target",
+            &server.url(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(tracer.status.success(), "{tracer:?}");
+    let stderr = String::from_utf8(tracer.stderr).unwrap();
+    assert!(stderr.contains("110 calls traced"), "{stderr}");
+    // Every span is accounted for as not delivered.
+    let undelivered: u64 = stderr
+        .lines()
+        .filter(|line| {
+            line.contains("spans the collector did not accept")
+                || line.contains("export queue full")
+        })
+        .map(|line| {
+            line.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(undelivered, SCENARIO_CALLS as u64, "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn launched_command_exit_status_and_bad_targets() {
+    let status = Command::new(tracer_binary())
+        .args(["--output", "json", "--", "sh", "-c", "exit 3"])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    let missing = Command::new(tracer_binary())
+        .args(["--pid", "999999999"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "tracer: process 999999999 does not exist"
+    );
+    let bad_url = Command::new(tracer_binary())
+        .args(["--otlp-endpoint", "collector:4317", "--pid", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_url.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad_url.stderr).contains("invalid OTLP endpoint"),
+        "{bad_url:?}"
+    );
+}

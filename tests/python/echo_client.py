@@ -1,0 +1,162 @@
+"""The example client in Python (grpcio), for the end-to-end tests.
+
+Runs the same scenarios as the Rust client and prints one JSON line per call with what the
+client itself measured. Messages are encoded by hand (no generated stubs): EchoRequest is
+  1 payload (bytes), 2 fail_with_code (int32), 3 fail_with_message (string),
+  4 delay_ms (uint32), 5 reply_bytes (uint32), 6 reply_count (uint32).
+
+  echo_client.py TARGET [--warmup N] [--wait]
+--wait prints "ready" (after connecting and warming up, if asked) and waits for a line on stdin.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import grpc
+
+SERVICE = "grpctrace.demo.Echo"
+NOT_FOUND_MESSAGE = "no such item: 42 \u2717"
+OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+
+
+def varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def request(payload=b"", fail_with_code=0, fail_with_message="", delay_ms=0, reply_bytes=0, reply_count=0):
+    out = bytearray()
+    if payload:
+        out += varint(1 << 3 | 2) + varint(len(payload)) + payload
+    for number, value in ((2, fail_with_code), (4, delay_ms), (5, reply_bytes), (6, reply_count)):
+        if value:
+            out += varint(number << 3) + varint(value)
+    if fail_with_message:
+        encoded = fail_with_message.encode()
+        out += varint(3 << 3 | 2) + varint(len(encoded)) + encoded
+    return bytes(out)
+
+
+def report(scenario, method, code, message, duration_ns, request_messages, response_messages):
+    print(json.dumps({
+        "scenario": scenario, "method": f"{SERVICE}/{method}", "code": code, "message": message,
+        "duration_ns": duration_ns, "request_messages": request_messages, "response_messages": response_messages,
+    }), flush=True)
+
+
+def status_of(error):
+    return error.code().value[0], error.details() or ""
+
+
+def unary(channel, scenario, message, timeout=None):
+    call = channel.unary_unary(f"/{SERVICE}/Unary")
+    started = time.perf_counter_ns()
+    try:
+        call(message, timeout=timeout)
+        code, detail, replies = 0, "", 1
+    except grpc.RpcError as error:
+        (code, detail), replies = status_of(error), 0
+    report(scenario, "Unary", code, detail, time.perf_counter_ns() - started, 1, replies)
+
+
+def cancelled(channel):
+    call = channel.unary_unary(f"/{SERVICE}/Unary")
+    started = time.perf_counter_ns()
+    future = call.future(request(payload=b"x" * 10, delay_ms=1000))
+    time.sleep(0.1)
+    future.cancel()
+    report("cancelled", "Unary", 1, "", time.perf_counter_ns() - started, 1, 0)
+
+
+def server_stream(channel, replies):
+    call = channel.unary_stream(f"/{SERVICE}/ServerStream")
+    started = time.perf_counter_ns()
+    received = sum(1 for _ in call(request(payload=b"x" * 10, reply_bytes=100, reply_count=replies)))
+    report("server_stream", "ServerStream", 0, "", time.perf_counter_ns() - started, 1, received)
+
+
+def client_stream(channel, count):
+    call = channel.stream_unary(f"/{SERVICE}/ClientStream")
+    started = time.perf_counter_ns()
+    call(iter([request(payload=b"y" * 50, reply_bytes=100)] * count))
+    report("client_stream", "ClientStream", 0, "", time.perf_counter_ns() - started, count, 1)
+
+
+def bidi(channel, count):
+    call = channel.stream_stream(f"/{SERVICE}/Bidi")
+    started = time.perf_counter_ns()
+    received = sum(1 for _ in call(iter([request(payload=b"z" * 20, reply_bytes=100)] * count)))
+    report("bidi", "Bidi", 0, "", time.perf_counter_ns() - started, count, received)
+
+
+def concurrent(channel, count):
+    call = channel.unary_unary(f"/{SERVICE}/Unary")
+    finished = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def on_done(started):
+        def callback(future):
+            ended = time.perf_counter_ns()
+            error = future.exception()
+            code = 0 if error is None else error.code().value[0]
+            with lock:
+                finished.append((code, ended - started))
+                if len(finished) == count:
+                    done.set()
+        return callback
+
+    futures = []
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        future = call.future(request(payload=b"c" * 100, reply_bytes=100, delay_ms=20))
+        future.add_done_callback(on_done(started))
+        futures.append(future)
+    done.wait(30)
+    for code, duration in finished:
+        report("concurrent", "Unary", code, "", duration, 1, 1 if code == 0 else 0)
+
+
+def run_all(channel):
+    for _ in range(3):
+        unary(channel, "unary_ok", request(payload=b"a" * 100, reply_bytes=100))
+    unary(channel, "not_found", request(payload=b"b" * 10, fail_with_code=5, fail_with_message=NOT_FOUND_MESSAGE))
+    unary(channel, "deadline_exceeded", request(payload=b"d" * 10, delay_ms=1000), timeout=0.1)
+    cancelled(channel)
+    server_stream(channel, 5)
+    client_stream(channel, 4)
+    bidi(channel, 3)
+    unary(channel, "large", request(payload=b"L" * (2 << 20), reply_bytes=2 << 20))
+    concurrent(channel, 100)
+
+
+def main():
+    target = sys.argv[1]
+    warmup = int(sys.argv[sys.argv.index("--warmup") + 1]) if "--warmup" in sys.argv else 0
+    channel = None
+    if warmup:
+        channel = grpc.insecure_channel(target, options=OPTIONS)
+        for _ in range(warmup):
+            channel.unary_unary(f"/{SERVICE}/Unary")(request(payload=b"w" * 32, reply_bytes=32))
+    if "--wait" in sys.argv:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    if channel is None:
+        channel = grpc.insecure_channel(target, options=OPTIONS)
+    # Connect before the first call, so no call's duration includes the handshake.
+    grpc.channel_ready_future(channel).result(timeout=10)
+    run_all(channel)
+    channel.close()
+
+
+if __name__ == "__main__":
+    main()

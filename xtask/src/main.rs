@@ -1,6 +1,7 @@
 //! Project automation. Every command provisions what it needs first (idempotently), so a fresh
 //! clone gets from `git clone` to a working build and test run with no manual step.
 
+mod demo;
 mod ebpf_toolchain;
 mod fuzz;
 mod python;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Build everything and trace the bundled example client talking to the example server.
+    Demo,
     /// Install the eBPF toolchain: nightly rust-src and a bpf-linker built against its LLVM.
     Setup,
     /// Build the tracer (release), with its eBPF programs embedded.
@@ -41,6 +44,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()),
         Task::Test { filter } => setup::run().and_then(|()| test::run(filter.as_deref())),

@@ -8,8 +8,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     unit.extend(filter);
     crate::cargo(&unit)?;
 
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
+    if !is_root() {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
     crate::build_release()?;
@@ -26,6 +25,10 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     )
 }
 
-unsafe extern "C" {
-    fn geteuid() -> u32;
+pub fn is_root() -> bool {
+    unsafe extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
 }

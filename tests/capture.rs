@@ -45,7 +45,7 @@ fn streams_are_byte_exact(transport: &str) {
     for line in &report {
         let gaps = assert_stream_pair(&observed, pid, line);
         if field(line, "sender") == "Write" && line.contains("writes=") {
-            // The 1 MiB write: the sender's side is cut exactly where the budget ran out; the
+            // The 6 MiB write: the sender's side is cut exactly where the budget ran out; the
             // receiver read it in small pieces, so its side is complete.
             let mut start = 0;
             let mut expected = Vec::new();

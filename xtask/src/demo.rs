@@ -9,7 +9,15 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 pub fn run() -> Result<()> {
-    crate::cargo(&["build", "--release", "--package", "tracer", "--package", "integration-tests", "--bins"])?;
+    crate::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "tracer",
+        "--package",
+        "integration-tests",
+        "--bins",
+    ])?;
     let release = crate::workspace_root().join("target/release");
     let mut server = Command::new(release.join("echo-server"))
         .arg("127.0.0.1:0")
@@ -18,7 +26,11 @@ pub fn run() -> Result<()> {
         .context("starting the example server")?;
     let mut line = String::new();
     BufReader::new(server.stdout.take().expect("piped stdout")).read_line(&mut line)?;
-    let address = line.trim().strip_prefix("listening ").context("the example server did not start")?.to_owned();
+    let address = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("the example server did not start")?
+        .to_owned();
     eprintln!("xtask: example server on {address}; tracing the example client:\n");
 
     let mut tracer = Command::new(release.join("tracer"));

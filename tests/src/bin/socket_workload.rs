@@ -5,7 +5,7 @@
 //! (the test attaches meanwhile), runs the scenario, prints one line per stream and `done`.
 //!
 //! Scenarios:
-//! - `streams`: one connection per sender/receiver variant pair, one 1 MiB single write, one of
+//! - `streams`: one connection per sender/receiver variant pair, one 6 MiB single write, one of
 //!   thousands of small writes; each server replies on the same connection.
 //! - `reuse`: two connections one after the other, so the second reuses the first's fd numbers.
 //! - `preopened`: the connection is opened before `ready`, used after `go`.
@@ -151,9 +151,9 @@ fn streams(transport: &str) {
         exchange(&pair, 100 + index as u64, 60_000, sender, receiver, "");
         pairs.push(pair);
     }
-    // One write far larger than the per-syscall capture budget.
+    // One write larger than the per-syscall capture budget (512 records of 8 KiB).
     let big = Pair::connect(transport);
-    let data = pattern(200, 0, 1 << 20);
+    let data = pattern(200, 0, 6 << 20);
     let server = big.server.as_raw_fd();
     let total = data.len();
     let reader = thread::spawn(move || receive(server, total, Receiver::Read));

@@ -1,5 +1,5 @@
-//! A real OTLP/gRPC receiver (the collector's TraceService, from opentelemetry-proto) that keeps
-//! every span it is sent, for the end-to-end tests.
+//! A real OTLP/gRPC receiver (the collector's TraceService and MetricsService, from
+//! opentelemetry-proto) that keeps every span and histogram it is sent, for the end-to-end tests.
 
 use std::{
     collections::BTreeMap,
@@ -9,11 +9,18 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     },
     common::v1::{AnyValue, any_value::Value},
+    metrics::v1::metric::Data,
 };
 use tonic::{Request, Response, Status};
 
@@ -60,9 +67,43 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Latest cumulative count of each histogram series, by metric name and attributes.
+type HistogramCounts = BTreeMap<(String, String), u64>;
+
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    histograms: Arc<Mutex<HistogramCounts>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let mut histograms = self.histograms.lock().expect("histograms lock");
+        for resource_metrics in request.into_inner().resource_metrics {
+            for scope_metrics in resource_metrics.scope_metrics {
+                for metric in scope_metrics.metrics {
+                    let Some(Data::Histogram(histogram)) = metric.data else {
+                        continue;
+                    };
+                    for point in histogram.data_points {
+                        let attributes: Vec<String> = point
+                            .attributes
+                            .iter()
+                            .map(|kv| format!("{}={}", kv.key, text(kv.value.as_ref())))
+                            .collect();
+                        histograms.insert((metric.name.clone(), attributes.join(",")), point.count);
+                    }
+                }
+            }
+        }
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -116,6 +157,7 @@ impl TraceService for Collector {
 pub struct OtlpReceiver {
     pub address: SocketAddr,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    histograms: Arc<Mutex<HistogramCounts>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -128,24 +170,38 @@ impl OtlpReceiver {
             .expect("runtime");
         let collector = Collector::default();
         let spans = Arc::clone(&collector.spans);
+        let histograms = Arc::clone(&collector.histograms);
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind receiver");
         let address = listener.local_addr().expect("receiver address");
         runtime.spawn(
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector))
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .add_service(MetricsServiceServer::new(collector))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         OtlpReceiver {
             address,
             spans,
+            histograms,
             _runtime: runtime,
         }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The histogram series of `metric` received so far: attributes and latest count.
+    pub fn histogram(&self, metric: &str) -> BTreeMap<String, u64> {
+        self.histograms
+            .lock()
+            .expect("histograms lock")
+            .iter()
+            .filter(|((name, _), _)| name == metric)
+            .map(|((_, attributes), count)| (attributes.clone(), *count))
+            .collect()
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {

@@ -208,6 +208,24 @@ impl Cli {
             (Some(Output::Otlp), None) => return Err(ConfigError::MissingEndpoint),
             (None, None) => OutputConfig::Console,
             (Some(Output::Otlp) | None, Some((url, _, signal_specific))) => {
+                // The duration histogram goes to the metrics endpoint: explicit, else derived from
+                // the base endpoint (over gRPC a traces endpoint is just the collector address).
+                let metrics_endpoint = match (env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"), protocol)
+                {
+                    (Some(url), _) => {
+                        validate_endpoint(&url, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")?;
+                        Some(url)
+                    }
+                    (None, OtlpProtocol::Grpc) => Some(url.clone()),
+                    (None, OtlpProtocol::HttpProtobuf) if !signal_specific => {
+                        let base = url.trim_end_matches('/');
+                        Some(format!(
+                            "{}/v1/metrics",
+                            base.strip_suffix("/v1/traces").unwrap_or(base)
+                        ))
+                    }
+                    (None, OtlpProtocol::HttpProtobuf) => None,
+                };
                 let endpoint = match protocol {
                     OtlpProtocol::HttpProtobuf
                         if !signal_specific
@@ -223,6 +241,7 @@ impl Cli {
                     .unwrap_or_default();
                 OutputConfig::Otlp(OtlpConfig {
                     endpoint,
+                    metrics_endpoint,
                     protocol,
                     headers,
                     timeout: Duration::from_secs(5),
@@ -312,6 +331,14 @@ mod tests {
         .unwrap();
         assert_eq!(otlp(&http).endpoint, "http://collector:4318/v1/traces");
         assert_eq!(
+            otlp(&http).metrics_endpoint.as_deref(),
+            Some("http://collector:4318/v1/metrics")
+        );
+        assert_eq!(
+            otlp(&config).metrics_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
             otlp(&http).headers,
             vec![("api-key".to_owned(), "abc".to_owned())]
         );
@@ -321,6 +348,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(otlp(&specific).endpoint, "http://c:4318/custom");
+        assert_eq!(otlp(&specific).metrics_endpoint, None);
         let flag = resolve(
             &["--pid", "1", "--otlp-endpoint", "http://127.0.0.1:9"],
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:1")],

@@ -1,7 +1,9 @@
-//! OTLP export (gRPC or HTTP/protobuf) through a bounded queue drained by a background thread.
+//! OTLP export (gRPC or HTTP/protobuf): spans through a bounded queue drained by a background
+//! thread, and the `rpc.client.call.duration` histogram through the SDK's periodic reader.
 //!
-//! The capture loop only ever does a non-blocking `try_send`: when the collector is slow or
-//! unreachable the queue fills and further spans are dropped and counted, never waited for.
+//! The capture loop only ever does a non-blocking `try_send` and a histogram update: when the
+//! collector is slow or unreachable the queue fills and further spans are dropped and counted,
+//! never waited for. Both exporters run on one small tokio runtime owned by the sink.
 
 use std::{
     borrow::Cow,
@@ -17,13 +19,20 @@ use std::{
 
 use opentelemetry::{
     InstrumentationScope, KeyValue, Value,
+    metrics::{Histogram, MeterProvider as _},
     trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{
     Resource,
+    error::OTelSdkResult,
+    metrics::{
+        PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics,
+        exporter::PushMetricExporter,
+    },
     trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks},
 };
+use tokio::runtime::Handle;
 
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
@@ -41,6 +50,8 @@ pub enum OtlpProtocol {
 pub struct OtlpConfig {
     /// For gRPC the collector's base URL; for HTTP the full traces URL.
     pub endpoint: String,
+    /// Where metrics go (same rules); `None` exports no metrics.
+    pub metrics_endpoint: Option<String>,
     pub protocol: OtlpProtocol,
     /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: Vec<(String, String)>,
@@ -59,6 +70,12 @@ pub enum OtlpError {
 }
 
 const MAX_BATCH: usize = 512;
+/// How often the duration histogram is exported (and once more at the end).
+const METRICS_INTERVAL: Duration = Duration::from_secs(10);
+/// Histogram bucket bounds in seconds, as the RPC metric conventions recommend.
+const DURATION_BOUNDARIES: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// How long `finish` keeps trying to deliver what is queued.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
@@ -72,6 +89,9 @@ struct Counters {
 pub struct OtlpSink {
     sender: Option<SyncSender<SpanData>>,
     thread: Option<JoinHandle<()>>,
+    metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
+    /// Runs the exporters' network I/O; dropped last.
+    runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<Counters>,
     dropped_queue_full: u64,
     clock: WallClock,
@@ -81,7 +101,7 @@ pub struct OtlpSink {
 }
 
 impl OtlpSink {
-    /// Builds the exporter (on its own thread and runtime) and fails here if it cannot be
+    /// Builds the exporters (on the sink's own runtime) and fails here if they cannot be
     /// configured, so a bad endpoint is reported at start.
     pub fn start(
         config: OtlpConfig,
@@ -89,28 +109,58 @@ impl OtlpSink {
         clock: WallClock,
         conventions: Conventions,
     ) -> Result<OtlpSink, OtlpError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otlp-io")
+            .enable_all()
+            .build()
+            .map_err(OtlpError::Thread)?;
+        let resource = to_resource(resource);
+        let mut span_exporter = {
+            let _context = runtime.enter();
+            build_span_exporter(&config)?
+        };
+        span_exporter.set_resource(&resource);
+        let metrics = match &config.metrics_endpoint {
+            Some(endpoint) => {
+                let exporter = {
+                    let _context = runtime.enter();
+                    build_metric_exporter(&config, endpoint)?
+                };
+                let reader = PeriodicReader::builder(OnRuntime {
+                    handle: runtime.handle().clone(),
+                    exporter,
+                })
+                .with_interval(METRICS_INTERVAL)
+                .build();
+                let provider = SdkMeterProvider::builder()
+                    .with_reader(reader)
+                    .with_resource(resource.clone())
+                    .build();
+                let histogram = provider
+                    .meter("grpc-tracer")
+                    .f64_histogram("rpc.client.call.duration")
+                    .with_unit("s")
+                    .with_description("Duration of gRPC calls, as observed on the wire")
+                    .with_boundaries(DURATION_BOUNDARIES.to_vec())
+                    .build();
+                Some((provider, histogram))
+            }
+            None => None,
+        };
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
-        let (ready_sender, ready) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
-        let resource = to_resource(resource);
+        let handle = runtime.handle().clone();
         let thread = std::thread::Builder::new()
             .name("otlp-export".into())
-            .spawn(move || export_thread(config, resource, receiver, thread_counters, ready_sender))
+            .spawn(move || export_spans(config, handle, span_exporter, receiver, thread_counters))
             .map_err(OtlpError::Thread)?;
-        match ready.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(err),
-            Err(_) => {
-                return Err(OtlpError::Exporter {
-                    endpoint: String::new(),
-                    detail: "export thread died".into(),
-                });
-            }
-        }
         Ok(OtlpSink {
             sender: Some(sender),
             thread: Some(thread),
+            metrics,
+            runtime: Some(runtime),
             counters,
             dropped_queue_full: 0,
             clock,
@@ -183,9 +233,33 @@ fn to_resource(resource: &ResourceInfo) -> Resource {
         .build()
 }
 
+/// Attributes of the duration histogram: the span's, minus the high-cardinality ones (peer
+/// address and port, message sizes, per-call facts).
+fn metric_attributes(span: &SpanRecord) -> Vec<KeyValue> {
+    const KEPT: [&str; 9] = [
+        "rpc.system",
+        "rpc.system.name",
+        "rpc.service",
+        "rpc.method",
+        "rpc.grpc.status_code",
+        "rpc.response.status_code",
+        "error.type",
+        "server.address",
+        "server.port",
+    ];
+    span.attributes
+        .iter()
+        .filter(|(key, _)| KEPT.contains(key))
+        .map(|(key, value)| KeyValue::new(*key, otel_value(value.clone())))
+        .collect()
+}
+
 impl CallSink for OtlpSink {
     fn on_call(&mut self, call: &CallRecord) {
         let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
+        if let Some((_, histogram)) = &self.metrics {
+            histogram.record(call.duration().as_secs_f64(), &metric_attributes(&span));
+        }
         let data = self.span_data(span);
         if let Some(sender) = &self.sender {
             match sender.try_send(data) {
@@ -203,6 +277,15 @@ impl CallSink for OtlpSink {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        if let Some((provider, _)) = self.metrics.take() {
+            // Exports the final histogram.
+            if let Err(err) = provider.shutdown_with_timeout(FLUSH_DEADLINE) {
+                log::warn!("OTLP metrics export failed: {err}");
+            }
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
         ExportReport {
             exported: self.counters.exported.load(Ordering::Relaxed),
             dropped_queue_full: self.dropped_queue_full,
@@ -219,30 +302,33 @@ impl Drop for OtlpSink {
     }
 }
 
-fn build_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
+fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataMap, String> {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (key, value) in &config.headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+            .map_err(|err| format!("header {key}: {err}"))?;
+        metadata.insert(
+            key,
+            value
+                .parse()
+                .map_err(|err| format!("header value: {err}"))?,
+        );
+    }
+    Ok(metadata)
+}
+
+fn build_span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
     let failed = |detail: String| OtlpError::Exporter {
         endpoint: config.endpoint.clone(),
         detail,
     };
     let exporter = match config.protocol {
-        OtlpProtocol::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (key, value) in &config.headers {
-                let key =
-                    tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-                        .map_err(|err| failed(format!("header {key}: {err}")))?;
-                let value = value
-                    .parse()
-                    .map_err(|err| failed(format!("header value: {err}")))?;
-                metadata.insert(key, value);
-            }
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(&config.endpoint)
-                .with_timeout(config.timeout)
-                .with_metadata(metadata)
-                .build()
-        }
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(&config.endpoint)
+            .with_timeout(config.timeout)
+            .with_metadata(metadata(config).map_err(failed)?)
+            .build(),
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(&config.endpoint)
@@ -254,33 +340,68 @@ fn build_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporte
     exporter.map_err(|err| failed(err.to_string()))
 }
 
-fn export_thread(
+fn build_metric_exporter(
+    config: &OtlpConfig,
+    endpoint: &str,
+) -> Result<opentelemetry_otlp::MetricExporter, OtlpError> {
+    let failed = |detail: String| OtlpError::Exporter {
+        endpoint: endpoint.to_owned(),
+        detail,
+    };
+    let exporter = match config.protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(config.timeout)
+            .with_metadata(metadata(config).map_err(failed)?)
+            .build(),
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .with_timeout(config.timeout)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_headers(config.headers.iter().cloned().collect())
+            .build(),
+    };
+    exporter.map_err(|err| failed(err.to_string()))
+}
+
+/// Runs the OTLP metric exporter on the sink's runtime: the SDK's periodic reader calls it from
+/// its own (non-tokio) thread, where the network client could not run by itself.
+struct OnRuntime {
+    handle: Handle,
+    exporter: opentelemetry_otlp::MetricExporter,
+}
+
+impl PushMetricExporter for OnRuntime {
+    fn export(
+        &self,
+        metrics: &ResourceMetrics,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let result = self.handle.block_on(self.exporter.export(metrics));
+        std::future::ready(result)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.exporter.temporality()
+    }
+}
+
+fn export_spans(
     config: OtlpConfig,
-    resource: Resource,
+    runtime: Handle,
+    exporter: opentelemetry_otlp::SpanExporter,
     spans: Receiver<SpanData>,
     counters: Arc<Counters>,
-    ready: mpsc::Sender<Result<(), OtlpError>>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            let _ = ready.send(Err(OtlpError::Thread(err)));
-            return;
-        }
-    };
-    let mut exporter = match runtime.block_on(async { build_exporter(&config) }) {
-        Ok(exporter) => exporter,
-        Err(err) => {
-            let _ = ready.send(Err(err));
-            return;
-        }
-    };
-    exporter.set_resource(&resource);
-    let _ = ready.send(Ok(()));
-
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_export = Instant::now();
     let mut closing_since: Option<Instant> = None;

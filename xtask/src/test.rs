@@ -1,12 +1,18 @@
-//! `cargo xtask test`: unit tests (no privileges), a fuzz-corpus replay, then the integration
-//! tests that load the real eBPF programs and need root.
+//! `cargo xtask test`: unit and fixture tests (no privileges), then, as root, the integration
+//! tests that load the real eBPF programs and trace real clients.
 
-use anyhow::{Result, bail};
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
 
 pub fn run(filter: Option<&str>) -> Result<()> {
+    let mut totals = Totals::default();
     let mut unit = vec!["test", "--workspace", "--exclude", "integration-tests"];
     unit.extend(filter);
-    crate::cargo(&unit)?;
+    totals.add(run_counting(Command::new(env!("CARGO")).args(&unit))?);
 
     if !is_root() {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
@@ -17,12 +23,67 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     let mut integration = vec!["test", "--package", "integration-tests"];
     integration.extend(filter);
     integration.extend(["--", "--test-threads=1"]);
-    crate::run(
-        std::process::Command::new(env!("CARGO"))
+    totals.add(run_counting(
+        Command::new(env!("CARGO"))
             .args(&integration)
-            .current_dir(crate::workspace_root())
             .env("TRACER_TEST_PYTHON", python),
-    )
+    )?);
+    // One closing line for the whole run (cargo's last line may be an empty doc-test run).
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+}
+
+/// Runs cargo test from the workspace root, echoing its output, and adds up its result lines.
+fn run_counting(command: &mut Command) -> Result<Totals> {
+    command
+        .current_dir(crate::workspace_root())
+        .stdout(Stdio::piped());
+    eprintln!("xtask: running {command:?}");
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("spawning {command:?}"))?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            let count = |label: &str| {
+                result
+                    .split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(label)
+                    })
+                    .and_then(|number| number.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            totals.add(Totals {
+                passed: count(" passed"),
+                failed: count(" failed"),
+            });
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("{} passed, {} failed", totals.passed, totals.failed.max(1));
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(totals)
 }
 
 pub fn is_root() -> bool {

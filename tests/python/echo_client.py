@@ -18,6 +18,8 @@ import grpc
 
 SERVICE = "grpctrace.demo.Echo"
 NOT_FOUND_MESSAGE = "no such item: 42 \u2717"
+# The first call carries W3C trace context, as an instrumented caller would send it.
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
@@ -57,11 +59,11 @@ def status_of(error):
     return error.code().value[0], error.details() or ""
 
 
-def unary(channel, scenario, message, timeout=None):
+def unary(channel, scenario, message, timeout=None, metadata=None):
     call = channel.unary_unary(f"/{SERVICE}/Unary")
     started = time.perf_counter_ns()
     try:
-        call(message, timeout=timeout)
+        call(message, timeout=timeout, metadata=metadata)
         code, detail, replies = 0, "", 1
     except grpc.RpcError as error:
         (code, detail), replies = status_of(error), 0
@@ -127,8 +129,9 @@ def concurrent(channel, count):
 
 
 def run_all(channel):
-    for _ in range(3):
-        unary(channel, "unary_ok", request(payload=b"a" * 100, reply_bytes=100))
+    for index in range(3):
+        metadata = [("traceparent", TRACEPARENT)] if index == 0 else None
+        unary(channel, "unary_ok", request(payload=b"a" * 100, reply_bytes=100), metadata=metadata)
     unary(channel, "not_found", request(payload=b"b" * 10, fail_with_code=5, fail_with_message=NOT_FOUND_MESSAGE))
     unary(channel, "deadline_exceeded", request(payload=b"d" * 10, delay_ms=1000), timeout=0.1)
     cancelled(channel)

@@ -131,22 +131,13 @@ async fn cancelled(client: &mut EchoClient<Channel>, message: EchoRequest) -> Cl
 
 async fn server_stream(client: &mut EchoClient<Channel>, replies: u32) -> ClientCall {
     let started = Instant::now();
-    let mut received = 0;
-    let result = async {
-        let mut stream = client
-            .server_stream(EchoRequest {
-                reply_count: replies,
-                ..request(10)
-            })
-            .await?
-            .into_inner();
-        while let Some(reply) = stream.next().await {
-            reply?;
-            received += 1;
-        }
-        Ok::<_, tonic::Status>(())
-    }
-    .await;
+    let response = client
+        .server_stream(EchoRequest {
+            reply_count: replies,
+            ..request(10)
+        })
+        .await;
+    let (result, received) = drain(response).await;
     let (code, message) = outcome(&result);
     ClientCall {
         scenario: "server_stream",
@@ -157,6 +148,24 @@ async fn server_stream(client: &mut EchoClient<Channel>, replies: u32) -> Client
         request_messages: 1,
         response_messages: received,
     }
+}
+
+/// Reads a reply stream to its end; returns how it ended and how many replies came.
+async fn drain(
+    response: Result<tonic::Response<tonic::Streaming<crate::echo::EchoReply>>, tonic::Status>,
+) -> (Result<(), tonic::Status>, u64) {
+    let mut received = 0;
+    let mut stream = match response {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Err(status), 0),
+    };
+    while let Some(reply) = stream.next().await {
+        if let Err(status) = reply {
+            return (Err(status), received);
+        }
+        received += 1;
+    }
+    (Ok(()), received)
 }
 
 async fn client_stream(client: &mut EchoClient<Channel>, requests: u64) -> ClientCall {
@@ -178,19 +187,7 @@ async fn client_stream(client: &mut EchoClient<Channel>, requests: u64) -> Clien
 async fn bidi(client: &mut EchoClient<Channel>, rounds: u64) -> ClientCall {
     let started = Instant::now();
     let messages: Vec<EchoRequest> = (0..rounds).map(|_| request(20)).collect();
-    let mut received = 0;
-    let result = async {
-        let mut stream = client
-            .bidi(tokio_stream::iter(messages))
-            .await?
-            .into_inner();
-        while let Some(reply) = stream.next().await {
-            reply?;
-            received += 1;
-        }
-        Ok::<_, tonic::Status>(())
-    }
-    .await;
+    let (result, received) = drain(client.bidi(tokio_stream::iter(messages)).await).await;
     let (code, message) = outcome(&result);
     ClientCall {
         scenario: "bidi",

@@ -719,3 +719,60 @@ fn fuzz_seeds_describe_real_connections() {
         }
     }
 }
+
+/// The server shrinks the client's table with SETTINGS_HEADER_TABLE_SIZE; the client's encoder
+/// acknowledges with a dynamic table size update at the start of its next block and keeps
+/// indexing within the smaller table. Decoding must follow both.
+#[test]
+fn header_table_size_changes_are_followed() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/a.B/First");
+    // SETTINGS from the server (ingress): HEADER_TABLE_SIZE = 100.
+    wire.write(
+        Direction::Ingress,
+        frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0, 100]),
+    );
+    let mut block = Vec::new();
+    wire.client
+        .update_max_dynamic_size(100, &mut block)
+        .unwrap();
+    block.extend(wire.request_block("/a.B/Second", &[]));
+    let start = wire.write(
+        Direction::Egress,
+        frame(HEADERS, flags::END_HEADERS, 3, &block),
+    );
+    wire.message(Direction::Egress, 3, 1, true);
+    wire.trailers_only(3, "0", "");
+    // A third call indexes against the shrunken table.
+    wire.request(5, "/a.B/Second", &[]);
+    wire.trailers_only(5, "0", "");
+    let (calls, stats) = wire.calls(usize::MAX);
+    let paths: Vec<_> = calls
+        .iter()
+        .map(|call| call.path.as_deref().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        paths,
+        ["/a.B/First", "/a.B/Second", "/a.B/Second"],
+        "{stats:?}"
+    );
+    assert_eq!(calls[1].start_ns, start);
+    assert_eq!((stats.hpack_errors, stats.calls_without_method), (0, 0));
+    // A size update above what SETTINGS allowed is a decoding error, counted.
+    let mut bad = Wire::new();
+    bad.write(
+        Direction::Ingress,
+        frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0, 100]),
+    );
+    let mut block = Vec::new();
+    bad.client
+        .update_max_dynamic_size(4096, &mut block)
+        .unwrap();
+    block.extend(bad.request_block("/a.B/C", &[]));
+    bad.write(
+        Direction::Egress,
+        frame(HEADERS, flags::END_HEADERS, 1, &block),
+    );
+    let (calls, stats) = bad.calls(usize::MAX);
+    assert_eq!((stats.hpack_errors, calls.len()), (1, 0));
+}

@@ -246,17 +246,10 @@ fn string(input: &[u8]) -> Result<(Vec<u8>, usize), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hpack::unhex;
 
     fn keep_all(_: &[u8]) -> bool {
         true
-    }
-
-    fn unhex(hex: &str) -> Vec<u8> {
-        let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
     }
 
     fn pairs(fields: &[HeaderField]) -> Vec<(String, String)> {

@@ -89,14 +89,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, HuffmanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unhex(hex: &str) -> Vec<u8> {
-        let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::hpack::unhex;
 
     #[test]
     fn decodes_rfc_7541_appendix_c_strings() {

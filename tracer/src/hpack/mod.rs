@@ -17,3 +17,13 @@ mod table;
 
 pub use decoder::{DecodeError, Decoder, FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
+
+/// Hex dumps as RFC 7541 prints them (`8286 8441 ...`), for the tests.
+#[cfg(test)]
+pub(crate) fn unhex(hex: &str) -> Vec<u8> {
+    let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}

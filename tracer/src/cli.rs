@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 16_384, value_name = "SPANS")]
     pub export_queue: usize,
 
+    /// Also write the final report (calls, losses, ring buffer traffic, the tracer's own CPU
+    /// time and peak memory) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<std::path::PathBuf>,
+
     /// The command to launch and trace from its first connection (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -116,6 +121,7 @@ pub struct Config {
     pub env_service_name: Option<String>,
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
+    pub stats_json: Option<std::path::PathBuf>,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -259,6 +265,7 @@ impl Cli {
             env_service_name: env("OTEL_SERVICE_NAME"),
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
+            stats_json: self.stats_json.clone(),
         })
     }
 }

@@ -96,6 +96,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         // JSON lines keep stdout machine-readable; OTLP leaves it to the application.
         OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
     }
+    if let Some(path) = &config.stats_json {
+        std::fs::write(path, report.to_json().to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     drop(capture);
     match launched_pid {
         Some(pid) => {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    capture::{Capture, CaptureError, CaptureEvent, LossReport},
+    capture::{Capture, CaptureError, CaptureEvent, CaptureTraffic, LossReport},
     export::{CallSink, ExportReport, Summary},
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, Limits, TrackerStats},
 };
@@ -29,6 +29,7 @@ pub struct SessionReport {
     pub stop: StopReason,
     pub summary: Summary,
     pub capture_losses: LossReport,
+    pub traffic: CaptureTraffic,
     pub connections: TrackerStats,
     /// Non-HTTP/2 connections that were recognised and ignored.
     pub ignored_connections: u64,
@@ -187,6 +188,7 @@ impl Session {
             stop,
             summary: self.summary,
             capture_losses: self.capture.losses(),
+            traffic: self.capture.traffic(),
             connections: self.connection_stats,
             ignored_connections,
             in_flight_at_exit,
@@ -256,6 +258,33 @@ impl SessionReport {
             }
         }
         counters
+    }
+
+    /// The report as JSON, with this process's resource usage: for automation and benchmarks.
+    pub fn to_json(&self) -> serde_json::Value {
+        // SAFETY: rusage is plain old data; getrusage fills it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+        let counters: serde_json::Map<String, serde_json::Value> = self
+            .counters()
+            .into_iter()
+            .map(|(what, count)| (what.to_owned(), count.into()))
+            .collect();
+        serde_json::json!({
+            "stop": format!("{:?}", self.stop),
+            "calls": self.summary.calls(),
+            "spans_exported": self.export.exported,
+            "ring_buffer_records": self.traffic.records,
+            "ring_buffer_bytes": self.traffic.ring_bytes,
+            "kernel_losses": self.capture_losses.total_kernel(),
+            "calls_in_flight_at_exit": self.in_flight_at_exit,
+            "counters": counters,
+            "cpu_user_us": micros(usage.ru_utime),
+            "cpu_system_us": micros(usage.ru_stime),
+            "max_rss_kib": usage.ru_maxrss,
+        })
     }
 
     pub fn render(&self) -> String {

@@ -1,6 +1,7 @@
 //! Project automation. Every command provisions what it needs first (idempotently), so a fresh
 //! clone gets from `git clone` to a working build and test run with no manual step.
 
+mod bench;
 mod demo;
 mod ebpf_toolchain;
 mod fuzz;
@@ -22,6 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Measure the tracer's cost: each load untraced and traced, interleaved (root).
+    Bench {
+        /// A short subset (under two minutes).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build everything and trace the bundled example client talking to the example server.
     Demo,
     /// Install the eBPF toolchain: nightly rust-src and a bpf-linker built against its LLVM.
@@ -44,6 +51,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()),

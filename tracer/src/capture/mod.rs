@@ -181,6 +181,16 @@ pub struct Capture {
     queued: Vec<CaptureEvent>,
     malformed_records: u64,
     missing_bytes_closed: u64,
+    traffic: CaptureTraffic,
+}
+
+/// How much the kernel side delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureTraffic {
+    /// Ring buffer records read.
+    pub records: u64,
+    /// Their total size, headers included: what crossed from kernel to user.
+    pub ring_bytes: u64,
 }
 
 impl Capture {
@@ -199,6 +209,7 @@ impl Capture {
             queued: Vec::new(),
             malformed_records: 0,
             missing_bytes_closed: 0,
+            traffic: CaptureTraffic::default(),
         })
     }
 
@@ -315,6 +326,8 @@ impl Capture {
         let mut ready = Vec::new();
         let mut forks = Vec::new();
         while let Some(item) = self.kernel.events.next() {
+            self.traffic.records += 1;
+            self.traffic.ring_bytes += item.len() as u64;
             let record = match KernelRecord::parse(&item) {
                 Ok(record) => record,
                 Err(err) => {
@@ -489,6 +502,10 @@ impl Capture {
         for event in self.queued.drain(..) {
             sink(event);
         }
+    }
+
+    pub fn traffic(&self) -> CaptureTraffic {
+        self.traffic
     }
 
     /// Loss counters so far.

@@ -1,0 +1,343 @@
+//! `cargo xtask bench`: the tracer's cost, measured side by side. Each load runs untraced and
+//! traced in alternation (ABAB...) in one invocation, so machine noise hits both alike; the
+//! table and a JSON report (under target/bench/) give throughput, client CPU per call, the
+//! tracer's own CPU per call, latency, spans per call, ring buffer bytes per call and losses.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+
+struct Load {
+    name: &'static str,
+    args: Vec<String>,
+    /// Only measured traced (the memory test).
+    traced_only: bool,
+}
+
+fn loads(quick: bool) -> Vec<Load> {
+    let seconds = if quick { 3 } else { 6 };
+    let duration = format!("{}", seconds * 1000);
+    let load = |name, extra: &[&str]| {
+        let mut args: Vec<String> = vec!["--duration-ms".into(), duration.clone()];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        Load {
+            name,
+            args,
+            traced_only: false,
+        }
+    };
+    let mut loads = vec![
+        load(
+            "unary 100 B, saturating, 1 connection",
+            &["--connections", "1", "--concurrency", "8"],
+        ),
+        load(
+            "unary 100 B, 2000 calls/s, 1 connection",
+            &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
+        ),
+        load(
+            "unary 1 MiB each way, 1 connection",
+            &[
+                "--connections",
+                "1",
+                "--concurrency",
+                "2",
+                "--payload",
+                "1048576",
+                "--reply",
+                "1048576",
+            ],
+        ),
+    ];
+    if !quick {
+        loads.push(load(
+            "unary 100 B, saturating, 16 connections",
+            &["--connections", "16", "--concurrency", "2"],
+        ));
+        loads.push(load(
+            "unary 100 B, 10000 calls/s, 1 connection",
+            &[
+                "--connections",
+                "1",
+                "--concurrency",
+                "16",
+                "--rate",
+                "10000",
+            ],
+        ));
+        loads.push(load(
+            "server streaming, 10 replies of 100 B",
+            &[
+                "--connections",
+                "1",
+                "--concurrency",
+                "8",
+                "--replies",
+                "10",
+            ],
+        ));
+        loads.push(Load {
+            name: "10,000 concurrent open streams (memory)",
+            args: vec!["--hold".into(), "10000".into()],
+            traced_only: true,
+        });
+    }
+    loads
+}
+
+pub fn run(quick: bool) -> Result<()> {
+    crate::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "tracer",
+        "--package",
+        "integration-tests",
+        "--bins",
+    ])?;
+    if !crate::test::is_root() {
+        bail!("the benchmark attaches the tracer: run `cargo xtask bench` as root");
+    }
+    let release = crate::workspace_root().join("target/release");
+    let (mut server, address) = start_server(&release)?;
+    let rounds = if quick { 1 } else { 2 };
+    let mut results = Vec::new();
+    for load in loads(quick) {
+        eprintln!("xtask: bench: {}", load.name);
+        let mut untraced = Vec::new();
+        let mut traced = Vec::new();
+        for _ in 0..rounds {
+            if !load.traced_only {
+                untraced.push(run_client(&release, &address, &load.args, false)?);
+            }
+            traced.push(run_client(&release, &address, &load.args, true)?);
+        }
+        results.push(summarise(load.name, &untraced, &traced));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let table = render(&results);
+    println!("{table}");
+    let directory = crate::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&directory)?;
+    let report = json!({ "quick": quick, "rounds": rounds, "loads": results });
+    let path = directory.join(if quick { "quick.json" } else { "full.json" });
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn start_server(release: &Path) -> Result<(Child, String)> {
+    let mut server = Command::new(release.join("echo-server"))
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting echo-server")?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line)?;
+    let address = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("echo-server did not start")?
+        .to_owned();
+    Ok((server, address))
+}
+
+/// One client run; traced runs attach the tracer (JSON spans to /dev/null) before the load
+/// starts and also return the tracer's own report.
+fn run_client(
+    release: &Path,
+    address: &str,
+    args: &[String],
+    traced: bool,
+) -> Result<(Value, Option<Value>)> {
+    let mut client = Command::new(release.join("bench-client"))
+        .args(["--target", &format!("http://{address}"), "--wait"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting bench-client")?;
+    let mut stdout = BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("bench-client did not start: {line:?}");
+    }
+    let stats: PathBuf =
+        std::env::temp_dir().join(format!("grpc-tracer-bench-{}.json", client.id()));
+    let tracer = if traced {
+        let mut tracer = Command::new(release.join("tracer"))
+            .args([
+                "--output",
+                "json",
+                "--pid",
+                &client.id().to_string(),
+                "--stats-json",
+            ])
+            .arg(&stats)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the tracer")?;
+        let stderr = BufReader::new(tracer.stderr.take().expect("piped"));
+        let mut lines = stderr.lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("tracing [") => break,
+                Some(_) => {}
+                None => bail!("the tracer exited before attaching"),
+            }
+        }
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(tracer)
+    } else {
+        None
+    };
+    writeln!(client.stdin.take().expect("piped"), "go")?;
+    let mut result = String::new();
+    stdout.read_line(&mut result)?;
+    let status = client.wait()?;
+    if !status.success() {
+        bail!("bench-client failed: {status}");
+    }
+    let client_report: Value = serde_json::from_str(&result)
+        .with_context(|| format!("bench-client printed {result:?}"))?;
+    let tracer_report = match tracer {
+        Some(mut tracer) => {
+            // It stops by itself once the client has exited.
+            let status = tracer.wait()?;
+            if !status.success() {
+                bail!("the tracer failed: {status}");
+            }
+            let report =
+                std::fs::read_to_string(&stats).context("reading the tracer's --stats-json")?;
+            let _ = std::fs::remove_file(&stats);
+            Some(serde_json::from_str(&report)?)
+        }
+        None => None,
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    Ok((client_report, tracer_report))
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value[key].as_f64().unwrap_or(0.0)
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+fn summarise(
+    name: &str,
+    untraced: &[(Value, Option<Value>)],
+    traced: &[(Value, Option<Value>)],
+) -> Value {
+    let rate = |runs: &[(Value, Option<Value>)]| {
+        mean(
+            runs.iter()
+                .map(|(client, _)| number(client, "calls") / number(client, "elapsed_s")),
+        )
+    };
+    let cpu_per_call = |runs: &[(Value, Option<Value>)]| {
+        mean(runs.iter().map(|(client, _)| {
+            (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
+                / number(client, "calls").max(1.0)
+        }))
+    };
+    let latency = |runs: &[(Value, Option<Value>)], key| {
+        mean(runs.iter().map(|(client, _)| number(client, key)))
+    };
+    let tracer = |key: &str| -> Vec<f64> {
+        traced
+            .iter()
+            .filter_map(|(_, tracer)| tracer.as_ref().map(|tracer| number(tracer, key)))
+            .collect()
+    };
+    let calls: f64 = traced
+        .iter()
+        .map(|(client, _)| number(client, "calls"))
+        .sum();
+    let tracer_cpu: f64 =
+        tracer("cpu_user_us").iter().sum::<f64>() + tracer("cpu_system_us").iter().sum::<f64>();
+    let spans: f64 = tracer("spans_exported").iter().sum();
+    let ring_bytes: f64 = tracer("ring_buffer_bytes").iter().sum();
+    let (untraced_rate, traced_rate) = (rate(untraced), rate(traced));
+    let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
+    json!({
+        "load": name,
+        "calls_per_s_untraced": untraced_rate,
+        "calls_per_s_traced": traced_rate,
+        "throughput_ratio": traced_rate / untraced_rate,
+        "client_cpu_us_per_call_untraced": untraced_cpu,
+        "client_cpu_us_per_call_traced": traced_cpu,
+        "client_cpu_increase": traced_cpu / untraced_cpu - 1.0,
+        "tracer_cpu_us_per_call": tracer_cpu / calls.max(1.0),
+        "p50_us_untraced": latency(untraced, "p50_us"),
+        "p50_us_traced": latency(traced, "p50_us"),
+        "p99_us_untraced": latency(untraced, "p99_us"),
+        "p99_us_traced": latency(traced, "p99_us"),
+        "calls": calls,
+        "spans": spans,
+        "spans_per_call": spans / calls.max(1.0),
+        "ring_buffer_bytes_per_call": ring_bytes / calls.max(1.0),
+        "kernel_losses": tracer("kernel_losses").iter().sum::<f64>(),
+        "tracer_max_rss_kib": tracer("max_rss_kib").into_iter().fold(0.0, f64::max),
+    })
+}
+
+fn render(results: &[Value]) -> String {
+    let mut out = format!(
+        "{:<42} {:>9} {:>9} {:>6} {:>8} {:>8} {:>6} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
+        "load",
+        "calls/s A",
+        "calls/s B",
+        "B/A",
+        "cliCPU A",
+        "cliCPU B",
+        "+%",
+        "trCPU",
+        "p50 A/B µs",
+        "p99 A/B µs",
+        "spans",
+        "ring B",
+        "lost",
+        "RSS MiB"
+    );
+    for result in results {
+        let get = |key: &str| number(result, key);
+        out.push_str(&format!(
+            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>8.2} {:>8.2} {:>6.1} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
+            result["load"].as_str().unwrap_or("?"),
+            get("calls_per_s_untraced"),
+            get("calls_per_s_traced"),
+            get("throughput_ratio"),
+            get("client_cpu_us_per_call_untraced"),
+            get("client_cpu_us_per_call_traced"),
+            get("client_cpu_increase") * 100.0,
+            get("tracer_cpu_us_per_call"),
+            format!("{:.0}/{:.0}", get("p50_us_untraced"), get("p50_us_traced")),
+            format!("{:.0}/{:.0}", get("p99_us_untraced"), get("p99_us_traced")),
+            get("spans_per_call"),
+            get("ring_buffer_bytes_per_call"),
+            get("kernel_losses"),
+            get("tracer_max_rss_kib") / 1024.0,
+        ));
+    }
+    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process). ring B: bytes through the ring buffer per call.\n");
+    out
+}

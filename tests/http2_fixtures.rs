@@ -10,7 +10,7 @@ use integration_tests::{
     scenarios::{self, ClientCall, NOT_FOUND_MESSAGE},
 };
 use tracer::{
-    capture::{Chunk, Direction, Payload},
+    capture::{Chunk, Payload},
     grpc::{CallRecord, Code, ConnectionFacts, ConnectionTracker, Limits},
 };
 
@@ -185,10 +185,7 @@ fn every_call_is_reconstructed_from_real_traffic() {
         "each concurrent call has its own stream"
     );
     for call in concurrent {
-        assert_eq!(
-            (call.name().as_str(), call.code),
-            (echo::UNARY, Some(Code::OK))
-        );
+        assert_eq!((call.name(), call.code), (echo::UNARY, Some(Code::OK)));
         assert_eq!((call.request.count, call.response.count), (1, 1));
         assert!(
             call.duration() >= Duration::from_millis(19),

@@ -2,6 +2,7 @@
 
 use crate::transfer::SegmentWalk;
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -27,6 +28,24 @@ pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384,
 /// Everything userspace hears from us. Userspace sets the size at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Data records wake userspace only once this much is waiting; otherwise userspace drains the
+/// ring on its own timer. Waking the reader for every record costs far more than the record.
+/// Userspace sets it at load time (a quarter of the ring).
+#[unsafe(no_mangle)]
+static WAKEUP_THRESHOLD_BYTES: u64 = 1 << 20;
+
+/// Ring buffer flags for a data record: no wakeup unless the backlog is large.
+#[inline(always)]
+pub fn data_record_flags() -> u64 {
+    // SAFETY: a plain read of a constant that userspace may have overridden at load time.
+    let threshold = unsafe { core::ptr::read_volatile(&WAKEUP_THRESHOLD_BYTES) };
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= threshold {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
 
 /// Loss counters, indexed by [`LossKind`].
 #[map]

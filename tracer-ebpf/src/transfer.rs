@@ -10,7 +10,7 @@ use tracer_common::{
     SocketKey, SyscallOp, maps::MAX_STEPS_PER_SYSCALL,
 };
 
-use crate::maps::{DATA_SCRATCH, DataScratch, EVENTS, SOCKETS, count_loss};
+use crate::maps::{DATA_SCRATCH, DataScratch, EVENTS, SOCKETS, count_loss, data_record_flags};
 
 /// Enough for grpcio's many-iovec sendmsg; the rest becomes a gap.
 const MAX_STEPS: u32 = MAX_STEPS_PER_SYSCALL;
@@ -417,7 +417,7 @@ fn emit(
             (&raw const (*scratch).record).cast::<u8>(),
             size_of::<DataRecord>() + captured as usize,
         );
-        EVENTS.output::<[u8]>(bytes, 0)
+        EVENTS.output::<[u8]>(bytes, data_record_flags())
     };
     if result.is_err() {
         count_loss(LossKind::RingBufferFull);

@@ -108,9 +108,12 @@ impl Session {
         for event in events {
             self.handle(event);
         }
-        for call in self.finished.drain(..) {
-            self.summary.record(&call);
-            sink.on_call(&call);
+        if !self.finished.is_empty() {
+            for call in self.finished.drain(..) {
+                self.summary.record(&call);
+                sink.on_call(&call);
+            }
+            sink.flush();
         }
         Ok(())
     }

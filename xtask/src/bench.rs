@@ -110,6 +110,12 @@ pub fn run(quick: bool) -> Result<()> {
     let mut results = Vec::new();
     for load in loads(quick) {
         eprintln!("xtask: bench: {}", load.name);
+        // A discarded warm-up run, so neither side pays for a cold server.
+        let mut warmup = load.args.clone();
+        if let Some(duration) = warmup.iter().position(|arg| arg == "--duration-ms") {
+            warmup[duration + 1] = "1000".into();
+        }
+        run_client(&release, &address, &warmup, false)?;
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
         for _ in 0..rounds {

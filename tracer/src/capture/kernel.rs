@@ -66,9 +66,13 @@ pub struct KernelPrograms {
 impl KernelPrograms {
     pub fn load(ring_buffer_bytes: u32, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
         let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?;
+        // Data records wake us only when a quarter of the ring is waiting; otherwise the session
+        // drains it on its poll timer.
+        let wakeup_threshold = u64::from(ring_buffer_bytes / 4);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true)
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
 

@@ -1,6 +1,6 @@
 //! One readable line per finished call.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{BufWriter, IsTerminal as _, Stdout, Write as _};
 
 use super::{CallSink, ExportReport, WallClock, clock::time_of_day, summary::format_duration};
 use crate::grpc::{CallRecord, Code};
@@ -9,6 +9,7 @@ pub struct ConsoleSink {
     clock: WallClock,
     color: bool,
     printed: u64,
+    out: BufWriter<Stdout>,
 }
 
 impl ConsoleSink {
@@ -17,6 +18,7 @@ impl ConsoleSink {
             clock,
             color: std::io::stdout().is_terminal(),
             printed: 0,
+            out: BufWriter::new(std::io::stdout()),
         }
     }
 
@@ -66,14 +68,18 @@ fn bytes(count: u64) -> String {
 
 impl CallSink for ConsoleSink {
     fn on_call(&mut self, call: &CallRecord) {
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{}", self.line(call)).is_ok() {
+        let line = self.line(call);
+        if writeln!(self.out, "{line}").is_ok() {
             self.printed += 1;
         }
     }
 
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+
     fn finish(&mut self) -> ExportReport {
-        let _ = std::io::stdout().flush();
+        let _ = self.out.flush();
         ExportReport {
             exported: self.printed,
             ..ExportReport::default()

@@ -1,6 +1,6 @@
 //! One JSON object per span per line on stdout, and nothing else there.
 
-use std::io::Write as _;
+use std::io::{BufWriter, Stdout, Write as _};
 
 use serde_json::{Map, Value, json};
 
@@ -16,6 +16,8 @@ pub struct JsonSink {
     ids: RandomIds,
     resource: Value,
     written: u64,
+    /// Block-buffered: a line-buffered stdout would cost a write(2) per span.
+    out: BufWriter<Stdout>,
 }
 
 fn value(value: &AttributeValue) -> Value {
@@ -39,6 +41,7 @@ impl JsonSink {
             ids: RandomIds::new(),
             resource: Value::Object(resource),
             written: 0,
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
         }
     }
 
@@ -71,15 +74,19 @@ impl JsonSink {
 impl CallSink for JsonSink {
     fn on_call(&mut self, call: &CallRecord) {
         let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
-        let line = self.to_json(&span).to_string();
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{line}").is_ok() {
+        let value = self.to_json(&span);
+        if serde_json::to_writer(&mut self.out, &value).is_ok() && self.out.write_all(b"\n").is_ok()
+        {
             self.written += 1;
         }
     }
 
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+
     fn finish(&mut self) -> ExportReport {
-        let _ = std::io::stdout().flush();
+        let _ = self.out.flush();
         ExportReport {
             exported: self.written,
             ..ExportReport::default()

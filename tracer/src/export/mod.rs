@@ -24,6 +24,8 @@ use crate::grpc::CallRecord;
 /// Where finished calls go. Implementations never block the capture loop for long.
 pub trait CallSink {
     fn on_call(&mut self, call: &CallRecord);
+    /// Pushes out what is buffered; called after every batch of calls.
+    fn flush(&mut self) {}
     /// Flushes what is pending (bounded in time) and reports what could not be delivered.
     fn finish(&mut self) -> ExportReport;
 }

@@ -169,7 +169,7 @@ impl SpanRecord {
             _ => SpanStatus::Unset,
         };
         SpanRecord {
-            name: call.name(),
+            name: call.name().to_owned(),
             trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
             span_id: ids.span_id(),
             parent_span_id: parent.map(|parent| parent.parent_span_id),
@@ -201,7 +201,7 @@ fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str,
     if conventions.stable() {
         attributes.push(("rpc.system.name", Str("grpc".into())));
         if call.method_resolved() {
-            attributes.push(("rpc.method", Str(call.name())));
+            attributes.push(("rpc.method", Str(call.name().to_owned())));
         }
         if let Some(code) = call.code {
             attributes.push(("rpc.response.status_code", Str(code.name().into())));

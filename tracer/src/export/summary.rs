@@ -50,7 +50,12 @@ pub struct Summary {
 
 impl Summary {
     pub fn record(&mut self, call: &CallRecord) {
-        let stats = self.methods.entry(call.name()).or_default();
+        // Look up by the name without allocating one per call.
+        let name = call.name();
+        if !self.methods.contains_key(name) {
+            self.methods.insert(name.to_owned(), MethodStats::default());
+        }
+        let stats = self.methods.get_mut(name).expect("inserted above");
         stats.calls += 1;
         match call.code {
             Some(Code::OK) => {}

@@ -86,13 +86,12 @@ impl CallRecord {
         self.path.is_some()
     }
 
-    /// `package.Service/Method`, the span name.
-    pub fn name(&self) -> String {
-        match (self.service_and_method(), &self.path) {
-            (Some((service, method)), _) => format!("{service}/{method}"),
-            (None, Some(path)) => path.trim_start_matches('/').to_owned(),
-            (None, None) => "unknown".to_owned(),
-        }
+    /// `package.Service/Method` (the path without its leading slash), the span name;
+    /// `unknown` when the path could not be decoded.
+    pub fn name(&self) -> &str {
+        self.path
+            .as_deref()
+            .map_or("unknown", |path| path.trim_start_matches('/'))
     }
 
     pub fn duration(&self) -> Duration {

@@ -182,11 +182,17 @@ fn assert_spans_match_with(
             call.scenario
         );
     }
-    let not_found = &spans[calls
+    let not_found_index = calls
         .iter()
         .position(|call| call.scenario == "not_found")
-        .unwrap()];
+        .unwrap();
+    let not_found = &spans[not_found_index];
     if require_status || not_found.attribute("tracer.status_known") == Some("true") {
+        // The message the client got, percent-decoded back from the wire.
+        assert_eq!(
+            not_found.status_message, calls[not_found_index].message,
+            "{label}"
+        );
         assert_eq!(not_found.status_message, NOT_FOUND_MESSAGE, "{label}");
     }
     for span in &spans[sequential..] {

@@ -75,6 +75,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     );
     let mut sink = make_sink(&config, &resource)?;
     let launched_pid = launched.as_ref().map(|child| child.pid);
+    let attached_cpu = tracer::session::CpuTime::of_this_process();
     match launched {
         Some(child) => child.release().context("starting the command")?,
         None => eprintln!(
@@ -97,7 +98,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
     }
     if let Some(path) = &config.stats_json {
-        std::fs::write(path, report.to_json().to_string())
+        std::fs::write(path, report.to_json(attached_cpu).to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     drop(capture);

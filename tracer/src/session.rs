@@ -201,6 +201,29 @@ impl Session {
     }
 }
 
+/// CPU time and peak memory of this process so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kib: i64,
+}
+
+impl CpuTime {
+    pub fn of_this_process() -> CpuTime {
+        // SAFETY: rusage is plain old data; getrusage fills it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+        CpuTime {
+            user_us: micros(usage.ru_utime),
+            system_us: micros(usage.ru_stime),
+            max_rss_kib: usage.ru_maxrss,
+        }
+    }
+}
+
 /// Alive and not a zombie.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -264,12 +287,10 @@ impl SessionReport {
     }
 
     /// The report as JSON, with this process's resource usage: for automation and benchmarks.
-    pub fn to_json(&self) -> serde_json::Value {
-        // SAFETY: rusage is plain old data; getrusage fills it.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-        let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+    /// `attached` is the CPU time spent up to attaching (loading and verifying the programs),
+    /// so the steady-state cost per call can be told apart from the one-time cost.
+    pub fn to_json(&self, attached: CpuTime) -> serde_json::Value {
+        let now = CpuTime::of_this_process();
         let counters: serde_json::Map<String, serde_json::Value> = self
             .counters()
             .into_iter()
@@ -284,9 +305,11 @@ impl SessionReport {
             "kernel_losses": self.capture_losses.total_kernel(),
             "calls_in_flight_at_exit": self.in_flight_at_exit,
             "counters": counters,
-            "cpu_user_us": micros(usage.ru_utime),
-            "cpu_system_us": micros(usage.ru_stime),
-            "max_rss_kib": usage.ru_maxrss,
+            "cpu_user_us": now.user_us,
+            "cpu_system_us": now.system_us,
+            "cpu_attach_us": attached.user_us + attached.system_us,
+            "cpu_after_attach_us": (now.user_us + now.system_us).saturating_sub(attached.user_us + attached.system_us),
+            "max_rss_kib": now.max_rss_kib,
         })
     }
 

@@ -13,7 +13,7 @@ use tracer_common::{
 
 use crate::{
     context::syscall_arg,
-    maps::{EVENTS, SOCKETS, count_loss, is_traced, next_conn_id},
+    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, SOCKETS, count_loss, is_traced, next_conn_id},
 };
 
 const AF_UNIX: u64 = 1;
@@ -144,7 +144,10 @@ fn forget_socket(pid_tgid: u64, fd: u32) {
         sent: state.sent,
         received: state.received,
     };
-    if EVENTS.output::<CloseRecord>(&record, 0).is_err() {
+    if EVENTS
+        .output::<CloseRecord>(&record, LIFECYCLE_RECORD_FLAGS)
+        .is_err()
+    {
         count_loss(LossKind::LifecycleLost);
     }
 }
@@ -169,5 +172,5 @@ fn emit_open(pid_tgid: u64, fd: u32, conn_id: u64, role: OpenRole, addr: u64, ad
             }
         }
     }
-    entry.submit(0);
+    entry.submit(LIFECYCLE_RECORD_FLAGS);
 }

@@ -47,6 +47,11 @@ pub fn data_record_flags() -> u64 {
     }
 }
 
+/// Ring buffer flags for lifecycle records (connection open/close, process fork/exit): rare,
+/// and userspace must see an open promptly to look up the socket's local address while the
+/// socket still exists.
+pub const LIFECYCLE_RECORD_FLAGS: u64 = BPF_RB_FORCE_WAKEUP as u64;
+
 /// Loss counters, indexed by [`LossKind`].
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_KIND_COUNT, 0);

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use tracer_common::{LossKind, ProcessRecord, RecordHeader, RecordKind};
 
-use crate::maps::{EVENTS, TRACED, count_loss};
+use crate::maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss};
 
 /// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
 /// userspace reads it from the tracepoint's format file and sets it at load time.
@@ -28,7 +28,10 @@ fn emit(kind: RecordKind, pid_tgid: u64, pid: u32) {
         pid,
         _pad: 0,
     };
-    if EVENTS.output::<ProcessRecord>(&record, 0).is_err() {
+    if EVENTS
+        .output::<ProcessRecord>(&record, LIFECYCLE_RECORD_FLAGS)
+        .is_err()
+    {
         count_loss(LossKind::LifecycleLost);
     }
 }

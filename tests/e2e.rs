@@ -176,8 +176,11 @@ fn assert_spans_match_with(
         // arrive before the client stopped it.
         let (traced, measured) = (span.duration(), call.duration);
         let slack = Duration::from_millis(3) + measured / 10;
+        // A cancelled call ends on the wire when the reset is written, which the client library
+        // may do just after the caller gave up and stopped its clock.
+        let late = Duration::from_millis(if call.scenario == "cancelled" { 5 } else { 2 });
         assert!(
-            traced <= measured + Duration::from_millis(2) && traced + slack >= measured,
+            traced <= measured + late && traced + slack >= measured,
             "{label} {}: traced {traced:?}, client measured {measured:?}",
             call.scenario
         );

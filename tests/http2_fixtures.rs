@@ -81,8 +81,11 @@ fn expected_code(call: &ClientCall) -> Code {
 fn assert_duration_close(traced: &CallRecord, client: &ClientCall) {
     let traced = traced.duration();
     let slack = Duration::from_millis(5) + client.duration / 10;
+    // A cancelled call ends on the wire when the reset is written, which the client's
+    // connection task does after the caller has given up and stopped its clock.
+    let late = Duration::from_millis(if client.scenario == "cancelled" { 5 } else { 1 });
     assert!(
-        traced <= client.duration + Duration::from_millis(1) && traced + slack >= client.duration,
+        traced <= client.duration + late && traced + slack >= client.duration,
         "{}: traced {traced:?}, client measured {:?}",
         client.scenario,
         client.duration

@@ -84,7 +84,12 @@ fn loads(quick: bool) -> Vec<Load> {
         ));
         loads.push(Load {
             name: "10,000 concurrent open streams (memory)",
-            args: vec!["--hold".into(), "10000".into()],
+            args: vec![
+                "--hold".into(),
+                "10000".into(),
+                "--connections".into(),
+                "10".into(),
+            ],
             traced_only: true,
         });
     }

@@ -87,12 +87,28 @@ impl GatedChild {
     }
 }
 
+/// How a launched command ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    /// The exit code the way a shell reports it (128 + signal when killed).
+    pub code: i32,
+    /// CPU time of the command and the children it waited for, in microseconds.
+    pub cpu_us: u64,
+}
+
 /// Waits for child `pid` and returns its exit code the way a shell reports it.
 pub fn wait_exit_code(pid: u32) -> io::Result<i32> {
+    wait_exit(pid).map(|exit| exit.code)
+}
+
+/// Waits for child `pid`; returns its exit code and CPU time.
+pub fn wait_exit(pid: u32) -> io::Result<Exit> {
     let mut status = 0;
+    // SAFETY: rusage is plain old data, filled by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: status is a valid out-pointer.
-        let ret = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        // SAFETY: status and usage are valid out-pointers.
+        let ret = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
         if ret >= 0 {
             break;
         }
@@ -101,12 +117,17 @@ pub fn wait_exit_code(pid: u32) -> io::Result<i32> {
             return Err(err);
         }
     }
-    Ok(if libc::WIFEXITED(status) {
+    let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
         128 + libc::WTERMSIG(status)
     } else {
         1
+    };
+    let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+    Ok(Exit {
+        code,
+        cpu_us: micros(usage.ru_utime) + micros(usage.ru_stime),
     })
 }
 

@@ -97,18 +97,25 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         // JSON lines keep stdout machine-readable; OTLP leaves it to the application.
         OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
     }
+    drop(capture);
+    // A launched command has exited by now (that ended the session), unless a signal or
+    // --duration did: then it keeps running and we wait for it, as a shell would.
+    let exit = launched_pid
+        .map(launch::wait_exit)
+        .transpose()
+        .context("waiting for the command")?;
     if let Some(path) = &config.stats_json {
-        std::fs::write(path, report.to_json(attached_cpu).to_string())
+        let mut stats = report.to_json(attached_cpu);
+        if let Some(exit) = exit {
+            stats["launched_command_cpu_us"] = exit.cpu_us.into();
+        }
+        std::fs::write(path, stats.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    drop(capture);
-    match launched_pid {
-        Some(pid) => {
-            let code = launch::wait_exit_code(pid).context("waiting for the command")?;
-            Ok(ExitCode::from(code.clamp(0, 255) as u8))
-        }
-        None => Ok(ExitCode::SUCCESS),
-    }
+    Ok(match exit {
+        Some(exit) => ExitCode::from(exit.code.clamp(0, 255) as u8),
+        None => ExitCode::SUCCESS,
+    })
 }
 
 fn make_sink(config: &Config, resource: &ResourceInfo) -> anyhow::Result<Box<dyn CallSink>> {

@@ -15,9 +15,12 @@ use serde_json::{Value, json};
 
 struct Load {
     name: &'static str,
+    /// bench-client arguments; for an h2load load, h2load's.
     args: Vec<String>,
     /// Only measured traced (the memory test).
     traced_only: bool,
+    /// Driven by nghttp2's h2load instead of the tonic bench-client.
+    h2load: bool,
 }
 
 fn loads(quick: bool) -> Vec<Load> {
@@ -30,7 +33,25 @@ fn loads(quick: bool) -> Vec<Load> {
             name,
             args,
             traced_only: false,
+            h2load: false,
         }
+    };
+    let h2load = |name, connections: &str, streams: &str| Load {
+        name,
+        args: [
+            "-D",
+            &seconds.to_string(),
+            "-c",
+            connections,
+            "-m",
+            streams,
+            "-t",
+            "1",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        traced_only: false,
+        h2load: true,
     };
     let mut loads = vec![
         load(
@@ -55,7 +76,17 @@ fn loads(quick: bool) -> Vec<Load> {
             ],
         ),
     ];
+    loads.push(h2load(
+        "h2load unary 100 B, saturating, 1 connection",
+        "1",
+        "8",
+    ));
     if !quick {
+        loads.push(h2load(
+            "h2load unary 100 B, saturating, 16 connections",
+            "16",
+            "4",
+        ));
         loads.push(load(
             "unary 100 B, saturating, 16 connections",
             &["--connections", "16", "--concurrency", "2"],
@@ -91,6 +122,7 @@ fn loads(quick: bool) -> Vec<Load> {
                 "10".into(),
             ],
             traced_only: true,
+            h2load: false,
         });
     }
     loads
@@ -112,22 +144,40 @@ pub fn run(quick: bool) -> Result<()> {
     let release = crate::workspace_root().join("target/release");
     let (mut server, address) = start_server(&release)?;
     let rounds = if quick { 1 } else { 2 };
+    let have_h2load = ensure_h2load();
+    let body = write_grpc_body(&crate::workspace_root().join("target/bench"))?;
     let mut results = Vec::new();
     for load in loads(quick) {
+        if load.h2load && !have_h2load {
+            eprintln!(
+                "xtask: bench: skipping {} (h2load is not installed and could not be)",
+                load.name
+            );
+            continue;
+        }
+        let run = |traced: bool| -> Result<(Value, Option<Value>)> {
+            if load.h2load {
+                run_h2load(&release, &address, &load.args, &body, traced)
+            } else {
+                run_client(&release, &address, &load.args, traced)
+            }
+        };
         eprintln!("xtask: bench: {}", load.name);
         // A discarded warm-up run, so neither side pays for a cold server.
         let mut warmup = load.args.clone();
         if let Some(duration) = warmup.iter().position(|arg| arg == "--duration-ms") {
             warmup[duration + 1] = "1000".into();
         }
-        run_client(&release, &address, &warmup, false)?;
+        if !load.h2load {
+            run_client(&release, &address, &warmup, false)?;
+        }
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
         for _ in 0..rounds {
             if !load.traced_only {
-                untraced.push(run_client(&release, &address, &load.args, false)?);
+                untraced.push(run(false)?);
             }
-            traced.push(run_client(&release, &address, &load.args, true)?);
+            traced.push(run(true)?);
         }
         results.push(summarise(load.name, &untraced, &traced));
     }
@@ -240,6 +290,133 @@ fn run_client(
     Ok((client_report, tracer_report))
 }
 
+/// h2load (nghttp2-client) from Debian, installed on first use.
+fn ensure_h2load() -> bool {
+    let present = || {
+        Command::new("h2load")
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if present() {
+        return true;
+    }
+    eprintln!("xtask: installing h2load (Debian package nghttp2-client)");
+    let _ = Command::new("apt-get").args(["update", "-q"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-q", "nghttp2-client"])
+        .status();
+    present()
+}
+
+/// One gRPC-framed EchoRequest (100 payload bytes, 100 reply bytes) for h2load to post.
+fn write_grpc_body(directory: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(directory)?;
+    let mut message = vec![0x0a, 100];
+    message.extend_from_slice(&[0x42; 100]);
+    message.extend_from_slice(&[0x28, 100]);
+    let mut body = vec![0];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let path = directory.join("grpc-unary-100B.bin");
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
+/// One h2load run. Traced runs launch it under the tracer (h2load cannot wait for an attach);
+/// its CPU comes from wait4 (untraced) or the tracer's report of the launched command.
+fn run_h2load(
+    release: &Path,
+    address: &str,
+    args: &[String],
+    body: &Path,
+    traced: bool,
+) -> Result<(Value, Option<Value>)> {
+    let output =
+        std::env::temp_dir().join(format!("grpc-tracer-h2load-{}.txt", std::process::id()));
+    let stats =
+        std::env::temp_dir().join(format!("grpc-tracer-h2load-{}.json", std::process::id()));
+    let script = format!(
+        "h2load {} -H 'content-type: application/grpc' -H 'te: trailers' -d {} http://{address}/grpctrace.demo.Echo/Unary > {}",
+        args.join(" "),
+        body.display(),
+        output.display()
+    );
+    let mut command = if traced {
+        let mut command = Command::new(release.join("tracer"));
+        command
+            .args(["--output", "json", "--stats-json"])
+            .arg(&stats)
+            .args(["--", "sh", "-c", &script]);
+        command
+    } else {
+        let mut command = Command::new("sh");
+        command.args(["-c", &script]);
+        command
+    };
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("running h2load")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, filled by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointers; the child is ours.
+    if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) } < 0
+        || !libc::WIFEXITED(status)
+        || libc::WEXITSTATUS(status) != 0
+    {
+        bail!("h2load run failed (traced: {traced})");
+    }
+    let text = std::fs::read_to_string(&output).context("reading h2load's output")?;
+    let field = |line_start: &str, index: usize| -> f64 {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(line_start))
+            .and_then(|line| {
+                line.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|word| !word.is_empty())
+                    .nth(index)
+            })
+            .and_then(|word| {
+                word.trim_end_matches(|c: char| c.is_alphabetic())
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let (elapsed, succeeded, failed, mean_us) = (
+        field("finished in", 2),
+        field("requests:", 7),
+        field("requests:", 9),
+        field("time for request:", 5),
+    );
+    let tracer = if traced {
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
+        let _ = std::fs::remove_file(&stats);
+        Some(report)
+    } else {
+        None
+    };
+    let micros = |time: libc::timeval| time.tv_sec as f64 * 1e6 + time.tv_usec as f64;
+    let cpu = match &tracer {
+        Some(report) => number(report, "launched_command_cpu_us"),
+        None => micros(usage.ru_utime) + micros(usage.ru_stime),
+    };
+    let client = json!({
+        "calls": succeeded,
+        "errors": failed,
+        "elapsed_s": elapsed,
+        // h2load reports a mean, not percentiles.
+        "p50_us": mean_us,
+        "p99_us": f64::NAN,
+        "cpu_user_us": cpu,
+        "cpu_system_us": 0,
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    Ok((client, tracer))
+}
+
 fn number(value: &Value, key: &str) -> f64 {
     value[key].as_f64().unwrap_or(0.0)
 }
@@ -305,6 +482,7 @@ fn summarise(
         "p99_us_untraced": latency(untraced, "p99_us"),
         "p99_us_traced": latency(traced, "p99_us"),
         "calls": calls,
+        "client_errors": traced.iter().chain(untraced).map(|(client, _)| number(client, "errors")).sum::<f64>(),
         "spans": spans,
         "spans_per_call": spans / calls.max(1.0),
         "ring_buffer_bytes_per_call": ring_bytes / calls.max(1.0),

@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -129,20 +129,11 @@ fn loads(quick: bool) -> Vec<Load> {
 }
 
 pub fn run(quick: bool) -> Result<()> {
-    crate::cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "tracer",
-        "--package",
-        "integration-tests",
-        "--bins",
-    ])?;
     if !crate::test::is_root() {
         bail!("the benchmark attaches the tracer: run `cargo xtask bench` as root");
     }
-    let release = crate::workspace_root().join("target/release");
-    let (mut server, address) = start_server(&release)?;
+    let release = crate::example::build()?;
+    let (mut server, address) = crate::example::start_server(&release)?;
     let rounds = if quick { 1 } else { 2 };
     let have_h2load = ensure_h2load();
     let body = write_grpc_body(&crate::workspace_root().join("target/bench"))?;
@@ -193,22 +184,6 @@ pub fn run(quick: bool) -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
-}
-
-fn start_server(release: &Path) -> Result<(Child, String)> {
-    let mut server = Command::new(release.join("echo-server"))
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting echo-server")?;
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line)?;
-    let address = line
-        .trim()
-        .strip_prefix("listening ")
-        .context("echo-server did not start")?
-        .to_owned();
-    Ok((server, address))
 }
 
 /// One client run; traced runs attach the tracer (JSON spans to /dev/null) before the load

@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod ebpf_toolchain;
+mod example;
 mod fuzz;
 mod python;
 mod setup;

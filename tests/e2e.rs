@@ -523,3 +523,40 @@ fn launched_command_exit_status_and_bad_targets() {
         "{bad_url:?}"
     );
 }
+
+#[test]
+fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start_http();
+    // The base endpoint, as in OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces and /v1/metrics are added.
+    let tracer = Command::new(tracer_binary())
+        .args(["--", ECHO_CLIENT, "--target", &server.url()])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(tracer.status.success(), "{tracer:?}");
+    let stderr = String::from_utf8_lossy(&tracer.stderr);
+    assert!(stderr.contains("nothing lost"), "{stderr}");
+    let lines: Vec<String> = String::from_utf8(tracer.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    // Both naming generations, as asked for with rpc/dup.
+    let first = &spans[0];
+    assert_eq!(first.attribute("rpc.system.name"), Some("grpc"));
+    assert_eq!(first.attribute("rpc.system"), Some("grpc"));
+    assert!(first.attribute("rpc.response.status_code").is_some());
+    assert_spans_match(spans, &client_calls(&lines), "http/protobuf");
+    let histogram = receiver.histogram("rpc.client.call.duration");
+    assert_eq!(
+        histogram.values().sum::<u64>(),
+        SCENARIO_CALLS as u64,
+        "{histogram:#?}"
+    );
+}

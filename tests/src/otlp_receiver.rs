@@ -76,14 +76,10 @@ struct Collector {
     histograms: Arc<Mutex<HistogramCounts>>,
 }
 
-#[tonic::async_trait]
-impl MetricsService for Collector {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+impl Collector {
+    fn store_metrics(&self, request: ExportMetricsServiceRequest) {
         let mut histograms = self.histograms.lock().expect("histograms lock");
-        for resource_metrics in request.into_inner().resource_metrics {
+        for resource_metrics in request.resource_metrics {
             for scope_metrics in resource_metrics.scope_metrics {
                 for metric in scope_metrics.metrics {
                     let Some(Data::Histogram(histogram)) = metric.data else {
@@ -100,20 +96,11 @@ impl MetricsService for Collector {
                 }
             }
         }
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
     }
-}
 
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    fn store_spans(&self, request: ExportTraceServiceRequest) {
         let mut spans = self.spans.lock().expect("spans lock");
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let resource: BTreeMap<String, String> = resource_spans
                 .resource
                 .map(|resource| {
@@ -147,10 +134,83 @@ impl TraceService for Collector {
                 }
             }
         }
+    }
+
+    /// OTLP/HTTP with protobuf bodies: POST /v1/traces and /v1/metrics.
+    async fn serve_http(
+        self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error> {
+        use http_body_util::BodyExt as _;
+        use prost::Message as _;
+        let path = request.uri().path().to_owned();
+        let body = request.into_body().collect().await?.to_bytes();
+        let (status, response) = match path.as_str() {
+            "/v1/traces" => match ExportTraceServiceRequest::decode(body) {
+                Ok(request) => {
+                    self.store_spans(request);
+                    (
+                        200,
+                        ExportTraceServiceResponse {
+                            partial_success: None,
+                        }
+                        .encode_to_vec(),
+                    )
+                }
+                Err(_) => (400, Vec::new()),
+            },
+            "/v1/metrics" => match ExportMetricsServiceRequest::decode(body) {
+                Ok(request) => {
+                    self.store_metrics(request);
+                    (
+                        200,
+                        ExportMetricsServiceResponse {
+                            partial_success: None,
+                        }
+                        .encode_to_vec(),
+                    )
+                }
+                Err(_) => (400, Vec::new()),
+            },
+            _ => (404, Vec::new()),
+        };
+        Ok(hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/x-protobuf")
+            .body(http_body_util::Full::new(bytes::Bytes::from(response)))
+            .expect("valid response"))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.store_metrics(request.into_inner());
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.store_spans(request.into_inner());
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
     }
+}
+
+enum Transport {
+    Grpc,
+    Http,
 }
 
 /// A receiver listening on a loopback port, served by its own runtime thread.
@@ -162,7 +222,17 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// An OTLP/gRPC receiver.
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::start_with(Transport::Grpc)
+    }
+
+    /// An OTLP/HTTP receiver (protobuf bodies).
+    pub fn start_http() -> OtlpReceiver {
+        OtlpReceiver::start_with(Transport::Http)
+    }
+
+    fn start_with(transport: Transport) -> OtlpReceiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -175,12 +245,33 @@ impl OtlpReceiver {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind receiver");
         let address = listener.local_addr().expect("receiver address");
-        runtime.spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector.clone()))
-                .add_service(MetricsServiceServer::new(collector))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        match transport {
+            Transport::Grpc => {
+                runtime.spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(TraceServiceServer::new(collector.clone()))
+                        .add_service(MetricsServiceServer::new(collector))
+                        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                            listener,
+                        )),
+                );
+            }
+            Transport::Http => {
+                runtime.spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let collector = collector.clone();
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |request| {
+                                collector.clone().serve_http(request)
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+            }
+        }
         OtlpReceiver {
             address,
             spans,

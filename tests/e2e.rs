@@ -239,11 +239,14 @@ fn attach_tracer(pid: u32, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let lines = lines_of(tracer.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("tracer did not start tracing");
-        if line.contains("tracing [") {
-            return (tracer, lines);
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("tracing [") => return (tracer, lines),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = tracer.kill();
+                let status = tracer.wait();
+                panic!("the tracer did not start tracing: {status:?}");
+            }
         }
     }
 }

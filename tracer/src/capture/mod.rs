@@ -163,6 +163,7 @@ impl LossReport {
     }
 }
 
+#[derive(Default)]
 struct Connection {
     /// Per [`Direction`] (egress, ingress).
     order: [StreamOrder; 2],
@@ -527,15 +528,6 @@ impl Capture {
             }
         }
         report
-    }
-}
-
-impl Default for Connection {
-    fn default() -> Self {
-        Connection {
-            order: [StreamOrder::default(), StreamOrder::default()],
-            stalled_rounds: 0,
-        }
     }
 }
 

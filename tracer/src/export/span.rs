@@ -94,7 +94,7 @@ impl TraceParent {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0
+    if !text.len().is_multiple_of(2)
         || !text
             .bytes()
             .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
@@ -293,6 +293,64 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok())),
         _ => Some((authority, None)),
+    }
+}
+
+/// Random ids from a fast generator seeded by the kernel (ids need uniqueness, not secrecy).
+pub struct RandomIds {
+    state: u64,
+}
+
+impl RandomIds {
+    pub fn new() -> RandomIds {
+        let mut seed = [0u8; 8];
+        // SAFETY: the buffer is valid for its length.
+        let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let fallback = crate::capture::monotonic_now_ns() ^ u64::from(std::process::id()) << 32;
+        RandomIds {
+            state: if filled == 8 {
+                u64::from_ne_bytes(seed)
+            } else {
+                fallback
+            },
+        }
+    }
+
+    /// splitmix64: never repeats within 2^64 draws.
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn nonzero(&mut self) -> u64 {
+        loop {
+            let value = self.next();
+            if value != 0 {
+                return value;
+            }
+        }
+    }
+}
+
+impl Default for RandomIds {
+    fn default() -> Self {
+        RandomIds::new()
+    }
+}
+
+impl IdSource for RandomIds {
+    fn trace_id(&mut self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.nonzero().to_be_bytes());
+        id[8..].copy_from_slice(&self.next().to_be_bytes());
+        id
+    }
+
+    fn span_id(&mut self) -> [u8; 8] {
+        self.nonzero().to_be_bytes()
     }
 }
 
@@ -504,63 +562,5 @@ mod tests {
         );
         assert_eq!(split_host_port("[::1]:50051"), Some(("::1", Some(50051))));
         assert_eq!(split_host_port("localhost"), Some(("localhost", None)));
-    }
-}
-
-/// Random ids from a fast generator seeded by the kernel (ids need uniqueness, not secrecy).
-pub struct RandomIds {
-    state: u64,
-}
-
-impl RandomIds {
-    pub fn new() -> RandomIds {
-        let mut seed = [0u8; 8];
-        // SAFETY: the buffer is valid for its length.
-        let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-        let fallback = crate::capture::monotonic_now_ns() ^ u64::from(std::process::id()) << 32;
-        RandomIds {
-            state: if filled == 8 {
-                u64::from_ne_bytes(seed)
-            } else {
-                fallback
-            },
-        }
-    }
-
-    /// splitmix64: never repeats within 2^64 draws.
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn nonzero(&mut self) -> u64 {
-        loop {
-            let value = self.next();
-            if value != 0 {
-                return value;
-            }
-        }
-    }
-}
-
-impl Default for RandomIds {
-    fn default() -> Self {
-        RandomIds::new()
-    }
-}
-
-impl IdSource for RandomIds {
-    fn trace_id(&mut self) -> [u8; 16] {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&self.nonzero().to_be_bytes());
-        id[8..].copy_from_slice(&self.next().to_be_bytes());
-        id
-    }
-
-    fn span_id(&mut self) -> [u8; 8] {
-        self.nonzero().to_be_bytes()
     }
 }

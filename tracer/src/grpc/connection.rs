@@ -465,18 +465,17 @@ impl ConnectionTracker {
         out: &mut Vec<CallRecord>,
     ) {
         match self.client_direction {
-            Some(client) if client == direction => {
-                // A request whose headers are unknown: still a call, without a method.
-                if !self.streams.contains_key(&stream_id) {
-                    self.open_stream(
-                        stream_id,
-                        StreamState {
-                            start_ns: now,
-                            ..StreamState::default()
-                        },
-                    );
-                }
+            // A request whose headers are unknown: still a call, without a method.
+            Some(client) if client == direction && !self.streams.contains_key(&stream_id) => {
+                self.open_stream(
+                    stream_id,
+                    StreamState {
+                        start_ns: now,
+                        ..StreamState::default()
+                    },
+                );
             }
+            Some(client) if client == direction => {}
             Some(_) => {
                 if let Some(stream) = self.streams.get_mut(&stream_id) {
                     stream.response_had_unknown_fields = true;

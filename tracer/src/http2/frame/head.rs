@@ -100,7 +100,7 @@ impl FrameHeader {
             Kind::Settings => {
                 on_connection
                     && flags_within(flags::ACK)
-                    && header.len % 6 == 0
+                    && header.len.is_multiple_of(6)
                     && (!header.has(flags::ACK) || header.len == 0)
             }
             Kind::PushPromise => {

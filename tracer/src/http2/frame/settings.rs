@@ -14,7 +14,7 @@ pub enum Setting {
 
 /// The parameters of a SETTINGS payload; `None` if its length is not a multiple of 6.
 pub fn parse(payload: &[u8]) -> Option<Vec<Setting>> {
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return None;
     }
     Some(

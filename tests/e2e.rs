@@ -290,6 +290,25 @@ fn wait_success(tracer: Child, label: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs `tracer ARGS -- echo-client --target SERVER` with `env` set; the launched client writes
+/// its own measurements to the stdout it inherits.
+fn launch_traced_client(
+    server: &Server,
+    tracer_args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let output = Command::new(tracer_binary())
+        .args(tracer_args)
+        .args(["--", ECHO_CLIENT, "--target", &server.url()])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run tracer");
+    assert!(output.status.success(), "{output:?}");
+    output
+}
+
 #[test]
 fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
     let server = Server::start();
@@ -317,22 +336,16 @@ fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
 fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
     let server = Server::start();
     let receiver = OtlpReceiver::start();
-    let tracer = Command::new(tracer_binary())
-        .args([
+    let tracer = launch_traced_client(
+        &server,
+        &[
             "--otlp-endpoint",
             &receiver.endpoint(),
             "--service-name",
             "checkout",
-            "--",
-            ECHO_CLIENT,
-            "--target",
-            &server.url(),
-        ])
-        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
-        .stdout(Stdio::piped())
-        .output()
-        .expect("run tracer");
-    assert!(tracer.status.success(), "{tracer:?}");
+        ],
+        &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")],
+    );
     // The launched client writes its own measurements to the stdout it inherited.
     let lines: Vec<String> = String::from_utf8(tracer.stdout)
         .unwrap()
@@ -386,20 +399,7 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
 #[test]
 fn json_output_has_one_span_per_line() {
     let server = Server::start();
-    let tracer = Command::new(tracer_binary())
-        .args([
-            "--output",
-            "json",
-            "--",
-            ECHO_CLIENT,
-            "--target",
-            &server.url(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run tracer");
-    assert!(tracer.status.success(), "{tracer:?}");
+    let tracer = launch_traced_client(&server, &["--output", "json"], &[]);
     let stdout = String::from_utf8(tracer.stdout).unwrap();
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
     // Besides the client's own lines, stdout holds nothing but spans.
@@ -461,20 +461,7 @@ fn an_unreachable_collector_never_blocks_capture() {
     let server = Server::start();
     let started = Instant::now();
     // Port 1 on loopback: connections are refused.
-    let tracer = Command::new(tracer_binary())
-        .args([
-            "--otlp-endpoint",
-            "http://127.0.0.1:1",
-            "--",
-            ECHO_CLIENT,
-            "--target",
-            &server.url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run tracer");
-    assert!(tracer.status.success(), "{tracer:?}");
+    let tracer = launch_traced_client(&server, &["--otlp-endpoint", "http://127.0.0.1:1"], &[]);
     let stderr = String::from_utf8(tracer.stderr).unwrap();
     assert!(stderr.contains("110 calls traced"), "{stderr}");
     // Every span is accounted for as not delivered.
@@ -532,16 +519,15 @@ fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
     let server = Server::start();
     let receiver = OtlpReceiver::start_http();
     // The base endpoint, as in OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces and /v1/metrics are added.
-    let tracer = Command::new(tracer_binary())
-        .args(["--", ECHO_CLIENT, "--target", &server.url()])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run tracer");
-    assert!(tracer.status.success(), "{tracer:?}");
+    let tracer = launch_traced_client(
+        &server,
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup"),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&tracer.stderr);
     assert!(stderr.contains("nothing lost"), "{stderr}");
     let lines: Vec<String> = String::from_utf8(tracer.stdout)

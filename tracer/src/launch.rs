@@ -96,11 +96,6 @@ pub struct Exit {
     pub cpu_us: u64,
 }
 
-/// Waits for child `pid` and returns its exit code the way a shell reports it.
-pub fn wait_exit_code(pid: u32) -> io::Result<i32> {
-    wait_exit(pid).map(|exit| exit.code)
-}
-
 /// Waits for child `pid`; returns its exit code and CPU time.
 pub fn wait_exit(pid: u32) -> io::Result<Exit> {
     let mut status = 0;
@@ -148,7 +143,7 @@ mod tests {
             0
         );
         child.release().unwrap();
-        assert_eq!(wait_exit_code(pid).unwrap(), 7);
+        assert_eq!(wait_exit(pid).unwrap().code, 7);
     }
 
     #[test]
@@ -157,7 +152,7 @@ mod tests {
         let child = spawn_gated(&["touch".into(), marker.display().to_string()]).unwrap();
         let pid = child.pid;
         drop(child);
-        assert_eq!(wait_exit_code(pid).unwrap(), 125);
+        assert_eq!(wait_exit(pid).unwrap().code, 125);
         assert!(!marker.exists());
     }
 
@@ -166,6 +161,6 @@ mod tests {
         let child = spawn_gated(&["/nonexistent/program".into()]).unwrap();
         let pid = child.pid;
         child.release().unwrap();
-        assert_eq!(wait_exit_code(pid).unwrap(), 127);
+        assert_eq!(wait_exit(pid).unwrap().code, 127);
     }
 }

@@ -36,7 +36,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     // Fail on a wrong pid before spending a second loading programs.
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
-            if !tracer::session::process_alive(pid) {
+            if !tracer::capture::process_alive(pid) {
                 bail!(CaptureError::NoSuchProcess(pid));
             }
         }

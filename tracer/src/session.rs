@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    capture::{Capture, CaptureError, CaptureEvent, CaptureTraffic, LossReport},
+    capture::{Capture, CaptureError, CaptureEvent, CaptureTraffic, LossReport, process_alive},
     export::{CallSink, ExportReport, Summary},
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, Limits, TrackerStats},
 };
@@ -224,17 +224,6 @@ impl CpuTime {
     }
 }
 
-/// Alive and not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name, which may itself contain ") ".
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
-}
-
 impl SessionReport {
     /// The loss and coverage counters, as `(what, count)` for every non-zero one.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -328,27 +317,5 @@ impl SessionReport {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn liveness() {
-        assert!(process_alive(std::process::id()));
-        assert!(!process_alive(u32::MAX - 1));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        // Exited but not reaped: a zombie counts as gone.
-        for _ in 0..100 {
-            if !process_alive(pid) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(!process_alive(pid));
-        child.wait().unwrap();
     }
 }

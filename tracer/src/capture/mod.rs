@@ -17,6 +17,7 @@ use std::{collections::HashMap, os::fd::AsRawFd, time::Duration};
 
 pub use endpoint::Endpoint;
 pub use ordering::{Chunk, Payload};
+pub use process_sockets::process_alive;
 pub use record::RecordError;
 pub use tracer_common::{Direction, LossKind};
 use tracer_common::{OpenRole, SocketKey, SocketState, TracedProcess, maps::USER_CONN_ID_BIT};
@@ -163,6 +164,27 @@ impl LossReport {
     }
 }
 
+impl Connection {
+    /// Stops waiting for missing ranges in both directions: they become gaps, and everything
+    /// held back behind them is delivered.
+    fn flush(&mut self, conn_id: u64, sink: &mut dyn FnMut(CaptureEvent)) {
+        let mut ready = Vec::new();
+        for (direction, order) in [Direction::Egress, Direction::Ingress]
+            .into_iter()
+            .zip(&mut self.order)
+        {
+            order.flush(&mut ready);
+            for chunk in ready.drain(..) {
+                sink(CaptureEvent::Data {
+                    conn_id,
+                    direction,
+                    chunk,
+                });
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Connection {
     /// Per [`Direction`] (egress, ingress).
@@ -217,7 +239,7 @@ impl Capture {
     /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
     /// reported as connections joined mid-flight.
     pub fn trace_process(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
-        if !process_sockets::process_exists(pid) {
+        if !process_sockets::process_alive(pid) {
             return Err(CaptureError::NoSuchProcess(pid));
         }
         let handle = ProcessHandle::open(pid).map_err(|source| {
@@ -414,22 +436,12 @@ impl Capture {
                 KernelRecord::Close(close) => {
                     let conn_id = close.header.conn_id;
                     if let Some(mut connection) = self.connections.remove(&conn_id) {
-                        for (index, order) in connection.order.iter_mut().enumerate() {
-                            order.flush(&mut ready);
-                            self.missing_bytes_closed += order.missing_bytes;
-                            let direction = if index == 0 {
-                                Direction::Egress
-                            } else {
-                                Direction::Ingress
-                            };
-                            for chunk in ready.drain(..) {
-                                sink(CaptureEvent::Data {
-                                    conn_id,
-                                    direction,
-                                    chunk,
-                                });
-                            }
-                        }
+                        connection.flush(conn_id, sink);
+                        self.missing_bytes_closed += connection
+                            .order
+                            .iter()
+                            .map(|order| order.missing_bytes)
+                            .sum::<u64>();
                     }
                     sink(CaptureEvent::Closed {
                         conn_id,
@@ -454,7 +466,6 @@ impl Capture {
 
     /// Chunks held back for two rounds in a row wait for a record that was lost: move on.
     fn flush_stalled(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
-        let mut ready = Vec::new();
         for (&conn_id, connection) in &mut self.connections {
             if !connection.order.iter().any(StreamOrder::has_held) {
                 connection.stalled_rounds = 0;
@@ -465,19 +476,7 @@ impl Capture {
                 continue;
             }
             connection.stalled_rounds = 0;
-            for (direction, order) in [Direction::Egress, Direction::Ingress]
-                .into_iter()
-                .zip(&mut connection.order)
-            {
-                order.flush(&mut ready);
-                for chunk in ready.drain(..) {
-                    sink(CaptureEvent::Data {
-                        conn_id,
-                        direction,
-                        chunk,
-                    });
-                }
-            }
+            connection.flush(conn_id, sink);
         }
     }
 

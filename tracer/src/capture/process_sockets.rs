@@ -141,8 +141,15 @@ pub fn thread_group_of(pid: u32) -> Option<u32> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-pub fn process_exists(pid: u32) -> bool {
-    fs::metadata(format!("/proc/{pid}")).is_ok()
+/// Alive and not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain ") ".
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
 }
 
 #[cfg(test)]
@@ -172,5 +179,22 @@ mod tests {
                 .unwrap()
                 .contains(&(client.as_raw_fd() as u32))
         );
+    }
+
+    #[test]
+    fn liveness() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX - 1));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: a zombie counts as gone.
+        for _ in 0..100 {
+            if !process_alive(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
     }
 }

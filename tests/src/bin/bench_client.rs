@@ -8,7 +8,8 @@
 //! - `--replies N` > 0 makes server-streaming calls of N replies instead of unary calls.
 //! - `--hold N` opens N server-streaming calls (in batches of 500, spread over the
 //!   connections) that stay open ~3 s together (memory test).
-//! - `--wait` prints `ready` after connecting and waits for a line on stdin.
+//! - `--wait` prints `ready` and waits for a line on stdin before connecting, so a tracer
+//!   attached meanwhile sees the connections from their first byte.
 
 use std::{
     sync::Arc,
@@ -108,6 +109,11 @@ async fn one_call(client: &mut EchoClient<Channel>, request: EchoRequest, stream
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Arc::new(parse()?);
+    if options.wait {
+        println!("ready");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+    }
     let mut clients = Vec::new();
     for _ in 0..options.connections.max(1) {
         let channel = Channel::from_shared(options.target.clone())?
@@ -118,11 +124,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
         );
-    }
-    if options.wait {
-        println!("ready");
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
     }
     let (user_before, system_before) = cpu_micros();
     let started = Instant::now();

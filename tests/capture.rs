@@ -7,7 +7,7 @@ use integration_tests::{
     pattern::pattern,
 };
 use tracer::capture::{Capture, CaptureConfig, Direction, Endpoint, Origin};
-use tracer_common::{LossKind, RECORD_DATA_CAP, maps::MAX_STEPS_PER_SYSCALL};
+use tracer_common::{LossKind, PIECE_HEADER_LEN, RECORD_DATA_CAP, maps::MAX_RECORDS_PER_SYSCALL};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_socket-workload");
 
@@ -32,10 +32,10 @@ fn assert_stream_pair(observed: &Observed, pid: u32, line: &str) -> Vec<(u64, u6
     gaps
 }
 
-/// Where the kernel side must cut a single transfer of `len` bytes: it copies at most
-/// `MAX_STEPS_PER_SYSCALL` full records per syscall and reports the rest as one gap.
+/// Where the kernel side must cut a single transfer of `len` bytes that is not HTTP/2: it fills
+/// at most `MAX_RECORDS_PER_SYSCALL` records per syscall and reports the rest as one gap.
 fn expected_gap(start: u64, len: u64) -> Option<(u64, u64)> {
-    let budget = (MAX_STEPS_PER_SYSCALL as u64) * RECORD_DATA_CAP as u64;
+    let budget = MAX_RECORDS_PER_SYSCALL * (RECORD_DATA_CAP - PIECE_HEADER_LEN) as u64;
     (len > budget).then(|| (start + budget, len - budget))
 }
 

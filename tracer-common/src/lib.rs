@@ -10,10 +10,12 @@ pub mod maps;
 pub mod record;
 
 pub use loss::{LOSS_KIND_COUNT, LossKind};
-pub use maps::{PendingCall, SocketKey, SocketState, SyscallOp, TracedProcess};
+pub use maps::{
+    FrameCursor, MessageCursor, PendingCall, SocketKey, SocketState, SyscallOp, TracedProcess,
+};
 pub use record::{
-    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, ProcessRecord, RECORD_DATA_CAP,
-    RecordHeader, RecordKind, SOCKADDR_CAP,
+    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
+    ProcessRecord, RECORD_DATA_CAP, RecordHeader, RecordKind, SOCKADDR_CAP,
 };
 
 /// Implements `aya::Pod` for the shared types when building the userspace side.

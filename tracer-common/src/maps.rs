@@ -8,7 +8,7 @@ pub struct SocketKey {
     pub fd: u32,
 }
 
-/// A stream socket the kernel side knows about. Layout: 24 bytes.
+/// A stream socket the kernel side knows about. Layout: 216 bytes.
 ///
 /// `conn_id == 0` means "a stream socket that is not connected yet" (created by `socket()`, or a
 /// listening socket): its traffic is not captured until `connect()` gives it an id.
@@ -20,17 +20,136 @@ pub struct SocketState {
     pub sent: u64,
     /// Bytes read so far: the stream offset of the next incoming byte.
     pub received: u64,
+    /// Where each direction (indexed by [`crate::Direction`]) stands in its HTTP/2 framing.
+    pub framing: [FrameCursor; 2],
+}
+
+impl SocketState {
+    /// A socket whose directions are seen from their first byte (`from_start`), so their
+    /// framing can be followed; otherwise DATA payloads are never skipped.
+    pub const fn new(conn_id: u64, from_start: bool) -> SocketState {
+        let cursor = if from_start {
+            FrameCursor::AT_STREAM_START
+        } else {
+            FrameCursor::OFF
+        };
+        SocketState {
+            conn_id,
+            sent: 0,
+            received: 0,
+            framing: [cursor; 2],
+        }
+    }
+}
+
+/// What the kernel side expects next in one direction of a connection.
+pub mod framing {
+    /// Not following this direction: every byte is copied. Final for the connection.
+    pub const OFF: u8 = 0;
+    /// Nothing seen yet: the client preface or a SETTINGS frame must come first.
+    pub const START: u8 = 1;
+    /// Inside the 24-byte client preface.
+    pub const PREFACE: u8 = 2;
+    /// Collecting a 9-byte frame header.
+    pub const HEADER: u8 = 3;
+    /// Inside a payload that is kept whole (every frame type but DATA).
+    pub const PAYLOAD: u8 = 4;
+    /// The pad-length byte of a padded DATA frame.
+    pub const DATA_PAD_LENGTH: u8 = 5;
+    /// Inside a DATA frame's data: gRPC message prefixes are kept, message bodies skipped.
+    pub const DATA: u8 = 6;
+    /// A DATA frame's trailing padding, skipped.
+    pub const DATA_PADDING: u8 = 7;
+}
+
+/// Where a gRPC stream stands in its length-prefixed messages, between two DATA frames.
+/// Layout: 12 bytes.
+///
+/// `prefix_seen == 0`: `value` body bytes of the current message are still to come (0: the
+/// next byte starts a message prefix). `1..=4`: that many prefix bytes were seen and `value`
+/// holds the length bytes among them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageCursor {
+    pub stream_id: u32,
+    pub prefix_seen: u32,
+    pub value: u32,
+}
+
+impl MessageCursor {
+    pub const AT_BOUNDARY: MessageCursor = MessageCursor {
+        stream_id: 0,
+        prefix_seen: 0,
+        value: 0,
+    };
+}
+
+/// gRPC streams that ended a DATA frame in the middle of a message; a stream not listed is at a
+/// message boundary. When more are needed, the direction stops skipping.
+pub const MESSAGE_CURSOR_SLOTS: usize = 4;
+
+/// One direction's HTTP/2 framing as the kernel side follows it to skip DATA payloads.
+/// Layout: 96 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameCursor {
+    /// The stream offset of the next byte; a transfer that starts elsewhere means bytes were
+    /// missed, and following stops.
+    pub position: u64,
+    /// A [`framing`] state.
+    pub state: u8,
+    /// Header (or preface) bytes collected so far.
+    pub seen: u8,
+    /// The current frame's flags.
+    pub flags: u8,
+    /// Non-zero while kept bytes that could wait are held back for this direction's next record.
+    pub deferred: u8,
+    /// Payload bytes (padding included) left in the current frame.
+    pub frame_left: u32,
+    /// Trailing padding bytes of the current DATA frame.
+    pub padding: u32,
+    /// The current DATA frame's message position; its `stream_id` is the frame's stream.
+    pub message: MessageCursor,
+    /// The frame header being collected (9 bytes used; 16 so indices can be masked).
+    pub header: [u8; 16],
+    /// Streams parked in the middle of a message until their next DATA frame.
+    pub parked: [MessageCursor; MESSAGE_CURSOR_SLOTS],
+}
+
+impl FrameCursor {
+    pub const OFF: FrameCursor = FrameCursor::in_state(framing::OFF);
+    pub const AT_STREAM_START: FrameCursor = FrameCursor::in_state(framing::START);
+
+    const fn in_state(state: u8) -> FrameCursor {
+        FrameCursor {
+            position: 0,
+            state,
+            seen: 0,
+            flags: 0,
+            deferred: 0,
+            frame_left: 0,
+            padding: 0,
+            message: MessageCursor::AT_BOUNDARY,
+            header: [0; 16],
+            parked: [MessageCursor::AT_BOUNDARY; MESSAGE_CURSOR_SLOTS],
+        }
+    }
 }
 
 /// Connection ids handed out by userspace (for sockets found in /proc at attach) have this bit
 /// set, so they never collide with ids the kernel allocates.
 pub const USER_CONN_ID_BIT: u64 = 1 << 63;
 
-/// Loop iterations the kernel side spends on one syscall's transfer. Each either loads an iovec
-/// or message header, or copies one piece of a segment into a record; when they run out, the
-/// rest of the transfer is reported as a gap. A single-buffer transfer therefore keeps at most
-/// `MAX_STEPS_PER_SYSCALL * RECORD_DATA_CAP` bytes.
-pub const MAX_STEPS_PER_SYSCALL: u32 = 512;
+/// Loop iterations the kernel side spends on one syscall's transfer. Each loads an iovec or
+/// message header, or keeps or skips one run of bytes (a frame header, a message prefix, a
+/// message body, up to a record's worth of other bytes). When they run out, the rest of the
+/// transfer is reported as a gap.
+pub const MAX_STEPS_PER_SYSCALL: u32 = 2048;
+
+/// Data records one syscall may fill; the rest of the transfer is reported as a gap. A transfer
+/// that is copied whole (not HTTP/2, or joined mid-stream) therefore keeps at most
+/// `MAX_RECORDS_PER_SYSCALL * (RECORD_DATA_CAP - PIECE_HEADER_LEN)` bytes.
+pub const MAX_RECORDS_PER_SYSCALL: u64 = 512;
 
 /// A process whose sockets are captured. Layout: 8 bytes.
 #[repr(C)]
@@ -98,6 +217,8 @@ pub struct PendingCall {
 }
 
 const _: () = assert!(size_of::<SocketKey>() == 8);
-const _: () = assert!(size_of::<SocketState>() == 24);
+const _: () = assert!(size_of::<SocketState>() == 216);
+const _: () = assert!(size_of::<FrameCursor>() == 96);
+const _: () = assert!(size_of::<MessageCursor>() == 12);
 const _: () = assert!(size_of::<TracedProcess>() == 8);
 const _: () = assert!(size_of::<PendingCall>() == 32);

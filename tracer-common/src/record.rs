@@ -58,10 +58,12 @@ pub enum Direction {
     Ingress = 1,
 }
 
-/// Part of one syscall's transfer. Layout: 56 bytes, then `captured_len` bytes.
+/// Part of one syscall's transfer. Layout: 56 bytes, then `captured_len` bytes of pieces.
 ///
-/// Covers stream bytes `[offset, offset + original_len)` of its direction; the first
-/// `captured_len` of them follow the record, the rest are a gap of exactly known length.
+/// Covers stream bytes `[offset, offset + original_len)` of its direction as a sequence of
+/// pieces, each a [`PieceHeader`] followed by its kept bytes. Skipped bytes are either DATA
+/// payload the kernel side chose not to copy or bytes it could not copy (counted as a loss);
+/// either way their length is exact.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DataRecord {
@@ -74,6 +76,17 @@ pub struct DataRecord {
     /// The [`crate::SyscallOp`] that moved the bytes.
     pub syscall: u32,
 }
+
+/// `kept` stream bytes follow this header; then `skipped` stream bytes went by uncopied.
+/// Layout: 8 bytes, unaligned in the record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceHeader {
+    pub kept: u32,
+    pub skipped: u32,
+}
+
+pub const PIECE_HEADER_LEN: usize = size_of::<PieceHeader>();
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +132,7 @@ pub struct ProcessRecord {
 
 const _: () = assert!(size_of::<RecordHeader>() == 32);
 const _: () = assert!(size_of::<DataRecord>() == 56);
+const _: () = assert!(size_of::<PieceHeader>() == 8);
 const _: () = assert!(size_of::<OpenRecord>() == 152);
 const _: () = assert!(size_of::<CloseRecord>() == 48);
 const _: () = assert!(size_of::<ProcessRecord>() == 40);

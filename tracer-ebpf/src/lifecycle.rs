@@ -13,7 +13,11 @@ use tracer_common::{
 
 use crate::{
     context::syscall_arg,
-    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, SOCKETS, count_loss, is_traced, next_conn_id},
+    transfer::flush_deferred,
+    maps::{
+        DirectionKey, EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, SOCKETS, count_loss, is_traced,
+        next_conn_id,
+    },
 };
 
 const AF_UNIX: u64 = 1;
@@ -113,12 +117,17 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64) -> bool {
         tgid: (pid_tgid >> 32) as u32,
         fd,
     };
-    let state = SocketState {
-        conn_id,
-        sent: 0,
-        received: 0,
+    // Built in map memory: the state is too large for the 512-byte stack alongside the rest.
+    let Some(state) = NEW_SOCKET.get_ptr_mut(0) else {
+        return false;
     };
-    if SOCKETS.insert(&key, &state, 0).is_err() {
+    // SAFETY: `state` is this CPU's scratch value. A connection made after attach is seen from
+    // its first byte, so its framing can be followed.
+    let state = unsafe {
+        *state = SocketState::new(conn_id, conn_id != 0);
+        &*state
+    };
+    if SOCKETS.insert(&key, state, 0).is_err() {
         count_loss(LossKind::SocketTableFull);
         return false;
     }
@@ -131,18 +140,35 @@ fn forget_socket(pid_tgid: u64, fd: u32) {
         tgid: (pid_tgid >> 32) as u32,
         fd,
     };
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(state) = (unsafe { SOCKETS.get(&key) }).copied() else {
+    let Some(state) = SOCKETS.get_ptr(&key) else {
         return;
     };
+    // SAFETY: the fields are copied out before the entry is removed.
+    let (conn_id, sent, received, deferred) = unsafe {
+        (
+            (*state).conn_id,
+            (*state).sent,
+            (*state).received,
+            [(*state).framing[0].deferred, (*state).framing[1].deferred],
+        )
+    };
     let _ = SOCKETS.remove(&key);
-    if state.conn_id == 0 {
+    if conn_id == 0 {
         return;
     }
+    // Held-back bytes go out before the close, so userspace sees each stream whole.
+    for (direction, held) in deferred.into_iter().enumerate() {
+        if held != 0 {
+            flush_deferred(&DirectionKey {
+                conn_id,
+                direction: direction as u64,
+            });
+        }
+    }
     let record = CloseRecord {
-        header: header(RecordKind::Close, pid_tgid, fd, state.conn_id),
-        sent: state.sent,
-        received: state.received,
+        header: header(RecordKind::Close, pid_tgid, fd, conn_id),
+        sent,
+        received,
     };
     if EVENTS
         .output::<CloseRecord>(&record, LIFECYCLE_RECORD_FLAGS)

@@ -3,7 +3,11 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod volatile;
+
 mod context;
+mod framing;
 mod lifecycle;
 mod maps;
 mod process;

@@ -8,7 +8,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    DataRecord, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP, SocketKey, SocketState,
+    DataRecord, FrameCursor, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP, SocketKey, SocketState,
     TracedProcess,
 };
 
@@ -17,9 +17,13 @@ use tracer_common::{
 pub static TRACED: HashMap<u32, TracedProcess> = HashMap::with_max_entries(4096, 0);
 
 /// Stream sockets of traced processes. Seeded by userspace from /proc at attach, then kept up to
-/// date by socket/connect/accept/close.
+/// date by socket/connect/accept/close. Preallocated: about 4.5 MiB of kernel memory.
 #[map]
-pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(65536, 0);
+pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(16384, 0);
+
+/// Where a new [`SOCKETS`] entry is built before it is inserted.
+#[map]
+pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Syscall arguments saved at entry, by thread (`pid_tgid`), until the matching exit.
 #[map]
@@ -66,12 +70,41 @@ static CONN_SEQUENCE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[repr(C)]
 pub struct DataScratch {
     pub walk: SegmentWalk,
+    /// Where a held-back record is assembled before it is stored in [`DEFERRED`].
+    pub deferred: Deferred,
+    /// The connection direction's cursor, copied in for the walk and back out after it.
+    pub cursor: FrameCursor,
     pub record: DataRecord,
     pub data: [u8; 2 * RECORD_DATA_CAP],
 }
 
 #[map]
 pub static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Most bytes of a record held back between syscalls.
+pub const DEFER_CAP: usize = 1024;
+
+/// One connection direction.
+#[repr(C)]
+pub struct DirectionKey {
+    pub conn_id: u64,
+    pub direction: u64,
+}
+
+/// The start of a connection direction's next data record, held back because nothing in it
+/// had to reach userspace yet (see `framing::Urgency`). Emitted with the next syscall that
+/// keeps something urgent, when it grows too large, or when the socket is closed.
+#[repr(C)]
+pub struct Deferred {
+    pub walk: crate::transfer::RecordInProgress,
+    pub record: DataRecord,
+    pub data: [u8; DEFER_CAP],
+}
+
+/// Held-back record starts, by connection direction. When it is full, records are simply not
+/// held back.
+#[map]
+pub static DEFERRED: HashMap<DirectionKey, Deferred> = HashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
 pub fn count_loss(kind: LossKind) {

@@ -1,19 +1,36 @@
 //! Copying the bytes a read/write-style syscall moved into data records.
 //!
 //! Every syscall, whatever its shape (one buffer, an iovec array, a msghdr, an mmsghdr array), is
-//! walked as a sequence of user-memory segments. Bytes are packed into records of up to
-//! [`RECORD_DATA_CAP`]; what cannot be copied is reported as a gap of exact length.
+//! walked as a sequence of user-memory segments. The connection direction's [`FrameCursor`] says
+//! which bytes to keep and which to skip (DATA payload); kept bytes are packed into records of up
+//! to [`RECORD_DATA_CAP`] as pieces, each followed by the exact length skipped after it. What
+//! cannot be copied is reported the same way, and counted as a loss.
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf};
+use aya_ebpf::helpers::{
+    bpf_ktime_get_ns, bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_buf,
+    generated::bpf_loop,
+};
 use tracer_common::{
-    DataRecord, Direction, LossKind, PendingCall, RECORD_DATA_CAP, RecordHeader, RecordKind,
-    SocketKey, SyscallOp, maps::MAX_STEPS_PER_SYSCALL,
+    DataRecord, Direction, FrameCursor, LossKind, PIECE_HEADER_LEN, PendingCall, PieceHeader,
+    RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
+    maps::{MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL},
 };
 
-use crate::maps::{DATA_SCRATCH, DataScratch, EVENTS, SOCKETS, count_loss, data_record_flags};
+use crate::{
+    framing::{self, Run, Urgency},
+    maps::{
+        DATA_SCRATCH, DEFER_CAP, DEFERRED, DataScratch, DirectionKey, EVENTS, SOCKETS, count_loss,
+        data_record_flags,
+    },
+};
 
 /// Enough for grpcio's many-iovec sendmsg; the rest becomes a gap.
 const MAX_STEPS: u32 = MAX_STEPS_PER_SYSCALL;
+/// Steps after which a transfer stops following HTTP/2 framing (a read packed with small frames
+/// costs a few steps per frame) and copies the rest in whole records instead.
+const FRAMING_STEPS: u32 = MAX_STEPS - 64;
+const CAP: u64 = RECORD_DATA_CAP as u64;
+const PIECE_HEADER: u64 = PIECE_HEADER_LEN as u64;
 /// mmsghdr entries whose lengths are summed for sendmmsg/recvmmsg.
 const MAX_MESSAGES: u64 = 32;
 
@@ -53,11 +70,46 @@ pub struct SegmentWalk {
     /// The segment being copied.
     segment: u64,
     segment_left: u64,
-    /// Bytes of the transfer not copied yet.
+    /// Bytes of the transfer not walked yet.
     remaining: u64,
-    /// Bytes already in the record being assembled, and that record's stream offset.
-    assembled: u64,
+    /// The record being assembled.
+    record: RecordInProgress,
+    /// Records sent so far.
+    records: u64,
+    /// Non-zero once user memory could not be read; the walk stops there.
+    read_failed: u64,
+}
+
+/// The data record being assembled in the scratch data area.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecordInProgress {
+    /// Its stream offset, the stream bytes it covers so far, and the bytes of its data area in
+    /// use.
     offset: u64,
+    covered: u64,
+    assembled: u64,
+    /// The piece being assembled, if `has_piece`: where its header goes in the data area, and
+    /// its counts, written there when the piece is finished.
+    has_piece: u64,
+    piece_at: u64,
+    piece_kept: u64,
+    piece_skipped: u64,
+    /// Non-zero once it holds kept bytes that must not wait for a later syscall.
+    urgent: u64,
+}
+
+impl RecordInProgress {
+    const EMPTY: RecordInProgress = RecordInProgress {
+        offset: 0,
+        covered: 0,
+        assembled: 0,
+        has_piece: 0,
+        piece_at: 0,
+        piece_kept: 0,
+        piece_skipped: 0,
+        urgent: 0,
+    };
 }
 
 impl SegmentWalk {
@@ -75,8 +127,9 @@ impl SegmentWalk {
             segment: 0,
             segment_left: 0,
             remaining: 0,
-            assembled: 0,
-            offset: 0,
+            record: RecordInProgress::EMPTY,
+            records: 0,
+            read_failed: 0,
         }
     }
 
@@ -93,20 +146,6 @@ impl SegmentWalk {
         self.segment_left = len;
         self
     }
-}
-
-/// Volatile access to the walk in map memory, so the compiler keeps it there.
-macro_rules! get {
-    ($walk:expr, $field:ident) => {
-        // SAFETY: `$walk` points at this CPU's scratch value.
-        unsafe { core::ptr::read_volatile(&raw const (*$walk).$field) }
-    };
-}
-macro_rules! set {
-    ($walk:expr, $field:ident, $value:expr) => {
-        // SAFETY: `$walk` points at this CPU's scratch value.
-        unsafe { core::ptr::write_volatile(&raw mut (*$walk).$field, $value) }
-    };
 }
 
 /// Loads the next iovec, or the next message's first one. False when there is nothing left to
@@ -213,14 +252,14 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
     // SAFETY: as above. A plain read-modify-write is enough: this runs before the syscall returns
     // to the process, so writers that the process itself serialises (as it must, or its byte
     // stream would interleave) are serialised here too.
-    let offset = unsafe {
-        let counter = match direction {
-            Direction::Egress => &raw mut (*state).sent,
-            Direction::Ingress => &raw mut (*state).received,
+    let (offset, cursor) = unsafe {
+        let (counter, cursor) = match direction {
+            Direction::Egress => (&raw mut (*state).sent, &raw mut (*state).framing[0]),
+            Direction::Ingress => (&raw mut (*state).received, &raw mut (*state).framing[1]),
         };
         let offset = *counter;
         *counter = offset + total;
-        offset
+        (offset, cursor)
     };
     let header = RecordHeader {
         kind: RecordKind::Data as u32,
@@ -231,7 +270,7 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         // SAFETY: no preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
     };
-    copy_out(header, direction, op, offset, total, walk);
+    copy_out(header, direction, op, cursor, offset, total, walk);
 }
 
 /// sendmsg/recvmsg: the iovec array hangs off the msghdr. If it cannot be read, the walk is
@@ -268,13 +307,14 @@ fn mmsg_bytes(mmsghdrs: u64, count: u64) -> u64 {
     total
 }
 
-/// Emits `total` bytes starting at stream `offset` as data records, with a trailing gap for
-/// whatever could not be copied.
+/// Emits `total` bytes starting at stream `offset` as data records: the bytes `cursor` keeps,
+/// the lengths of those it skips, and a trailing gap for whatever could not be walked.
 #[inline(always)]
 fn copy_out(
     header: RecordHeader,
     direction: Direction,
     op: SyscallOp,
+    cursor: *mut FrameCursor,
     offset: u64,
     total: u64,
     mut start: SegmentWalk,
@@ -283,38 +323,191 @@ fn copy_out(
         return;
     };
     start.remaining = total;
-    start.offset = offset;
-    // SAFETY: `scratch` is this CPU's scratch value.
-    let walk = unsafe {
-        (*scratch).walk = start;
-        &raw mut (*scratch).walk
+    start.record.offset = offset;
+    framing::begin(cursor, offset);
+    let key = DirectionKey {
+        conn_id: header.conn_id,
+        direction: direction as u64,
     };
-    let mut outcome = Step::Continue;
-    for _ in 0..MAX_STEPS {
-        outcome = step(scratch, walk, header, direction, op);
-        if !matches!(outcome, Step::Continue) {
-            break;
+    // SAFETY: `scratch` is this CPU's scratch value and `cursor` points into a SOCKETS value.
+    unsafe {
+        (*scratch).walk = start;
+        (*scratch).record = DataRecord {
+            header,
+            offset: 0,
+            captured_len: 0,
+            original_len: 0,
+            direction: direction as u32,
+            syscall: op as u32,
+        };
+        if (*cursor).deferred != 0 {
+            (*cursor).deferred = 0;
+            if (*cursor).state == framing::OFF_STATE {
+                // Bytes went missing after the held-back ones: they cannot share a record.
+                flush_deferred(&key);
+            } else {
+                resume_deferred(scratch, &key);
+            }
         }
+        (*scratch).cursor = *cursor;
     }
-    let assembled = get!(walk, assembled);
+    // bpf_loop has the verifier check one step rather than every iteration of an unrolled loop.
+    // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches while
+    // this program runs.
+    unsafe {
+        bpf_loop(
+            MAX_STEPS,
+            walk_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let walk = walk_of(scratch);
     let remaining = get!(walk, remaining);
-    if assembled == 0 && remaining == 0 {
+    // SAFETY: as above.
+    let following = unsafe {
+        let followed = &raw mut (*scratch).cursor;
+        framing::end(followed, offset + total, remaining == 0);
+        *cursor = *followed;
+        (*cursor).state != framing::OFF_STATE
+    };
+    if remaining > 0 {
+        count_loss(if get!(walk, read_failed) != 0 {
+            LossKind::UserReadFailed
+        } else {
+            LossKind::TransferTooLarge
+        });
+        skip(scratch, remaining);
+    }
+    if get!(walk, record.covered) == 0 {
         return;
     }
-    match outcome {
-        Step::ReadFailed => count_loss(LossKind::UserReadFailed),
-        _ if remaining > 0 => count_loss(LossKind::TransferTooLarge),
-        _ => {}
+    if following
+        && get!(walk, record.urgent) == 0
+        && get!(walk, record.assembled) <= DEFER_CAP as u64
+        && get!(walk, record.covered) < DEFER_MAX_COVERED
+        && hold_back(scratch, &key)
+    {
+        // SAFETY: as above.
+        unsafe { (*cursor).deferred = 1 };
+        return;
     }
-    emit(
-        scratch,
-        header,
-        direction,
-        op,
-        get!(walk, offset),
-        assembled,
-        assembled + remaining,
-    );
+    emit(scratch);
+}
+
+/// Stream bytes a held-back record may cover: its length field is 32 bits.
+const DEFER_MAX_COVERED: u64 = 1 << 31;
+
+/// Stores the record in progress in [`DEFERRED`] instead of emitting it. False if the map is
+/// full: then it is emitted now.
+#[inline(always)]
+fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
+    // The piece stays open: the next syscall may add to it.
+    write_piece_header(scratch);
+    let walk = walk_of(scratch);
+    let assembled = get!(walk, record.assembled);
+    if assembled > DEFER_CAP as u64 {
+        return false;
+    }
+    // SAFETY: `scratch` is this CPU's scratch value; both areas hold at least `assembled` bytes.
+    unsafe {
+        let deferred = &raw mut (*scratch).deferred;
+        (*deferred).walk = (*scratch).walk.record;
+        (*deferred).record = (*scratch).record;
+        let dst = core::slice::from_raw_parts_mut(
+            (*deferred).data.as_mut_ptr(),
+            assembled as usize,
+        );
+        if bpf_probe_read_kernel_buf((*scratch).data.as_ptr(), dst).is_err() {
+            return false;
+        }
+        DEFERRED.insert(key, &*deferred, 0).is_ok()
+    }
+}
+
+/// Makes the held-back record the start of the record in progress.
+#[inline(always)]
+fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
+    let Some(deferred) = DEFERRED.get_ptr(key) else {
+        return;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value; `deferred` is a map value, valid during
+    // this program. `assembled` is at most DEFER_CAP, the size of the source area.
+    unsafe {
+        let held = (*deferred).walk;
+        if held.assembled > DEFER_CAP as u64 {
+            return;
+        }
+        let dst = core::slice::from_raw_parts_mut(
+            (*scratch).data.as_mut_ptr(),
+            held.assembled as usize,
+        );
+        if bpf_probe_read_kernel_buf((*deferred).data.as_ptr(), dst).is_err() {
+            // The held-back bytes are lost: say so rather than leaving a silent hole.
+            count_loss(LossKind::UserReadFailed);
+            let _ = DEFERRED.remove(key);
+            return;
+        }
+        (*scratch).walk.record = held;
+    }
+    let _ = DEFERRED.remove(key);
+}
+
+/// Emits a held-back record on its own (the socket is closing, or what follows it is not
+/// contiguous).
+#[inline(always)]
+pub fn flush_deferred(key: &DirectionKey) {
+    let Some(deferred) = DEFERRED.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: `deferred` is a map value, valid during this program; the record and `captured`
+    // bytes after it lie inside it.
+    let result = unsafe {
+        let held = (*deferred).walk;
+        let captured = held.assembled;
+        if captured > DEFER_CAP as u64 {
+            return;
+        }
+        (*deferred).record.offset = held.offset;
+        (*deferred).record.captured_len = captured as u32;
+        (*deferred).record.original_len = held.covered as u32;
+        let bytes = core::slice::from_raw_parts(
+            (&raw const (*deferred).record).cast::<u8>(),
+            size_of::<DataRecord>() + captured as usize,
+        );
+        EVENTS.output::<[u8]>(bytes, data_record_flags())
+    };
+    if result.is_err() {
+        count_loss(LossKind::RingBufferFull);
+    }
+    let _ = DEFERRED.remove(key);
+}
+
+/// One iteration of the walk, called by `bpf_loop`: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn walk_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value.
+    let cursor = unsafe { &raw mut (*scratch).cursor };
+    if index >= FRAMING_STEPS {
+        framing::turn_off(cursor);
+    }
+    match step(scratch, cursor) {
+        Step::Continue => 0,
+        Step::Done => 1,
+        Step::ReadFailed => {
+            set!(walk_of(scratch), read_failed, 1);
+            1
+        }
+    }
+}
+
+#[inline(always)]
+fn walk_of(scratch: *mut DataScratch) -> *mut SegmentWalk {
+    // SAFETY: `scratch` is this CPU's scratch value.
+    unsafe { &raw mut (*scratch).walk }
 }
 
 enum Step {
@@ -323,19 +516,13 @@ enum Step {
     ReadFailed,
 }
 
-/// One iteration: load the next segment, or copy (part of) the current one into the record,
-/// emitting the record when it is full.
+/// One iteration: load the next segment, or keep or skip the run of the current segment that
+/// the cursor asks for.
 #[inline(always)]
-fn step(
-    scratch: *mut DataScratch,
-    walk: *mut SegmentWalk,
-    header: RecordHeader,
-    direction: Direction,
-    op: SyscallOp,
-) -> Step {
-    const CAP: u64 = RECORD_DATA_CAP as u64;
+fn step(scratch: *mut DataScratch, cursor: *mut FrameCursor) -> Step {
+    let walk = walk_of(scratch);
     let remaining = get!(walk, remaining);
-    if remaining == 0 {
+    if remaining == 0 || get!(walk, records) >= MAX_RECORDS_PER_SYSCALL {
         return Step::Done;
     }
     let segment_left = get!(walk, segment_left);
@@ -346,20 +533,59 @@ fn step(
             Step::Done
         };
     }
-    let assembled = get!(walk, assembled);
+    let available = segment_left.min(remaining);
+    let run = framing::next_run(cursor);
+    if let Run::Keep(0) | Run::Skip(0) = run {
+        // Cannot happen while the cursor is consistent; copying everything always works.
+        framing::turn_off(cursor);
+        return Step::Continue;
+    }
+    match run {
+        Run::Skip(run) => {
+            let len = available.min(run);
+            skip(scratch, len);
+            framing::skipped(cursor, len);
+            Step::Continue
+        }
+        Run::Keep(run) => match keep(scratch, available.min(run)) {
+            Some((at, len)) => {
+                // SAFETY: `scratch` is this CPU's scratch value.
+                let data = unsafe { (*scratch).data.as_ptr() };
+                if framing::kept(cursor, data, at, len) == Urgency::Now {
+                    set!(walk, record.urgent, 1);
+                }
+                Step::Continue
+            }
+            None => Step::ReadFailed,
+        },
+    }
+}
+
+/// Copies up to `wanted` bytes of the current segment into the record being assembled and
+/// returns where in the data area they went and how many there are (the record may fill up
+/// first). `None` if user memory could not be read.
+#[inline(always)]
+fn keep(scratch: *mut DataScratch, wanted: u64) -> Option<(u64, u64)> {
+    let walk = walk_of(scratch);
+    let keeps_piece = get!(walk, record.has_piece) != 0 && get!(walk, record.piece_skipped) == 0;
+    let assembled = get!(walk, record.assembled);
+    if (keeps_piece && assembled >= CAP) || (!keeps_piece && assembled + PIECE_HEADER >= CAP) {
+        emit(scratch);
+        start_piece(scratch);
+    } else if !keeps_piece {
+        start_piece(scratch);
+    }
+    let assembled = get!(walk, record.assembled);
     // Both bounds are restated against constants for the verifier.
     if assembled >= CAP {
-        return Step::Done;
+        return Some((0, 0));
     }
-    let mut len = segment_left;
-    if len > remaining {
-        len = remaining;
-    }
+    let mut len = wanted;
     if len > CAP - assembled {
         len = CAP - assembled;
     }
     if len > CAP {
-        return Step::Done;
+        return Some((0, 0));
     }
     let segment = get!(walk, segment);
     // SAFETY: `assembled + len <= 2 * CAP`, the size of the scratch data area.
@@ -371,48 +597,105 @@ fn step(
         bpf_probe_read_user_buf(segment as *const u8, dst)
     };
     if copied.is_err() {
-        return Step::ReadFailed;
+        return None;
     }
-    set!(walk, segment, segment + len);
-    set!(walk, segment_left, segment_left - len);
-    let message_left = get!(walk, message_left);
-    set!(walk, message_left, message_left - len);
-    set!(walk, remaining, remaining - len);
+    consume_segment(walk, len);
+    set!(walk, record.assembled, assembled + len);
+    set!(walk, record.piece_kept, get!(walk, record.piece_kept) + len);
     if assembled + len == CAP {
-        let offset = get!(walk, offset);
-        emit(scratch, header, direction, op, offset, CAP, CAP);
-        set!(walk, offset, offset + CAP);
-        set!(walk, assembled, 0);
-    } else {
-        set!(walk, assembled, assembled + len);
+        emit(scratch);
     }
-    Step::Continue
+    Some((assembled, len))
+}
+
+/// Accounts `len` bytes of the current segment as skipped.
+#[inline(always)]
+fn skip(scratch: *mut DataScratch, len: u64) {
+    let walk = walk_of(scratch);
+    if get!(walk, record.has_piece) == 0 {
+        if get!(walk, record.assembled) + PIECE_HEADER > CAP {
+            emit(scratch);
+        }
+        start_piece(scratch);
+    }
+    consume_segment(walk, len);
+    set!(walk, record.piece_skipped, get!(walk, record.piece_skipped) + len);
 }
 
 #[inline(always)]
-fn emit(
-    scratch: *mut DataScratch,
-    header: RecordHeader,
-    direction: Direction,
-    op: SyscallOp,
-    offset: u64,
-    captured: u64,
-    original: u64,
-) {
-    if captured > RECORD_DATA_CAP as u64 {
+fn consume_segment(walk: *mut SegmentWalk, len: u64) {
+    let segment_left = get!(walk, segment_left);
+    let len_in_segment = len.min(segment_left);
+    set!(walk, segment, get!(walk, segment) + len_in_segment);
+    set!(walk, segment_left, segment_left - len_in_segment);
+    set!(walk, message_left, get!(walk, message_left).saturating_sub(len));
+    set!(walk, remaining, get!(walk, remaining).saturating_sub(len));
+    set!(walk, record.covered, get!(walk, record.covered) + len);
+}
+
+/// Finishes the current piece (if any) and opens a new one at the end of the data area.
+#[inline(always)]
+fn start_piece(scratch: *mut DataScratch) {
+    finish_piece(scratch);
+    let walk = walk_of(scratch);
+    let assembled = get!(walk, record.assembled);
+    set!(walk, record.has_piece, 1);
+    set!(walk, record.piece_at, assembled);
+    set!(walk, record.piece_kept, 0);
+    set!(walk, record.piece_skipped, 0);
+    set!(walk, record.assembled, assembled + PIECE_HEADER);
+}
+
+#[inline(always)]
+fn finish_piece(scratch: *mut DataScratch) {
+    write_piece_header(scratch);
+    set!(walk_of(scratch), record.has_piece, 0);
+}
+
+/// Writes the open piece's counts into its header, leaving it open.
+#[inline(always)]
+fn write_piece_header(scratch: *mut DataScratch) {
+    let walk = walk_of(scratch);
+    if get!(walk, record.has_piece) == 0 {
+        return;
+    }
+    let at = get!(walk, record.piece_at);
+    if at > CAP {
+        return;
+    }
+    let piece = PieceHeader {
+        kept: get!(walk, record.piece_kept) as u32,
+        skipped: get!(walk, record.piece_skipped) as u32,
+    };
+    // SAFETY: `at + PIECE_HEADER <= 2 * CAP`, inside the scratch data area.
+    unsafe {
+        let dst = (*scratch).data.as_mut_ptr().add(at as usize);
+        core::ptr::write_unaligned(dst.cast::<PieceHeader>(), piece);
+    }
+}
+
+/// Sends the record assembled so far and starts the next one where it ends.
+#[inline(always)]
+fn emit(scratch: *mut DataScratch) {
+    finish_piece(scratch);
+    let walk = walk_of(scratch);
+    let captured = get!(walk, record.assembled);
+    let covered = get!(walk, record.covered);
+    let offset = get!(walk, record.offset);
+    set!(walk, record.offset, offset + covered);
+    set!(walk, record.covered, 0);
+    set!(walk, record.assembled, 0);
+    set!(walk, record.urgent, 0);
+    set!(walk, records, get!(walk, records) + 1);
+    if captured > CAP {
         return;
     }
     // SAFETY: `scratch` is this CPU's scratch value; the record and `captured` bytes after it
     // lie inside it.
     let result = unsafe {
-        (*scratch).record = DataRecord {
-            header,
-            offset,
-            captured_len: captured as u32,
-            original_len: original as u32,
-            direction: direction as u32,
-            syscall: op as u32,
-        };
+        (*scratch).record.offset = offset;
+        (*scratch).record.captured_len = captured as u32;
+        (*scratch).record.original_len = covered as u32;
         let bytes = core::slice::from_raw_parts(
             (&raw const (*scratch).record).cast::<u8>(),
             size_of::<DataRecord>() + captured as usize,

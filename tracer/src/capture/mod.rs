@@ -293,11 +293,8 @@ impl Capture {
         } else {
             0
         };
-        let state = SocketState {
-            conn_id,
-            sent: 0,
-            received: 0,
-        };
+        // Joined mid-stream: where its frames start is unknown, so every byte is copied.
+        let state = SocketState::new(conn_id, false);
         // BPF_NOEXIST: if the kernel already saw this fd being (re)created since the process
         // became traced, its entry is fresher than what we read.
         const BPF_NOEXIST: u64 = 1;
@@ -363,7 +360,7 @@ impl Capture {
                 KernelRecord::Data {
                     record,
                     direction,
-                    captured,
+                    pieces,
                 } => {
                     let conn_id = record.header.conn_id;
                     let connection = match self.connections.get_mut(&conn_id) {
@@ -393,15 +390,16 @@ impl Capture {
                             &mut ready,
                         );
                     };
-                    if !captured.is_empty() {
-                        push(record.offset, Payload::Bytes(captured.to_vec()));
-                    }
-                    let gap = u64::from(record.original_len - record.captured_len);
-                    if gap > 0 {
-                        push(
-                            record.offset + u64::from(record.captured_len),
-                            Payload::Gap(gap),
-                        );
+                    let mut offset = record.offset;
+                    for (kept, skipped) in pieces {
+                        if !kept.is_empty() {
+                            push(offset, Payload::Bytes(kept.to_vec()));
+                            offset += kept.len() as u64;
+                        }
+                        if skipped > 0 {
+                            push(offset, Payload::Gap(skipped));
+                            offset += skipped;
+                        }
                     }
                     for chunk in ready.drain(..) {
                         sink(CaptureEvent::Data {

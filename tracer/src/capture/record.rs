@@ -3,8 +3,8 @@
 use std::{mem::size_of, ptr};
 
 use tracer_common::{
-    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, ProcessRecord, RecordHeader,
-    RecordKind, SOCKADDR_CAP,
+    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
+    ProcessRecord, RecordHeader, RecordKind, SOCKADDR_CAP,
 };
 
 /// One ring buffer record, borrowed from the ring buffer.
@@ -13,7 +13,7 @@ pub enum KernelRecord<'a> {
     Data {
         record: DataRecord,
         direction: Direction,
-        captured: &'a [u8],
+        pieces: Pieces<'a>,
     },
     Open {
         header: RecordHeader,
@@ -36,6 +36,8 @@ pub enum RecordError {
     UnknownKind(u32),
     #[error("data record claims {claimed} captured bytes but carries {carried}")]
     LengthMismatch { claimed: usize, carried: usize },
+    #[error("data record pieces do not add up to the {original} stream bytes it covers")]
+    PiecesMismatch { original: u32 },
     #[error("invalid field {field}: {value}")]
     InvalidField { field: &'static str, value: u32 },
 }
@@ -65,12 +67,12 @@ impl<'a> KernelRecord<'a> {
         Ok(match kind {
             RecordKind::Data => {
                 let record: DataRecord = read(bytes, kind)?;
-                let captured = &bytes[size_of::<DataRecord>()..];
+                let carried = &bytes[size_of::<DataRecord>()..];
                 let claimed = record.captured_len as usize;
-                if captured.len() < claimed || record.original_len < record.captured_len {
+                if carried.len() < claimed {
                     return Err(RecordError::LengthMismatch {
                         claimed,
-                        carried: captured.len(),
+                        carried: carried.len(),
                     });
                 }
                 let direction = match record.direction {
@@ -83,10 +85,18 @@ impl<'a> KernelRecord<'a> {
                         });
                     }
                 };
+                let pieces = Pieces {
+                    bytes: &carried[..claimed],
+                };
+                if pieces.covered() != Some(u64::from(record.original_len)) {
+                    return Err(RecordError::PiecesMismatch {
+                        original: record.original_len,
+                    });
+                }
                 KernelRecord::Data {
                     record,
                     direction,
-                    captured: &captured[..claimed],
+                    pieces,
                 }
             }
             RecordKind::Open => {
@@ -116,6 +126,50 @@ impl<'a> KernelRecord<'a> {
     }
 }
 
+/// The pieces of a data record: kept stream bytes, each run followed by a count of skipped ones.
+/// Checked when the record is parsed, so iterating cannot fail.
+#[derive(Debug, Clone, Copy)]
+pub struct Pieces<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Pieces<'a> {
+    /// Stream bytes the pieces cover, or `None` if they are malformed.
+    fn covered(self) -> Option<u64> {
+        let mut rest = self.bytes;
+        let mut covered = 0u64;
+        while !rest.is_empty() {
+            let (piece, after) = split_piece(rest)?;
+            covered += piece.0.len() as u64 + piece.1;
+            rest = after;
+        }
+        Some(covered)
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    /// Kept bytes, then the number of stream bytes skipped after them.
+    type Item = (&'a [u8], u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (piece, rest) = split_piece(self.bytes)?;
+        self.bytes = rest;
+        Some(piece)
+    }
+}
+
+fn split_piece(bytes: &[u8]) -> Option<((&[u8], u64), &[u8])> {
+    let header = bytes.get(..PIECE_HEADER_LEN)?;
+    // SAFETY: `PieceHeader` is plain old data and `header` has its size.
+    let header: PieceHeader = unsafe { ptr::read_unaligned(header.as_ptr().cast()) };
+    let body = &bytes[PIECE_HEADER_LEN..];
+    let kept = body.get(..header.kept as usize)?;
+    Some((
+        (kept, u64::from(header.skipped)),
+        &body[header.kept as usize..],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,29 +191,64 @@ mod tests {
         }
     }
 
-    #[test]
-    fn data_record_carries_its_captured_bytes() {
-        let record = DataRecord {
+    fn piece(kept: &[u8], skipped: u32) -> Vec<u8> {
+        let mut bytes = bytes_of(&PieceHeader {
+            kept: kept.len() as u32,
+            skipped,
+        });
+        bytes.extend_from_slice(kept);
+        bytes
+    }
+
+    fn data_record(original_len: u32, pieces: &[u8]) -> Vec<u8> {
+        let mut bytes = bytes_of(&DataRecord {
             header: header(RecordKind::Data),
             offset: 100,
-            captured_len: 3,
-            original_len: 10,
+            captured_len: pieces.len() as u32,
+            original_len,
             direction: 1,
             syscall: 6,
-        };
-        let mut bytes = bytes_of(&record);
-        bytes.extend_from_slice(b"abc");
+        });
+        bytes.extend_from_slice(pieces);
+        bytes
+    }
+
+    #[test]
+    fn data_record_carries_kept_and_skipped_pieces() {
+        let pieces = [piece(b"abc", 7), piece(b"", 0), piece(b"de", 0)].concat();
+        let bytes = data_record(12, &pieces);
         let KernelRecord::Data {
             record,
             direction,
-            captured,
+            pieces,
         } = KernelRecord::parse(&bytes).unwrap()
         else {
             panic!("not a data record");
         };
-        assert_eq!((record.offset, record.original_len), (100, 10));
+        assert_eq!((record.offset, record.original_len), (100, 12));
         assert_eq!(direction, Direction::Ingress);
-        assert_eq!(captured, b"abc");
+        let pieces: Vec<_> = pieces.collect();
+        assert_eq!(
+            pieces,
+            [(&b"abc"[..], 7), (&b""[..], 0), (&b"de"[..], 0)]
+        );
+    }
+
+    #[test]
+    fn pieces_must_cover_exactly_the_record() {
+        for (original_len, pieces) in [
+            (11, piece(b"abc", 7)),
+            (13, piece(b"abc", 7)),
+            // A piece that claims more kept bytes than the record carries.
+            (10, piece(b"abc", 7)[..9].to_vec()),
+            // A truncated piece header.
+            (0, vec![0; 5]),
+        ] {
+            assert!(matches!(
+                KernelRecord::parse(&data_record(original_len, &pieces)),
+                Err(RecordError::PiecesMismatch { .. })
+            ));
+        }
     }
 
     #[test]

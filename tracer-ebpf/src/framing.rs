@@ -1,0 +1,349 @@
+//! Following one direction's HTTP/2 framing, so DATA payload bytes need not be copied.
+//!
+//! Userspace needs every frame header, every non-DATA payload (each header block changes the
+//! HPACK state) and the 5-byte prefix of each gRPC message; message bodies and padding it only
+//! counts. The cursor decides, run by run, which bytes are kept and which skipped, and learns
+//! from the kept ones where the next frame and the next message start. Anything unexpected
+//! turns it off for the rest of the connection: copying everything is always correct.
+//!
+//! Message boundaries are per gRPC stream, and streams interleave: a stream that ends a DATA
+//! frame in the middle of a message is parked in one of a few slots until its next DATA frame.
+//! A stream that is not parked is at a message boundary, so the slots only fill up with large
+//! messages in flight at the same time.
+
+use tracer_common::{
+    FrameCursor, MessageCursor,
+    maps::{MESSAGE_CURSOR_SLOTS, framing::*},
+};
+
+/// What the cursor wants done with the next bytes: at most this many kept, or skipped.
+pub enum Run {
+    Keep(u64),
+    Skip(u64),
+}
+
+const FRAME_HEADER_LEN: u64 = 9;
+const PREFACE_LEN: u64 = 24;
+/// The first frame-header-sized piece of the client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
+const PREFACE_HEAD: [u8; 9] = *b"PRI * HTT";
+const MESSAGE_PREFIX_LEN: u32 = 5;
+
+const TYPE_DATA: u8 = 0;
+const TYPE_HEADERS: u8 = 1;
+const TYPE_RST_STREAM: u8 = 3;
+const TYPE_SETTINGS: u8 = 4;
+const FLAG_END_STREAM: u8 = 0x1;
+const FLAG_PADDED: u8 = 0x8;
+
+/// The state in which a cursor copies everything.
+pub const OFF_STATE: u8 = OFF;
+
+/// The scratch area kept bytes are copied into; indices into it are masked with this.
+pub const DATA_INDEX_MASK: u64 = 2 * tracer_common::RECORD_DATA_CAP as u64 - 1;
+
+/// A transfer is about to be walked from stream `offset`.
+#[inline(always)]
+pub fn begin(cursor: *mut FrameCursor, offset: u64) {
+    if get!(cursor, state) != OFF && get!(cursor, position) != offset {
+        // Bytes went by unseen (a lost event, or a syscall the walk could not follow).
+        turn_off(cursor);
+    }
+}
+
+/// A transfer was walked up to stream offset `end`; `complete` is false when some of it was
+/// not (the step budget ran out, or user memory could not be read).
+#[inline(always)]
+pub fn end(cursor: *mut FrameCursor, end: u64, complete: bool) {
+    if !complete {
+        turn_off(cursor);
+    }
+    set!(cursor, position, end);
+}
+
+#[inline(always)]
+pub fn turn_off(cursor: *mut FrameCursor) {
+    set!(cursor, state, OFF);
+}
+
+#[inline(always)]
+pub fn next_run(cursor: *mut FrameCursor) -> Run {
+    let seen = u64::from(get!(cursor, seen));
+    match get!(cursor, state) {
+        START | HEADER => Run::Keep(FRAME_HEADER_LEN.saturating_sub(seen)),
+        PREFACE => Run::Keep(PREFACE_LEN.saturating_sub(seen)),
+        PAYLOAD => Run::Keep(u64::from(get!(cursor, frame_left))),
+        DATA_PAD_LENGTH => Run::Keep(1),
+        DATA => {
+            let data_left = get!(cursor, frame_left).saturating_sub(get!(cursor, padding));
+            let prefix_seen = get!(cursor, message.prefix_seen);
+            let body_left = get!(cursor, message.value);
+            if prefix_seen == 0 && body_left > 0 {
+                Run::Skip(u64::from(body_left.min(data_left)))
+            } else {
+                Run::Keep(u64::from(
+                    MESSAGE_PREFIX_LEN.saturating_sub(prefix_seen).min(data_left),
+                ))
+            }
+        }
+        DATA_PADDING => Run::Skip(u64::from(get!(cursor, frame_left))),
+        _ => Run::Keep(u64::MAX),
+    }
+}
+
+/// Whether kept bytes must reach userspace with this syscall, or may wait for a later one.
+/// DATA frame headers and message prefixes may wait: they only matter to message counts and
+/// sizes, which a later header, an END_STREAM or the trailers will flush out anyway. Everything
+/// else (header blocks, END_STREAM, RST_STREAM, SETTINGS, ...) carries timing that spans use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    CanWait,
+    Now,
+}
+
+/// `len` bytes of the run asked for by [`next_run`] were kept; they are at `data[at..]`.
+#[inline(always)]
+pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urgency {
+    let state = get!(cursor, state);
+    match state {
+        START | HEADER => {
+            let seen = u64::from(get!(cursor, seen));
+            for i in 0..FRAME_HEADER_LEN {
+                if i < len {
+                    let byte = data_byte(data, at + i);
+                    // SAFETY: the index is masked into the 16-byte header buffer.
+                    unsafe {
+                        let slot = (&raw mut (*cursor).header)
+                            .cast::<u8>()
+                            .add(((seen + i) & 15) as usize);
+                        core::ptr::write_volatile(slot, byte);
+                    }
+                }
+            }
+            let seen = seen + len;
+            set!(cursor, seen, seen as u8);
+            if seen < FRAME_HEADER_LEN {
+                // Whether it may wait is known once the header is complete.
+                return Urgency::CanWait;
+            }
+            let header = get!(cursor, header);
+            if state == START && is_preface_head(&header) {
+                set!(cursor, state, PREFACE);
+                return Urgency::Now;
+            }
+            frame_header(cursor, &header, state == START);
+            let quiet_data = header[3] == TYPE_DATA && header[4] & FLAG_END_STREAM == 0;
+            if quiet_data && get!(cursor, state) != OFF {
+                return Urgency::CanWait;
+            }
+        }
+        PREFACE => {
+            let seen = u64::from(get!(cursor, seen)) + len;
+            set!(cursor, seen, seen as u8);
+            if seen >= PREFACE_LEN {
+                expect_header(cursor);
+            }
+        }
+        PAYLOAD => {
+            let frame_left = get!(cursor, frame_left).saturating_sub(len as u32);
+            set!(cursor, frame_left, frame_left);
+            if frame_left == 0 {
+                expect_header(cursor);
+            }
+        }
+        DATA_PAD_LENGTH => {
+            let padding = u32::from(data_byte(data, at));
+            let frame_left = get!(cursor, frame_left).saturating_sub(1);
+            if padding > frame_left {
+                turn_off(cursor); // Malformed; userspace will say so.
+                return Urgency::Now;
+            }
+            set!(cursor, frame_left, frame_left);
+            set!(cursor, padding, padding);
+            set!(cursor, state, DATA);
+            if frame_left == padding {
+                data_done(cursor);
+            }
+            return Urgency::CanWait;
+        }
+        DATA => {
+            let mut prefix_seen = get!(cursor, message.prefix_seen);
+            let mut value = get!(cursor, message.value);
+            for i in 0..u64::from(MESSAGE_PREFIX_LEN) {
+                if i < len {
+                    // Byte 0 is the compression flag; bytes 1..5 the big-endian length.
+                    if prefix_seen > 0 {
+                        value = (value << 8) | u32::from(data_byte(data, at + i));
+                    }
+                    prefix_seen += 1;
+                }
+            }
+            if prefix_seen >= MESSAGE_PREFIX_LEN {
+                prefix_seen = 0; // `value` is now the body length.
+            }
+            set!(cursor, message.prefix_seen, prefix_seen);
+            set!(cursor, message.value, value);
+            consume_data(cursor, len as u32);
+            return Urgency::CanWait;
+        }
+        _ => {}
+    }
+    Urgency::Now
+}
+
+/// `len` bytes of the run asked for by [`next_run`] were skipped.
+#[inline(always)]
+pub fn skipped(cursor: *mut FrameCursor, len: u64) {
+    let len = len as u32;
+    match get!(cursor, state) {
+        DATA => {
+            let body_left = get!(cursor, message.value).saturating_sub(len);
+            set!(cursor, message.value, body_left);
+            consume_data(cursor, len);
+        }
+        DATA_PADDING => {
+            let frame_left = get!(cursor, frame_left).saturating_sub(len);
+            set!(cursor, frame_left, frame_left);
+            if frame_left == 0 {
+                expect_header(cursor);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn data_byte(data: *const u8, index: u64) -> u8 {
+    // SAFETY: the index is masked into the scratch data area.
+    unsafe { core::ptr::read_volatile(data.add((index & DATA_INDEX_MASK) as usize)) }
+}
+
+#[inline(always)]
+fn is_preface_head(header: &[u8; 16]) -> bool {
+    let mut same = true;
+    for i in 0..PREFACE_HEAD.len() {
+        same &= header[i] == PREFACE_HEAD[i];
+    }
+    same
+}
+
+#[inline(always)]
+fn expect_header(cursor: *mut FrameCursor) {
+    set!(cursor, seen, 0);
+    set!(cursor, state, HEADER);
+}
+
+/// A complete frame header arrived; `first` when it is the direction's very first frame.
+#[inline(always)]
+fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
+    let len = (u32::from(header[0]) << 16) | (u32::from(header[1]) << 8) | u32::from(header[2]);
+    let kind = header[3];
+    let flags = header[4];
+    let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+    // A server's first frame is its SETTINGS; anything else is not HTTP/2 as we know it.
+    if first && !(kind == TYPE_SETTINGS && stream_id == 0 && flags == 0 && len % 6 == 0) {
+        turn_off(cursor);
+        return;
+    }
+    set!(cursor, seen, 0);
+    set!(cursor, flags, flags);
+    set!(cursor, frame_left, len);
+    set!(cursor, padding, 0);
+    match kind {
+        TYPE_DATA => {
+            if stream_id == 0 || (flags & FLAG_PADDED != 0 && len == 0) {
+                turn_off(cursor);
+                return;
+            }
+            set!(cursor, message, take_parked(cursor, stream_id));
+            if flags & FLAG_PADDED != 0 {
+                set!(cursor, state, DATA_PAD_LENGTH);
+            } else {
+                set!(cursor, state, DATA);
+                if len == 0 {
+                    data_done(cursor);
+                }
+            }
+            return;
+        }
+        // This side will send no more DATA on the stream: a parked message was cut short.
+        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
+        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
+        _ => {}
+    }
+    if len == 0 {
+        expect_header(cursor);
+    } else {
+        set!(cursor, state, PAYLOAD);
+    }
+}
+
+#[inline(always)]
+fn consume_data(cursor: *mut FrameCursor, len: u32) {
+    let frame_left = get!(cursor, frame_left).saturating_sub(len);
+    set!(cursor, frame_left, frame_left);
+    if frame_left <= get!(cursor, padding) {
+        data_done(cursor);
+    }
+}
+
+/// The current DATA frame's data is over: park its stream if it stopped inside a message.
+#[inline(always)]
+fn data_done(cursor: *mut FrameCursor) {
+    let message = get!(cursor, message);
+    let mid_message = message.prefix_seen != 0 || message.value != 0;
+    if mid_message && get!(cursor, flags) & FLAG_END_STREAM == 0 && !park(cursor, message) {
+        turn_off(cursor);
+        return;
+    }
+    if get!(cursor, frame_left) > 0 {
+        set!(cursor, state, DATA_PADDING);
+    } else {
+        expect_header(cursor);
+    }
+}
+
+#[inline(always)]
+fn take_parked(cursor: *mut FrameCursor, stream_id: u32) -> MessageCursor {
+    for slot in 0..MESSAGE_CURSOR_SLOTS {
+        let parked = slot_ptr(cursor, slot);
+        if get!(parked, stream_id) == stream_id {
+            // SAFETY: `parked` points at a slot of the cursor in map memory.
+            let message = unsafe { core::ptr::read_volatile(parked) };
+            set!(parked, stream_id, 0);
+            return message;
+        }
+    }
+    MessageCursor {
+        stream_id,
+        ..MessageCursor::AT_BOUNDARY
+    }
+}
+
+#[inline(always)]
+fn park(cursor: *mut FrameCursor, message: MessageCursor) -> bool {
+    for slot in 0..MESSAGE_CURSOR_SLOTS {
+        let parked = slot_ptr(cursor, slot);
+        if get!(parked, stream_id) == 0 {
+            // SAFETY: `parked` points at a slot of the cursor in map memory.
+            unsafe { core::ptr::write_volatile(parked, message) };
+            return true;
+        }
+    }
+    false
+}
+
+#[inline(always)]
+fn drop_parked(cursor: *mut FrameCursor, stream_id: u32) {
+    for slot in 0..MESSAGE_CURSOR_SLOTS {
+        let parked = slot_ptr(cursor, slot);
+        if get!(parked, stream_id) == stream_id {
+            set!(parked, stream_id, 0);
+        }
+    }
+}
+
+#[inline(always)]
+fn slot_ptr(cursor: *mut FrameCursor, slot: usize) -> *mut MessageCursor {
+    // SAFETY: callers pass a loop index below the slot count.
+    unsafe { (&raw mut (*cursor).parked).cast::<MessageCursor>().add(slot) }
+}

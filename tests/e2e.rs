@@ -316,12 +316,47 @@ fn launch_traced_client(
     output
 }
 
+/// Message bytes the scenarios move through one connection in the "large" call alone
+/// (2 MiB each way); copying them would take at least this much ring buffer.
+const LARGE_CALL_PAYLOAD: u64 = 4 << 20;
+
+/// A stats file path unique to this test run.
+fn stats_path(label: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tracer-e2e-{label}-{}.json", std::process::id()))
+}
+
+/// On connections seen from their first byte the kernel side skips DATA payload: all the
+/// scenarios together, 2 MiB messages included, must pass through the ring buffer in a small
+/// fraction of the large call's payload, and without losses.
+fn assert_payload_skipped(stats: &PathBuf, label: &str) {
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(stats).unwrap_or_else(|err| panic!("{label}: stats: {err}")),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(stats);
+    let ring_bytes = report["ring_buffer_bytes"].as_u64().unwrap();
+    assert!(
+        ring_bytes < LARGE_CALL_PAYLOAD / 16,
+        "{label}: {ring_bytes} ring buffer bytes: DATA payload was copied"
+    );
+    assert_eq!(report["kernel_losses"], 0, "{label}: {report}");
+}
+
 #[test]
 fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
     let server = Server::start();
     let receiver = OtlpReceiver::start();
     let client = waiting_python_client(&server, 0);
-    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let stats = stats_path("grpcio");
+    let (tracer, _lines) = attach_tracer(
+        client.id(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
     let lines = release_and_collect(client);
     // The tracer stops by itself when the client exits.
     wait_success(tracer, "grpcio");
@@ -337,12 +372,14 @@ fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
             .is_some_and(|line| line.contains("echo_client.py"))
     );
     assert_spans_match(spans, &client_calls(&lines), "grpcio");
+    assert_payload_skipped(&stats, "grpcio");
 }
 
 #[test]
 fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
     let server = Server::start();
     let receiver = OtlpReceiver::start();
+    let stats = stats_path("tonic");
     let tracer = launch_traced_client(
         &server,
         &[
@@ -350,6 +387,8 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
             &receiver.endpoint(),
             "--service-name",
             "checkout",
+            "--stats-json",
+            stats.to_str().unwrap(),
         ],
         &[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")],
     );
@@ -374,6 +413,7 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
         Some("echo-client")
     );
     assert_spans_match(spans, &client_calls(&lines), "tonic");
+    assert_payload_skipped(&stats, "tonic");
 }
 
 #[test]

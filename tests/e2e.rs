@@ -596,3 +596,49 @@ fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
         "{histogram:#?}"
     );
 }
+
+#[test]
+fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
+    let server = Server::start();
+    // One warm connection, then 1 MiB calls each way, one at a time, for three seconds.
+    let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
+        .args(["--target", &server.url(), "--warm", "--wait"])
+        .args(["--concurrency", "1", "--duration-ms", "3000"])
+        .args(["--payload", "1048576", "--reply", "1048576"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start bench-client");
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    let stats = stats_path("joined");
+    let (tracer, _lines) = attach_tracer(
+        client.id(),
+        &["--output", "json", "--stats-json", stats.to_str().unwrap()],
+    );
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    stdout.read_line(&mut line).expect("client report");
+    assert!(client.wait().expect("client").success());
+    let spans = wait_success(tracer, "joined").lines().count() as u64;
+    let calls = serde_json::from_str::<Value>(&line).unwrap()["calls"]
+        .as_u64()
+        .unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    assert!(calls >= 20, "too few calls to judge: {line}");
+    assert_eq!(spans, calls, "{report}");
+    assert!(
+        report["frame_sync_offers"].as_u64().unwrap() >= 1,
+        "the kernel side was never re-armed: {report}"
+    );
+    // Copied whole, each call would cost 2 MiB of ring buffer; only the first few may.
+    let ring_bytes = report["ring_buffer_bytes"].as_u64().unwrap();
+    assert!(
+        ring_bytes < 10 * LARGE_CALL_PAYLOAD / 2,
+        "{ring_bytes} ring buffer bytes for {calls} calls: {report}"
+    );
+    assert_eq!(report["kernel_losses"], 0, "{report}");
+}

@@ -11,7 +11,8 @@ pub mod record;
 
 pub use loss::{LOSS_KIND_COUNT, LossKind};
 pub use maps::{
-    FrameCursor, MessageCursor, PendingCall, SocketKey, SocketState, SyscallOp, TracedProcess,
+    DirectionKey, FrameCursor, MessageCursor, PendingCall, SocketKey, SocketState, SyscallOp,
+    TracedProcess,
 };
 pub use record::{
     CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
@@ -27,6 +28,8 @@ mod pod {
     // pattern of the right size is a valid value.
     unsafe impl aya::Pod for SocketKey {}
     unsafe impl aya::Pod for SocketState {}
+    unsafe impl aya::Pod for FrameCursor {}
+    unsafe impl aya::Pod for DirectionKey {}
     unsafe impl aya::Pod for TracedProcess {}
     unsafe impl aya::Pod for PendingCall {}
 }

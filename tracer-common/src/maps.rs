@@ -26,12 +26,12 @@ pub struct SocketState {
 
 impl SocketState {
     /// A socket whose directions are seen from their first byte (`from_start`), so their
-    /// framing can be followed; otherwise DATA payloads are never skipped.
+    /// framing can be followed; otherwise DATA payloads are copied until userspace re-arms it.
     pub const fn new(conn_id: u64, from_start: bool) -> SocketState {
         let cursor = if from_start {
             FrameCursor::AT_STREAM_START
         } else {
-            FrameCursor::OFF
+            FrameCursor::LOST
         };
         SocketState {
             conn_id,
@@ -44,8 +44,12 @@ impl SocketState {
 
 /// What the kernel side expects next in one direction of a connection.
 pub mod framing {
-    /// Not following this direction: every byte is copied. Final for the connection.
+    /// Not following this direction: every byte is copied. Final: it is not HTTP/2.
     pub const OFF: u8 = 0;
+    /// Not following this direction for now (joined mid-stream, bytes missed, a read too dense
+    /// to follow): every byte is copied until userspace, in sync itself, re-arms the cursor
+    /// through the `RESYNC` map.
+    pub const LOST: u8 = 8;
     /// Nothing seen yet: the client preface or a SETTINGS frame must come first.
     pub const START: u8 = 1;
     /// Inside the 24-byte client preface.
@@ -117,8 +121,20 @@ pub struct FrameCursor {
 }
 
 impl FrameCursor {
-    pub const OFF: FrameCursor = FrameCursor::in_state(framing::OFF);
+    pub const LOST: FrameCursor = FrameCursor::in_state(framing::LOST);
     pub const AT_STREAM_START: FrameCursor = FrameCursor::in_state(framing::START);
+
+    /// A cursor at a frame boundary at stream offset `position`, with `parked` the streams
+    /// that are in the middle of a message there (at most [`MESSAGE_CURSOR_SLOTS`]).
+    pub fn at_frame_boundary(position: u64, parked: &[MessageCursor]) -> Option<FrameCursor> {
+        if parked.len() > MESSAGE_CURSOR_SLOTS {
+            return None;
+        }
+        let mut cursor = FrameCursor::in_state(framing::HEADER);
+        cursor.position = position;
+        cursor.parked[..parked.len()].copy_from_slice(parked);
+        Some(cursor)
+    }
 
     const fn in_state(state: u8) -> FrameCursor {
         FrameCursor {
@@ -134,6 +150,15 @@ impl FrameCursor {
             parked: [MessageCursor::AT_BOUNDARY; MESSAGE_CURSOR_SLOTS],
         }
     }
+}
+
+/// One direction of a connection: the key of the per-direction maps. Layout: 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DirectionKey {
+    pub conn_id: u64,
+    /// A [`crate::Direction`] value.
+    pub direction: u64,
 }
 
 /// Connection ids handed out by userspace (for sockets found in /proc at attach) have this bit
@@ -220,5 +245,6 @@ const _: () = assert!(size_of::<SocketKey>() == 8);
 const _: () = assert!(size_of::<SocketState>() == 216);
 const _: () = assert!(size_of::<FrameCursor>() == 96);
 const _: () = assert!(size_of::<MessageCursor>() == 12);
+const _: () = assert!(size_of::<DirectionKey>() == 16);
 const _: () = assert!(size_of::<TracedProcess>() == 8);
 const _: () = assert!(size_of::<PendingCall>() == 32);

@@ -60,7 +60,7 @@ pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
         },
         _pad: 0,
     };
-    if PENDING.insert(&pid_tgid, &call, 0).is_err() {
+    if PENDING.insert(pid_tgid, call, 0).is_err() {
         count_loss(LossKind::PendingTableFull);
     }
 }
@@ -69,7 +69,7 @@ pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
 #[inline(always)]
 fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
     // SAFETY: the value is copied out immediately.
-    unsafe { SOCKETS.get(&SocketKey { tgid, fd }) }.map(|state| state.conn_id)
+    unsafe { SOCKETS.get(SocketKey { tgid, fd }) }.map(|state| state.conn_id)
 }
 
 /// Dispatches a returning syscall whose entry was saved.
@@ -77,10 +77,10 @@ fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
 pub fn on_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(call) = (unsafe { PENDING.get(&pid_tgid) }).copied() else {
+    let Some(call) = (unsafe { PENDING.get(pid_tgid) }).copied() else {
         return;
     };
-    let _ = PENDING.remove(&pid_tgid);
+    let _ = PENDING.remove(pid_tgid);
     // SAFETY: every sys_exit_* record has `long ret` at this offset.
     let Ok(ret) = (unsafe { ctx.read_at::<i64>(EXIT_RET_OFFSET) }) else {
         return;

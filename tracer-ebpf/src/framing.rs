@@ -4,7 +4,8 @@
 //! HPACK state) and the 5-byte prefix of each gRPC message; message bodies and padding it only
 //! counts. The cursor decides, run by run, which bytes are kept and which skipped, and learns
 //! from the kept ones where the next frame and the next message start. Anything unexpected
-//! turns it off for the rest of the connection: copying everything is always correct.
+//! makes it lose track, and everything is copied until userspace, which sees every byte, re-arms
+//! it at a frame boundary: copying everything is always correct.
 //!
 //! Message boundaries are per gRPC stream, and streams interleave: a stream that ends a DATA
 //! frame in the middle of a message is parked in one of a few slots until its next DATA frame.
@@ -35,18 +36,22 @@ const TYPE_SETTINGS: u8 = 4;
 const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_PADDED: u8 = 0x8;
 
-/// The state in which a cursor copies everything.
-pub const OFF_STATE: u8 = OFF;
-
 /// The scratch area kept bytes are copied into; indices into it are masked with this.
 pub const DATA_INDEX_MASK: u64 = 2 * tracer_common::RECORD_DATA_CAP as u64 - 1;
+
+/// Whether the cursor is following the framing (as opposed to copying everything).
+#[inline(always)]
+pub fn is_following(cursor: *const FrameCursor) -> bool {
+    let state = get!(cursor, state);
+    (START..=DATA_PADDING).contains(&state)
+}
 
 /// A transfer is about to be walked from stream `offset`.
 #[inline(always)]
 pub fn begin(cursor: *mut FrameCursor, offset: u64) {
-    if get!(cursor, state) != OFF && get!(cursor, position) != offset {
+    if is_following(cursor) && get!(cursor, position) != offset {
         // Bytes went by unseen (a lost event, or a syscall the walk could not follow).
-        turn_off(cursor);
+        lose_track(cursor);
     }
 }
 
@@ -54,14 +59,21 @@ pub fn begin(cursor: *mut FrameCursor, offset: u64) {
 /// not (the step budget ran out, or user memory could not be read).
 #[inline(always)]
 pub fn end(cursor: *mut FrameCursor, end: u64, complete: bool) {
-    if !complete {
-        turn_off(cursor);
+    if !complete && is_following(cursor) {
+        lose_track(cursor);
     }
     set!(cursor, position, end);
 }
 
+/// Stops following until userspace re-arms the cursor.
 #[inline(always)]
-pub fn turn_off(cursor: *mut FrameCursor) {
+pub fn lose_track(cursor: *mut FrameCursor) {
+    set!(cursor, state, LOST);
+}
+
+/// Stops following for good: the direction does not carry HTTP/2.
+#[inline(always)]
+fn give_up(cursor: *mut FrameCursor) {
     set!(cursor, state, OFF);
 }
 
@@ -81,7 +93,9 @@ pub fn next_run(cursor: *mut FrameCursor) -> Run {
                 Run::Skip(u64::from(body_left.min(data_left)))
             } else {
                 Run::Keep(u64::from(
-                    MESSAGE_PREFIX_LEN.saturating_sub(prefix_seen).min(data_left),
+                    MESSAGE_PREFIX_LEN
+                        .saturating_sub(prefix_seen)
+                        .min(data_left),
                 ))
             }
         }
@@ -132,7 +146,7 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
             }
             frame_header(cursor, &header, state == START);
             let quiet_data = header[3] == TYPE_DATA && header[4] & FLAG_END_STREAM == 0;
-            if quiet_data && get!(cursor, state) != OFF {
+            if quiet_data && is_following(cursor) {
                 return Urgency::CanWait;
             }
         }
@@ -154,7 +168,7 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
             let padding = u32::from(data_byte(data, at));
             let frame_left = get!(cursor, frame_left).saturating_sub(1);
             if padding > frame_left {
-                turn_off(cursor); // Malformed; userspace will say so.
+                lose_track(cursor); // Malformed; userspace will say so.
                 return Urgency::Now;
             }
             set!(cursor, frame_left, frame_left);
@@ -241,7 +255,7 @@ fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
     let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
     // A server's first frame is its SETTINGS; anything else is not HTTP/2 as we know it.
     if first && !(kind == TYPE_SETTINGS && stream_id == 0 && flags == 0 && len % 6 == 0) {
-        turn_off(cursor);
+        give_up(cursor);
         return;
     }
     set!(cursor, seen, 0);
@@ -251,7 +265,7 @@ fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
     match kind {
         TYPE_DATA => {
             if stream_id == 0 || (flags & FLAG_PADDED != 0 && len == 0) {
-                turn_off(cursor);
+                lose_track(cursor);
                 return;
             }
             set!(cursor, message, take_parked(cursor, stream_id));
@@ -292,7 +306,7 @@ fn data_done(cursor: *mut FrameCursor) {
     let message = get!(cursor, message);
     let mid_message = message.prefix_seen != 0 || message.value != 0;
     if mid_message && get!(cursor, flags) & FLAG_END_STREAM == 0 && !park(cursor, message) {
-        turn_off(cursor);
+        lose_track(cursor);
         return;
     }
     if get!(cursor, frame_left) > 0 {
@@ -345,5 +359,9 @@ fn drop_parked(cursor: *mut FrameCursor, stream_id: u32) {
 #[inline(always)]
 fn slot_ptr(cursor: *mut FrameCursor, slot: usize) -> *mut MessageCursor {
     // SAFETY: callers pass a loop index below the slot count.
-    unsafe { (&raw mut (*cursor).parked).cast::<MessageCursor>().add(slot) }
+    unsafe {
+        (&raw mut (*cursor).parked)
+            .cast::<MessageCursor>()
+            .add(slot)
+    }
 }

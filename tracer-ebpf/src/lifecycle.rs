@@ -7,17 +7,17 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseRecord, LossKind, OpenRecord, OpenRole, PendingCall, RecordHeader, RecordKind,
-    SOCKADDR_CAP, SocketKey, SocketState,
+    CloseRecord, DirectionKey, LossKind, OpenRecord, OpenRole, PendingCall, RecordHeader,
+    RecordKind, SOCKADDR_CAP, SocketKey, SocketState,
 };
 
 use crate::{
     context::syscall_arg,
-    transfer::flush_deferred,
     maps::{
-        DirectionKey, EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, SOCKETS, count_loss, is_traced,
+        EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS, count_loss, is_traced,
         next_conn_id,
     },
+    transfer::flush_deferred,
 };
 
 const AF_UNIX: u64 = 1;
@@ -127,7 +127,7 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64) -> bool {
         *state = SocketState::new(conn_id, conn_id != 0);
         &*state
     };
-    if SOCKETS.insert(&key, state, 0).is_err() {
+    if SOCKETS.insert(key, state, 0).is_err() {
         count_loss(LossKind::SocketTableFull);
         return false;
     }
@@ -140,7 +140,7 @@ fn forget_socket(pid_tgid: u64, fd: u32) {
         tgid: (pid_tgid >> 32) as u32,
         fd,
     };
-    let Some(state) = SOCKETS.get_ptr(&key) else {
+    let Some(state) = SOCKETS.get_ptr(key) else {
         return;
     };
     // SAFETY: the fields are copied out before the entry is removed.
@@ -152,18 +152,20 @@ fn forget_socket(pid_tgid: u64, fd: u32) {
             [(*state).framing[0].deferred, (*state).framing[1].deferred],
         )
     };
-    let _ = SOCKETS.remove(&key);
+    let _ = SOCKETS.remove(key);
     if conn_id == 0 {
         return;
     }
     // Held-back bytes go out before the close, so userspace sees each stream whole.
     for (direction, held) in deferred.into_iter().enumerate() {
+        let key = DirectionKey {
+            conn_id,
+            direction: direction as u64,
+        };
         if held != 0 {
-            flush_deferred(&DirectionKey {
-                conn_id,
-                direction: direction as u64,
-            });
+            flush_deferred(&key);
         }
+        let _ = RESYNC.remove(key);
     }
     let record = CloseRecord {
         header: header(RecordKind::Close, pid_tgid, fd, conn_id),

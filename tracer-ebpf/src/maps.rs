@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    DataRecord, FrameCursor, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP, SocketKey, SocketState,
-    TracedProcess,
+    DataRecord, DirectionKey, FrameCursor, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP,
+    SocketKey, SocketState, TracedProcess,
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
@@ -84,13 +84,6 @@ pub static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entrie
 /// Most bytes of a record held back between syscalls.
 pub const DEFER_CAP: usize = 1024;
 
-/// One connection direction.
-#[repr(C)]
-pub struct DirectionKey {
-    pub conn_id: u64,
-    pub direction: u64,
-}
-
 /// The start of a connection direction's next data record, held back because nothing in it
 /// had to reach userspace yet (see `framing::Urgency`). Emitted with the next syscall that
 /// keeps something urgent, when it grows too large, or when the socket is closed.
@@ -106,6 +99,11 @@ pub struct Deferred {
 #[map]
 pub static DEFERRED: HashMap<DirectionKey, Deferred> = HashMap::with_max_entries(1024, 0);
 
+/// Cursors userspace offers to directions whose kernel cursor lost track: userspace, in frame
+/// sync itself, saw the direction stop at a frame boundary at the cursor's `position`.
+#[map]
+pub static RESYNC: HashMap<DirectionKey, FrameCursor> = HashMap::with_max_entries(1024, 0);
+
 #[inline(always)]
 pub fn count_loss(kind: LossKind) {
     if let Some(counter) = LOSSES.get_ptr_mut(kind as u32) {
@@ -117,7 +115,7 @@ pub fn count_loss(kind: LossKind) {
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
     // SAFETY: only the presence of the entry is read.
-    unsafe { TRACED.get(&tgid) }.is_some()
+    unsafe { TRACED.get(tgid) }.is_some()
 }
 
 /// A connection id unique for this boot: the CPU number in the high bits, a per-CPU sequence

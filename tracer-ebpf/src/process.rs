@@ -43,7 +43,7 @@ pub fn on_fork(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let parent = (pid_tgid >> 32) as u32;
     // SAFETY: the value is copied out immediately.
-    let Some(traced) = (unsafe { TRACED.get(&parent) }).copied() else {
+    let Some(traced) = (unsafe { TRACED.get(parent) }).copied() else {
         return;
     };
     if traced.follow_children == 0 {
@@ -58,7 +58,7 @@ pub fn on_fork(ctx: &TracePointContext) {
     if child == parent {
         return;
     }
-    if TRACED.insert(&child, &traced, 0).is_err() {
+    if TRACED.insert(child, traced, 0).is_err() {
         count_loss(LossKind::LifecycleLost);
         return;
     }
@@ -73,7 +73,7 @@ pub fn on_exit() {
     if tgid != pid_tgid as u32 {
         return;
     }
-    if TRACED.remove(&tgid).is_err() {
+    if TRACED.remove(tgid).is_err() {
         return;
     }
     emit(RecordKind::ProcessExit, pid_tgid, tgid);

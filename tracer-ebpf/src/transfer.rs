@@ -11,15 +11,18 @@ use aya_ebpf::helpers::{
     generated::bpf_loop,
 };
 use tracer_common::{
-    DataRecord, Direction, FrameCursor, LossKind, PIECE_HEADER_LEN, PendingCall, PieceHeader,
-    RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
-    maps::{MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL},
+    DataRecord, Direction, DirectionKey, FrameCursor, LossKind, PIECE_HEADER_LEN, PendingCall,
+    PieceHeader, RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
+    maps::{
+        MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL,
+        framing::{HEADER, LOST},
+    },
 };
 
 use crate::{
     framing::{self, Run, Urgency},
     maps::{
-        DATA_SCRATCH, DEFER_CAP, DEFERRED, DataScratch, DirectionKey, EVENTS, SOCKETS, count_loss,
+        DATA_SCRATCH, DEFER_CAP, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, count_loss,
         data_record_flags,
     },
 };
@@ -204,7 +207,7 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         tgid: (pid_tgid >> 32) as u32,
         fd: call.fd,
     };
-    let Some(state) = SOCKETS.get_ptr_mut(&key) else {
+    let Some(state) = SOCKETS.get_ptr_mut(key) else {
         return; // Closed by another thread meanwhile.
     };
     // SAFETY: `state` points into the map value, which stays valid during this program.
@@ -342,12 +345,15 @@ fn copy_out(
         };
         if (*cursor).deferred != 0 {
             (*cursor).deferred = 0;
-            if (*cursor).state == framing::OFF_STATE {
+            if framing::is_following(cursor) {
+                resume_deferred(scratch, &key);
+            } else {
                 // Bytes went missing after the held-back ones: they cannot share a record.
                 flush_deferred(&key);
-            } else {
-                resume_deferred(scratch, &key);
             }
+        }
+        if (*cursor).state == LOST {
+            rearm(cursor, &key, offset);
         }
         (*scratch).cursor = *cursor;
     }
@@ -369,7 +375,7 @@ fn copy_out(
         let followed = &raw mut (*scratch).cursor;
         framing::end(followed, offset + total, remaining == 0);
         *cursor = *followed;
-        (*cursor).state != framing::OFF_STATE
+        framing::is_following(cursor)
     };
     if remaining > 0 {
         count_loss(if get!(walk, read_failed) != 0 {
@@ -395,6 +401,23 @@ fn copy_out(
     emit(scratch);
 }
 
+/// Takes up the cursor userspace left in [`RESYNC`], if it was made for exactly this point of
+/// the stream; one made for an earlier point is stale (the process moved on) and dropped.
+#[inline(always)]
+fn rearm(cursor: *mut FrameCursor, key: &DirectionKey, offset: u64) {
+    let Some(offered) = RESYNC.get_ptr(key) else {
+        return;
+    };
+    // SAFETY: `offered` is a map value and `cursor` points into a SOCKETS value, both valid
+    // during this program.
+    unsafe {
+        if (*offered).position == offset && (*offered).state == HEADER {
+            *cursor = *offered;
+        }
+    }
+    let _ = RESYNC.remove(key);
+}
+
 /// Stream bytes a held-back record may cover: its length field is 32 bits.
 const DEFER_MAX_COVERED: u64 = 1 << 31;
 
@@ -414,10 +437,8 @@ fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
         let deferred = &raw mut (*scratch).deferred;
         (*deferred).walk = (*scratch).walk.record;
         (*deferred).record = (*scratch).record;
-        let dst = core::slice::from_raw_parts_mut(
-            (*deferred).data.as_mut_ptr(),
-            assembled as usize,
-        );
+        let dst =
+            core::slice::from_raw_parts_mut((*deferred).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*scratch).data.as_ptr(), dst).is_err() {
             return false;
         }
@@ -438,10 +459,8 @@ fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
         if held.assembled > DEFER_CAP as u64 {
             return;
         }
-        let dst = core::slice::from_raw_parts_mut(
-            (*scratch).data.as_mut_ptr(),
-            held.assembled as usize,
-        );
+        let dst =
+            core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), held.assembled as usize);
         if bpf_probe_read_kernel_buf((*deferred).data.as_ptr(), dst).is_err() {
             // The held-back bytes are lost: say so rather than leaving a silent hole.
             count_loss(LossKind::UserReadFailed);
@@ -492,7 +511,7 @@ extern "C" fn walk_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
     // SAFETY: `scratch` is this CPU's scratch value.
     let cursor = unsafe { &raw mut (*scratch).cursor };
     if index >= FRAMING_STEPS {
-        framing::turn_off(cursor);
+        framing::lose_track(cursor);
     }
     match step(scratch, cursor) {
         Step::Continue => 0,
@@ -537,7 +556,7 @@ fn step(scratch: *mut DataScratch, cursor: *mut FrameCursor) -> Step {
     let run = framing::next_run(cursor);
     if let Run::Keep(0) | Run::Skip(0) = run {
         // Cannot happen while the cursor is consistent; copying everything always works.
-        framing::turn_off(cursor);
+        framing::lose_track(cursor);
         return Step::Continue;
     }
     match run {
@@ -619,7 +638,11 @@ fn skip(scratch: *mut DataScratch, len: u64) {
         start_piece(scratch);
     }
     consume_segment(walk, len);
-    set!(walk, record.piece_skipped, get!(walk, record.piece_skipped) + len);
+    set!(
+        walk,
+        record.piece_skipped,
+        get!(walk, record.piece_skipped) + len
+    );
 }
 
 #[inline(always)]
@@ -628,7 +651,11 @@ fn consume_segment(walk: *mut SegmentWalk, len: u64) {
     let len_in_segment = len.min(segment_left);
     set!(walk, segment, get!(walk, segment) + len_in_segment);
     set!(walk, segment_left, segment_left - len_in_segment);
-    set!(walk, message_left, get!(walk, message_left).saturating_sub(len));
+    set!(
+        walk,
+        message_left,
+        get!(walk, message_left).saturating_sub(len)
+    );
     set!(walk, remaining, get!(walk, remaining).saturating_sub(len));
     set!(walk, record.covered, get!(walk, record.covered) + len);
 }

@@ -7,7 +7,10 @@ use std::{
 };
 
 use crate::{
-    capture::{Capture, CaptureError, CaptureEvent, CaptureTraffic, LossReport, process_alive},
+    capture::{
+        Capture, CaptureError, CaptureEvent, CaptureTraffic, Direction, LossReport, SyncOffer,
+        process_alive,
+    },
     export::{CallSink, ExportReport, Summary},
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, Limits, TrackerStats},
 };
@@ -35,6 +38,9 @@ pub struct SessionReport {
     pub ignored_connections: u64,
     /// Calls still in flight when tracing stopped (not reported: they have no outcome yet).
     pub in_flight_at_exit: u64,
+    /// Times the kernel side was handed our frame position after it lost track of a
+    /// connection direction (see [`Capture::offer_frame_sync`]).
+    pub frame_sync_offers: u64,
     pub export: ExportReport,
 }
 
@@ -48,6 +54,7 @@ pub struct Session {
     connection_stats: TrackerStats,
     finished: Vec<CallRecord>,
     last_liveness_check: Instant,
+    frame_sync_offers: u64,
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -65,6 +72,7 @@ impl Session {
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
             last_liveness_check: Instant::now(),
+            frame_sync_offers: 0,
         }
     }
 
@@ -105,9 +113,17 @@ impl Session {
         let mut events = Vec::new();
         self.capture
             .poll(timeout, &mut |event| events.push(event))?;
+        let mut fed = HashSet::new();
         for event in events {
+            if let CaptureEvent::Data {
+                conn_id, direction, ..
+            } = &event
+            {
+                fed.insert((*conn_id, *direction));
+            }
             self.handle(event);
         }
+        self.offer_frame_sync(fed);
         if !self.finished.is_empty() {
             for call in self.finished.drain(..) {
                 self.summary.record(&call);
@@ -116,6 +132,26 @@ impl Session {
             sink.flush();
         }
         Ok(())
+    }
+
+    /// Where the kernel side lost track of a direction's framing (it then copies DATA payload
+    /// too), hands it our position if the direction just stopped at a frame boundary.
+    fn offer_frame_sync(&mut self, fed: HashSet<(u64, Direction)>) {
+        for (conn_id, direction) in fed {
+            let Some(tracker) = self.trackers.get(&conn_id) else {
+                continue;
+            };
+            let Some((offset, parked)) = tracker.frame_sync_offer(direction) else {
+                continue;
+            };
+            if self
+                .capture
+                .offer_frame_sync(conn_id, direction, offset, &parked)
+                == SyncOffer::Placed
+            {
+                self.frame_sync_offers += 1;
+            }
+        }
     }
 
     fn handle(&mut self, event: CaptureEvent) {
@@ -195,6 +231,7 @@ impl Session {
             connections: self.connection_stats,
             ignored_connections,
             in_flight_at_exit,
+            frame_sync_offers: self.frame_sync_offers,
             export: sink.finish(),
         };
         (report, self.capture)
@@ -293,6 +330,7 @@ impl SessionReport {
             "ring_buffer_bytes": self.traffic.ring_bytes,
             "kernel_losses": self.capture_losses.total_kernel(),
             "calls_in_flight_at_exit": self.in_flight_at_exit,
+            "frame_sync_offers": self.frame_sync_offers,
             "counters": counters,
             "cpu_user_us": now.user_us,
             "cpu_system_us": now.system_us,

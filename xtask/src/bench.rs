@@ -82,6 +82,20 @@ fn loads(quick: bool) -> Vec<Load> {
         "8",
     ));
     if !quick {
+        loads.push(load(
+            "unary 1 MiB each way, connection open before attach",
+            &[
+                "--warm",
+                "--connections",
+                "1",
+                "--concurrency",
+                "2",
+                "--payload",
+                "1048576",
+                "--reply",
+                "1048576",
+            ],
+        ));
         loads.push(h2load(
             "h2load unary 100 B, saturating, 16 connections",
             "16",

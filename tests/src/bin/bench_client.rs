@@ -3,13 +3,15 @@
 //!
 //! `bench-client --target URL [--connections N] [--concurrency K] [--duration-ms D]
 //!   [--rate CALLS_PER_S] [--payload BYTES] [--reply BYTES] [--replies N] [--hold STREAMS]
-//!   [--wait]`
+//!   [--wait] [--warm]`
 //! - `--concurrency`: calls in flight per connection; `--rate 0` (default) saturates.
 //! - `--replies N` > 0 makes server-streaming calls of N replies instead of unary calls.
 //! - `--hold N` opens N server-streaming calls (in batches of 500, spread over the
 //!   connections) that stay open ~3 s together (memory test).
 //! - `--wait` prints `ready` and waits for a line on stdin before connecting, so a tracer
 //!   attached meanwhile sees the connections from their first byte.
+//! - `--warm`: connects and makes one call per connection first (before `--wait`), so a tracer
+//!   attached meanwhile joins connections that are already in use.
 
 use std::{
     sync::Arc,
@@ -31,6 +33,7 @@ struct Options {
     replies: u32,
     hold: usize,
     wait: bool,
+    warm: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -45,6 +48,7 @@ fn parse() -> Result<Options, String> {
         replies: 0,
         hold: 0,
         wait: false,
+        warm: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -61,6 +65,7 @@ fn parse() -> Result<Options, String> {
             "--replies" => options.replies = number(value()?)? as u32,
             "--hold" => options.hold = number(value()?)? as usize,
             "--wait" => options.wait = true,
+            "--warm" => options.warm = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -109,21 +114,29 @@ async fn one_call(client: &mut EchoClient<Channel>, request: EchoRequest, stream
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = Arc::new(parse()?);
-    if options.wait {
+    let wait = || -> std::io::Result<()> {
         println!("ready");
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
+        std::io::stdin().read_line(&mut line).map(drop)
+    };
+    if options.wait && !options.warm {
+        wait()?;
     }
     let mut clients = Vec::new();
     for _ in 0..options.connections.max(1) {
         let channel = Channel::from_shared(options.target.clone())?
             .connect()
             .await?;
-        clients.push(
-            EchoClient::new(channel)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-        );
+        let mut client = EchoClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        if options.warm {
+            client.unary(EchoRequest::default()).await?;
+        }
+        clients.push(client);
+    }
+    if options.wait && options.warm {
+        wait()?;
     }
     let (user_before, system_before) = cpu_micros();
     let started = Instant::now();

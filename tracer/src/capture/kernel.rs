@@ -7,7 +7,9 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use tracer_common::{LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess};
+use tracer_common::{
+    DirectionKey, FrameCursor, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
+};
 
 use super::CaptureError;
 
@@ -60,6 +62,7 @@ pub struct KernelPrograms {
     pub events: RingBuf<MapData>,
     pub traced: HashMap<MapData, u32, TracedProcess>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
+    pub resync: HashMap<MapData, DirectionKey, FrameCursor>,
     pub losses: PerCpuArray<MapData, u64>,
 }
 
@@ -101,6 +104,7 @@ impl KernelPrograms {
         let events = RingBuf::try_from(take("EVENTS")?).map_err(map_err)?;
         let traced = HashMap::try_from(take("TRACED")?).map_err(map_err)?;
         let sockets = HashMap::try_from(take("SOCKETS")?).map_err(map_err)?;
+        let resync = HashMap::try_from(take("RESYNC")?).map_err(map_err)?;
         let losses = PerCpuArray::try_from(take("LOSSES")?).map_err(map_err)?;
         debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
         Ok(KernelPrograms {
@@ -108,6 +112,7 @@ impl KernelPrograms {
             events,
             traced,
             sockets,
+            resync,
             losses,
         })
     }

@@ -13,14 +13,21 @@ mod privileges;
 mod process_sockets;
 mod record;
 
-use std::{collections::HashMap, os::fd::AsRawFd, time::Duration};
+use std::{
+    collections::HashMap,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 pub use endpoint::Endpoint;
 pub use ordering::{Chunk, Payload};
 pub use process_sockets::process_alive;
 pub use record::RecordError;
-pub use tracer_common::{Direction, LossKind};
-use tracer_common::{OpenRole, SocketKey, SocketState, TracedProcess, maps::USER_CONN_ID_BIT};
+pub use tracer_common::{Direction, LossKind, MessageCursor};
+use tracer_common::{
+    DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
+    maps::{USER_CONN_ID_BIT, framing},
+};
 
 use kernel::KernelPrograms;
 use ordering::StreamOrder;
@@ -185,13 +192,43 @@ impl Connection {
     }
 }
 
-#[derive(Default)]
 struct Connection {
+    /// Its entry in the kernel's socket table.
+    socket: SocketKey,
     /// Per [`Direction`] (egress, ingress).
     order: [StreamOrder; 2],
     /// Poll rounds that ended with chunks still held back.
     stalled_rounds: u32,
+    /// Per [`Direction`]: when a frame sync offer is next worth checking.
+    next_sync_check: [Instant; 2],
 }
+
+impl Connection {
+    fn new(pid: u32, fd: u32) -> Connection {
+        let now = Instant::now();
+        Connection {
+            socket: SocketKey { tgid: pid, fd },
+            order: Default::default(),
+            stalled_rounds: 0,
+            next_sync_check: [now; 2],
+        }
+    }
+}
+
+/// What became of a frame sync offer ([`Capture::offer_frame_sync`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOffer {
+    /// The kernel side takes it up with the direction's next syscall.
+    Placed,
+    /// The kernel side is following this direction's framing already, or never will (not
+    /// HTTP/2); checked again after a while.
+    NotNeeded,
+    /// The process moved on since the offered offset, or the connection is gone.
+    Stale,
+}
+
+/// How long a direction whose kernel cursor is following goes without a new check.
+const FOLLOWING_RECHECK: Duration = Duration::from_secs(1);
 
 /// Attached kernel programs plus the userspace state that orders their output.
 /// Dropping it detaches everything.
@@ -302,7 +339,7 @@ impl Capture {
             return;
         }
         self.next_user_conn_id += 1;
-        self.connections.insert(conn_id, Connection::default());
+        self.connections.insert(conn_id, Connection::new(pid, fd));
         self.queued.push(CaptureEvent::Opened(ConnectionInfo {
             id: conn_id,
             pid,
@@ -376,7 +413,9 @@ impl Capture {
                                 peer: None,
                                 timestamp_ns: record.header.timestamp_ns,
                             }));
-                            self.connections.entry(conn_id).or_default()
+                            self.connections.entry(conn_id).or_insert_with(|| {
+                                Connection::new(record.header.tgid, record.header.fd)
+                            })
                         }
                     };
                     let timestamp_ns = record.header.timestamp_ns;
@@ -416,7 +455,7 @@ impl Capture {
                         .and_then(|process| process.inspect_socket(header.fd));
                     let reported_peer = Endpoint::from_sockaddr(addr);
                     self.connections
-                        .insert(header.conn_id, Connection::default());
+                        .insert(header.conn_id, Connection::new(header.tgid, header.fd));
                     sink(CaptureEvent::Opened(ConnectionInfo {
                         id: header.conn_id,
                         pid: header.tgid,
@@ -499,6 +538,52 @@ impl Capture {
         sink(CaptureEvent::ProcessStarted { parent, pid: child });
         for event in self.queued.drain(..) {
             sink(event);
+        }
+    }
+
+    /// Offers the kernel side a frame cursor for one direction of a connection, for when it
+    /// lost track of the framing (joined mid-stream, bytes missed, reads too dense to follow)
+    /// and copies everything. `offset` is where userspace, in frame sync itself, saw the
+    /// direction stop at a frame boundary, with `parked` the streams in the middle of a message
+    /// there. The kernel side takes it up only if its next syscall starts exactly there.
+    pub fn offer_frame_sync(
+        &mut self,
+        conn_id: u64,
+        direction: Direction,
+        offset: u64,
+        parked: &[MessageCursor],
+    ) -> SyncOffer {
+        let Some(connection) = self.connections.get_mut(&conn_id) else {
+            return SyncOffer::Stale;
+        };
+        let now = Instant::now();
+        if now < connection.next_sync_check[direction as usize] {
+            return SyncOffer::NotNeeded;
+        }
+        let Ok(state) = self.kernel.sockets.get(&connection.socket, 0) else {
+            return SyncOffer::Stale;
+        };
+        let position = match direction {
+            Direction::Egress => state.sent,
+            Direction::Ingress => state.received,
+        };
+        if state.conn_id != conn_id || position != offset {
+            return SyncOffer::Stale;
+        }
+        if state.framing[direction as usize].state != framing::LOST {
+            connection.next_sync_check[direction as usize] = now + FOLLOWING_RECHECK;
+            return SyncOffer::NotNeeded;
+        }
+        let Some(cursor) = FrameCursor::at_frame_boundary(offset, parked) else {
+            return SyncOffer::Stale;
+        };
+        let key = DirectionKey {
+            conn_id,
+            direction: direction as u64,
+        };
+        match self.kernel.resync.insert(key, cursor, 0) {
+            Ok(()) => SyncOffer::Placed,
+            Err(_) => SyncOffer::Stale,
         }
     }
 

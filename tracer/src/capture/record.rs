@@ -147,9 +147,11 @@ impl<'a> Pieces<'a> {
     }
 }
 
+/// Kept bytes, then the number of stream bytes skipped after them.
+pub type Piece<'a> = (&'a [u8], u64);
+
 impl<'a> Iterator for Pieces<'a> {
-    /// Kept bytes, then the number of stream bytes skipped after them.
-    type Item = (&'a [u8], u64);
+    type Item = Piece<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (piece, rest) = split_piece(self.bytes)?;
@@ -158,7 +160,8 @@ impl<'a> Iterator for Pieces<'a> {
     }
 }
 
-fn split_piece(bytes: &[u8]) -> Option<((&[u8], u64), &[u8])> {
+/// The first piece of `bytes` and what follows it; `None` if it is cut short.
+fn split_piece(bytes: &[u8]) -> Option<(Piece<'_>, &[u8])> {
     let header = bytes.get(..PIECE_HEADER_LEN)?;
     // SAFETY: `PieceHeader` is plain old data and `header` has its size.
     let header: PieceHeader = unsafe { ptr::read_unaligned(header.as_ptr().cast()) };
@@ -228,10 +231,7 @@ mod tests {
         assert_eq!((record.offset, record.original_len), (100, 12));
         assert_eq!(direction, Direction::Ingress);
         let pieces: Vec<_> = pieces.collect();
-        assert_eq!(
-            pieces,
-            [(&b"abc"[..], 7), (&b""[..], 0), (&b"de"[..], 0)]
-        );
+        assert_eq!(pieces, [(&b"abc"[..], 7), (&b""[..], 0), (&b"de"[..], 0)]);
     }
 
     #[test]

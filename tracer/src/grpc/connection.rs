@@ -9,8 +9,10 @@ use super::{
     metadata::{is_retained, parse_timeout, percent_decode},
     status::Code,
 };
+use tracer_common::maps::MESSAGE_CURSOR_SLOTS;
+
 use crate::{
-    capture::{Chunk, Direction, Payload},
+    capture::{Chunk, Direction, MessageCursor, Payload},
     hpack::{self, FieldValue, HeaderField},
     http2::{DataPiece, ErrorCode, Frame, FrameHeader, FrameReader, Kind, ReaderEvent, Setting},
 };
@@ -128,6 +130,8 @@ pub struct ConnectionTracker {
     first_request_stream: Option<u32>,
     limits: Limits,
     stats: TrackerStats,
+    /// Per [`Direction`]: the stream offset right after the last chunk fed.
+    next_offset: [Option<u64>; 2],
 }
 
 fn opposite(direction: Direction) -> Direction {
@@ -161,6 +165,7 @@ impl ConnectionTracker {
             first_request_stream: None,
             limits,
             stats: TrackerStats::default(),
+            next_offset: [None; 2],
         }
     }
 
@@ -192,6 +197,38 @@ impl ConnectionTracker {
             }
         }
         self.halves[index].reader = reader;
+        self.next_offset[index] = Some(chunk.offset + chunk.payload.len());
+    }
+
+    /// Where one direction stands, if everything fed so far ends exactly at a frame boundary:
+    /// the stream offset, and the streams in the middle of a message there. `None` when the
+    /// reader is mid-frame or out of sync, or when more streams are mid-message than the kernel
+    /// side can hold. Streams whose message boundaries are unknown (joined mid-message) are
+    /// left out: the kernel side may then misread their DATA, which only affects counts that
+    /// are already marked inexact.
+    pub fn frame_sync_offer(&self, direction: Direction) -> Option<(u64, Vec<MessageCursor>)> {
+        let offset = self.next_offset[direction as usize]?;
+        if !self.halves[direction as usize].reader.at_frame_boundary() {
+            return None;
+        }
+        let client = self.client_direction?;
+        let mut parked = Vec::new();
+        for (&stream_id, stream) in &self.streams {
+            let counter = if client == direction {
+                &stream.request
+            } else {
+                &stream.response
+            };
+            match counter.resume_point() {
+                None | Some((0, 0)) => {}
+                Some((prefix_seen, value)) => parked.push(MessageCursor {
+                    stream_id,
+                    prefix_seen,
+                    value,
+                }),
+            }
+        }
+        (parked.len() <= MESSAGE_CURSOR_SLOTS).then_some((offset, parked))
     }
 
     /// The connection closed: every call still open ends here.

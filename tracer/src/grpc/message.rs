@@ -86,6 +86,22 @@ impl MessageCounter {
         }
     }
 
+    /// Where the stream stands between messages, for the kernel side's frame cursor:
+    /// `(prefix bytes seen, body bytes left)` or, inside a prefix, the length bytes among those
+    /// seen. `None` once counting stopped.
+    pub fn resume_point(&self) -> Option<(u32, u32)> {
+        if self.lost {
+            return None;
+        }
+        if self.prefix_len == 0 {
+            return Some((0, u32::try_from(self.body_left).ok()?));
+        }
+        let length = self.prefix[1..self.prefix_len]
+            .iter()
+            .fold(0u32, |value, byte| (value << 8) | u32::from(*byte));
+        Some((self.prefix_len as u32, length))
+    }
+
     /// Frames of this stream may have been lost: stop counting.
     pub fn lose_sync(&mut self) {
         self.lost = true;

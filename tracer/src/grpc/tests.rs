@@ -8,7 +8,7 @@ use httlib_hpack::Encoder;
 
 use super::*;
 use crate::{
-    capture::{Chunk, Direction, Payload},
+    capture::{Chunk, Direction, MessageCursor, Payload},
     http2::{CLIENT_PREFACE, frame::flags, reader::tests::frame},
 };
 
@@ -775,4 +775,56 @@ fn header_table_size_changes_are_followed() {
     );
     let (calls, stats) = bad.calls(usize::MAX);
     assert_eq!((stats.hpack_errors, calls.len()), (1, 0));
+}
+
+#[test]
+fn frame_sync_is_offered_only_at_frame_boundaries() {
+    let mut wire = Wire::new();
+    wire.request(1, "/a.B/C", &[]);
+    wire.request(3, "/a.B/D", &[]);
+    // Stream 1 stops 60 body bytes short of its message, stream 3 two bytes into a prefix
+    // (one of them a length byte); the frames themselves are complete.
+    let mut first = vec![0];
+    first.extend_from_slice(&100u32.to_be_bytes());
+    first.extend_from_slice(&[7; 40]);
+    wire.write(Direction::Egress, frame(DATA, 0, 1, &first));
+    wire.write(Direction::Egress, frame(DATA, 0, 3, &[0, 0]));
+    let egress_len: u64 = wire
+        .writes
+        .iter()
+        .filter(|(direction, ..)| *direction == Direction::Egress)
+        .map(|(_, bytes, _)| bytes.len() as u64)
+        .sum();
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    wire.replay_into(&mut tracker, 7, &mut out);
+    let (offset, mut parked) = tracker
+        .frame_sync_offer(Direction::Egress)
+        .expect("at a frame boundary");
+    parked.sort_by_key(|message| message.stream_id);
+    assert_eq!(offset, egress_len);
+    assert_eq!(
+        parked,
+        [
+            MessageCursor {
+                stream_id: 1,
+                prefix_seen: 0,
+                value: 60
+            },
+            MessageCursor {
+                stream_id: 3,
+                prefix_seen: 2,
+                value: 0
+            },
+        ]
+    );
+
+    // Half a frame header later, there is nothing to offer.
+    let chunk = Chunk {
+        offset: egress_len,
+        timestamp_ns: 1,
+        payload: Payload::Bytes(frame(DATA, 0, 1, &[1; 10])[..4].to_vec()),
+    };
+    tracker.on_chunk(Direction::Egress, &chunk, &mut out);
+    assert_eq!(tracker.frame_sync_offer(Direction::Egress), None);
 }

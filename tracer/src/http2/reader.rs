@@ -256,6 +256,11 @@ impl FrameReader {
         }
     }
 
+    /// In frame sync, with no part of a frame pending: the next byte starts a frame header.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.state == State::Header && self.buf.is_empty()
+    }
+
     /// Accounts for `len` bytes that went by uncaptured.
     pub fn push_gap(&mut self, len: u64, sink: &mut Sink<'_>) {
         if len == 0 {

@@ -25,6 +25,7 @@ use crate::{
         DATA_SCRATCH, DEFER_CAP, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, count_loss,
         data_record_flags,
     },
+    volatile::copy_words,
 };
 
 /// Enough for grpcio's many-iovec sendmsg; the rest becomes a gap.
@@ -355,7 +356,7 @@ fn copy_out(
         if (*cursor).state == LOST {
             rearm(cursor, &key, offset);
         }
-        (*scratch).cursor = *cursor;
+        copy_words(&raw mut (*scratch).cursor, cursor);
     }
     // bpf_loop has the verifier check one step rather than every iteration of an unrolled loop.
     // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches while
@@ -374,7 +375,7 @@ fn copy_out(
     let following = unsafe {
         let followed = &raw mut (*scratch).cursor;
         framing::end(followed, offset + total, remaining == 0);
-        *cursor = *followed;
+        copy_words(cursor, followed);
         framing::is_following(cursor)
     };
     if remaining > 0 {
@@ -412,7 +413,7 @@ fn rearm(cursor: *mut FrameCursor, key: &DirectionKey, offset: u64) {
     // during this program.
     unsafe {
         if (*offered).position == offset && (*offered).state == HEADER {
-            *cursor = *offered;
+            copy_words(cursor, offered);
         }
     }
     let _ = RESYNC.remove(key);
@@ -435,8 +436,8 @@ fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
     // SAFETY: `scratch` is this CPU's scratch value; both areas hold at least `assembled` bytes.
     unsafe {
         let deferred = &raw mut (*scratch).deferred;
-        (*deferred).walk = (*scratch).walk.record;
-        (*deferred).record = (*scratch).record;
+        copy_words(&raw mut (*deferred).walk, &raw const (*scratch).walk.record);
+        copy_words(&raw mut (*deferred).record, &raw const (*scratch).record);
         let dst =
             core::slice::from_raw_parts_mut((*deferred).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*scratch).data.as_ptr(), dst).is_err() {
@@ -455,19 +456,19 @@ fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
     // SAFETY: `scratch` is this CPU's scratch value; `deferred` is a map value, valid during
     // this program. `assembled` is at most DEFER_CAP, the size of the source area.
     unsafe {
-        let held = (*deferred).walk;
-        if held.assembled > DEFER_CAP as u64 {
+        let held = &raw const (*deferred).walk;
+        let assembled = (*held).assembled;
+        if assembled > DEFER_CAP as u64 {
             return;
         }
-        let dst =
-            core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), held.assembled as usize);
+        let dst = core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*deferred).data.as_ptr(), dst).is_err() {
             // The held-back bytes are lost: say so rather than leaving a silent hole.
             count_loss(LossKind::UserReadFailed);
             let _ = DEFERRED.remove(key);
             return;
         }
-        (*scratch).walk.record = held;
+        copy_words(&raw mut (*scratch).walk.record, held);
     }
     let _ = DEFERRED.remove(key);
 }

@@ -53,11 +53,24 @@ pub fn check_kernel_features() -> Result<(), CaptureError> {
             "no BTF (/sys/kernel/btf/vmlinux is missing; needs CONFIG_DEBUG_INFO_BTF=y)",
         ));
     }
-    match aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
-        Ok(true) => Ok(()),
-        _ => Err(CaptureError::KernelFeature(
+    if !matches!(
+        aya::sys::is_map_supported(aya::maps::MapType::RingBuf),
+        Ok(true)
+    ) {
+        return Err(CaptureError::KernelFeature(
             "no BPF ring buffer support (needs Linux 5.8+)",
+        ));
+    }
+    // The transfer walk runs under bpf_loop.
+    match aya::sys::is_helper_supported(
+        aya::programs::ProgramType::TracePoint,
+        aya::sys::BpfHelper::BPF_FUNC_loop,
+    ) {
+        Ok(false) => Err(CaptureError::KernelFeature(
+            "no bpf_loop helper for tracepoint programs (needs Linux 5.17+)",
         )),
+        // A probe that could not run says nothing; loading the programs will tell.
+        Ok(true) | Err(_) => Ok(()),
     }
 }
 

@@ -252,15 +252,18 @@ fn run_client(
     } else {
         None
     };
+    let before = MachineCpu::now();
     writeln!(client.stdin.take().expect("piped"), "go")?;
     let mut result = String::new();
     stdout.read_line(&mut result)?;
+    let busy_cores = before.busy_cores_since();
     let status = client.wait()?;
     if !status.success() {
         bail!("bench-client failed: {status}");
     }
-    let client_report: Value = serde_json::from_str(&result)
+    let mut client_report: Value = serde_json::from_str(&result)
         .with_context(|| format!("bench-client printed {result:?}"))?;
+    client_report["machine_busy_cores"] = busy_cores.into();
     let tracer_report = match tracer {
         Some(mut tracer) => {
             // It stops by itself once the client has exited.
@@ -343,6 +346,7 @@ fn run_h2load(
         command.args(["-c", &script]);
         command
     };
+    let before = MachineCpu::now();
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -358,6 +362,7 @@ fn run_h2load(
     {
         bail!("h2load run failed (traced: {traced})");
     }
+    let busy_cores = before.busy_cores_since();
     let text = std::fs::read_to_string(&output).context("reading h2load's output")?;
     let field = |line_start: &str, index: usize| -> f64 {
         text.lines()
@@ -401,9 +406,52 @@ fn run_h2load(
         "p99_us": f64::NAN,
         "cpu_user_us": cpu,
         "cpu_system_us": 0,
+        "machine_busy_cores": busy_cores,
     });
     std::thread::sleep(Duration::from_millis(200));
     Ok((client, tracer))
+}
+
+/// Busy and total CPU time of the whole machine (from /proc/stat), to tell how many cores a load
+/// kept busy.
+struct MachineCpu {
+    busy: u64,
+    total: u64,
+    cores: usize,
+}
+
+impl MachineCpu {
+    fn now() -> MachineCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cores = stat
+            .lines()
+            .filter(|line| line.starts_with("cpu") && !line.starts_with("cpu "))
+            .count();
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        let total = ticks.iter().sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        MachineCpu {
+            busy: total - idle,
+            total,
+            cores,
+        }
+    }
+
+    /// Cores kept busy on average since `self` was taken.
+    fn busy_cores_since(&self) -> f64 {
+        let now = MachineCpu::now();
+        let total = now.total.saturating_sub(self.total).max(1);
+        now.busy.saturating_sub(self.busy) as f64 / total as f64 * self.cores as f64
+    }
 }
 
 fn number(value: &Value, key: &str) -> f64 {
@@ -455,6 +503,20 @@ fn summarise(
     let spans: f64 = tracer("spans_exported").iter().sum();
     let ring_bytes: f64 = tracer("ring_buffer_bytes").iter().sum();
     let (untraced_rate, traced_rate) = (rate(untraced), rate(traced));
+    // All the machine's CPU per untraced call. When the load keeps every core busy, the tracer's
+    // own CPU per call is taken from the same cores, so even with free in-kernel hooks the
+    // traced rate cannot exceed machine / (machine + tracer) of the untraced one.
+    let busy_untraced = mean(
+        untraced
+            .iter()
+            .map(|(client, _)| number(client, "machine_busy_cores")),
+    );
+    let machine_cpu_per_call = busy_untraced * 1e6 / untraced_rate;
+    let tracer_cpu_per_call = tracer_cpu / calls.max(1.0);
+    // Only meaningful when the untraced load left (almost) no core idle.
+    let cpu_bound = busy_untraced >= 0.9 * MachineCpu::now().cores as f64;
+    let ceiling = cpu_bound
+        .then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
     let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
     json!({
         "load": name,
@@ -464,7 +526,10 @@ fn summarise(
         "client_cpu_us_per_call_untraced": untraced_cpu,
         "client_cpu_us_per_call_traced": traced_cpu,
         "client_cpu_increase": traced_cpu / untraced_cpu - 1.0,
-        "tracer_cpu_us_per_call": tracer_cpu / calls.max(1.0),
+        "tracer_cpu_us_per_call": tracer_cpu_per_call,
+        "machine_busy_cores_untraced": busy_untraced,
+        "machine_cpu_us_per_call_untraced": machine_cpu_per_call,
+        "throughput_ceiling": ceiling,
         "tracer_attach_cpu_ms": attach_cpu / 1000.0,
         "p50_us_untraced": latency(untraced, "p50_us"),
         "p50_us_traced": latency(traced, "p50_us"),
@@ -482,11 +547,13 @@ fn summarise(
 
 fn render(results: &[Value]) -> String {
     let mut out = format!(
-        "{:<42} {:>9} {:>9} {:>6} {:>8} {:>8} {:>6} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
+        "{:<42} {:>9} {:>9} {:>6} {:>5} {:>5} {:>8} {:>8} {:>6} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
         "load",
         "calls/s A",
         "calls/s B",
         "B/A",
+        "busy",
+        "ceil",
         "cliCPU A",
         "cliCPU B",
         "+%",
@@ -501,11 +568,16 @@ fn render(results: &[Value]) -> String {
     for result in results {
         let get = |key: &str| number(result, key);
         out.push_str(&format!(
-            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>8.2} {:>8.2} {:>6.1} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
+            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
             result["load"].as_str().unwrap_or("?"),
             get("calls_per_s_untraced"),
             get("calls_per_s_traced"),
             get("throughput_ratio"),
+            get("machine_busy_cores_untraced"),
+            match result["throughput_ceiling"].as_f64() {
+                Some(ceiling) => format!("{ceiling:.3}"),
+                None => "-".to_owned(),
+            },
             get("client_cpu_us_per_call_untraced"),
             get("client_cpu_us_per_call_traced"),
             get("client_cpu_increase") * 100.0,
@@ -518,6 +590,6 @@ fn render(results: &[Value]) -> String {
             get("tracer_max_rss_kib") / 1024.0,
         ));
     }
-    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\n");
+    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\n");
     out
 }

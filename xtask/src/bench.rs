@@ -515,8 +515,8 @@ fn summarise(
     let tracer_cpu_per_call = tracer_cpu / calls.max(1.0);
     // Only meaningful when the untraced load left (almost) no core idle.
     let cpu_bound = busy_untraced >= 0.9 * MachineCpu::now().cores as f64;
-    let ceiling = cpu_bound
-        .then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
+    let ceiling =
+        cpu_bound.then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
     let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
     json!({
         "load": name,

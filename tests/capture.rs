@@ -4,6 +4,7 @@
 
 use integration_tests::{
     harness::{Observed, Workload, collect_until_exit, field, field_u64, trace_workload},
+    http2_stream,
     pattern::pattern,
 };
 use tracer::capture::{Capture, CaptureConfig, Direction, Endpoint, Origin};
@@ -225,4 +226,41 @@ fn missing_process_is_a_clear_error() {
         err.to_string(),
         format!("process {} does not exist", u32::MAX - 1)
     );
+}
+
+/// Gaps as ranges, adjacent ones merged.
+fn merged(gaps: &[(u64, u64)]) -> Vec<std::ops::Range<u64>> {
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    for &(offset, len) in gaps {
+        match out.last_mut() {
+            Some(last) if last.end == offset => last.end += len,
+            _ => out.push(offset..offset + len),
+        }
+    }
+    out
+}
+
+#[test]
+fn http2_data_payload_is_skipped_exactly() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["http2", "tcp4"]);
+    let [line] = &report[..] else {
+        panic!("one report line expected: {report:?}");
+    };
+    let client = observed.by_fd(pid, field_u64(line, "client_fd") as u32);
+    let server = observed.by_fd(pid, field_u64(line, "server_fd") as u32);
+    let (request, response) = (http2_stream::client_stream(), http2_stream::server_stream());
+    // Every byte the parser needs arrives, at its offset; only message bodies and padding are
+    // left out, all of them up to where the kernel side runs out of parked-stream slots, and
+    // none after. The client's writes and the server's reads cut the stream differently; both
+    // ends must agree.
+    for (label, observed, direction, crafted) in [
+        ("client egress", client, Direction::Egress, &request),
+        ("server ingress", server, Direction::Ingress, &request),
+        ("server egress", server, Direction::Egress, &response),
+        ("client ingress", client, Direction::Ingress, &response),
+    ] {
+        let gaps = merged(&observed.assert_stream(direction, &crafted.bytes));
+        assert_eq!(gaps, crafted.expected_gaps(), "{label}");
+    }
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }

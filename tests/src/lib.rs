@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod harness;
+pub mod http2_stream;
 pub mod otlp_receiver;
 pub mod pattern;
 pub mod recording_proxy;

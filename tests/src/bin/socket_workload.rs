@@ -10,6 +10,9 @@
 //! - `reuse`: two connections one after the other, so the second reuses the first's fd numbers.
 //! - `preopened`: the connection is opened before `ready`, used after `go`.
 //! - `files`: file and pipe writes next to one small TCP exchange.
+//! - `http2`: the hand-laid HTTP/2 streams of `integration_tests::http2_stream`, client to
+//!   server in pieces of every size (writev, so frame headers straddle syscalls and iovecs),
+//!   then server to client.
 
 use std::{
     io::{BufRead, Write},
@@ -21,7 +24,7 @@ use std::{
     thread,
 };
 
-use integration_tests::pattern::pattern;
+use integration_tests::{http2_stream, pattern::pattern};
 
 #[derive(Clone, Copy, Debug)]
 enum Sender {
@@ -88,6 +91,7 @@ fn main() {
             exchange(&pair, 7, 20_000, Sender::Write, Receiver::Read, "");
         }
         "files" => files(),
+        "http2" => http2(transport),
         other => panic!("unknown scenario {other}"),
     }
     println!("done");
@@ -203,6 +207,33 @@ fn streams(transport: &str) {
     pairs.push(small);
     // Closing all at the end keeps every fd number unique within the run.
     drop(pairs);
+}
+
+fn http2(transport: &str) {
+    let pair = Pair::connect(transport);
+    let request = http2_stream::client_stream().bytes;
+    let server = pair.server.as_raw_fd();
+    let len = request.len();
+    let reader = thread::spawn(move || receive(server, len, Receiver::Recvmsg));
+    send_all(pair.client.as_raw_fd(), &request, Sender::Writev);
+    assert!(
+        reader.join().expect("reader") == request,
+        "request corrupted"
+    );
+    let response = http2_stream::server_stream().bytes;
+    let client = pair.client.as_raw_fd();
+    let len = response.len();
+    let reader = thread::spawn(move || receive(client, len, Receiver::Read));
+    send_all(pair.server.as_raw_fd(), &response, Sender::Write);
+    assert!(
+        reader.join().expect("reader") == response,
+        "response corrupted"
+    );
+    println!(
+        "http2 client_fd={} server_fd={}",
+        pair.client.as_raw_fd(),
+        pair.server.as_raw_fd()
+    );
 }
 
 fn reuse(transport: &str) {

@@ -1,10 +1,9 @@
 //! A tracing session: capture events in, one connection tracker per connection, finished calls
 //! out to a sink, until every traced process has exited, time is up, or a signal arrives.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashSet};
 
 use crate::{
     capture::{
@@ -65,9 +64,9 @@ impl Session {
         Session {
             capture,
             limits,
-            trackers: HashMap::new(),
-            ignored: HashSet::new(),
-            alive: HashSet::new(),
+            trackers: HashMap::default(),
+            ignored: HashSet::default(),
+            alive: HashSet::default(),
             summary: Summary::default(),
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
@@ -113,7 +112,7 @@ impl Session {
         let mut events = Vec::new();
         self.capture
             .poll(timeout, &mut |event| events.push(event))?;
-        let mut fed = HashSet::new();
+        let mut fed = HashSet::default();
         for event in events {
             if let CaptureEvent::Data {
                 conn_id, direction, ..

@@ -13,8 +13,8 @@ mod privileges;
 mod process_sockets;
 mod record;
 
+use foldhash::HashMap;
 use std::{
-    collections::HashMap,
     os::fd::AsRawFd,
     time::{Duration, Instant},
 };
@@ -263,8 +263,8 @@ impl Capture {
         let kernel = KernelPrograms::load(config.ring_buffer_bytes, tracefs)?;
         Ok(Capture {
             kernel,
-            processes: HashMap::new(),
-            connections: HashMap::new(),
+            processes: HashMap::default(),
+            connections: HashMap::default(),
             next_user_conn_id: USER_CONN_ID_BIT | 1,
             queued: Vec::new(),
             malformed_records: 0,

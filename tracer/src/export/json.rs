@@ -23,14 +23,42 @@ pub struct JsonSink {
 }
 
 fn write_str(out: &mut impl Write, text: &str) -> io::Result<()> {
+    // Most values (method names, addresses, status names) need no escaping at all.
+    if !text.bytes().any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\') {
+        out.write_all(b"\"")?;
+        out.write_all(text.as_bytes())?;
+        return out.write_all(b"\"");
+    }
     serde_json::to_writer(&mut *out, text).map_err(io::Error::other)
+}
+
+/// Writes a decimal integer without going through `fmt`.
+fn write_u64(out: &mut impl Write, mut number: u64) -> io::Result<()> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.write_all(&digits[at..])
+}
+
+fn write_int(out: &mut impl Write, number: i64) -> io::Result<()> {
+    if number < 0 {
+        out.write_all(b"-")?;
+    }
+    write_u64(out, number.unsigned_abs())
 }
 
 fn write_value(out: &mut impl Write, value: &AttributeValue) -> io::Result<()> {
     match value {
         AttributeValue::Str(text) => write_str(out, text),
-        AttributeValue::Int(number) => write!(out, "{number}"),
-        AttributeValue::Bool(flag) => write!(out, "{flag}"),
+        AttributeValue::Int(number) => write_int(out, *number),
+        AttributeValue::Bool(flag) => out.write_all(if *flag { b"true" } else { b"false" }),
     }
 }
 
@@ -68,11 +96,13 @@ pub fn write_span(out: &mut impl Write, span: &SpanRecord, resource_json: &str) 
         SpanKind::Client => "CLIENT",
         SpanKind::Server => "SERVER",
     };
-    write!(
-        out,
-        ",\"kind\":\"{kind}\",\"start_time_unix_nano\":{},\"end_time_unix_nano\":{},\"status\":",
-        span.start_unix_nanos, span.end_unix_nanos
-    )?;
+    out.write_all(b",\"kind\":\"")?;
+    out.write_all(kind.as_bytes())?;
+    out.write_all(b"\",\"start_time_unix_nano\":")?;
+    write_u64(out, span.start_unix_nanos)?;
+    out.write_all(b",\"end_time_unix_nano\":")?;
+    write_u64(out, span.end_unix_nanos)?;
+    out.write_all(b",\"status\":")?;
     match &span.status {
         SpanStatus::Unset => out.write_all(b"{\"code\":\"UNSET\",\"message\":null}")?,
         SpanStatus::Error(message) => {
@@ -143,6 +173,25 @@ impl CallSink for JsonSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_as_json() {
+        for (value, expected) in [
+            (AttributeValue::Int(0), "0"),
+            (AttributeValue::Int(-42), "-42"),
+            (AttributeValue::Int(i64::MIN), "-9223372036854775808"),
+            (AttributeValue::Bool(true), "true"),
+            (AttributeValue::Str("plain/Method".into()), "\"plain/Method\""),
+            (AttributeValue::Str("say \"hi\"\n\\".into()), r#""say \"hi\"\n\\""#),
+        ] {
+            let mut out = Vec::new();
+            write_value(&mut out, &value).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        let mut out = Vec::new();
+        write_u64(&mut out, u64::MAX).unwrap();
+        assert_eq!(out, u64::MAX.to_string().as_bytes());
+    }
 
     #[test]
     fn spans_are_single_line_valid_json() {

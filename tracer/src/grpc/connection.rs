@@ -1,7 +1,9 @@
 //! Follows every stream of one connection, from its two captured byte streams, to a
 //! [`CallRecord`] per gRPC call.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
+
+use foldhash::HashMap;
 
 use super::{
     call::{CallRecord, ConnectionFacts, EndReason, Side},
@@ -161,7 +163,7 @@ impl ConnectionTracker {
             facts: Arc::new(facts),
             halves: [half(), half()],
             client_direction: None,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             first_request_stream: None,
             limits,
             stats: TrackerStats::default(),

@@ -105,9 +105,10 @@ pub fn next_run(cursor: *mut FrameCursor) -> Run {
 }
 
 /// Whether kept bytes must reach userspace with this syscall, or may wait for a later one.
-/// DATA frame headers and message prefixes may wait: they only matter to message counts and
-/// sizes, which a later header, an END_STREAM or the trailers will flush out anyway. Everything
-/// else (header blocks, END_STREAM, RST_STREAM, SETTINGS, ...) carries timing that spans use.
+/// The headers of DATA frames that do not end the stream may wait: what they tell userspace
+/// (payload lengths, stream ids) does not depend on when it arrives. Everything else carries a
+/// time that spans use: message prefixes (when the first message came), header blocks,
+/// END_STREAM, RST_STREAM, SETTINGS, ...
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
     CanWait,
@@ -197,7 +198,6 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
             set!(cursor, message.prefix_seen, prefix_seen);
             set!(cursor, message.value, value);
             consume_data(cursor, len as u32);
-            return Urgency::CanWait;
         }
         _ => {}
     }

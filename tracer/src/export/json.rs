@@ -24,7 +24,10 @@ pub struct JsonSink {
 
 fn write_str(out: &mut impl Write, text: &str) -> io::Result<()> {
     // Most values (method names, addresses, status names) need no escaping at all.
-    if !text.bytes().any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\') {
+    if !text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
         out.write_all(b"\"")?;
         out.write_all(text.as_bytes())?;
         return out.write_all(b"\"");
@@ -181,8 +184,14 @@ mod tests {
             (AttributeValue::Int(-42), "-42"),
             (AttributeValue::Int(i64::MIN), "-9223372036854775808"),
             (AttributeValue::Bool(true), "true"),
-            (AttributeValue::Str("plain/Method".into()), "\"plain/Method\""),
-            (AttributeValue::Str("say \"hi\"\n\\".into()), r#""say \"hi\"\n\\""#),
+            (
+                AttributeValue::Str("plain/Method".into()),
+                "\"plain/Method\"",
+            ),
+            (
+                AttributeValue::Str("say \"hi\"\n\\".into()),
+                r#""say \"hi\"\n\\""#,
+            ),
         ] {
             let mut out = Vec::new();
             write_value(&mut out, &value).unwrap();

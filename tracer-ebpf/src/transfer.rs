@@ -482,23 +482,18 @@ pub fn flush_deferred(key: &DirectionKey) {
     };
     // SAFETY: `deferred` is a map value, valid during this program; the record and `captured`
     // bytes after it lie inside it.
-    let result = unsafe {
-        let held = (*deferred).walk;
-        let captured = held.assembled;
+    unsafe {
+        let held = &raw const (*deferred).walk;
+        let captured = (*held).assembled;
         if captured > DEFER_CAP as u64 {
             return;
         }
-        (*deferred).record.offset = held.offset;
-        (*deferred).record.captured_len = captured as u32;
-        (*deferred).record.original_len = held.covered as u32;
-        let bytes = core::slice::from_raw_parts(
-            (&raw const (*deferred).record).cast::<u8>(),
-            size_of::<DataRecord>() + captured as usize,
+        send_record(
+            &raw mut (*deferred).record,
+            (*held).offset,
+            captured,
+            (*held).covered,
         );
-        EVENTS.output::<[u8]>(bytes, data_record_flags())
-    };
-    if result.is_err() {
-        count_loss(LossKind::RingBufferFull);
     }
     let _ = DEFERRED.remove(key);
 }
@@ -720,12 +715,23 @@ fn emit(scratch: *mut DataScratch) {
     }
     // SAFETY: `scratch` is this CPU's scratch value; the record and `captured` bytes after it
     // lie inside it.
+    unsafe { send_record(&raw mut (*scratch).record, offset, captured, covered) };
+}
+
+/// Fills in a record's extent and sends it with the `captured` bytes that follow it.
+///
+/// # Safety
+/// `record` must point at a record in map memory followed by at least `captured` bytes, and
+/// the caller must have bounded `captured` by that area's size.
+#[inline(always)]
+unsafe fn send_record(record: *mut DataRecord, offset: u64, captured: u64, covered: u64) {
+    // SAFETY: per the caller's contract.
     let result = unsafe {
-        (*scratch).record.offset = offset;
-        (*scratch).record.captured_len = captured as u32;
-        (*scratch).record.original_len = covered as u32;
+        (*record).offset = offset;
+        (*record).captured_len = captured as u32;
+        (*record).original_len = covered as u32;
         let bytes = core::slice::from_raw_parts(
-            (&raw const (*scratch).record).cast::<u8>(),
+            record.cast::<u8>(),
             size_of::<DataRecord>() + captured as usize,
         );
         EVENTS.output::<[u8]>(bytes, data_record_flags())

@@ -212,28 +212,41 @@ fn streams(transport: &str) {
 fn http2(transport: &str) {
     let pair = Pair::connect(transport);
     let request = http2_stream::client_stream().bytes;
-    let server = pair.server.as_raw_fd();
-    let len = request.len();
-    let reader = thread::spawn(move || receive(server, len, Receiver::Recvmsg));
-    send_all(pair.client.as_raw_fd(), &request, Sender::Writev);
-    assert!(
-        reader.join().expect("reader") == request,
-        "request corrupted"
+    transfer_checked(
+        &pair.client,
+        &pair.server,
+        request,
+        Sender::Writev,
+        Receiver::Recvmsg,
     );
     let response = http2_stream::server_stream().bytes;
-    let client = pair.client.as_raw_fd();
-    let len = response.len();
-    let reader = thread::spawn(move || receive(client, len, Receiver::Read));
-    send_all(pair.server.as_raw_fd(), &response, Sender::Write);
-    assert!(
-        reader.join().expect("reader") == response,
-        "response corrupted"
+    transfer_checked(
+        &pair.server,
+        &pair.client,
+        response,
+        Sender::Write,
+        Receiver::Read,
     );
     println!(
         "http2 client_fd={} server_fd={}",
         pair.client.as_raw_fd(),
         pair.server.as_raw_fd()
     );
+}
+
+/// Sends `data` from one end to the other, read there by another thread, and checks it arrived.
+fn transfer_checked(
+    from: &OwnedFd,
+    to: &OwnedFd,
+    data: Vec<u8>,
+    sender: Sender,
+    receiver: Receiver,
+) {
+    let to = to.as_raw_fd();
+    let len = data.len();
+    let reader = thread::spawn(move || receive(to, len, receiver));
+    send_all(from.as_raw_fd(), &data, sender);
+    assert!(reader.join().expect("reader") == data, "transfer corrupted");
 }
 
 fn reuse(transport: &str) {

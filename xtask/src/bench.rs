@@ -2,6 +2,7 @@
 //! traced in alternation (ABAB...) in one invocation, so machine noise hits both alike; the
 //! table and a JSON report (under target/bench/) give throughput, client CPU per call, the
 //! tracer's own CPU per call, latency, spans per call, ring buffer bytes per call and losses.
+//! One load also runs with the tracer attached to an idle process: the cost of the hooks alone.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -19,9 +20,24 @@ struct Load {
     args: Vec<String>,
     /// Only measured traced (the memory test).
     traced_only: bool,
+    /// Also measured with the tracer attached to another (idle) process: what the hooks alone
+    /// cost every process on the machine, before anything is captured.
+    hooks_floor: bool,
     /// Driven by nghttp2's h2load instead of the tonic bench-client.
     h2load: bool,
 }
+
+/// Two 1 MiB calls at a time on one connection, 1 MiB back each.
+const ONE_MIB_EACH_WAY: [&str; 8] = [
+    "--connections",
+    "1",
+    "--concurrency",
+    "2",
+    "--payload",
+    "1048576",
+    "--reply",
+    "1048576",
+];
 
 fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
@@ -33,6 +49,7 @@ fn loads(quick: bool) -> Vec<Load> {
             name,
             args,
             traced_only: false,
+            hooks_floor: false,
             h2load: false,
         }
     };
@@ -51,30 +68,22 @@ fn loads(quick: bool) -> Vec<Load> {
         .map(str::to_owned)
         .to_vec(),
         traced_only: false,
+        hooks_floor: false,
         h2load: true,
     };
     let mut loads = vec![
-        load(
-            "unary 100 B, saturating, 1 connection",
-            &["--connections", "1", "--concurrency", "8"],
-        ),
+        Load {
+            hooks_floor: !quick,
+            ..load(
+                "unary 100 B, saturating, 1 connection",
+                &["--connections", "1", "--concurrency", "8"],
+            )
+        },
         load(
             "unary 100 B, 2000 calls/s, 1 connection",
             &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
         ),
-        load(
-            "unary 1 MiB each way, 1 connection",
-            &[
-                "--connections",
-                "1",
-                "--concurrency",
-                "2",
-                "--payload",
-                "1048576",
-                "--reply",
-                "1048576",
-            ],
-        ),
+        load("unary 1 MiB each way, 1 connection", &ONE_MIB_EACH_WAY),
     ];
     loads.push(h2load(
         "h2load unary 100 B, saturating, 1 connection",
@@ -84,17 +93,7 @@ fn loads(quick: bool) -> Vec<Load> {
     if !quick {
         loads.push(load(
             "unary 1 MiB each way, connection open before attach",
-            &[
-                "--warm",
-                "--connections",
-                "1",
-                "--concurrency",
-                "2",
-                "--payload",
-                "1048576",
-                "--reply",
-                "1048576",
-            ],
+            &[&["--warm"][..], &ONE_MIB_EACH_WAY].concat(),
         ));
         loads.push(h2load(
             "h2load unary 100 B, saturating, 16 connections",
@@ -136,6 +135,7 @@ fn loads(quick: bool) -> Vec<Load> {
                 "10".into(),
             ],
             traced_only: true,
+            hooks_floor: false,
             h2load: false,
         });
     }
@@ -160,11 +160,11 @@ pub fn run(quick: bool) -> Result<()> {
             );
             continue;
         }
-        let run = |traced: bool| -> Result<(Value, Option<Value>)> {
+        let run = |mode: Mode| -> Result<(Value, Option<Value>)> {
             if load.h2load {
-                run_h2load(&release, &address, &load.args, &body, traced)
+                run_h2load(&release, &address, &load.args, &body, mode == Mode::Traced)
             } else {
-                run_client(&release, &address, &load.args, traced)
+                run_client(&release, &address, &load.args, mode)
             }
         };
         eprintln!("xtask: bench: {}", load.name);
@@ -174,17 +174,23 @@ pub fn run(quick: bool) -> Result<()> {
             warmup[duration + 1] = "1000".into();
         }
         if !load.h2load {
-            run_client(&release, &address, &warmup, false)?;
+            run_client(&release, &address, &warmup, Mode::Untraced)?;
         }
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
-        for _ in 0..rounds {
+        let mut hooks_only = Vec::new();
+        // The hooks-only comparison is a few percent at most: give it more rounds against noise.
+        let load_rounds = if load.hooks_floor { 2 * rounds } else { rounds };
+        for _ in 0..load_rounds {
             if !load.traced_only {
-                untraced.push(run(false)?);
+                untraced.push(run(Mode::Untraced)?);
             }
-            traced.push(run(true)?);
+            if load.hooks_floor {
+                hooks_only.push(run(Mode::HooksOnly)?);
+            }
+            traced.push(run(Mode::Traced)?);
         }
-        results.push(summarise(load.name, &untraced, &traced));
+        results.push(summarise(load.name, &untraced, &traced, &hooks_only));
     }
     let _ = server.kill();
     let _ = server.wait();
@@ -200,14 +206,25 @@ pub fn run(quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// How a load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Untraced,
+    /// The tracer attached to an idle process: its hooks fire for every process's syscalls,
+    /// but nothing of the load is captured.
+    HooksOnly,
+    Traced,
+}
+
 /// One client run; traced runs attach the tracer (JSON spans to /dev/null) before the load
 /// starts and also return the tracer's own report.
 fn run_client(
     release: &Path,
     address: &str,
     args: &[String],
-    traced: bool,
+    mode: Mode,
 ) -> Result<(Value, Option<Value>)> {
+    let traced = mode == Mode::Traced;
     let mut client = Command::new(release.join("bench-client"))
         .args(["--target", &format!("http://{address}"), "--wait"])
         .args(args)
@@ -223,13 +240,23 @@ fn run_client(
     }
     let stats: PathBuf =
         std::env::temp_dir().join(format!("grpc-tracer-bench-{}.json", client.id()));
-    let tracer = if traced {
+    let mut idle = match mode {
+        Mode::HooksOnly => Some(
+            Command::new("sleep")
+                .arg("3600")
+                .spawn()
+                .context("starting an idle process")?,
+        ),
+        _ => None,
+    };
+    let target = idle.as_ref().map_or(client.id(), |idle| idle.id());
+    let tracer = if mode != Mode::Untraced {
         let mut tracer = Command::new(release.join("tracer"))
             .args([
                 "--output",
                 "json",
                 "--pid",
-                &client.id().to_string(),
+                &target.to_string(),
                 "--stats-json",
             ])
             .arg(&stats)
@@ -264,7 +291,17 @@ fn run_client(
     let mut client_report: Value = serde_json::from_str(&result)
         .with_context(|| format!("bench-client printed {result:?}"))?;
     client_report["machine_busy_cores"] = busy_cores.into();
+    if let Some(mut idle) = idle.take() {
+        // The tracer stops once the process it traces is gone.
+        let _ = idle.kill();
+        let _ = idle.wait();
+    }
     let tracer_report = match tracer {
+        Some(mut tracer) if !traced => {
+            tracer.wait()?;
+            let _ = std::fs::remove_file(&stats);
+            None
+        }
         Some(mut tracer) => {
             // It stops by itself once the client has exited.
             let status = tracer.wait()?;
@@ -471,6 +508,7 @@ fn summarise(
     name: &str,
     untraced: &[(Value, Option<Value>)],
     traced: &[(Value, Option<Value>)],
+    hooks_only: &[(Value, Option<Value>)],
 ) -> Value {
     let rate = |runs: &[(Value, Option<Value>)]| {
         mean(
@@ -518,7 +556,16 @@ fn summarise(
     let ceiling =
         cpu_bound.then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
     let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
+    let hooks_floor = (!hooks_only.is_empty()).then(|| {
+        json!({
+            "calls_per_s": rate(hooks_only),
+            "throughput_ratio": rate(hooks_only) / untraced_rate,
+            "client_cpu_us_per_call": cpu_per_call(hooks_only),
+            "client_cpu_increase": cpu_per_call(hooks_only) / untraced_cpu - 1.0,
+        })
+    });
     json!({
+        "hooks_only": hooks_floor,
         "load": name,
         "calls_per_s_untraced": untraced_rate,
         "calls_per_s_traced": traced_rate,
@@ -589,6 +636,17 @@ fn render(results: &[Value]) -> String {
             get("kernel_losses"),
             get("tracer_max_rss_kib") / 1024.0,
         ));
+    }
+    for result in results {
+        let floor = &result["hooks_only"];
+        if floor.is_object() {
+            out.push_str(&format!(
+                "{}: with the tracer attached to an idle process instead (hooks only): B/A {:.3}, client CPU {:+.1}%\n",
+                result["load"].as_str().unwrap_or("?"),
+                number(floor, "throughput_ratio"),
+                number(floor, "client_cpu_increase") * 100.0,
+            ));
+        }
     }
     out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\n");
     out

@@ -176,13 +176,15 @@ fn assert_spans_match_with(
         // arrive before the client stopped it.
         let (traced, measured) = (span.duration(), call.duration);
         // The client's clock also covers copying the messages in and out of its library,
-        // which for the 2 MiB calls is milliseconds the wire never sees (1 ms per MiB each way).
-        let copying = if call.scenario == "large" {
-            Duration::from_millis(4)
+        // which for the 2 MiB calls is milliseconds the wire never sees (typically 2.5 ms in
+        // all), and on this shared 2-core machine a preemption in the middle of that copying
+        // (once 7 ms) is as long again.
+        let off_wire = if call.scenario == "large" {
+            Duration::from_millis(4) + measured / 4
         } else {
-            Duration::ZERO
+            measured / 10
         };
-        let slack = Duration::from_millis(3) + measured / 10 + copying;
+        let slack = Duration::from_millis(3) + off_wire;
         // A cancelled call ends on the wire when the reset is written, which the client library
         // may do just after the caller gave up and stopped its clock.
         let late = Duration::from_millis(if call.scenario == "cancelled" { 5 } else { 2 });

@@ -1,7 +1,18 @@
-//! Syscall entry and exit: decide whether a call concerns a traced socket, remember its
-//! arguments, and hand the result to the right handler when it returns.
+//! Syscall entry and exit: decide whether a call concerns a traced socket, and hand the result
+//! to the right handler when it returns.
+//!
+//! Data moves (read/write and friends) are hooked at exit only: their arguments are still in
+//! the task's saved user registers there, so nothing has to be remembered from the entry, and
+//! untraced processes pay for one hook instead of two. The rare lifecycle calls (socket,
+//! connect, accept) save their arguments at entry.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
+    programs::TracePointContext,
+};
 use tracer_common::{LossKind, PendingCall, SocketKey, SyscallOp};
 
 use crate::{
@@ -42,8 +53,8 @@ pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
         SyscallOp::Socket | SyscallOp::Accept => true,
         // connect() turns a known (not yet connected) stream socket into a connection.
         SyscallOp::Connect => socket_state(tgid, fd).is_some(),
-        // Data moves are only interesting on connections: skips files, pipes, UDP, listeners.
-        _ => socket_state(tgid, fd).is_some_and(|conn_id| conn_id != 0),
+        // Data moves are hooked at exit only.
+        _ => false,
     };
     if !wanted {
         return;
@@ -72,7 +83,62 @@ fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
     unsafe { SOCKETS.get(SocketKey { tgid, fd }) }.map(|state| state.conn_id)
 }
 
-/// Dispatches a returning syscall whose entry was saved.
+// Where the first three syscall arguments sit in the saved user registers (`struct pt_regs`)
+// at syscall exit. On aarch64 x0 then holds the return value; the first argument is kept in
+// orig_x0.
+#[cfg(bpf_target_arch = "x86_64")]
+const ARG_REGISTER_OFFSETS: [u64; 3] = [112, 104, 96]; // di, si, dx
+#[cfg(bpf_target_arch = "aarch64")]
+const ARG_REGISTER_OFFSETS: [u64; 3] = [272, 8, 16]; // orig_x0, regs[1], regs[2]
+
+/// The first three arguments of the syscall the current task is returning from.
+#[inline(always)]
+fn syscall_args_at_exit() -> Option<[u64; 3]> {
+    // SAFETY: both helpers take and return kernel pointers the verifier tracks; the registers
+    // are then read through bpf_probe_read_kernel, which checks the address.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if regs == 0 {
+        return None;
+    }
+    let read = |offset: u64| unsafe { bpf_probe_read_kernel((regs + offset) as *const u64) }.ok();
+    Some([
+        read(ARG_REGISTER_OFFSETS[0])?,
+        read(ARG_REGISTER_OFFSETS[1])?,
+        read(ARG_REGISTER_OFFSETS[2])?,
+    ])
+}
+
+/// A data-moving syscall (`op`) returned: if it moved bytes on a traced connection, capture
+/// them.
+#[inline(always)]
+pub fn on_transfer_exit(ctx: &TracePointContext, op: SyscallOp) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(tgid) {
+        return;
+    }
+    // SAFETY: every sys_exit_* record has `long ret` at this offset.
+    let Ok(ret) = (unsafe { ctx.read_at::<i64>(EXIT_RET_OFFSET) }) else {
+        return;
+    };
+    if ret <= 0 {
+        return;
+    }
+    let Some([fd, ptr, arg]) = syscall_args_at_exit() else {
+        count_loss(LossKind::UserReadFailed);
+        return;
+    };
+    let call = PendingCall {
+        op: op as u32,
+        fd: fd as u32,
+        ptr,
+        arg,
+        _pad: 0,
+    };
+    transfer::on_transfer(pid_tgid, op, &call, ret);
+}
+
+/// Dispatches a returning lifecycle syscall whose entry was saved.
 #[inline(always)]
 pub fn on_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -92,6 +158,6 @@ pub fn on_exit(ctx: &TracePointContext) {
         SyscallOp::Socket => lifecycle::on_socket_created(pid_tgid, &call, ret),
         SyscallOp::Connect => lifecycle::on_connected(pid_tgid, &call, ret),
         SyscallOp::Accept => lifecycle::on_accepted(pid_tgid, &call, ret),
-        _ => transfer::on_transfer(pid_tgid, op, &call, ret),
+        _ => {}
     }
 }

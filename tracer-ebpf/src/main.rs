@@ -16,9 +16,9 @@ mod transfer;
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::SyscallOp;
 
-/// Defines one `sys_enter_*` program per syscall. They all share [`context::on_enter`]: every
-/// hooked syscall takes its fd (or domain), buffer pointer and length in its first three
-/// arguments, so only the operation differs.
+/// Defines one `sys_enter_*` program per lifecycle syscall. They all share
+/// [`context::on_enter`]: each takes its fd (or domain) and two more arguments first, so only
+/// the operation differs.
 macro_rules! enter_programs {
     ($($name:ident => $op:ident),* $(,)?) => {$(
         #[tracepoint]
@@ -30,16 +30,6 @@ macro_rules! enter_programs {
 }
 
 enter_programs! {
-    sys_enter_write => Write,
-    sys_enter_writev => Writev,
-    sys_enter_sendto => Sendto,
-    sys_enter_sendmsg => Sendmsg,
-    sys_enter_sendmmsg => Sendmmsg,
-    sys_enter_read => Read,
-    sys_enter_readv => Readv,
-    sys_enter_recvfrom => Recvfrom,
-    sys_enter_recvmsg => Recvmsg,
-    sys_enter_recvmmsg => Recvmmsg,
     sys_enter_connect => Connect,
     sys_enter_accept => Accept,
     sys_enter_socket => Socket,
@@ -51,6 +41,31 @@ enter_programs! {
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     context::on_exit(&ctx);
     0
+}
+
+/// Defines one `sys_exit_*` program per data-moving syscall; they all share
+/// [`context::on_transfer_exit`].
+macro_rules! transfer_exit_programs {
+    ($($name:ident => $op:ident),* $(,)?) => {$(
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            context::on_transfer_exit(&ctx, SyscallOp::$op);
+            0
+        }
+    )*};
+}
+
+transfer_exit_programs! {
+    sys_exit_write => Write,
+    sys_exit_writev => Writev,
+    sys_exit_sendto => Sendto,
+    sys_exit_sendmsg => Sendmsg,
+    sys_exit_sendmmsg => Sendmmsg,
+    sys_exit_read => Read,
+    sys_exit_readv => Readv,
+    sys_exit_recvfrom => Recvfrom,
+    sys_exit_recvmsg => Recvmsg,
+    sys_exit_recvmmsg => Recvmmsg,
 }
 
 #[tracepoint]

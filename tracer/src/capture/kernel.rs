@@ -18,16 +18,6 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// `sys_enter_*` programs and the syscall tracepoints each is attached to. accept4 has the same
 /// leading arguments as accept, so it shares its program.
 const ENTER_PROGRAMS: &[(&str, &[&str])] = &[
-    ("sys_enter_write", &["sys_enter_write"]),
-    ("sys_enter_writev", &["sys_enter_writev"]),
-    ("sys_enter_sendto", &["sys_enter_sendto"]),
-    ("sys_enter_sendmsg", &["sys_enter_sendmsg"]),
-    ("sys_enter_sendmmsg", &["sys_enter_sendmmsg"]),
-    ("sys_enter_read", &["sys_enter_read"]),
-    ("sys_enter_readv", &["sys_enter_readv"]),
-    ("sys_enter_recvfrom", &["sys_enter_recvfrom"]),
-    ("sys_enter_recvmsg", &["sys_enter_recvmsg"]),
-    ("sys_enter_recvmmsg", &["sys_enter_recvmmsg"]),
     ("sys_enter_connect", &["sys_enter_connect"]),
     (
         "sys_enter_accept",
@@ -39,6 +29,14 @@ const ENTER_PROGRAMS: &[(&str, &[&str])] = &[
 
 /// Every syscall with an enter program above (but close) returns through the shared `sys_exit`.
 const EXIT_TRACEPOINTS: &[&str] = &[
+    "sys_exit_connect",
+    "sys_exit_accept",
+    "sys_exit_accept4",
+    "sys_exit_socket",
+];
+
+/// Data moves are hooked at exit only, one program each (named after its tracepoint).
+const TRANSFER_EXIT_PROGRAMS: &[&str] = &[
     "sys_exit_write",
     "sys_exit_writev",
     "sys_exit_sendto",
@@ -49,10 +47,6 @@ const EXIT_TRACEPOINTS: &[&str] = &[
     "sys_exit_recvfrom",
     "sys_exit_recvmsg",
     "sys_exit_recvmmsg",
-    "sys_exit_connect",
-    "sys_exit_accept",
-    "sys_exit_accept4",
-    "sys_exit_socket",
 ];
 
 /// The loaded, attached programs. Dropping this detaches everything.
@@ -83,6 +77,9 @@ impl KernelPrograms {
             attach(&mut ebpf, program, "syscalls", tracepoints)?;
         }
         attach(&mut ebpf, "sys_exit", "syscalls", EXIT_TRACEPOINTS)?;
+        for program in TRANSFER_EXIT_PROGRAMS {
+            attach(&mut ebpf, program, "syscalls", &[program])?;
+        }
         attach(
             &mut ebpf,
             "sched_process_fork",

@@ -25,7 +25,8 @@ pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(
 #[map]
 pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(1, 0);
 
-/// Syscall arguments saved at entry, by thread (`pid_tgid`), until the matching exit.
+/// Arguments of socket/connect/accept saved at entry, by thread (`pid_tgid`), until the
+/// matching exit. (Data moves read theirs at exit.)
 #[map]
 pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
 

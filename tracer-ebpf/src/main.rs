@@ -16,46 +16,36 @@ mod transfer;
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use tracer_common::SyscallOp;
 
-/// Defines one `sys_enter_*` program per lifecycle syscall. They all share
-/// [`context::on_enter`]: each takes its fd (or domain) and two more arguments first, so only
-/// the operation differs.
-macro_rules! enter_programs {
-    ($($name:ident => $op:ident),* $(,)?) => {$(
+/// Defines one tracepoint program per syscall of a group, each calling the group's handler with
+/// its [`SyscallOp`]: within a group the syscalls differ only in the operation.
+macro_rules! syscall_programs {
+    ($handler:path { $($name:ident => $op:ident),* $(,)? }) => {$(
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
-            context::on_enter(&ctx, SyscallOp::$op);
+            $handler(&ctx, SyscallOp::$op);
             0
         }
     )*};
 }
 
-enter_programs! {
+// The lifecycle calls save their arguments at entry (each takes its fd or domain and two more
+// arguments first) ...
+syscall_programs!(context::on_enter {
     sys_enter_connect => Connect,
     sys_enter_accept => Accept,
     sys_enter_socket => Socket,
-}
+});
 
-/// Attached to the `sys_exit_*` tracepoint of every syscall above: the saved entry says which
-/// one returned.
+/// ... and return through this one program, attached to each of their `sys_exit_*`
+/// tracepoints: the saved entry says which one returned.
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     context::on_exit(&ctx);
     0
 }
 
-/// Defines one `sys_exit_*` program per data-moving syscall; they all share
-/// [`context::on_transfer_exit`].
-macro_rules! transfer_exit_programs {
-    ($($name:ident => $op:ident),* $(,)?) => {$(
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            context::on_transfer_exit(&ctx, SyscallOp::$op);
-            0
-        }
-    )*};
-}
-
-transfer_exit_programs! {
+// Data moves are hooked at exit only.
+syscall_programs!(context::on_transfer_exit {
     sys_exit_write => Write,
     sys_exit_writev => Writev,
     sys_exit_sendto => Sendto,
@@ -66,7 +56,7 @@ transfer_exit_programs! {
     sys_exit_recvfrom => Recvfrom,
     sys_exit_recvmsg => Recvmsg,
     sys_exit_recvmmsg => Recvmmsg,
-}
+});
 
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {

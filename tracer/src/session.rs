@@ -137,6 +137,10 @@ impl Session {
     /// too), hands it our position if the direction just stopped at a frame boundary.
     fn offer_frame_sync(&mut self, fed: HashSet<(u64, Direction)>) {
         for (conn_id, direction) in fed {
+            // Preparing an offer walks the direction's open streams: only when one is due.
+            if !self.capture.frame_sync_due(conn_id, direction) {
+                continue;
+            }
             let Some(tracker) = self.trackers.get(&conn_id) else {
                 continue;
             };

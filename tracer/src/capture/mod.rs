@@ -541,6 +541,14 @@ impl Capture {
         }
     }
 
+    /// Whether a frame sync offer for this direction is worth preparing: not while the kernel
+    /// side was recently found following it. Check before [`Capture::offer_frame_sync`].
+    pub fn frame_sync_due(&self, conn_id: u64, direction: Direction) -> bool {
+        self.connections.get(&conn_id).is_some_and(|connection| {
+            Instant::now() >= connection.next_sync_check[direction as usize]
+        })
+    }
+
     /// Offers the kernel side a frame cursor for one direction of a connection, for when it
     /// lost track of the framing (joined mid-stream, bytes missed, reads too dense to follow)
     /// and copies everything. `offset` is where userspace, in frame sync itself, saw the
@@ -556,10 +564,6 @@ impl Capture {
         let Some(connection) = self.connections.get_mut(&conn_id) else {
             return SyncOffer::Stale;
         };
-        let now = Instant::now();
-        if now < connection.next_sync_check[direction as usize] {
-            return SyncOffer::NotNeeded;
-        }
         let Ok(state) = self.kernel.sockets.get(&connection.socket, 0) else {
             return SyncOffer::Stale;
         };
@@ -571,7 +575,7 @@ impl Capture {
             return SyncOffer::Stale;
         }
         if state.framing[direction as usize].state != framing::LOST {
-            connection.next_sync_check[direction as usize] = now + FOLLOWING_RECHECK;
+            connection.next_sync_check[direction as usize] = Instant::now() + FOLLOWING_RECHECK;
             return SyncOffer::NotNeeded;
         }
         let Some(cursor) = FrameCursor::at_frame_boundary(offset, parked) else {

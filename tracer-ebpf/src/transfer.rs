@@ -463,9 +463,8 @@ fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
         }
         let dst = core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*deferred).data.as_ptr(), dst).is_err() {
-            // The held-back bytes are lost: say so rather than leaving a silent hole.
-            count_loss(LossKind::UserReadFailed);
-            let _ = DEFERRED.remove(key);
+            // They cannot start this record: send them as one of their own.
+            flush_deferred(key);
             return;
         }
         copy_words(&raw mut (*scratch).walk.record, held);

@@ -29,7 +29,7 @@ macro_rules! set {
 /// `dst` and `src` must point at valid, 8-byte-aligned `T`s in map or stack memory.
 #[inline(always)]
 pub unsafe fn copy_words<T>(dst: *mut T, src: *const T) {
-    const { assert!(size_of::<T>() % 8 == 0) };
+    const { assert!(size_of::<T>().is_multiple_of(8)) };
     let (dst, src) = (dst.cast::<u64>(), src.cast::<u64>());
     for word in 0..size_of::<T>() / 8 {
         // SAFETY: within both `T`s, per the caller's contract.

@@ -8,7 +8,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     programs::TracePointContext,
@@ -87,25 +87,28 @@ fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
 // at syscall exit. On aarch64 x0 then holds the return value; the first argument is kept in
 // orig_x0.
 #[cfg(bpf_target_arch = "x86_64")]
-const ARG_REGISTER_OFFSETS: [u64; 3] = [112, 104, 96]; // di, si, dx
+const ARG_REGISTER_OFFSETS: [usize; 3] = [112, 104, 96]; // di, si, dx
 #[cfg(bpf_target_arch = "aarch64")]
-const ARG_REGISTER_OFFSETS: [u64; 3] = [272, 8, 16]; // orig_x0, regs[1], regs[2]
+const ARG_REGISTER_OFFSETS: [usize; 3] = [272, 8, 16]; // orig_x0, regs[1], regs[2]
 
 /// The first three arguments of the syscall the current task is returning from.
 #[inline(always)]
 fn syscall_args_at_exit() -> Option<[u64; 3]> {
-    // SAFETY: both helpers take and return kernel pointers the verifier tracks; the registers
-    // are then read through bpf_probe_read_kernel, which checks the address.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
-    if regs == 0 {
-        return None;
+    // SAFETY: bpf_task_pt_regs returns a pointer the verifier knows to be a `struct pt_regs`,
+    // so the loads below are checked against that type and cannot fault the kernel; they
+    // cost a plain load each rather than a helper call.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if regs.is_null() {
+            return None;
+        }
+        let read = |offset: usize| core::ptr::read_volatile(regs.add(offset).cast::<u64>());
+        Some([
+            read(ARG_REGISTER_OFFSETS[0]),
+            read(ARG_REGISTER_OFFSETS[1]),
+            read(ARG_REGISTER_OFFSETS[2]),
+        ])
     }
-    let read = |offset: u64| unsafe { bpf_probe_read_kernel((regs + offset) as *const u64) }.ok();
-    Some([
-        read(ARG_REGISTER_OFFSETS[0])?,
-        read(ARG_REGISTER_OFFSETS[1])?,
-        read(ARG_REGISTER_OFFSETS[2])?,
-    ])
 }
 
 /// A data-moving syscall (`op`) returned: if it moved bytes on a traced connection, capture

@@ -160,7 +160,8 @@ fn advance(walk: *mut SegmentWalk) -> bool {
     let iovecs_left = get!(walk, iovecs_left);
     if iovecs_left > 0 && message_left > 0 {
         let next_iovec = get!(walk, next_iovec);
-        let (Some(base), Some(len)) = (read_user_u64(next_iovec), read_user_u64(next_iovec + 8))
+        // SAFETY: the helper validates the user address.
+        let Ok([base, len]) = (unsafe { bpf_probe_read_user(next_iovec as *const [u64; 2]) })
         else {
             return false;
         };
@@ -335,8 +336,9 @@ fn copy_out(
     };
     // SAFETY: `scratch` is this CPU's scratch value and `cursor` points into a SOCKETS value.
     unsafe {
-        (*scratch).walk = start;
-        (*scratch).record = DataRecord {
+        // Word copies: struct assignment would zero parts of them with a byte-wise memset.
+        copy_words(&raw mut (*scratch).walk, &start);
+        let record = DataRecord {
             header,
             offset: 0,
             captured_len: 0,
@@ -344,6 +346,7 @@ fn copy_out(
             direction: direction as u32,
             syscall: op as u32,
         };
+        copy_words(&raw mut (*scratch).record, &record);
         if (*cursor).deferred != 0 {
             (*cursor).deferred = 0;
             if framing::is_following(cursor) {

@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use tracer_common::maps::{WHOLE_TRANSFER_MAX, WHOLE_TRANSFER_SKIPPABLE_MAX};
+
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
@@ -30,14 +32,39 @@ pub struct Crafted {
 }
 
 impl Crafted {
-    /// The skippable ranges the kernel side should actually have skipped.
-    pub fn expected_gaps(&self) -> Vec<Range<u64>> {
-        let end = self.follow_ends_at.unwrap_or(u64::MAX);
-        self.skippable
+    /// The skippable ranges the kernel side should actually have skipped, given how many bytes
+    /// each syscall moved (`transfers`, in stream order): it copies a small transfer whole
+    /// unless too much of it is skippable, and after running out of parked-stream slots it
+    /// skips nothing.
+    pub fn expected_gaps(&self, transfers: &[u64]) -> Vec<Range<u64>> {
+        let followed_until = self.follow_ends_at.unwrap_or(u64::MAX);
+        let skippable: Vec<&Range<u64>> = self
+            .skippable
             .iter()
-            .filter(|range| range.end <= end)
-            .cloned()
-            .collect()
+            .filter(|range| range.end <= followed_until)
+            .collect();
+        let mut gaps: Vec<Range<u64>> = Vec::new();
+        let mut start = 0;
+        for &len in transfers {
+            let transfer = start..start + len;
+            start += len;
+            let inside: Vec<Range<u64>> = skippable
+                .iter()
+                .map(|range| range.start.max(transfer.start)..range.end.min(transfer.end))
+                .filter(|range| !range.is_empty())
+                .collect();
+            let skippable_len: u64 = inside.iter().map(|range| range.end - range.start).sum();
+            if len <= WHOLE_TRANSFER_MAX && skippable_len <= WHOLE_TRANSFER_SKIPPABLE_MAX {
+                continue; // Copied whole.
+            }
+            for range in inside {
+                match gaps.last_mut() {
+                    Some(last) if last.end == range.start => last.end = range.end,
+                    _ => gaps.push(range),
+                }
+            }
+        }
+        gaps
     }
 
     fn keep(&mut self, bytes: &[u8]) {

@@ -176,6 +176,15 @@ pub const MAX_STEPS_PER_SYSCALL: u32 = 2048;
 /// `MAX_RECORDS_PER_SYSCALL * (RECORD_DATA_CAP - PIECE_HEADER_LEN)` bytes.
 pub const MAX_RECORDS_PER_SYSCALL: u64 = 512;
 
+/// A transfer of at most this many bytes is copied whole, in one read per segment, and the
+/// framing followed over the copy: cheaper than a read per kept run for a few small frames.
+pub const WHOLE_TRANSFER_MAX: u64 = 2048;
+
+/// ...unless more than this many of its bytes are message bodies or padding, which userspace
+/// does not need: then it is walked run by run like a larger one, so that large messages cost
+/// only their framing whatever the size of the syscalls that move them.
+pub const WHOLE_TRANSFER_SKIPPABLE_MAX: u64 = 1024;
+
 /// A process whose sockets are captured. Layout: 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

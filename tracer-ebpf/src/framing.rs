@@ -204,6 +204,74 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
     Urgency::Now
 }
 
+/// A frame the cursor went over in one go: see [`whole_frame`].
+pub struct WholeFrame {
+    /// Its length, header included.
+    pub len: u64,
+    /// The message body it carries, which userspace only counts.
+    pub body: u64,
+    pub urgency: Urgency,
+}
+
+/// Goes over the frame at `data[at..]` in one go when the cursor is at a frame boundary, the
+/// whole frame lies in the `left` bytes there, and it is simple: not padded DATA, not DATA of
+/// a parked stream, and DATA holding no message or exactly one whole message. Otherwise `None`,
+/// and the frame is followed run by run. For the bytes of a transfer already copied, this reads
+/// the header in place instead of collecting it byte by byte, and takes one step per frame.
+#[inline(always)]
+pub fn whole_frame(
+    cursor: *mut FrameCursor,
+    data: *const u8,
+    at: u64,
+    left: u64,
+) -> Option<WholeFrame> {
+    if get!(cursor, state) != HEADER || get!(cursor, seen) != 0 || left < FRAME_HEADER_LEN {
+        return None;
+    }
+    let byte = |index: u64| u32::from(data_byte(data, at + index));
+    let len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+    let kind = byte(3) as u8;
+    let flags = byte(4) as u8;
+    let stream_id = ((byte(5) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8)) & 0x7fff_ffff;
+    let frame_len = FRAME_HEADER_LEN + u64::from(len);
+    if frame_len > left {
+        return None;
+    }
+    let mut body = 0;
+    let mut urgency = Urgency::Now;
+    match kind {
+        TYPE_DATA => {
+            if stream_id == 0 || flags & FLAG_PADDED != 0 || is_parked(cursor, stream_id) {
+                return None;
+            }
+            if len == 0 {
+                if flags & FLAG_END_STREAM == 0 {
+                    urgency = Urgency::CanWait;
+                }
+            } else {
+                // Byte 0 of the prefix is the compression flag; bytes 1..5 the body length.
+                let prefix = FRAME_HEADER_LEN;
+                let length = (byte(prefix + 1) << 24)
+                    | (byte(prefix + 2) << 16)
+                    | (byte(prefix + 3) << 8)
+                    | byte(prefix + 4);
+                if len < MESSAGE_PREFIX_LEN || length != len - MESSAGE_PREFIX_LEN {
+                    return None;
+                }
+                body = u64::from(length);
+            }
+        }
+        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
+        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
+        _ => {}
+    }
+    Some(WholeFrame {
+        len: frame_len,
+        body,
+        urgency,
+    })
+}
+
 /// `len` bytes of the run asked for by [`next_run`] were skipped.
 #[inline(always)]
 pub fn skipped(cursor: *mut FrameCursor, len: u64) {
@@ -344,6 +412,15 @@ fn park(cursor: *mut FrameCursor, message: MessageCursor) -> bool {
         }
     }
     false
+}
+
+#[inline(always)]
+fn is_parked(cursor: *mut FrameCursor, stream_id: u32) -> bool {
+    let mut parked = false;
+    for slot in 0..MESSAGE_CURSOR_SLOTS {
+        parked |= get!(slot_ptr(cursor, slot), stream_id) == stream_id;
+    }
+    parked
 }
 
 #[inline(always)]

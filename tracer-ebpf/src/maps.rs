@@ -1,6 +1,6 @@
 //! The maps shared by all programs, and small helpers over them.
 
-use crate::transfer::SegmentWalk;
+use crate::transfer::{FollowedCopy, SegmentWalk};
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
@@ -71,6 +71,10 @@ static CONN_SEQUENCE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[repr(C)]
 pub struct DataScratch {
     pub walk: SegmentWalk,
+    /// The walk as it was before a transfer was copied whole, to go back to if that fails.
+    pub walk_before_copy: SegmentWalk,
+    /// Where the cursor stands in a transfer copied whole.
+    pub followed: FollowedCopy,
     /// Where a held-back record is assembled before it is stored in [`DEFERRED`].
     pub deferred: Deferred,
     /// The connection direction's cursor, copied in for the walk and back out after it.

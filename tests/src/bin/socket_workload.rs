@@ -212,7 +212,7 @@ fn streams(transport: &str) {
 fn http2(transport: &str) {
     let pair = Pair::connect(transport);
     let request = http2_stream::client_stream().bytes;
-    transfer_checked(
+    let (request_writes, request_reads) = transfer_checked(
         &pair.client,
         &pair.server,
         request,
@@ -220,33 +220,46 @@ fn http2(transport: &str) {
         Receiver::Recvmsg,
     );
     let response = http2_stream::server_stream().bytes;
-    transfer_checked(
+    let (response_writes, response_reads) = transfer_checked(
         &pair.server,
         &pair.client,
         response,
         Sender::Write,
         Receiver::Read,
     );
+    // The kernel side treats small transfers differently, so the test needs their extents.
+    let list = |lengths: &[usize]| {
+        let text: Vec<String> = lengths.iter().map(usize::to_string).collect();
+        text.join(",")
+    };
     println!(
-        "http2 client_fd={} server_fd={}",
+        "http2 client_fd={} server_fd={} request_writes={} request_reads={} \
+         response_writes={} response_reads={}",
         pair.client.as_raw_fd(),
-        pair.server.as_raw_fd()
+        pair.server.as_raw_fd(),
+        list(&request_writes),
+        list(&request_reads),
+        list(&response_writes),
+        list(&response_reads),
     );
 }
 
 /// Sends `data` from one end to the other, read there by another thread, and checks it arrived.
+/// Returns how many bytes each send and each receive syscall moved.
 fn transfer_checked(
     from: &OwnedFd,
     to: &OwnedFd,
     data: Vec<u8>,
     sender: Sender,
     receiver: Receiver,
-) {
+) -> (Vec<usize>, Vec<usize>) {
     let to = to.as_raw_fd();
     let len = data.len();
-    let reader = thread::spawn(move || receive(to, len, receiver));
-    send_all(from.as_raw_fd(), &data, sender);
-    assert!(reader.join().expect("reader") == data, "transfer corrupted");
+    let reader = thread::spawn(move || receive_logged(to, len, receiver));
+    let sends = send_all(from.as_raw_fd(), &data, sender);
+    let (received, receives) = reader.join().expect("reader");
+    assert!(received == data, "transfer corrupted");
+    (sends, receives)
 }
 
 fn reuse(transport: &str) {
@@ -312,7 +325,9 @@ fn report(pair: &Pair, seed: u64, len: usize, sender: Sender, receiver: Receiver
     );
 }
 
-fn send_all(fd: RawFd, data: &[u8], sender: Sender) {
+/// Returns how many bytes each send syscall moved.
+fn send_all(fd: RawFd, data: &[u8], sender: Sender) -> Vec<usize> {
+    let mut sends = Vec::new();
     let mut sent = 0;
     let mut piece = 0;
     while sent < data.len() {
@@ -320,9 +335,12 @@ fn send_all(fd: RawFd, data: &[u8], sender: Sender) {
         piece += 1;
         let end = sent + size;
         while sent < end {
-            sent += send_once(fd, &data[sent..end], sender);
+            let moved = send_once(fd, &data[sent..end], sender);
+            sends.push(moved);
+            sent += moved;
         }
     }
+    sends
 }
 
 fn iovec(bytes: &[u8]) -> libc::iovec {
@@ -410,15 +428,22 @@ fn send_once(fd: RawFd, data: &[u8], sender: Sender) -> usize {
 
 /// Reads exactly `len` bytes with the given kind of syscall.
 fn receive(fd: RawFd, len: usize, receiver: Receiver) -> Vec<u8> {
+    receive_logged(fd, len, receiver).0
+}
+
+/// Receives `len` bytes; also returns how many bytes each receive syscall moved.
+fn receive_logged(fd: RawFd, len: usize, receiver: Receiver) -> (Vec<u8>, Vec<usize>) {
     let mut out = Vec::with_capacity(len);
+    let mut receives = Vec::new();
     let mut buffer = vec![0u8; 4096];
     while out.len() < len {
         let want = (len - out.len()).min(buffer.len());
         let got = receive_once(fd, &mut buffer[..want], receiver);
         assert!(got > 0, "peer closed after {} of {len} bytes", out.len());
+        receives.push(got);
         out.extend_from_slice(&buffer[..got]);
     }
-    out
+    (out, receives)
 }
 
 /// One receive syscall of the given kind into `buffer`; returns the bytes it moved.

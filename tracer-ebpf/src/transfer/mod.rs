@@ -6,6 +6,10 @@
 //! to [`RECORD_DATA_CAP`] as pieces, each followed by the exact length skipped after it. What
 //! cannot be copied is reported the same way, and counted as a loss.
 
+mod whole;
+
+pub use whole::FollowedCopy;
+
 use aya_ebpf::helpers::{
     bpf_ktime_get_ns, bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_buf,
     generated::bpf_loop,
@@ -361,17 +365,20 @@ fn copy_out(
         }
         copy_words(&raw mut (*scratch).cursor, cursor);
     }
-    // bpf_loop has the verifier check one step rather than every iteration of an unrolled loop.
-    // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches while
-    // this program runs.
-    unsafe {
-        bpf_loop(
-            MAX_STEPS,
-            walk_step as *mut core::ffi::c_void,
-            core::ptr::null_mut(),
-            0,
-        )
-    };
+    if !whole::copy_whole(scratch, cursor) {
+        // bpf_loop has the verifier check one step rather than every iteration of an unrolled
+        // loop.
+        // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches
+        // while this program runs.
+        unsafe {
+            bpf_loop(
+                MAX_STEPS,
+                walk_step as *mut core::ffi::c_void,
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+    }
     let walk = walk_of(scratch);
     let remaining = get!(walk, remaining);
     // SAFETY: as above.

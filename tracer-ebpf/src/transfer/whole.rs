@@ -1,0 +1,191 @@
+//! Small transfers, copied whole.
+//!
+//! Following the framing run by run costs one user-memory read per kept run, and a transfer of
+//! a few small frames is mostly such runs. A transfer of at most [`WHOLE_MAX`] bytes is instead
+//! read with one read per segment, as a single kept piece, and the cursor then follows the
+//! copy in map memory, where a run costs a few loads. The message bodies in it go to userspace
+//! too, which counts kept bodies like skipped ones. If they would be more than [`WASTE_MAX`]
+//! bytes, the copy is dropped and the transfer walked run by run instead, so a large message
+//! still costs only its framing whatever the size of the syscalls moving it.
+
+use aya_ebpf::helpers::{bpf_probe_read_user_buf, generated::bpf_loop};
+use tracer_common::{
+    FrameCursor, RECORD_DATA_CAP,
+    maps::{WHOLE_TRANSFER_MAX, WHOLE_TRANSFER_SKIPPABLE_MAX},
+};
+
+use super::{FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, consume_segment};
+use crate::{
+    framing::{self, Run, Urgency},
+    maps::{DATA_SCRATCH, DataScratch},
+    volatile::copy_words,
+};
+
+const WHOLE_MAX: u64 = WHOLE_TRANSFER_MAX;
+/// Most message body and padding bytes a whole copy may carry to userspace.
+const WASTE_MAX: u64 = WHOLE_TRANSFER_SKIPPABLE_MAX;
+const CAP: u64 = RECORD_DATA_CAP as u64;
+
+/// Where the cursor stands in the copy it follows.
+#[repr(C)]
+pub struct FollowedCopy {
+    /// Index in the scratch data area of the next byte to follow, and how many are left.
+    at: u64,
+    left: u64,
+    /// Message body and padding bytes seen so far.
+    waste: u64,
+}
+
+/// Copies the transfer the walk in `scratch` describes as one kept piece of the record in
+/// progress and follows the framing over it. False, with the walk and the scratch cursor as
+/// they were, when the transfer is too large, a read fails, or too much of it is DATA
+/// payload: the caller then walks it run by run. `cursor` is the connection direction's own
+/// cursor, which the scratch cursor is a copy of.
+#[inline(always)]
+pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool {
+    // SAFETY: `scratch` is this CPU's scratch value.
+    let walk = unsafe { &raw mut (*scratch).walk };
+    let total = get!(walk, remaining);
+    if total > WHOLE_MAX {
+        return false;
+    }
+    // SAFETY: as above; both are plain words.
+    unsafe { copy_words(&raw mut (*scratch).walk_before_copy, walk) };
+    if get!(walk, record.has_piece) == 0 || get!(walk, record.piece_skipped) != 0 {
+        super::start_piece(scratch);
+    }
+    let start = get!(walk, record.assembled);
+    // SAFETY: as above. The callbacks only use this CPU's scratch value.
+    unsafe {
+        bpf_loop(MAX_STEPS, copy_step as *mut _, core::ptr::null_mut(), 0);
+    }
+    if get!(walk, remaining) == 0 {
+        // SAFETY: as above.
+        let copy = unsafe { &raw mut (*scratch).followed };
+        set!(copy, at, start);
+        set!(copy, left, total);
+        set!(copy, waste, 0);
+        // SAFETY: as above.
+        unsafe {
+            bpf_loop(
+                FRAMING_STEPS,
+                follow_step as *mut _,
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        if get!(copy, left) == 0 && get!(copy, waste) <= WASTE_MAX {
+            return true;
+        }
+    }
+    // SAFETY: as above; `cursor` points into a SOCKETS value.
+    unsafe {
+        copy_words(walk, &raw const (*scratch).walk_before_copy);
+        copy_words(&raw mut (*scratch).cursor, cursor);
+    }
+    false
+}
+
+/// One segment of the copy, or the move to the next segment: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn copy_step(_index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value.
+    let walk: *mut SegmentWalk = unsafe { &raw mut (*scratch).walk };
+    let remaining = get!(walk, remaining);
+    if remaining == 0 {
+        return 1;
+    }
+    let segment_left = get!(walk, segment_left);
+    if segment_left == 0 {
+        return if advance(walk) { 0 } else { 1 };
+    }
+    let len = segment_left.min(remaining);
+    let assembled = get!(walk, record.assembled);
+    // Restated against constants for the verifier: the copy ends inside the data area.
+    if assembled >= CAP || len > WHOLE_MAX {
+        return 1;
+    }
+    let segment = get!(walk, segment);
+    // SAFETY: `assembled + len < CAP + WHOLE_MAX`, inside the scratch data area.
+    let copied = unsafe {
+        let dst = core::slice::from_raw_parts_mut(
+            (*scratch).data.as_mut_ptr().add(assembled as usize),
+            len as usize,
+        );
+        bpf_probe_read_user_buf(segment as *const u8, dst)
+    };
+    if copied.is_err() {
+        return 1;
+    }
+    consume_segment(walk, len);
+    set!(walk, record.assembled, assembled + len);
+    set!(walk, record.piece_kept, get!(walk, record.piece_kept) + len);
+    0
+}
+
+/// One run of the framing over the copy: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn follow_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value.
+    let (copy, cursor, record) = unsafe {
+        (
+            &raw mut (*scratch).followed,
+            &raw mut (*scratch).cursor,
+            &raw mut (*scratch).walk.record,
+        )
+    };
+    let left = get!(copy, left);
+    if left == 0 {
+        return 1;
+    }
+    if index + 1 >= FRAMING_STEPS {
+        // Too dense to follow: the rest is copied anyway, and userspace re-arms the cursor.
+        framing::lose_track(cursor);
+    }
+    let at = get!(copy, at);
+    // SAFETY: as above.
+    let data = unsafe { (*scratch).data.as_ptr() };
+    if let Some(frame) = framing::whole_frame(cursor, data, at, left) {
+        if frame.urgency == Urgency::Now {
+            set!(record, urgent, 1);
+        }
+        let waste = get!(copy, waste) + frame.body;
+        set!(copy, waste, waste);
+        set!(copy, at, at + frame.len);
+        set!(copy, left, left - frame.len);
+        return if waste > WASTE_MAX { 1 } else { 0 };
+    }
+    let len = match framing::next_run(cursor) {
+        Run::Keep(0) | Run::Skip(0) => {
+            // Cannot happen while the cursor is consistent.
+            framing::lose_track(cursor);
+            return 0;
+        }
+        Run::Keep(run) => {
+            let len = run.min(left);
+            if framing::kept(cursor, data, at, len) == Urgency::Now {
+                set!(record, urgent, 1);
+            }
+            len
+        }
+        Run::Skip(run) => {
+            let len = run.min(left);
+            framing::skipped(cursor, len);
+            let waste = get!(copy, waste) + len;
+            set!(copy, waste, waste);
+            if waste > WASTE_MAX {
+                return 1;
+            }
+            len
+        }
+    };
+    set!(copy, at, at + len);
+    set!(copy, left, left - len);
+    0
+}

@@ -604,15 +604,29 @@ fn keep(scratch: *mut DataScratch, wanted: u64) -> Option<(u64, u64)> {
     if assembled >= CAP {
         return Some((0, 0));
     }
-    let mut len = wanted;
-    if len > CAP - assembled {
-        len = CAP - assembled;
+    let len = wanted.min(CAP - assembled);
+    if !append_from_segment(scratch, len) {
+        return None;
     }
-    if len > CAP {
-        return Some((0, 0));
+    if assembled + len == CAP {
+        emit(scratch);
+    }
+    Some((assembled, len))
+}
+
+/// Copies the next `len` bytes of the current segment to the end of the record in progress,
+/// as part of its open piece. False if user memory could not be read, or if the record is
+/// full or `len` above [`CAP`] (callers rule both out; the data area is twice [`CAP`]).
+#[inline(always)]
+fn append_from_segment(scratch: *mut DataScratch, len: u64) -> bool {
+    let walk = walk_of(scratch);
+    let assembled = get!(walk, record.assembled);
+    // Restated against constants for the verifier: the copy ends inside the data area.
+    if assembled >= CAP || len > CAP {
+        return false;
     }
     let segment = get!(walk, segment);
-    // SAFETY: `assembled + len <= 2 * CAP`, the size of the scratch data area.
+    // SAFETY: `assembled + len < 2 * CAP`, the size of the scratch data area.
     let copied = unsafe {
         let dst = core::slice::from_raw_parts_mut(
             (*scratch).data.as_mut_ptr().add(assembled as usize),
@@ -621,15 +635,12 @@ fn keep(scratch: *mut DataScratch, wanted: u64) -> Option<(u64, u64)> {
         bpf_probe_read_user_buf(segment as *const u8, dst)
     };
     if copied.is_err() {
-        return None;
+        return false;
     }
     consume_segment(walk, len);
     set!(walk, record.assembled, assembled + len);
     set!(walk, record.piece_kept, get!(walk, record.piece_kept) + len);
-    if assembled + len == CAP {
-        emit(scratch);
-    }
-    Some((assembled, len))
+    true
 }
 
 /// Accounts `len` bytes of the current segment as skipped.

@@ -8,13 +8,13 @@
 //! bytes, the copy is dropped and the transfer walked run by run instead, so a large message
 //! still costs only its framing whatever the size of the syscalls moving it.
 
-use aya_ebpf::helpers::{bpf_probe_read_user_buf, generated::bpf_loop};
+use aya_ebpf::helpers::generated::bpf_loop;
 use tracer_common::{
-    FrameCursor, RECORD_DATA_CAP,
+    FrameCursor,
     maps::{WHOLE_TRANSFER_MAX, WHOLE_TRANSFER_SKIPPABLE_MAX},
 };
 
-use super::{FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, consume_segment};
+use super::{FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, append_from_segment};
 use crate::{
     framing::{self, Run, Urgency},
     maps::{DATA_SCRATCH, DataScratch},
@@ -24,7 +24,6 @@ use crate::{
 const WHOLE_MAX: u64 = WHOLE_TRANSFER_MAX;
 /// Most message body and padding bytes a whole copy may carry to userspace.
 const WASTE_MAX: u64 = WHOLE_TRANSFER_SKIPPABLE_MAX;
-const CAP: u64 = RECORD_DATA_CAP as u64;
 
 /// Where the cursor stands in the copy it follows.
 #[repr(C)]
@@ -61,7 +60,7 @@ pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool
     }
     if get!(walk, segment_left) >= total {
         // One buffer: no loop needed.
-        copy_segment(scratch, walk, total);
+        append_from_segment(scratch, total);
     } else {
         // SAFETY: as above. The callback only uses this CPU's scratch value.
         unsafe { bpf_loop(MAX_STEPS, copy_step as *mut _, core::ptr::null_mut(), 0) };
@@ -109,38 +108,11 @@ extern "C" fn copy_step(_index: u32, _context: *mut core::ffi::c_void) -> i64 {
     if segment_left == 0 {
         return if advance(walk) { 0 } else { 1 };
     }
-    if copy_segment(scratch, walk, segment_left.min(remaining)) {
+    if append_from_segment(scratch, segment_left.min(remaining)) {
         0
     } else {
         1
     }
-}
-
-/// Copies `len` bytes of the current segment to the end of the record in progress. False if
-/// user memory could not be read.
-#[inline(always)]
-fn copy_segment(scratch: *mut DataScratch, walk: *mut SegmentWalk, len: u64) -> bool {
-    let assembled = get!(walk, record.assembled);
-    // Restated against constants for the verifier: the copy ends inside the data area.
-    if assembled >= CAP || len > WHOLE_MAX {
-        return false;
-    }
-    let segment = get!(walk, segment);
-    // SAFETY: `assembled + len < CAP + WHOLE_MAX`, inside the scratch data area.
-    let copied = unsafe {
-        let dst = core::slice::from_raw_parts_mut(
-            (*scratch).data.as_mut_ptr().add(assembled as usize),
-            len as usize,
-        );
-        bpf_probe_read_user_buf(segment as *const u8, dst)
-    };
-    if copied.is_err() {
-        return false;
-    }
-    consume_segment(walk, len);
-    set!(walk, record.assembled, assembled + len);
-    set!(walk, record.piece_kept, get!(walk, record.piece_kept) + len);
-    true
 }
 
 /// Simple frames taken in one callback, which saves the callback's own cost per frame.

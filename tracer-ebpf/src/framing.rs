@@ -204,6 +204,10 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
     Urgency::Now
 }
 
+/// The last index [`whole_frame`] reads a frame at: it reads up to 14 bytes (a frame header
+/// and a message prefix).
+const WHOLE_FRAME_LAST_AT: u64 = DATA_INDEX_MASK - 14;
+
 /// A frame the cursor went over in one go: see [`whole_frame`].
 pub struct WholeFrame {
     /// Its length, header included.
@@ -225,10 +229,19 @@ pub fn whole_frame(
     at: u64,
     left: u64,
 ) -> Option<WholeFrame> {
-    if get!(cursor, state) != HEADER || get!(cursor, seen) != 0 || left < FRAME_HEADER_LEN {
+    // One bound on `at` covers every byte read below, so they need no masking one by one.
+    if get!(cursor, state) != HEADER
+        || get!(cursor, seen) != 0
+        || left < FRAME_HEADER_LEN
+        || at > WHOLE_FRAME_LAST_AT
+    {
         return None;
     }
-    let byte = |index: u64| u32::from(data_byte(data, at + index));
+    // SAFETY: `at + 14 <= DATA_INDEX_MASK`, inside the scratch data area.
+    let frame = unsafe { data.add(at as usize) };
+    // SAFETY: callers only pass indexes below 14.
+    let byte =
+        |index: u64| u32::from(unsafe { core::ptr::read_volatile(frame.add(index as usize)) });
     let len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
     let kind = byte(3) as u8;
     let flags = byte(4) as u8;

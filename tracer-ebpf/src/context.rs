@@ -7,6 +7,7 @@
 //! connect, accept) save their arguments at entry.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
@@ -30,6 +31,17 @@ const EXIT_RET_OFFSET: usize = 16;
 pub fn syscall_arg(ctx: &TracePointContext, index: usize) -> Option<u64> {
     // SAFETY: the offset is inside every sys_enter_* record for the indexes used here.
     unsafe { ctx.read_at::<u64>(ENTER_ARGS_OFFSET + 8 * index) }.ok()
+}
+
+/// The return value in a `sys_exit_*` record. A plain load: the verifier checks tracepoint
+/// context reads against the record's size when the program is attached, so this needs no
+/// helper call (aya's `read_at` makes one).
+#[inline(always)]
+fn syscall_return(ctx: &TracePointContext) -> i64 {
+    // SAFETY: every sys_exit_* record has `long ret` at this offset.
+    unsafe {
+        core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_RET_OFFSET).cast::<i64>())
+    }
 }
 
 /// Saves the arguments of a syscall that concerns a traced socket.
@@ -120,10 +132,7 @@ pub fn on_transfer_exit(ctx: &TracePointContext, op: SyscallOp) {
     if !is_traced(tgid) {
         return;
     }
-    // SAFETY: every sys_exit_* record has `long ret` at this offset.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(EXIT_RET_OFFSET) }) else {
-        return;
-    };
+    let ret = syscall_return(ctx);
     if ret <= 0 {
         return;
     }
@@ -150,10 +159,7 @@ pub fn on_exit(ctx: &TracePointContext) {
         return;
     };
     let _ = PENDING.remove(pid_tgid);
-    // SAFETY: every sys_exit_* record has `long ret` at this offset.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(EXIT_RET_OFFSET) }) else {
-        return;
-    };
+    let ret = syscall_return(ctx);
     let Some(op) = SyscallOp::from_u32(call.op) else {
         return;
     };

@@ -754,7 +754,7 @@ unsafe fn send_record(record: *mut DataRecord, offset: u64, captured: u64, cover
             record.cast::<u8>(),
             size_of::<DataRecord>() + captured as usize,
         );
-        EVENTS.output::<[u8]>(bytes, data_record_flags())
+        EVENTS.output::<[u8]>(bytes, data_record_flags(bytes.len() as u64))
     };
     if result.is_err() {
         count_loss(LossKind::RingBufferFull);

@@ -63,9 +63,10 @@ pub struct KernelPrograms {
 impl KernelPrograms {
     pub fn load(ring_buffer_bytes: u32, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
         let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?;
-        // Data records wake us only when a quarter of the ring is waiting; otherwise the session
-        // drains it on its poll timer.
-        let wakeup_threshold = u64::from(ring_buffer_bytes / 4);
+        // Data records wake us only after each CPU wrote its share of a quarter of the ring;
+        // otherwise the session drains it on its poll timer.
+        let cpus = aya::util::nr_cpus().map_or(1, |cpus| cpus.max(1)) as u64;
+        let wakeup_threshold = (u64::from(ring_buffer_bytes / 4) / cpus).max(4096);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)

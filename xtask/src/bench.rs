@@ -179,7 +179,8 @@ pub fn run(quick: bool) -> Result<()> {
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
         let mut hooks_only = Vec::new();
-        // The hooks-only comparison is a few percent at most: give it more rounds against noise.
+        let mut paused = Vec::new();
+        // The extra comparisons are a few percent at most: give them more rounds against noise.
         let load_rounds = if load.hooks_floor { 2 * rounds } else { rounds };
         for _ in 0..load_rounds {
             if !load.traced_only {
@@ -187,10 +188,19 @@ pub fn run(quick: bool) -> Result<()> {
             }
             if load.hooks_floor {
                 hooks_only.push(run(Mode::HooksOnly)?);
+                paused.push(run(Mode::TracerPaused)?);
             }
             traced.push(run(Mode::Traced)?);
         }
-        results.push(summarise(load.name, &untraced, &traced, &hooks_only));
+        results.push(summarise(
+            load.name,
+            &untraced,
+            &traced,
+            &Floors {
+                hooks_only: &hooks_only,
+                paused: &paused,
+            },
+        ));
     }
     let _ = server.kill();
     let _ = server.wait();
@@ -213,8 +223,16 @@ enum Mode {
     /// The tracer attached to an idle process: its hooks fire for every process's syscalls,
     /// but nothing of the load is captured.
     HooksOnly,
+    /// The tracer attached to the client, then stopped (SIGSTOP) until the client is done: the
+    /// kernel side captures everything into a ring buffer large enough for the whole run, and
+    /// the tracer's own work does not compete for the cores. It drains the ring afterwards.
+    TracerPaused,
     Traced,
 }
+
+/// A ring buffer that holds a whole paused run: 6 s at 40,000 calls/s of ~500 bytes each is
+/// 120 MB.
+const PAUSED_RING_BYTES: &str = "268435456";
 
 /// One client run; traced runs attach the tracer (JSON spans to /dev/null) before the load
 /// starts and also return the tracer's own report.
@@ -224,7 +242,7 @@ fn run_client(
     args: &[String],
     mode: Mode,
 ) -> Result<(Value, Option<Value>)> {
-    let traced = mode == Mode::Traced;
+    let traced = matches!(mode, Mode::Traced | Mode::TracerPaused);
     let mut client = Command::new(release.join("bench-client"))
         .args(["--target", &format!("http://{address}"), "--wait"])
         .args(args)
@@ -260,6 +278,10 @@ fn run_client(
                 "--stats-json",
             ])
             .arg(&stats)
+            .args(match mode {
+                Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
+                _ => &[],
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -275,6 +297,9 @@ fn run_client(
         }
         // Keep draining its stderr so it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
+        if mode == Mode::TracerPaused {
+            signal(&tracer, libc::SIGSTOP)?;
+        }
         Some(tracer)
     } else {
         None
@@ -285,6 +310,9 @@ fn run_client(
     stdout.read_line(&mut result)?;
     let busy_cores = before.busy_cores_since();
     let status = client.wait()?;
+    if let (Mode::TracerPaused, Some(tracer)) = (mode, &tracer) {
+        signal(tracer, libc::SIGCONT)?;
+    }
     if !status.success() {
         bail!("bench-client failed: {status}");
     }
@@ -317,6 +345,14 @@ fn run_client(
     };
     std::thread::sleep(Duration::from_millis(200));
     Ok((client_report, tracer_report))
+}
+
+fn signal(process: &std::process::Child, signal: libc::c_int) -> Result<()> {
+    // SAFETY: plain syscall on a child process we own and have not reaped.
+    if unsafe { libc::kill(process.id() as libc::pid_t, signal) } != 0 {
+        bail!("signalling the tracer: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// h2load (nghttp2-client) from Debian, installed on first use.
@@ -504,11 +540,17 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Runs of one load in the modes that take parts of the tracer's cost away.
+struct Floors<'a> {
+    hooks_only: &'a [(Value, Option<Value>)],
+    paused: &'a [(Value, Option<Value>)],
+}
+
 fn summarise(
     name: &str,
     untraced: &[(Value, Option<Value>)],
     traced: &[(Value, Option<Value>)],
-    hooks_only: &[(Value, Option<Value>)],
+    floors: &Floors,
 ) -> Value {
     let rate = |runs: &[(Value, Option<Value>)]| {
         mean(
@@ -556,16 +598,27 @@ fn summarise(
     let ceiling =
         cpu_bound.then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
     let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
-    let hooks_floor = (!hooks_only.is_empty()).then(|| {
-        json!({
-            "calls_per_s": rate(hooks_only),
-            "throughput_ratio": rate(hooks_only) / untraced_rate,
-            "client_cpu_us_per_call": cpu_per_call(hooks_only),
-            "client_cpu_increase": cpu_per_call(hooks_only) / untraced_cpu - 1.0,
+    let floor = |runs: &[(Value, Option<Value>)]| {
+        (!runs.is_empty()).then(|| {
+            let tracer_total = |key: &str| -> f64 {
+                runs.iter()
+                    .filter_map(|(_, tracer)| tracer.as_ref().map(|tracer| number(tracer, key)))
+                    .sum()
+            };
+            let calls: f64 = runs.iter().map(|(client, _)| number(client, "calls")).sum();
+            json!({
+                "calls_per_s": rate(runs),
+                "throughput_ratio": rate(runs) / untraced_rate,
+                "client_cpu_us_per_call": cpu_per_call(runs),
+                "client_cpu_increase": cpu_per_call(runs) / untraced_cpu - 1.0,
+                "spans_per_call": tracer_total("spans_exported") / calls.max(1.0),
+                "kernel_losses": tracer_total("kernel_losses"),
+            })
         })
-    });
+    };
     json!({
-        "hooks_only": hooks_floor,
+        "hooks_only": floor(floors.hooks_only),
+        "tracer_paused": floor(floors.paused),
         "load": name,
         "calls_per_s_untraced": untraced_rate,
         "calls_per_s_traced": traced_rate,
@@ -638,13 +691,23 @@ fn render(results: &[Value]) -> String {
         ));
     }
     for result in results {
+        let name = result["load"].as_str().unwrap_or("?");
         let floor = &result["hooks_only"];
         if floor.is_object() {
             out.push_str(&format!(
-                "{}: with the tracer attached to an idle process instead (hooks only): B/A {:.3}, client CPU {:+.1}%\n",
-                result["load"].as_str().unwrap_or("?"),
+                "{name}: with the tracer attached to an idle process instead (hooks only): B/A {:.3}, client CPU {:+.1}%\n",
                 number(floor, "throughput_ratio"),
                 number(floor, "client_cpu_increase") * 100.0,
+            ));
+        }
+        let paused = &result["tracer_paused"];
+        if paused.is_object() {
+            out.push_str(&format!(
+                "{name}: with the tracer paused while the client runs (in-kernel capture only): B/A {:.3}, client CPU {:+.1}%, spans/calls {:.4}, lost {}\n",
+                number(paused, "throughput_ratio"),
+                number(paused, "client_cpu_increase") * 100.0,
+                number(paused, "spans_per_call"),
+                number(paused, "kernel_losses"),
             ));
         }
     }

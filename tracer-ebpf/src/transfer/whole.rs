@@ -37,15 +37,16 @@ pub struct FollowedCopy {
 
 /// Copies the transfer the walk in `scratch` describes as one kept piece of the record in
 /// progress and follows the framing over it. False, with the walk and the scratch cursor as
-/// they were, when the transfer is too large, a read fails, or too much of it is DATA
-/// payload: the caller then walks it run by run. `cursor` is the connection direction's own
-/// cursor, which the scratch cursor is a copy of.
+/// they were, when the transfer is empty or too large, a read fails, or too much of it is
+/// message bodies or padding: the caller then walks it run by run. `cursor` is the connection
+/// direction's own cursor, which the scratch cursor is a copy of.
 #[inline(always)]
 pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool {
     // SAFETY: `scratch` is this CPU's scratch value.
     let walk = unsafe { &raw mut (*scratch).walk };
     let total = get!(walk, remaining);
-    if total > WHOLE_MAX {
+    // An empty transfer (sendmmsg/recvmmsg of empty messages) must not open an empty piece.
+    if total == 0 || total > WHOLE_MAX {
         return false;
     }
     // SAFETY: as above; both are plain words.

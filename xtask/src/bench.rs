@@ -598,6 +598,24 @@ fn summarise(
     let ceiling =
         cpu_bound.then(|| machine_cpu_per_call / (machine_cpu_per_call + tracer_cpu_per_call));
     let (untraced_cpu, traced_cpu) = (cpu_per_call(untraced), cpu_per_call(traced));
+    // Round by round (each traced run against the untraced run of the same round), to show how
+    // much of a difference is noise.
+    let per_round = |runs: &[(Value, Option<Value>)]| {
+        let client_cpu = |client: &Value| {
+            (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
+                / number(client, "calls").max(1.0)
+        };
+        let client_rate = |client: &Value| number(client, "calls") / number(client, "elapsed_s");
+        let pairs = untraced.iter().zip(runs);
+        let throughput: Vec<f64> = pairs
+            .clone()
+            .map(|((a, _), (b, _))| client_rate(b) / client_rate(a))
+            .collect();
+        let cpu: Vec<f64> = pairs
+            .map(|((a, _), (b, _))| client_cpu(b) / client_cpu(a) - 1.0)
+            .collect();
+        (throughput, cpu)
+    };
     let floor = |runs: &[(Value, Option<Value>)]| {
         (!runs.is_empty()).then(|| {
             let tracer_total = |key: &str| -> f64 {
@@ -606,9 +624,12 @@ fn summarise(
                     .sum()
             };
             let calls: f64 = runs.iter().map(|(client, _)| number(client, "calls")).sum();
+            let (throughput_rounds, cpu_rounds) = per_round(runs);
             json!({
                 "calls_per_s": rate(runs),
                 "throughput_ratio": rate(runs) / untraced_rate,
+                "throughput_ratio_rounds": throughput_rounds,
+                "client_cpu_increase_rounds": cpu_rounds,
                 "client_cpu_us_per_call": cpu_per_call(runs),
                 "client_cpu_increase": cpu_per_call(runs) / untraced_cpu - 1.0,
                 "spans_per_call": tracer_total("spans_exported") / calls.max(1.0),
@@ -616,7 +637,10 @@ fn summarise(
             })
         })
     };
+    let (throughput_rounds, cpu_rounds) = per_round(traced);
     json!({
+        "throughput_ratio_rounds": throughput_rounds,
+        "client_cpu_increase_rounds": cpu_rounds,
         "hooks_only": floor(floors.hooks_only),
         "tracer_paused": floor(floors.paused),
         "load": name,
@@ -645,18 +669,38 @@ fn summarise(
     })
 }
 
+/// The smallest and largest of a list of per-round figures, scaled, as `min..max` (`-` if none).
+fn range(rounds: &Value, scale: f64, decimals: usize) -> String {
+    let values: Vec<f64> = rounds
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .map(|value| value * scale)
+        .collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("{min:.decimals$}..{max:.decimals$}")
+    }
+}
+
 fn render(results: &[Value]) -> String {
     let mut out = format!(
-        "{:<42} {:>9} {:>9} {:>6} {:>5} {:>5} {:>8} {:>8} {:>6} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
+        "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
         "load",
         "calls/s A",
         "calls/s B",
         "B/A",
+        "B/A rounds",
         "busy",
         "ceil",
         "cliCPU A",
         "cliCPU B",
         "+%",
+        "+% rounds",
         "trCPU",
         "p50 A/B µs",
         "p99 A/B µs",
@@ -668,11 +712,12 @@ fn render(results: &[Value]) -> String {
     for result in results {
         let get = |key: &str| number(result, key);
         out.push_str(&format!(
-            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
+            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
             result["load"].as_str().unwrap_or("?"),
             get("calls_per_s_untraced"),
             get("calls_per_s_traced"),
             get("throughput_ratio"),
+            range(&result["throughput_ratio_rounds"], 1.0, 2),
             get("machine_busy_cores_untraced"),
             match result["throughput_ceiling"].as_f64() {
                 Some(ceiling) => format!("{ceiling:.3}"),
@@ -681,6 +726,7 @@ fn render(results: &[Value]) -> String {
             get("client_cpu_us_per_call_untraced"),
             get("client_cpu_us_per_call_traced"),
             get("client_cpu_increase") * 100.0,
+            range(&result["client_cpu_increase_rounds"], 100.0, 1),
             get("tracer_cpu_us_per_call"),
             format!("{:.0}/{:.0}", get("p50_us_untraced"), get("p50_us_traced")),
             format!("{:.0}/{:.0}", get("p99_us_untraced"), get("p99_us_traced")),
@@ -695,22 +741,26 @@ fn render(results: &[Value]) -> String {
         let floor = &result["hooks_only"];
         if floor.is_object() {
             out.push_str(&format!(
-                "{name}: with the tracer attached to an idle process instead (hooks only): B/A {:.3}, client CPU {:+.1}%\n",
+                "{name}: with the tracer attached to an idle process instead (hooks only): B/A {:.3} (rounds {}), client CPU {:+.1}% (rounds {})\n",
                 number(floor, "throughput_ratio"),
+                range(&floor["throughput_ratio_rounds"], 1.0, 2),
                 number(floor, "client_cpu_increase") * 100.0,
+                range(&floor["client_cpu_increase_rounds"], 100.0, 1),
             ));
         }
         let paused = &result["tracer_paused"];
         if paused.is_object() {
             out.push_str(&format!(
-                "{name}: with the tracer paused while the client runs (in-kernel capture only): B/A {:.3}, client CPU {:+.1}%, spans/calls {:.4}, lost {}\n",
+                "{name}: with the tracer paused while the client runs (in-kernel capture only): B/A {:.3} (rounds {}), client CPU {:+.1}% (rounds {}), spans/calls {:.4}, lost {}\n",
                 number(paused, "throughput_ratio"),
+                range(&paused["throughput_ratio_rounds"], 1.0, 2),
                 number(paused, "client_cpu_increase") * 100.0,
+                range(&paused["client_cpu_increase_rounds"], 100.0, 1),
                 number(paused, "spans_per_call"),
                 number(paused, "kernel_losses"),
             ));
         }
     }
-    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\n");
+    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\nrounds: the lowest and highest of the same figure taken round by round (each traced run against the\nuntraced run of its round), a measure of the noise.\n");
     out
 }

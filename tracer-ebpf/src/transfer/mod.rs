@@ -591,7 +591,7 @@ fn step(scratch: *mut DataScratch, cursor: *mut FrameCursor) -> Step {
 #[inline(always)]
 fn keep(scratch: *mut DataScratch, wanted: u64) -> Option<(u64, u64)> {
     let walk = walk_of(scratch);
-    let keeps_piece = get!(walk, record.has_piece) != 0 && get!(walk, record.piece_skipped) == 0;
+    let keeps_piece = open_piece_keeps(walk);
     let assembled = get!(walk, record.assembled);
     if (keeps_piece && assembled >= CAP) || (!keeps_piece && assembled + PIECE_HEADER >= CAP) {
         emit(scratch);
@@ -674,6 +674,13 @@ fn consume_segment(walk: *mut SegmentWalk, len: u64) {
     );
     set!(walk, remaining, get!(walk, remaining).saturating_sub(len));
     set!(walk, record.covered, get!(walk, record.covered) + len);
+}
+
+/// Whether kept bytes can go on the open piece: there is one, and nothing was skipped after
+/// its kept bytes yet.
+#[inline(always)]
+fn open_piece_keeps(walk: *mut SegmentWalk) -> bool {
+    get!(walk, record.has_piece) != 0 && get!(walk, record.piece_skipped) == 0
 }
 
 /// Finishes the current piece (if any) and opens a new one at the end of the data area.

@@ -14,7 +14,9 @@ use tracer_common::{
     maps::{WHOLE_TRANSFER_MAX, WHOLE_TRANSFER_SKIPPABLE_MAX},
 };
 
-use super::{FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, append_from_segment};
+use super::{
+    FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, append_from_segment, open_piece_keeps,
+};
 use crate::{
     framing::{self, Run, Urgency},
     maps::{DATA_SCRATCH, DataScratch},
@@ -51,7 +53,7 @@ pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool
     }
     // SAFETY: as above; both are plain words.
     unsafe { copy_words(&raw mut (*scratch).walk_before_copy, walk) };
-    if get!(walk, record.has_piece) == 0 || get!(walk, record.piece_skipped) != 0 {
+    if !open_piece_keeps(walk) {
         super::start_piece(scratch);
     }
     let start = get!(walk, record.assembled);

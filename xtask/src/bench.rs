@@ -546,37 +546,44 @@ struct Floors<'a> {
     paused: &'a [(Value, Option<Value>)],
 }
 
+/// Calls per second a client run reached.
+fn client_rate(client: &Value) -> f64 {
+    number(client, "calls") / number(client, "elapsed_s")
+}
+
+/// A client run's own CPU (user + system) per call, in µs.
+fn client_cpu_per_call(client: &Value) -> f64 {
+    (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
+        / number(client, "calls").max(1.0)
+}
+
+fn total_calls(runs: &[(Value, Option<Value>)]) -> f64 {
+    runs.iter().map(|(client, _)| number(client, "calls")).sum()
+}
+
+/// One figure from the tracer's report of each run that has one.
+fn tracer_figures(runs: &[(Value, Option<Value>)], key: &str) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|(_, tracer)| tracer.as_ref().map(|tracer| number(tracer, key)))
+        .collect()
+}
+
 fn summarise(
     name: &str,
     untraced: &[(Value, Option<Value>)],
     traced: &[(Value, Option<Value>)],
     floors: &Floors,
 ) -> Value {
-    let rate = |runs: &[(Value, Option<Value>)]| {
-        mean(
-            runs.iter()
-                .map(|(client, _)| number(client, "calls") / number(client, "elapsed_s")),
-        )
-    };
+    let rate =
+        |runs: &[(Value, Option<Value>)]| mean(runs.iter().map(|(client, _)| client_rate(client)));
     let cpu_per_call = |runs: &[(Value, Option<Value>)]| {
-        mean(runs.iter().map(|(client, _)| {
-            (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
-                / number(client, "calls").max(1.0)
-        }))
+        mean(runs.iter().map(|(client, _)| client_cpu_per_call(client)))
     };
     let latency = |runs: &[(Value, Option<Value>)], key| {
         mean(runs.iter().map(|(client, _)| number(client, key)))
     };
-    let tracer = |key: &str| -> Vec<f64> {
-        traced
-            .iter()
-            .filter_map(|(_, tracer)| tracer.as_ref().map(|tracer| number(tracer, key)))
-            .collect()
-    };
-    let calls: f64 = traced
-        .iter()
-        .map(|(client, _)| number(client, "calls"))
-        .sum();
+    let tracer = |key: &str| tracer_figures(traced, key);
+    let calls = total_calls(traced);
     // Steady state: the one-time cost of loading and verifying the programs is reported apart.
     let tracer_cpu: f64 = tracer("cpu_after_attach_us").iter().sum();
     let attach_cpu = mean(tracer("cpu_attach_us").into_iter());
@@ -601,29 +608,20 @@ fn summarise(
     // Round by round (each traced run against the untraced run of the same round), to show how
     // much of a difference is noise.
     let per_round = |runs: &[(Value, Option<Value>)]| {
-        let client_cpu = |client: &Value| {
-            (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
-                / number(client, "calls").max(1.0)
-        };
-        let client_rate = |client: &Value| number(client, "calls") / number(client, "elapsed_s");
         let pairs = untraced.iter().zip(runs);
         let throughput: Vec<f64> = pairs
             .clone()
             .map(|((a, _), (b, _))| client_rate(b) / client_rate(a))
             .collect();
         let cpu: Vec<f64> = pairs
-            .map(|((a, _), (b, _))| client_cpu(b) / client_cpu(a) - 1.0)
+            .map(|((a, _), (b, _))| client_cpu_per_call(b) / client_cpu_per_call(a) - 1.0)
             .collect();
         (throughput, cpu)
     };
     let floor = |runs: &[(Value, Option<Value>)]| {
         (!runs.is_empty()).then(|| {
-            let tracer_total = |key: &str| -> f64 {
-                runs.iter()
-                    .filter_map(|(_, tracer)| tracer.as_ref().map(|tracer| number(tracer, key)))
-                    .sum()
-            };
-            let calls: f64 = runs.iter().map(|(client, _)| number(client, "calls")).sum();
+            let tracer_total = |key: &str| tracer_figures(runs, key).iter().sum::<f64>();
+            let calls = total_calls(runs);
             let (throughput_rounds, cpu_rounds) = per_round(runs);
             json!({
                 "calls_per_s": rate(runs),
@@ -687,6 +685,17 @@ fn range(rounds: &Value, scale: f64, decimals: usize) -> String {
     }
 }
 
+/// A variant run's throughput ratio and extra client CPU against the untraced runs.
+fn against_untraced(floor: &Value) -> String {
+    format!(
+        "B/A {:.3} (rounds {}), client CPU {:+.1}% (rounds {})",
+        number(floor, "throughput_ratio"),
+        range(&floor["throughput_ratio_rounds"], 1.0, 2),
+        number(floor, "client_cpu_increase") * 100.0,
+        range(&floor["client_cpu_increase_rounds"], 100.0, 1),
+    )
+}
+
 fn render(results: &[Value]) -> String {
     let mut out = format!(
         "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
@@ -741,21 +750,15 @@ fn render(results: &[Value]) -> String {
         let floor = &result["hooks_only"];
         if floor.is_object() {
             out.push_str(&format!(
-                "{name}: with the tracer attached to an idle process instead (hooks only): B/A {:.3} (rounds {}), client CPU {:+.1}% (rounds {})\n",
-                number(floor, "throughput_ratio"),
-                range(&floor["throughput_ratio_rounds"], 1.0, 2),
-                number(floor, "client_cpu_increase") * 100.0,
-                range(&floor["client_cpu_increase_rounds"], 100.0, 1),
+                "{name}: with the tracer attached to an idle process instead (hooks only): {}\n",
+                against_untraced(floor),
             ));
         }
         let paused = &result["tracer_paused"];
         if paused.is_object() {
             out.push_str(&format!(
-                "{name}: with the tracer paused while the client runs (in-kernel capture only): B/A {:.3} (rounds {}), client CPU {:+.1}% (rounds {}), spans/calls {:.4}, lost {}\n",
-                number(paused, "throughput_ratio"),
-                range(&paused["throughput_ratio_rounds"], 1.0, 2),
-                number(paused, "client_cpu_increase") * 100.0,
-                range(&paused["client_cpu_increase_rounds"], 100.0, 1),
+                "{name}: with the tracer paused while the client runs (in-kernel capture only): {}, spans/calls {:.4}, lost {}\n",
+                against_untraced(paused),
                 number(paused, "spans_per_call"),
                 number(paused, "kernel_losses"),
             ));

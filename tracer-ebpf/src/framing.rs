@@ -240,12 +240,13 @@ pub fn whole_frame(
     // SAFETY: `at + 14 <= DATA_INDEX_MASK`, inside the scratch data area.
     let frame = unsafe { data.add(at as usize) };
     // SAFETY: callers only pass indexes below 14.
-    let byte =
-        |index: u64| u32::from(unsafe { core::ptr::read_volatile(frame.add(index as usize)) });
-    let len = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-    let kind = byte(3) as u8;
-    let flags = byte(4) as u8;
-    let stream_id = ((byte(5) << 24) | (byte(6) << 16) | (byte(7) << 8) | byte(8)) & 0x7fff_ffff;
+    let byte = |index: usize| unsafe { core::ptr::read_volatile(frame.add(index)) };
+    let FrameHead {
+        len,
+        kind,
+        flags,
+        stream_id,
+    } = FrameHead::decode(byte);
     let frame_len = FRAME_HEADER_LEN + u64::from(len);
     if frame_len > left {
         return None;
@@ -263,20 +264,20 @@ pub fn whole_frame(
                 }
             } else {
                 // Byte 0 of the prefix is the compression flag; bytes 1..5 the body length.
-                let prefix = FRAME_HEADER_LEN;
-                let length = (byte(prefix + 1) << 24)
-                    | (byte(prefix + 2) << 16)
-                    | (byte(prefix + 3) << 8)
-                    | byte(prefix + 4);
+                let prefix = FRAME_HEADER_LEN as usize;
+                let length = u32::from_be_bytes([
+                    byte(prefix + 1),
+                    byte(prefix + 2),
+                    byte(prefix + 3),
+                    byte(prefix + 4),
+                ]);
                 if len < MESSAGE_PREFIX_LEN || length != len - MESSAGE_PREFIX_LEN {
                     return None;
                 }
                 body = u64::from(length);
             }
         }
-        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
-        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
-        _ => {}
+        _ => forget_if_stream_ends(cursor, kind, flags, stream_id),
     }
     Some(WholeFrame {
         len: frame_len,
@@ -330,10 +331,12 @@ fn expect_header(cursor: *mut FrameCursor) {
 /// A complete frame header arrived; `first` when it is the direction's very first frame.
 #[inline(always)]
 fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
-    let len = (u32::from(header[0]) << 16) | (u32::from(header[1]) << 8) | u32::from(header[2]);
-    let kind = header[3];
-    let flags = header[4];
-    let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+    let FrameHead {
+        len,
+        kind,
+        flags,
+        stream_id,
+    } = FrameHead::decode(|index| header[index]);
     // A server's first frame is its SETTINGS; anything else is not HTTP/2 as we know it.
     if first && !(kind == TYPE_SETTINGS && stream_id == 0 && flags == 0 && len % 6 == 0) {
         give_up(cursor);
@@ -360,15 +363,44 @@ fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
             }
             return;
         }
-        // This side will send no more DATA on the stream: a parked message was cut short.
-        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
-        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
-        _ => {}
+        _ => forget_if_stream_ends(cursor, kind, flags, stream_id),
     }
     if len == 0 {
         expect_header(cursor);
     } else {
         set!(cursor, state, PAYLOAD);
+    }
+}
+
+/// The fields of a 9-byte frame header.
+struct FrameHead {
+    len: u32,
+    kind: u8,
+    flags: u8,
+    stream_id: u32,
+}
+
+impl FrameHead {
+    /// Decodes the header whose bytes `byte` returns by index (0..9).
+    #[inline(always)]
+    fn decode(byte: impl Fn(usize) -> u8) -> FrameHead {
+        FrameHead {
+            len: u32::from_be_bytes([0, byte(0), byte(1), byte(2)]),
+            kind: byte(3),
+            flags: byte(4),
+            stream_id: u32::from_be_bytes([byte(5), byte(6), byte(7), byte(8)]) & 0x7fff_ffff,
+        }
+    }
+}
+
+/// A frame other than DATA arrived: if it means this side sends no more DATA on its stream,
+/// a message parked there was cut short.
+#[inline(always)]
+fn forget_if_stream_ends(cursor: *mut FrameCursor, kind: u8, flags: u8, stream_id: u32) {
+    match kind {
+        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
+        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
+        _ => {}
     }
 }
 

@@ -260,10 +260,34 @@ fn http2_data_payload_is_skipped_exactly() {
             .collect()
     };
     for (label, observed, direction, crafted, moved) in [
-        ("client egress", client, Direction::Egress, &request, "request_writes"),
-        ("server ingress", server, Direction::Ingress, &request, "request_reads"),
-        ("server egress", server, Direction::Egress, &response, "response_writes"),
-        ("client ingress", client, Direction::Ingress, &response, "response_reads"),
+        (
+            "client egress",
+            client,
+            Direction::Egress,
+            &request,
+            "request_writes",
+        ),
+        (
+            "server ingress",
+            server,
+            Direction::Ingress,
+            &request,
+            "request_reads",
+        ),
+        (
+            "server egress",
+            server,
+            Direction::Egress,
+            &response,
+            "response_writes",
+        ),
+        (
+            "client ingress",
+            client,
+            Direction::Ingress,
+            &response,
+            "response_reads",
+        ),
     ] {
         let gaps = merged(&observed.assert_stream(direction, &crafted.bytes));
         assert_eq!(gaps, crafted.expected_gaps(&transfers(moved)), "{label}");

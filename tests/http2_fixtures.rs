@@ -45,13 +45,7 @@ fn replay(
     skip: usize,
     seen_from_start: bool,
 ) -> (Vec<CallRecord>, ConnectionTracker) {
-    let facts = ConnectionFacts {
-        conn_id: 1,
-        pid: 1,
-        local: None,
-        peer: None,
-        seen_from_start,
-    };
+    let facts = ConnectionFacts::new(1, 1, None, None, seen_from_start);
     let mut tracker = ConnectionTracker::new(facts, Limits::default());
     let mut out = Vec::new();
     let mut offsets = [0u64; 2];

@@ -16,13 +16,7 @@ pub fn run_connection(input: &[u8]) -> usize {
     let Some((&options, mut rest)) = input.split_first() else {
         return 0;
     };
-    let facts = ConnectionFacts {
-        conn_id: 1,
-        pid: 1,
-        local: None,
-        peer: None,
-        seen_from_start: options & 1 != 0,
-    };
+    let facts = ConnectionFacts::new(1, 1, None, None, options & 1 != 0);
     // Small limits so the fuzzer reaches them.
     let mut tracker = ConnectionTracker::new(
         facts,

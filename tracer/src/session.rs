@@ -160,13 +160,13 @@ impl Session {
     fn handle(&mut self, event: CaptureEvent) {
         match event {
             CaptureEvent::Opened(info) => {
-                let facts = ConnectionFacts {
-                    conn_id: info.id,
-                    pid: info.pid,
-                    local: info.local,
-                    peer: info.peer,
-                    seen_from_start: info.origin.sees_stream_start(),
-                };
+                let facts = ConnectionFacts::new(
+                    info.id,
+                    info.pid,
+                    info.local,
+                    info.peer,
+                    info.origin.sees_stream_start(),
+                );
                 self.ignored.remove(&info.id);
                 self.trackers
                     .insert(info.id, ConnectionTracker::new(facts, self.limits));

@@ -172,10 +172,9 @@ impl OtlpSink {
         })
     }
 
-    fn span_data(&self, span: SpanRecord) -> SpanData {
+    fn span_data(&self, span: SpanRecord<'_>) -> SpanData {
         let trace_state = span
             .trace_state
-            .as_deref()
             .and_then(|state| TraceState::from_str(state).ok())
             .unwrap_or_default();
         SpanData {
@@ -194,7 +193,7 @@ impl OtlpSink {
                 SpanKind::Client => opentelemetry::trace::SpanKind::Client,
                 SpanKind::Server => opentelemetry::trace::SpanKind::Server,
             },
-            name: Cow::Owned(span.name),
+            name: Cow::Owned(span.name.to_owned()),
             start_time: UNIX_EPOCH + Duration::from_nanos(span.start_unix_nanos),
             end_time: UNIX_EPOCH + Duration::from_nanos(span.end_unix_nanos),
             attributes: span
@@ -207,16 +206,18 @@ impl OtlpSink {
             links: SpanLinks::default(),
             status: match span.status {
                 SpanStatus::Unset => opentelemetry::trace::Status::Unset,
-                SpanStatus::Error(message) => opentelemetry::trace::Status::error(message),
+                SpanStatus::Error(message) => {
+                    opentelemetry::trace::Status::error(message.to_owned())
+                }
             },
             instrumentation_scope: self.scope.clone(),
         }
     }
 }
 
-fn otel_value(value: AttributeValue) -> Value {
+fn otel_value(value: AttributeValue<'_>) -> Value {
     match value {
-        AttributeValue::Str(text) => Value::from(text),
+        AttributeValue::Str(text) => Value::from(text.into_owned()),
         AttributeValue::Int(number) => Value::from(number),
         AttributeValue::Bool(flag) => Value::from(flag),
     }
@@ -235,7 +236,7 @@ fn to_resource(resource: &ResourceInfo) -> Resource {
 
 /// Attributes of the duration histogram: the span's, minus the high-cardinality ones (peer
 /// address and port, message sizes, per-call facts).
-fn metric_attributes(span: &SpanRecord) -> Vec<KeyValue> {
+fn metric_attributes(span: &SpanRecord<'_>) -> Vec<KeyValue> {
     const KEPT: [&str; 9] = [
         "rpc.system",
         "rpc.system.name",

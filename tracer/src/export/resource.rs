@@ -6,7 +6,7 @@ use super::span::AttributeValue;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceInfo {
-    pub attributes: Vec<(String, AttributeValue)>,
+    pub attributes: Vec<(String, AttributeValue<'static>)>,
 }
 
 impl ResourceInfo {
@@ -20,11 +20,11 @@ impl ResourceInfo {
         env_service_name: Option<&str>,
         env_attributes: Option<&str>,
     ) -> ResourceInfo {
-        let mut attributes: Vec<(String, AttributeValue)> = env_attributes
+        let mut attributes: Vec<(String, AttributeValue<'static>)> = env_attributes
             .map(parse_key_values)
             .unwrap_or_default()
             .into_iter()
-            .map(|(key, value)| (key, AttributeValue::Str(value)))
+            .map(|(key, value)| (key, AttributeValue::Str(value.into())))
             .collect();
         let executable = match launched {
             Some(command) => command
@@ -37,7 +37,7 @@ impl ResourceInfo {
             None => command_line(pid),
         };
         let from_attributes = attributes.iter().find_map(|(key, value)| match value {
-            AttributeValue::Str(value) if key == "service.name" => Some(value.clone()),
+            AttributeValue::Str(value) if key == "service.name" => Some(value.to_string()),
             _ => None,
         });
         let service = service_name
@@ -50,24 +50,30 @@ impl ResourceInfo {
             .or(from_attributes)
             .or_else(|| executable.clone())
             .unwrap_or_else(|| "unknown_service".to_owned());
-        let mut set = |key: &str, value: AttributeValue| {
+        let mut set = |key: &str, value: AttributeValue<'static>| {
             attributes.retain(|(existing, _)| existing != key);
             attributes.push((key.to_owned(), value));
         };
-        set("service.name", AttributeValue::Str(service));
+        set("service.name", AttributeValue::Str(service.into()));
         set("process.pid", AttributeValue::Int(i64::from(pid)));
         if let Some(executable) = executable {
-            set("process.executable.name", AttributeValue::Str(executable));
+            set(
+                "process.executable.name",
+                AttributeValue::Str(executable.into()),
+            );
         }
         if let Some(command_line) = command_line {
-            set("process.command_line", AttributeValue::Str(command_line));
+            set(
+                "process.command_line",
+                AttributeValue::Str(command_line.into()),
+            );
         }
         if let Some(host) = host_name() {
-            set("host.name", AttributeValue::Str(host));
+            set("host.name", AttributeValue::Str(host.into()));
         }
         set(
             "telemetry.sdk.name",
-            AttributeValue::Str("grpc-tracer".to_owned()),
+            AttributeValue::Str("grpc-tracer".into()),
         );
         ResourceInfo { attributes }
     }
@@ -76,7 +82,7 @@ impl ResourceInfo {
         self.attributes
             .iter()
             .find_map(|(key, value)| match value {
-                AttributeValue::Str(value) if key == "service.name" => Some(value.as_str()),
+                AttributeValue::Str(value) if key == "service.name" => Some(value.as_ref()),
                 _ => None,
             })
             .unwrap_or("unknown_service")
@@ -158,7 +164,7 @@ mod tests {
             .find(|(key, _)| key == "process.executable.name")
             .unwrap();
         assert_eq!(
-            AttributeValue::Str(plain.service_name().to_owned()),
+            AttributeValue::Str(plain.service_name().to_owned().into()),
             executable.1
         );
         assert!(flag.attributes.contains(&(

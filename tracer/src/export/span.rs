@@ -2,6 +2,8 @@
 //! OpenTelemetry RPC semantic conventions; `OTEL_SEMCONV_STABILITY_OPT_IN=rpc` (or `rpc/dup`)
 //! switches to (or adds) the newer names.
 
+use std::borrow::Cow;
+
 use crate::{
     capture::Endpoint,
     grpc::{CallRecord, Code, Side},
@@ -43,9 +45,11 @@ impl Conventions {
     }
 }
 
+/// Text borrows from the call it describes where it can: a span is built, written and dropped
+/// per call, and most of its text is already in the call record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AttributeValue {
-    Str(String),
+pub enum AttributeValue<'a> {
+    Str(Cow<'a, str>),
     Int(i64),
     Bool(bool),
 }
@@ -57,9 +61,9 @@ pub enum SpanKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpanStatus {
+pub enum SpanStatus<'a> {
     Unset,
-    Error(String),
+    Error(&'a str),
 }
 
 /// W3C `traceparent`: the trace a call's request said it belonged to.
@@ -118,18 +122,18 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SpanRecord {
-    pub name: String,
+pub struct SpanRecord<'a> {
+    pub name: &'a str,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
     /// `tracestate` of the parent, passed through.
-    pub trace_state: Option<String>,
+    pub trace_state: Option<&'a str>,
     pub kind: SpanKind,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
-    pub status: SpanStatus,
-    pub attributes: Vec<(&'static str, AttributeValue)>,
+    pub status: SpanStatus<'a>,
+    pub attributes: Vec<(&'static str, AttributeValue<'a>)>,
 }
 
 /// Fresh trace and span ids.
@@ -152,13 +156,13 @@ fn server_error(code: Code) -> bool {
     )
 }
 
-impl SpanRecord {
+impl<'a> SpanRecord<'a> {
     pub fn from_call(
-        call: &CallRecord,
+        call: &'a CallRecord,
         conventions: Conventions,
         clock: WallClock,
         ids: &mut dyn IdSource,
-    ) -> SpanRecord {
+    ) -> SpanRecord<'a> {
         let parent = call.traceparent.as_deref().and_then(TraceParent::parse);
         let kind = match call.side {
             Side::Client => SpanKind::Client,
@@ -166,20 +170,16 @@ impl SpanRecord {
         };
         let status = match call.code {
             Some(code) if code != Code::OK && (kind == SpanKind::Client || server_error(code)) => {
-                SpanStatus::Error(
-                    call.grpc_message
-                        .clone()
-                        .unwrap_or_else(|| code.name().to_owned()),
-                )
+                SpanStatus::Error(call.grpc_message.as_deref().unwrap_or(code.name()))
             }
             _ => SpanStatus::Unset,
         };
         SpanRecord {
-            name: call.name().to_owned(),
+            name: call.name(),
             trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
             span_id: ids.span_id(),
             parent_span_id: parent.map(|parent| parent.parent_span_id),
-            trace_state: parent.and(call.tracestate.clone()),
+            trace_state: parent.and(call.tracestate.as_deref()),
             kind,
             start_unix_nanos: clock.to_unix_nanos(call.start_ns),
             end_unix_nanos: clock.to_unix_nanos(call.end_ns),
@@ -189,15 +189,21 @@ impl SpanRecord {
     }
 }
 
-fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str, AttributeValue)> {
-    use AttributeValue::{Bool, Int, Str};
+fn attributes(
+    call: &CallRecord,
+    conventions: Conventions,
+) -> Vec<(&'static str, AttributeValue<'_>)> {
+    use AttributeValue::{Bool, Int};
+    fn text(value: &str) -> AttributeValue<'_> {
+        AttributeValue::Str(Cow::Borrowed(value))
+    }
     let mut attributes = Vec::with_capacity(24);
     if conventions.legacy() {
-        attributes.push(("rpc.system", Str("grpc".into())));
+        attributes.push(("rpc.system", text("grpc")));
         if let Some((service, method)) = call.service_and_method() {
-            attributes.push(("rpc.service", Str(service.into())));
+            attributes.push(("rpc.service", text(service)));
             if !conventions.stable() {
-                attributes.push(("rpc.method", Str(method.into())));
+                attributes.push(("rpc.method", text(method)));
             }
         }
         if let Some(code) = call.code {
@@ -205,52 +211,53 @@ fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str,
         }
     }
     if conventions.stable() {
-        attributes.push(("rpc.system.name", Str("grpc".into())));
+        attributes.push(("rpc.system.name", text("grpc")));
         if call.method_resolved() {
-            attributes.push(("rpc.method", Str(call.name().to_owned())));
+            attributes.push(("rpc.method", text(call.name())));
         }
         if let Some(code) = call.code {
-            attributes.push(("rpc.response.status_code", Str(code.name().into())));
+            attributes.push(("rpc.response.status_code", text(code.name())));
             if code != Code::OK {
-                attributes.push(("error.type", Str(code.name().into())));
+                attributes.push(("error.type", text(code.name())));
             }
         }
     }
     // The server as the client addressed it (`:authority`), then the socket's actual peer.
     let peer = call.connection.peer.as_ref();
+    let peer_ip = call.connection.peer_ip().unwrap_or_default();
     match call.authority.as_deref().and_then(split_host_port) {
         Some((host, port)) => {
-            attributes.push(("server.address", Str(host.into())));
+            attributes.push(("server.address", text(host)));
             if let Some(port) = port {
                 attributes.push(("server.port", Int(i64::from(port))));
             }
         }
         None => {
             if let Some(Endpoint::Inet(address)) = peer.filter(|_| call.side == Side::Client) {
-                attributes.push(("server.address", Str(address.ip().to_string())));
+                attributes.push(("server.address", text(peer_ip)));
                 attributes.push(("server.port", Int(i64::from(address.port()))));
             }
         }
     }
     match peer {
         Some(Endpoint::Inet(address)) => {
-            attributes.push(("network.peer.address", Str(address.ip().to_string())));
+            attributes.push(("network.peer.address", text(peer_ip)));
             attributes.push(("network.peer.port", Int(i64::from(address.port()))));
-            attributes.push(("network.transport", Str("tcp".into())));
+            attributes.push(("network.transport", text("tcp")));
             attributes.push((
                 "network.type",
-                Str(if address.is_ipv4() { "ipv4" } else { "ipv6" }.into()),
+                text(if address.is_ipv4() { "ipv4" } else { "ipv6" }),
             ));
         }
         Some(Endpoint::UnixPath(path)) => {
-            attributes.push(("network.peer.address", Str(path.clone())));
-            attributes.push(("network.transport", Str("unix".into())));
+            attributes.push(("network.peer.address", text(path)));
+            attributes.push(("network.transport", text("unix")));
         }
-        Some(_) => attributes.push(("network.transport", Str("unix".into()))),
+        Some(_) => attributes.push(("network.transport", text("unix"))),
         None => {}
     }
     if let Some(user_agent) = &call.user_agent {
-        attributes.push(("user_agent.original", Str(user_agent.clone())));
+        attributes.push(("user_agent.original", text(user_agent)));
     }
     attributes.push(("rpc.request.message.count", Int(call.request.count as i64)));
     attributes.push(("rpc.request.message.bytes", Int(call.request.bytes as i64)));
@@ -263,7 +270,7 @@ fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str,
         Int(call.response.bytes as i64),
     ));
     if let Some(encoding) = &call.grpc_encoding {
-        attributes.push(("rpc.grpc.request.encoding", Str(encoding.clone())));
+        attributes.push(("rpc.grpc.request.encoding", text(encoding)));
     }
     if let Some(timeout) = call.timeout {
         attributes.push(("rpc.grpc.timeout_ms", Int(timeout.as_millis() as i64)));
@@ -280,7 +287,10 @@ fn attributes(call: &CallRecord, conventions: Conventions) -> Vec<(&'static str,
     attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
     attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
-    attributes.push(("tracer.end_reason", Str(format!("{:?}", call.end_reason))));
+    attributes.push((
+        "tracer.end_reason",
+        AttributeValue::Str(call.end_reason.label()),
+    ));
     attributes
 }
 
@@ -382,13 +392,13 @@ mod tests {
 
     fn call() -> CallRecord {
         CallRecord {
-            connection: Arc::new(ConnectionFacts {
-                conn_id: 1,
-                pid: 99,
-                local: None,
-                peer: Some(Endpoint::Inet("10.1.2.3:50051".parse().unwrap())),
-                seen_from_start: true,
-            }),
+            connection: Arc::new(ConnectionFacts::new(
+                1,
+                99,
+                None,
+                Some(Endpoint::Inet("10.1.2.3:50051".parse().unwrap())),
+                true,
+            )),
             side: Side::Client,
             stream_id: 1,
             path: Some("/shop.Catalog/GetItem".into()),
@@ -422,7 +432,7 @@ mod tests {
         }
     }
 
-    fn attribute<'a>(span: &'a SpanRecord, key: &str) -> Option<&'a AttributeValue> {
+    fn attribute<'a>(span: &'a SpanRecord<'_>, key: &str) -> Option<&'a AttributeValue<'a>> {
         span.attributes
             .iter()
             .find(|(name, _)| *name == key)
@@ -431,15 +441,16 @@ mod tests {
 
     #[test]
     fn legacy_conventions() {
+        let call = call();
         let span = SpanRecord::from_call(
-            &call(),
+            &call,
             Conventions::Legacy,
             WallClock::measure(),
             &mut Counter(0),
         );
         assert_eq!(span.name, "shop.Catalog/GetItem");
         assert_eq!(span.kind, SpanKind::Client);
-        assert_eq!(span.status, SpanStatus::Error("no such item".into()));
+        assert_eq!(span.status, SpanStatus::Error("no such item"));
         assert_eq!(
             attribute(&span, "rpc.method"),
             Some(&AttributeValue::Str("GetItem".into()))
@@ -474,8 +485,9 @@ mod tests {
 
     #[test]
     fn stable_and_duplicated_conventions() {
+        let call = call();
         let stable = SpanRecord::from_call(
-            &call(),
+            &call,
             Conventions::Stable,
             WallClock::measure(),
             &mut Counter(0),
@@ -494,7 +506,7 @@ mod tests {
         );
         assert_eq!(attribute(&stable, "rpc.system"), None);
         let both = SpanRecord::from_call(
-            &call(),
+            &call,
             Conventions::Both,
             WallClock::measure(),
             &mut Counter(0),
@@ -531,7 +543,7 @@ mod tests {
             span.parent_span_id.map(|id| to_hex(&id)).as_deref(),
             Some("b7ad6b7169203331")
         );
-        assert_eq!(span.trace_state.as_deref(), Some("vendor=1"));
+        assert_eq!(span.trace_state, Some("vendor=1"));
         for bad in [
             "",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",

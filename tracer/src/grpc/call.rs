@@ -14,6 +14,36 @@ pub struct ConnectionFacts {
     pub peer: Option<Endpoint>,
     /// False when the tracer joined the connection mid-flight.
     pub seen_from_start: bool,
+    /// The peer's IP address as text: formatted once per connection, not once per span.
+    peer_ip: Option<String>,
+}
+
+impl ConnectionFacts {
+    pub fn new(
+        conn_id: u64,
+        pid: u32,
+        local: Option<Endpoint>,
+        peer: Option<Endpoint>,
+        seen_from_start: bool,
+    ) -> ConnectionFacts {
+        let peer_ip = match &peer {
+            Some(Endpoint::Inet(address)) => Some(address.ip().to_string()),
+            _ => None,
+        };
+        ConnectionFacts {
+            conn_id,
+            pid,
+            local,
+            peer,
+            seen_from_start,
+            peer_ip,
+        }
+    }
+
+    /// The peer's IP address, for an internet socket.
+    pub fn peer_ip(&self) -> Option<&str> {
+        self.peer_ip.as_deref()
+    }
 }
 
 /// Which end of the call the traced process is.
@@ -40,6 +70,21 @@ pub enum EndReason {
     ConnectionClosed,
     /// The frame that ended it was seen, but its header block was lost to a capture gap.
     FinalHeadersLost,
+}
+
+impl EndReason {
+    /// The variant's name, as `{:?}` writes it; only resets need formatting (their code).
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            EndReason::Trailers => "Trailers".into(),
+            EndReason::TrailersOnly => "TrailersOnly".into(),
+            EndReason::EndStreamWithoutTrailers => "EndStreamWithoutTrailers".into(),
+            EndReason::GoAway => "GoAway".into(),
+            EndReason::ConnectionClosed => "ConnectionClosed".into(),
+            EndReason::FinalHeadersLost => "FinalHeadersLost".into(),
+            EndReason::ResetByClient(_) | EndReason::ResetByServer(_) => format!("{self:?}").into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -191,13 +191,7 @@ impl Wire {
 
 fn tracker(seen_from_start: bool) -> ConnectionTracker {
     ConnectionTracker::new(
-        ConnectionFacts {
-            conn_id: 7,
-            pid: 42,
-            local: None,
-            peer: None,
-            seen_from_start,
-        },
+        ConnectionFacts::new(7, 42, None, None, seen_from_start),
         Limits::default(),
     )
 }
@@ -827,4 +821,21 @@ fn frame_sync_is_offered_only_at_frame_boundaries() {
     };
     tracker.on_chunk(Direction::Egress, &chunk, &mut out);
     assert_eq!(tracker.frame_sync_offer(Direction::Egress), None);
+}
+
+#[test]
+fn end_reason_labels_are_the_debug_names() {
+    use crate::http2::ErrorCode;
+    for reason in [
+        EndReason::Trailers,
+        EndReason::TrailersOnly,
+        EndReason::EndStreamWithoutTrailers,
+        EndReason::ResetByClient(ErrorCode::CANCEL),
+        EndReason::ResetByServer(ErrorCode(0x77)),
+        EndReason::GoAway,
+        EndReason::ConnectionClosed,
+        EndReason::FinalHeadersLost,
+    ] {
+        assert_eq!(reason.label(), format!("{reason:?}"));
+    }
 }

@@ -95,6 +95,8 @@ struct Half {
     reader: FrameReader,
     decoder: hpack::Decoder,
     pending: Option<PendingBlock>,
+    /// The last decoded block's fields: kept only for its capacity, reused block to block.
+    fields: Vec<HeaderField>,
 }
 
 #[derive(Default)]
@@ -158,6 +160,7 @@ impl ConnectionTracker {
                 hpack::Decoder::joined_late(is_retained)
             },
             pending: None,
+            fields: Vec::new(),
         };
         ConnectionTracker {
             facts: Arc::new(facts),
@@ -443,26 +446,29 @@ impl ConnectionTracker {
         let Some(block) = half.pending.take() else {
             return;
         };
-        let fields = if block.lost {
+        let mut fields = std::mem::take(&mut half.fields);
+        let decoded = if block.lost {
             half.decoder.lose_sync();
-            None
+            false
         } else {
-            match half.decoder.decode(&block.fragments) {
-                Ok(fields) => Some(fields),
+            match half.decoder.decode_into(&block.fragments, &mut fields) {
+                Ok(()) => true,
                 Err(err) => {
                     log::debug!("conn {:#x}: HPACK error: {err}", self.facts.conn_id);
                     self.stats.hpack_errors += 1;
-                    None
+                    false
                 }
             }
         };
-        if block.push_promise {
-            return;
+        if !block.push_promise {
+            if decoded {
+                self.on_header_block(direction, &block, &fields, now, out);
+            } else {
+                self.on_lost_block(direction, block.stream_id, block.end_stream, now, out);
+            }
         }
-        match fields {
-            Some(fields) => self.on_header_block(direction, &block, fields, now, out),
-            None => self.on_lost_block(direction, block.stream_id, block.end_stream, now, out),
-        }
+        fields.clear();
+        self.halves[direction as usize].fields = fields;
     }
 
     fn on_header_block_lost(
@@ -535,7 +541,7 @@ impl ConnectionTracker {
         &mut self,
         direction: Direction,
         block: &PendingBlock,
-        fields: Vec<HeaderField>,
+        fields: &[HeaderField],
         now: u64,
         out: &mut Vec<CallRecord>,
     ) {
@@ -555,7 +561,7 @@ impl ConnectionTracker {
             if self.streams.contains_key(&stream_id) {
                 return; // Client trailers: gRPC does not use them.
             }
-            if let Some(stream) = request_state(&fields, block.started_ns) {
+            if let Some(stream) = request_state(fields, block.started_ns) {
                 self.open_stream(stream_id, stream);
             } else {
                 self.stats.non_grpc_streams += 1;
@@ -576,7 +582,7 @@ impl ConnectionTracker {
             stream.response_headers_seen = true;
             stream.first_response_header_ns = Some(now);
         }
-        for field in &fields {
+        for field in fields {
             let Some(name) = field.name.as_deref() else {
                 stream.response_had_unknown_fields = true;
                 continue;

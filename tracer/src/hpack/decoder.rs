@@ -1,6 +1,6 @@
 //! Header block decoding (RFC 7541 §6).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::{
     huffman::{self, HuffmanError},
@@ -76,6 +76,8 @@ pub struct Decoder {
     retain: fn(&[u8]) -> bool,
     /// Fields whose name or value came from before we were watching.
     pub unknown_references: u64,
+    /// Where Huffman-coded strings are decoded, reused from one string to the next.
+    scratch: Vec<u8>,
 }
 
 impl Decoder {
@@ -95,6 +97,7 @@ impl Decoder {
             protocol_max: DEFAULT_TABLE_SIZE,
             retain,
             unknown_references: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -123,15 +126,29 @@ impl Decoder {
     /// Decodes one complete header block (HEADERS plus CONTINUATIONs, joined). On error the
     /// table may be half-updated, so the history is forgotten.
     pub fn decode(&mut self, block: &[u8]) -> Result<Vec<HeaderField>, DecodeError> {
-        let result = self.decode_fields(block);
+        let mut fields = Vec::new();
+        self.decode_into(block, &mut fields).map(|()| fields)
+    }
+
+    /// [`Decoder::decode`] into `fields` (cleared first), so a caller can reuse one vector.
+    pub fn decode_into(
+        &mut self,
+        block: &[u8],
+        fields: &mut Vec<HeaderField>,
+    ) -> Result<(), DecodeError> {
+        fields.clear();
+        let result = self.decode_fields(block, fields);
         if result.is_err() {
             self.lose_sync();
         }
         result
     }
 
-    fn decode_fields(&mut self, mut input: &[u8]) -> Result<Vec<HeaderField>, DecodeError> {
-        let mut fields = Vec::new();
+    fn decode_fields(
+        &mut self,
+        mut input: &[u8],
+        fields: &mut Vec<HeaderField>,
+    ) -> Result<(), DecodeError> {
         while let Some(&first) = input.first() {
             let consumed = if first & 0x80 != 0 {
                 // §6.1 Indexed Header Field.
@@ -166,38 +183,63 @@ impl Decoder {
             };
             input = &input[consumed..];
         }
-        Ok(fields)
+        Ok(())
     }
 
     fn indexed(&mut self, index: usize) -> Result<HeaderField, DecodeError> {
-        match index {
-            0 => Err(DecodeError::InvalidIndex),
-            1..=static_table::LEN => {
-                let (name, value) = static_table::ENTRIES[index - 1];
-                Ok(HeaderField {
-                    name: Some(Arc::from(name.as_bytes())),
-                    value: self.keep(Some(name.as_bytes()), value.as_bytes()),
-                })
-            }
-            _ => match self.table.get(index - static_table::LEN - 1) {
-                Lookup::Found(entry) => {
-                    if entry.name.is_none() {
-                        self.unknown_references += 1;
-                    }
-                    Ok(HeaderField {
-                        name: entry.name.clone(),
-                        value: entry.value.clone(),
-                    })
+        if let Some(entry) = static_entry(index) {
+            let value = if (self.retain)(&entry.name) {
+                FieldValue::Known(entry.value.clone())
+            } else {
+                FieldValue::Redacted {
+                    len: entry.value.len(),
                 }
-                Lookup::Unknown => {
+            };
+            return Ok(HeaderField {
+                name: Some(entry.name.clone()),
+                value,
+            });
+        }
+        match self.dynamic_entry(index)? {
+            Some(entry) => Ok(HeaderField {
+                name: entry.name.clone(),
+                value: entry.value.clone(),
+            }),
+            None => Ok(HeaderField {
+                name: None,
+                value: FieldValue::Unknown,
+            }),
+        }
+    }
+
+    /// The name at `index`, for a literal that references one.
+    fn indexed_name(&mut self, index: usize) -> Result<Option<Arc<[u8]>>, DecodeError> {
+        if let Some(entry) = static_entry(index) {
+            return Ok(Some(entry.name.clone()));
+        }
+        Ok(self
+            .dynamic_entry(index)?
+            .and_then(|entry| entry.name.clone()))
+    }
+
+    /// Dynamic table entry `index` (in the combined index space); `None` when it is from before
+    /// we were watching. Counts references to what we cannot know.
+    fn dynamic_entry(&mut self, index: usize) -> Result<Option<&Entry>, DecodeError> {
+        if index <= static_table::LEN {
+            return Err(DecodeError::InvalidIndex); // Only index 0 gets here.
+        }
+        match self.table.get(index - static_table::LEN - 1) {
+            Lookup::Found(entry) => {
+                if entry.name.is_none() {
                     self.unknown_references += 1;
-                    Ok(HeaderField {
-                        name: None,
-                        value: FieldValue::Unknown,
-                    })
                 }
-                Lookup::Invalid => Err(DecodeError::InvalidIndex),
-            },
+                Ok(Some(entry))
+            }
+            Lookup::Unknown => {
+                self.unknown_references += 1;
+                Ok(None)
+            }
+            Lookup::Invalid => Err(DecodeError::InvalidIndex),
         }
     }
 
@@ -209,38 +251,52 @@ impl Decoder {
     ) -> Result<(HeaderField, usize), DecodeError> {
         let (name_index, mut used) = integer::decode(input, prefix_bits)?;
         let name: Option<Arc<[u8]>> = if name_index == 0 {
-            let (name, name_used) = string(&input[used..])?;
+            let (name, name_used) = string(&input[used..], &mut self.scratch)?;
             used += name_used;
             Some(Arc::from(name))
         } else {
-            self.indexed(name_index)?.name
+            self.indexed_name(name_index)?
         };
-        let (value, value_used) = string(&input[used..])?;
+        let (value, value_used) = string(&input[used..], &mut self.scratch)?;
         used += value_used;
-        let value = self.keep(name.as_deref(), &value);
-        Ok((HeaderField { name, value }, used))
-    }
-
-    /// Keeps a value only if its (known) name is allowlisted.
-    fn keep(&self, name: Option<&[u8]>, value: &[u8]) -> FieldValue {
-        match name {
+        let value = match &name {
             Some(name) if (self.retain)(name) => FieldValue::Known(Arc::from(value)),
             _ => FieldValue::Redacted { len: value.len() },
-        }
+        };
+        Ok((HeaderField { name, value }, used))
     }
 }
 
-/// A string literal (§5.2): returns its decoded bytes and the bytes consumed.
-fn string(input: &[u8]) -> Result<(Vec<u8>, usize), DecodeError> {
+/// A static table entry, shared rather than allocated per reference.
+struct StaticEntry {
+    name: Arc<[u8]>,
+    value: Arc<[u8]>,
+}
+
+fn static_entry(index: usize) -> Option<&'static StaticEntry> {
+    static ENTRIES: LazyLock<Vec<StaticEntry>> = LazyLock::new(|| {
+        static_table::ENTRIES
+            .iter()
+            .map(|(name, value)| StaticEntry {
+                name: Arc::from(name.as_bytes()),
+                value: Arc::from(value.as_bytes()),
+            })
+            .collect()
+    });
+    ENTRIES.get(index.checked_sub(1)?)
+}
+
+/// A string literal (§5.2): its decoded bytes (in place, or Huffman-decoded into `scratch`)
+/// and the bytes consumed.
+fn string<'a>(input: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<(&'a [u8], usize), DecodeError> {
     let huffman_coded = input.first().ok_or(DecodeError::Truncated)? & 0x80 != 0;
     let (len, used) = integer::decode(input, 7)?;
     let raw = input.get(used..used + len).ok_or(DecodeError::Truncated)?;
-    let bytes = if huffman_coded {
-        huffman::decode(raw)?
-    } else {
-        raw.to_vec()
-    };
-    Ok((bytes, used + len))
+    if !huffman_coded {
+        return Ok((raw, used + len));
+    }
+    huffman::decode_into(raw, scratch)?;
+    Ok((scratch, used + len))
 }
 
 #[cfg(test)]

@@ -55,8 +55,15 @@ fn trie() -> &'static Trie {
 
 /// Decodes a Huffman-coded string.
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, HuffmanError> {
+    let mut out = Vec::new();
+    decode_into(input, &mut out).map(|()| out)
+}
+
+/// [`decode`] into `out`, cleared first.
+pub fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     let trie = trie();
-    let mut out = Vec::with_capacity(input.len() * 8 / 5);
+    out.clear();
+    out.reserve(input.len() * 8 / 5);
     let mut node = 0usize;
     // Bits consumed since the last complete symbol, and whether they were all ones: the only
     // valid padding is a prefix of EOS (all ones), at most 7 bits long (§5.2).
@@ -83,7 +90,7 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, HuffmanError> {
     if pending_bits > 7 || !pending_all_ones {
         return Err(HuffmanError::Padding);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

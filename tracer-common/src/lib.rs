@@ -11,8 +11,8 @@ pub mod record;
 
 pub use loss::{LOSS_KIND_COUNT, LossKind};
 pub use maps::{
-    DirectionKey, FrameCursor, MessageCursor, PendingCall, SocketKey, SocketState, SyscallOp,
-    TracedProcess,
+    DirectionKey, FrameCursor, HELD_RECORD_CAP, HeldRecord, MessageCursor, PendingCall,
+    RecordInProgress, SocketKey, SocketState, SyscallOp, TracedProcess,
 };
 pub use record::{
     CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
@@ -32,4 +32,5 @@ mod pod {
     unsafe impl aya::Pod for DirectionKey {}
     unsafe impl aya::Pod for TracedProcess {}
     unsafe impl aya::Pod for PendingCall {}
+    unsafe impl aya::Pod for HeldRecord {}
 }

@@ -161,6 +161,56 @@ pub struct DirectionKey {
     pub direction: u64,
 }
 
+/// A data record being assembled by the kernel side.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RecordInProgress {
+    /// Its stream offset, the stream bytes it covers so far, and the bytes of its data area in
+    /// use.
+    pub offset: u64,
+    pub covered: u64,
+    pub assembled: u64,
+    /// The piece being assembled, if `has_piece`: where its header goes in the data area, and
+    /// its counts, written there when the piece is finished.
+    pub has_piece: u64,
+    pub piece_at: u64,
+    pub piece_kept: u64,
+    pub piece_skipped: u64,
+    /// Non-zero once it holds kept bytes that must not wait for a later syscall.
+    pub urgent: u64,
+}
+
+impl RecordInProgress {
+    pub const EMPTY: RecordInProgress = RecordInProgress {
+        offset: 0,
+        covered: 0,
+        assembled: 0,
+        has_piece: 0,
+        piece_at: 0,
+        piece_kept: 0,
+        piece_skipped: 0,
+        urgent: 0,
+    };
+}
+
+/// Most bytes of a record held back between syscalls.
+pub const HELD_RECORD_CAP: usize = 1024;
+
+/// The start of a connection direction's next data record, held back by the kernel side
+/// because nothing in it had to reach userspace yet. Emitted with the next syscall that keeps
+/// something urgent, when it grows too large, or when the socket is closed; userspace delivers
+/// it itself when the process exits without closing the socket.
+///
+/// As a record, it is `record` with `offset`, `captured_len` and `original_len` taken from
+/// `progress`, followed by `data[..progress.assembled]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HeldRecord {
+    pub progress: RecordInProgress,
+    pub record: crate::DataRecord,
+    pub data: [u8; HELD_RECORD_CAP],
+}
+
 /// Connection ids handed out by userspace (for sockets found in /proc at attach) have this bit
 /// set, so they never collide with ids the kernel allocates.
 pub const USER_CONN_ID_BIT: u64 = 1 << 63;
@@ -257,3 +307,6 @@ const _: () = assert!(size_of::<MessageCursor>() == 12);
 const _: () = assert!(size_of::<DirectionKey>() == 16);
 const _: () = assert!(size_of::<TracedProcess>() == 8);
 const _: () = assert!(size_of::<PendingCall>() == 32);
+const _: () = assert!(size_of::<RecordInProgress>() == 64);
+const _: () =
+    assert!(size_of::<HeldRecord>() == 64 + size_of::<crate::DataRecord>() + HELD_RECORD_CAP);

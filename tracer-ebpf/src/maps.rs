@@ -8,8 +8,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    DataRecord, DirectionKey, FrameCursor, LOSS_KIND_COUNT, LossKind, PendingCall, RECORD_DATA_CAP,
-    SocketKey, SocketState, TracedProcess,
+    DataRecord, DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall,
+    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess,
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
@@ -92,7 +92,7 @@ pub struct DataScratch {
     /// Where the cursor stands in a transfer copied whole.
     pub followed: FollowedCopy,
     /// Where a held-back record is assembled before it is stored in [`DEFERRED`].
-    pub deferred: Deferred,
+    pub deferred: HeldRecord,
     /// The connection direction's cursor, copied in for the walk and back out after it.
     pub cursor: FrameCursor,
     pub record: DataRecord,
@@ -102,23 +102,10 @@ pub struct DataScratch {
 #[map]
 pub static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Most bytes of a record held back between syscalls.
-pub const DEFER_CAP: usize = 1024;
-
-/// The start of a connection direction's next data record, held back because nothing in it
-/// had to reach userspace yet (see `framing::Urgency`). Emitted with the next syscall that
-/// keeps something urgent, when it grows too large, or when the socket is closed.
-#[repr(C)]
-pub struct Deferred {
-    pub walk: crate::transfer::RecordInProgress,
-    pub record: DataRecord,
-    pub data: [u8; DEFER_CAP],
-}
-
 /// Held-back record starts, by connection direction. When it is full, records are simply not
 /// held back.
 #[map]
-pub static DEFERRED: HashMap<DirectionKey, Deferred> = HashMap::with_max_entries(1024, 0);
+pub static DEFERRED: HashMap<DirectionKey, HeldRecord> = HashMap::with_max_entries(1024, 0);
 
 /// Cursors userspace offers to directions whose kernel cursor lost track: userspace, in frame
 /// sync itself, saw the direction stop at a frame boundary at the cursor's `position`.

@@ -15,8 +15,9 @@ use aya_ebpf::helpers::{
     generated::bpf_loop,
 };
 use tracer_common::{
-    DataRecord, Direction, DirectionKey, FrameCursor, LossKind, PIECE_HEADER_LEN, PendingCall,
-    PieceHeader, RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
+    DataRecord, Direction, DirectionKey, FrameCursor, HELD_RECORD_CAP, LossKind, PIECE_HEADER_LEN,
+    PendingCall, PieceHeader, RECORD_DATA_CAP, RecordHeader, RecordInProgress, RecordKind,
+    SocketKey, SyscallOp,
     maps::{
         MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL,
         framing::{HEADER, LOST},
@@ -26,8 +27,7 @@ use tracer_common::{
 use crate::{
     framing::{self, Run, Urgency},
     maps::{
-        DATA_SCRATCH, DEFER_CAP, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, count_loss,
-        data_record_flags,
+        DATA_SCRATCH, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, count_loss, data_record_flags,
     },
     volatile::copy_words,
 };
@@ -86,38 +86,6 @@ pub struct SegmentWalk {
     records: u64,
     /// Non-zero once user memory could not be read; the walk stops there.
     read_failed: u64,
-}
-
-/// The data record being assembled in the scratch data area.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct RecordInProgress {
-    /// Its stream offset, the stream bytes it covers so far, and the bytes of its data area in
-    /// use.
-    offset: u64,
-    covered: u64,
-    assembled: u64,
-    /// The piece being assembled, if `has_piece`: where its header goes in the data area, and
-    /// its counts, written there when the piece is finished.
-    has_piece: u64,
-    piece_at: u64,
-    piece_kept: u64,
-    piece_skipped: u64,
-    /// Non-zero once it holds kept bytes that must not wait for a later syscall.
-    urgent: u64,
-}
-
-impl RecordInProgress {
-    const EMPTY: RecordInProgress = RecordInProgress {
-        offset: 0,
-        covered: 0,
-        assembled: 0,
-        has_piece: 0,
-        piece_at: 0,
-        piece_kept: 0,
-        piece_skipped: 0,
-        urgent: 0,
-    };
 }
 
 impl SegmentWalk {
@@ -401,7 +369,7 @@ fn copy_out(
     }
     if following
         && get!(walk, record.urgent) == 0
-        && get!(walk, record.assembled) <= DEFER_CAP as u64
+        && get!(walk, record.assembled) <= HELD_RECORD_CAP as u64
         && get!(walk, record.covered) < DEFER_MAX_COVERED
         && hold_back(scratch, &key)
     {
@@ -435,18 +403,25 @@ const DEFER_MAX_COVERED: u64 = 1 << 31;
 /// Stores the record in progress in [`DEFERRED`] instead of emitting it. False if the map is
 /// full: then it is emitted now.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the value would copy it onto the 512-byte BPF stack"
+)]
 fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
     // The piece stays open: the next syscall may add to it.
     write_piece_header(scratch);
     let walk = walk_of(scratch);
     let assembled = get!(walk, record.assembled);
-    if assembled > DEFER_CAP as u64 {
+    if assembled > HELD_RECORD_CAP as u64 {
         return false;
     }
     // SAFETY: `scratch` is this CPU's scratch value; both areas hold at least `assembled` bytes.
     unsafe {
         let deferred = &raw mut (*scratch).deferred;
-        copy_words(&raw mut (*deferred).walk, &raw const (*scratch).walk.record);
+        copy_words(
+            &raw mut (*deferred).progress,
+            &raw const (*scratch).walk.record,
+        );
         copy_words(&raw mut (*deferred).record, &raw const (*scratch).record);
         let dst =
             core::slice::from_raw_parts_mut((*deferred).data.as_mut_ptr(), assembled as usize);
@@ -464,11 +439,11 @@ fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
         return;
     };
     // SAFETY: `scratch` is this CPU's scratch value; `deferred` is a map value, valid during
-    // this program. `assembled` is at most DEFER_CAP, the size of the source area.
+    // this program. `assembled` is at most HELD_RECORD_CAP, the size of the source area.
     unsafe {
-        let held = &raw const (*deferred).walk;
+        let held = &raw const (*deferred).progress;
         let assembled = (*held).assembled;
-        if assembled > DEFER_CAP as u64 {
+        if assembled > HELD_RECORD_CAP as u64 {
             return;
         }
         let dst = core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), assembled as usize);
@@ -492,9 +467,9 @@ pub fn flush_deferred(key: &DirectionKey) {
     // SAFETY: `deferred` is a map value, valid during this program; the record and `captured`
     // bytes after it lie inside it.
     unsafe {
-        let held = &raw const (*deferred).walk;
+        let held = &raw const (*deferred).progress;
         let captured = (*held).assembled;
-        if captured > DEFER_CAP as u64 {
+        if captured > HELD_RECORD_CAP as u64 {
             return;
         }
         send_record(

@@ -3,7 +3,10 @@
 //! Needs root; run through `cargo xtask test`.
 
 use integration_tests::{
-    harness::{Observed, Workload, collect_until_exit, field, field_u64, trace_workload},
+    harness::{
+        Observed, Workload, collect_until_exit, field, field_u64, trace_workload,
+        trace_workload_and_children,
+    },
     http2_stream,
     pattern::pattern,
 };
@@ -293,5 +296,27 @@ fn http2_data_payload_is_skipped_exactly() {
         assert_eq!(gaps, crafted.expected_gaps(&transfers(moved)), "{label}");
         assert!(!gaps.is_empty(), "{label}: nothing was skipped");
     }
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
+}
+
+#[test]
+fn a_process_that_exits_without_closing_its_sockets_is_cleaned_up_after() {
+    let (observed, report, _) = trace_workload_and_children(WORKLOAD, &["exit", "tcp4"]);
+    let [line] = &report[..] else {
+        panic!("one report line expected: {report:?}");
+    };
+    let child = field_u64(line, "pid") as u32;
+    assert!(
+        observed.exited.contains(&child),
+        "no exit record for {child}"
+    );
+    let client = observed.by_fd(child, field_u64(line, "client_fd") as u32);
+    let server = observed.by_fd(child, field_u64(line, "server_fd") as u32);
+    let sent = http2_stream::unfinished_client_stream().bytes;
+    // The kernel side held back the last frame's header: the record must come out anyway,
+    // when userspace learns of the exit, and both connections must end.
+    client.assert_stream(Direction::Egress, &sent);
+    server.assert_stream(Direction::Ingress, &sent);
+    assert!(client.closed && server.closed, "connections left open");
     assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }

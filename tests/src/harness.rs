@@ -210,10 +210,25 @@ impl Observed {
 
 /// Starts capture, then the workload; traces it from before `go` until it has exited.
 pub fn trace_workload(program: &str, args: &[&str]) -> (Observed, Vec<String>, u32) {
+    trace_workload_with(program, args, false)
+}
+
+/// [`trace_workload`], also tracing the processes it starts.
+pub fn trace_workload_and_children(program: &str, args: &[&str]) -> (Observed, Vec<String>, u32) {
+    trace_workload_with(program, args, true)
+}
+
+fn trace_workload_with(
+    program: &str,
+    args: &[&str],
+    follow_children: bool,
+) -> (Observed, Vec<String>, u32) {
     let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
     let mut workload = Workload::start(program, args);
     let pid = workload.pid();
-    capture.trace_process(pid, false).expect("trace workload");
+    capture
+        .trace_process(pid, follow_children)
+        .expect("trace workload");
     workload.go();
     let (observed, report) = collect_until_exit(&mut capture, &mut workload);
     (observed, report, pid)

@@ -221,6 +221,25 @@ pub fn client_stream() -> Crafted {
     out
 }
 
+/// Bytes of the last frame of [`unfinished_client_stream`]: a DATA frame header and
+/// [`UNFINISHED_TAIL_BODY`] bytes of message body.
+pub const UNFINISHED_LAST_FRAME_LEN: usize = 9 + UNFINISHED_TAIL_BODY;
+const UNFINISHED_TAIL_BODY: usize = 1_500;
+
+/// A client's start of a call that never ends: one message over two DATA frames, the second
+/// nothing but body. Sent on its own, that last frame leaves the kernel side only a DATA frame
+/// header to keep, which it holds back for the direction's next syscall.
+pub fn unfinished_client_stream() -> Crafted {
+    let mut out = Crafted::default();
+    out.keep(CLIENT_PREFACE);
+    out.frame(SETTINGS, 0, 0, &[]);
+    out.frame(HEADERS, END_HEADERS, 1, &[0x82; 12]);
+    let mut message = Messages::new(&[100 + UNFINISHED_TAIL_BODY], 3);
+    out.data(1, 0, None, &mut message, 5 + 100);
+    out.data(1, 0, None, &mut message, UNFINISHED_TAIL_BODY);
+    out
+}
+
 /// What a server sends back: its SETTINGS first, then a large response and trailers.
 pub fn server_stream() -> Crafted {
     let mut out = Crafted::default();

@@ -13,6 +13,9 @@
 //! - `http2`: the hand-laid HTTP/2 streams of `integration_tests::http2_stream`, client to
 //!   server in pieces of every size (writev, so frame headers straddle syscalls and iovecs),
 //!   then server to client.
+//! - `exit`: runs a child (`socket-workload exiting-child`, which skips the ready/go exchange)
+//!   that sends `http2_stream::unfinished_client_stream` over its own connection and exits
+//!   with both ends still open; reports the child's pid and fds.
 
 use std::{
     io::{BufRead, Write},
@@ -76,6 +79,9 @@ fn main() {
         [scenario] => (scenario.as_str(), "tcp4"),
         _ => panic!("usage: socket-workload SCENARIO [tcp4|tcp6|unix]"),
     };
+    if scenario == "exiting-child" {
+        exiting_child(transport);
+    }
     let preopened = (scenario == "preopened").then(|| Pair::connect(transport));
     println!("ready");
     let mut line = String::new();
@@ -92,6 +98,7 @@ fn main() {
         }
         "files" => files(),
         "http2" => http2(transport),
+        "exit" => exit(transport),
         other => panic!("unknown scenario {other}"),
     }
     println!("done");
@@ -242,6 +249,43 @@ fn http2(transport: &str) {
         list(&response_writes),
         list(&response_reads),
     );
+}
+
+fn exit(transport: &str) {
+    let output = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["exiting-child", transport])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the child");
+    assert!(output.status.success(), "child failed: {output:?}");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// Sends the unfinished stream, its last frame in a syscall of its own, and exits without
+/// closing either end: exit closes them, without a `close()` the kernel side would see.
+fn exiting_child(transport: &str) -> ! {
+    let pair = Pair::connect(transport);
+    let stream = http2_stream::unfinished_client_stream().bytes;
+    let len = stream.len();
+    let server = pair.server.as_raw_fd();
+    let reader = thread::spawn(move || receive_logged(server, len, Receiver::Read));
+    let split = len - http2_stream::UNFINISHED_LAST_FRAME_LEN;
+    for part in [&stream[..split], &stream[split..]] {
+        let mut sent = 0;
+        while sent < part.len() {
+            sent += send_once(pair.client.as_raw_fd(), &part[sent..], Sender::Write);
+        }
+    }
+    let (received, _) = reader.join().expect("reader");
+    assert!(received == stream, "transfer corrupted");
+    println!(
+        "child pid={} client_fd={} server_fd={}",
+        std::process::id(),
+        pair.client.as_raw_fd(),
+        pair.server.as_raw_fd()
+    );
+    std::io::stdout().flush().expect("flush");
+    std::process::exit(0)
 }
 
 /// Sends `data` from one end to the other, read there by another thread, and checks it arrived.

@@ -8,7 +8,7 @@ use aya::{
     programs::TracePoint,
 };
 use tracer_common::{
-    DirectionKey, FrameCursor, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
+    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
 };
 
 use super::CaptureError;
@@ -57,6 +57,7 @@ pub struct KernelPrograms {
     pub traced: HashMap<MapData, u32, TracedProcess>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
     pub resync: HashMap<MapData, DirectionKey, FrameCursor>,
+    pub deferred: HashMap<MapData, DirectionKey, HeldRecord>,
     pub losses: PerCpuArray<MapData, u64>,
 }
 
@@ -103,6 +104,7 @@ impl KernelPrograms {
         let traced = HashMap::try_from(take("TRACED")?).map_err(map_err)?;
         let sockets = HashMap::try_from(take("SOCKETS")?).map_err(map_err)?;
         let resync = HashMap::try_from(take("RESYNC")?).map_err(map_err)?;
+        let deferred = HashMap::try_from(take("DEFERRED")?).map_err(map_err)?;
         let losses = PerCpuArray::try_from(take("LOSSES")?).map_err(map_err)?;
         debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
         Ok(KernelPrograms {
@@ -111,6 +113,7 @@ impl KernelPrograms {
             traced,
             sockets,
             resync,
+            deferred,
             losses,
         })
     }

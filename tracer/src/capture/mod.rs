@@ -23,16 +23,16 @@ pub use endpoint::Endpoint;
 pub use ordering::{Chunk, Payload};
 pub use process_sockets::process_alive;
 pub use record::RecordError;
-pub use tracer_common::{Direction, LossKind, MessageCursor};
 use tracer_common::{
-    DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
+    DataRecord, DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
     maps::{USER_CONN_ID_BIT, framing},
 };
+pub use tracer_common::{Direction, LossKind, MessageCursor};
 
 use kernel::KernelPrograms;
 use ordering::StreamOrder;
 use process_sockets::{ProcessHandle, SocketFacts};
-use record::KernelRecord;
+use record::{KernelRecord, Pieces};
 
 /// Default ring buffer size: room for a burst of large transfers.
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 << 20;
@@ -235,13 +235,97 @@ const FOLLOWING_RECHECK: Duration = Duration::from_secs(1);
 pub struct Capture {
     kernel: KernelPrograms,
     processes: HashMap<u32, ProcessHandle>,
-    connections: HashMap<u64, Connection>,
+    connections: Connections,
     next_user_conn_id: u64,
     /// Events produced outside `poll` (connections found at attach), delivered by the next poll.
     queued: Vec<CaptureEvent>,
     malformed_records: u64,
-    missing_bytes_closed: u64,
     traffic: CaptureTraffic,
+}
+
+/// The connections being captured, by id, and what became of the closed ones.
+#[derive(Default)]
+struct Connections {
+    by_id: HashMap<u64, Connection>,
+    missing_bytes_closed: u64,
+}
+
+impl Connections {
+    /// Hands a data record's pieces to its connection direction's ordering, and delivers what
+    /// that made ready.
+    fn deliver(
+        &mut self,
+        record: &DataRecord,
+        direction: Direction,
+        pieces: Pieces<'_>,
+        ready: &mut Vec<Chunk>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        let conn_id = record.header.conn_id;
+        let connection = match self.by_id.get_mut(&conn_id) {
+            Some(connection) => connection,
+            None => {
+                // Its open record was lost (and counted); still deliver the data.
+                sink(CaptureEvent::Opened(ConnectionInfo {
+                    id: conn_id,
+                    pid: record.header.tgid,
+                    fd: record.header.fd,
+                    origin: Origin::Unannounced,
+                    local: None,
+                    peer: None,
+                    timestamp_ns: record.header.timestamp_ns,
+                }));
+                self.by_id
+                    .entry(conn_id)
+                    .or_insert_with(|| Connection::new(record.header.tgid, record.header.fd))
+            }
+        };
+        let timestamp_ns = record.header.timestamp_ns;
+        let mut push = |offset: u64, payload: Payload| {
+            connection.order[direction as usize].push(
+                Chunk {
+                    offset,
+                    timestamp_ns,
+                    payload,
+                },
+                ready,
+            );
+        };
+        let mut offset = record.offset;
+        for (kept, skipped) in pieces {
+            if !kept.is_empty() {
+                push(offset, Payload::Bytes(kept.to_vec()));
+                offset += kept.len() as u64;
+            }
+            if skipped > 0 {
+                push(offset, Payload::Gap(skipped));
+                offset += skipped;
+            }
+        }
+        for chunk in ready.drain(..) {
+            sink(CaptureEvent::Data {
+                conn_id,
+                direction,
+                chunk,
+            });
+        }
+    }
+
+    /// The connection is gone: what it still held back is delivered, and it is announced closed.
+    fn close(&mut self, conn_id: u64, timestamp_ns: u64, sink: &mut dyn FnMut(CaptureEvent)) {
+        if let Some(mut connection) = self.by_id.remove(&conn_id) {
+            connection.flush(conn_id, sink);
+            self.missing_bytes_closed += connection
+                .order
+                .iter()
+                .map(|order| order.missing_bytes)
+                .sum::<u64>();
+        }
+        sink(CaptureEvent::Closed {
+            conn_id,
+            timestamp_ns,
+        });
+    }
 }
 
 /// How much the kernel side delivered.
@@ -264,11 +348,10 @@ impl Capture {
         Ok(Capture {
             kernel,
             processes: HashMap::default(),
-            connections: HashMap::default(),
+            connections: Connections::default(),
             next_user_conn_id: USER_CONN_ID_BIT | 1,
             queued: Vec::new(),
             malformed_records: 0,
-            missing_bytes_closed: 0,
             traffic: CaptureTraffic::default(),
         })
     }
@@ -339,7 +422,9 @@ impl Capture {
             return;
         }
         self.next_user_conn_id += 1;
-        self.connections.insert(conn_id, Connection::new(pid, fd));
+        self.connections
+            .by_id
+            .insert(conn_id, Connection::new(pid, fd));
         self.queued.push(CaptureEvent::Opened(ConnectionInfo {
             id: conn_id,
             pid,
@@ -382,6 +467,7 @@ impl Capture {
     fn drain(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
         let mut ready = Vec::new();
         let mut forks = Vec::new();
+        let mut exits = Vec::new();
         while let Some(item) = self.kernel.events.next() {
             self.traffic.records += 1;
             self.traffic.ring_bytes += item.len() as u64;
@@ -398,56 +484,9 @@ impl Capture {
                     record,
                     direction,
                     pieces,
-                } => {
-                    let conn_id = record.header.conn_id;
-                    let connection = match self.connections.get_mut(&conn_id) {
-                        Some(connection) => connection,
-                        None => {
-                            // Its open record was lost (and counted); still deliver the data.
-                            sink(CaptureEvent::Opened(ConnectionInfo {
-                                id: conn_id,
-                                pid: record.header.tgid,
-                                fd: record.header.fd,
-                                origin: Origin::Unannounced,
-                                local: None,
-                                peer: None,
-                                timestamp_ns: record.header.timestamp_ns,
-                            }));
-                            self.connections.entry(conn_id).or_insert_with(|| {
-                                Connection::new(record.header.tgid, record.header.fd)
-                            })
-                        }
-                    };
-                    let timestamp_ns = record.header.timestamp_ns;
-                    let mut push = |offset: u64, payload: Payload| {
-                        connection.order[direction as usize].push(
-                            Chunk {
-                                offset,
-                                timestamp_ns,
-                                payload,
-                            },
-                            &mut ready,
-                        );
-                    };
-                    let mut offset = record.offset;
-                    for (kept, skipped) in pieces {
-                        if !kept.is_empty() {
-                            push(offset, Payload::Bytes(kept.to_vec()));
-                            offset += kept.len() as u64;
-                        }
-                        if skipped > 0 {
-                            push(offset, Payload::Gap(skipped));
-                            offset += skipped;
-                        }
-                    }
-                    for chunk in ready.drain(..) {
-                        sink(CaptureEvent::Data {
-                            conn_id,
-                            direction,
-                            chunk,
-                        });
-                    }
-                }
+                } => self
+                    .connections
+                    .deliver(&record, direction, pieces, &mut ready, sink),
                 KernelRecord::Open { header, role, addr } => {
                     let facts = self
                         .processes
@@ -455,6 +494,7 @@ impl Capture {
                         .and_then(|process| process.inspect_socket(header.fd));
                     let reported_peer = Endpoint::from_sockaddr(addr);
                     self.connections
+                        .by_id
                         .insert(header.conn_id, Connection::new(header.tgid, header.fd));
                     sink(CaptureEvent::Opened(ConnectionInfo {
                         id: header.conn_id,
@@ -471,29 +511,32 @@ impl Capture {
                     }));
                 }
                 KernelRecord::Close(close) => {
-                    let conn_id = close.header.conn_id;
-                    if let Some(mut connection) = self.connections.remove(&conn_id) {
-                        connection.flush(conn_id, sink);
-                        self.missing_bytes_closed += connection
-                            .order
-                            .iter()
-                            .map(|order| order.missing_bytes)
-                            .sum::<u64>();
-                    }
-                    sink(CaptureEvent::Closed {
-                        conn_id,
-                        timestamp_ns: close.header.timestamp_ns,
-                    });
+                    self.connections
+                        .close(close.header.conn_id, close.header.timestamp_ns, sink);
                 }
                 KernelRecord::ProcessFork(fork) => forks.push((fork.header.tgid, fork.pid)),
                 KernelRecord::ProcessExit(exit) => {
                     self.processes.remove(&exit.pid);
-                    sink(CaptureEvent::ProcessExited {
-                        pid: exit.pid,
-                        timestamp_ns: exit.header.timestamp_ns,
-                    });
+                    // Its kernel entries are removed once the ring is drained (the item read
+                    // borrows it); which connections were its is settled now, before a reused
+                    // pid can bring new ones.
+                    let sockets: Vec<(u64, SocketKey)> = self
+                        .connections
+                        .by_id
+                        .iter()
+                        .filter(|(_, connection)| connection.socket.tgid == exit.pid)
+                        .map(|(&conn_id, connection)| (conn_id, connection.socket))
+                        .collect();
+                    exits.push((exit, sockets));
                 }
             }
+        }
+        for (exit, sockets) in exits {
+            self.forget_exited(&sockets, exit.header.timestamp_ns, &mut ready, sink);
+            sink(CaptureEvent::ProcessExited {
+                pid: exit.pid,
+                timestamp_ns: exit.header.timestamp_ns,
+            });
         }
         self.flush_stalled(sink);
         for (parent, child) in forks {
@@ -501,9 +544,54 @@ impl Capture {
         }
     }
 
+    /// A traced process exited. Exit closes its sockets without `close()`, so the kernel side
+    /// never lets go of them: their socket entries and held-back records are removed here (the
+    /// records delivered first), and the connections end.
+    fn forget_exited(
+        &mut self,
+        sockets: &[(u64, SocketKey)],
+        timestamp_ns: u64,
+        ready: &mut Vec<Chunk>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        for &(conn_id, socket) in sockets {
+            if self
+                .kernel
+                .sockets
+                .get(&socket, 0)
+                .is_ok_and(|state| state.conn_id == conn_id)
+            {
+                let _ = self.kernel.sockets.remove(&socket);
+            }
+            for direction in [Direction::Egress, Direction::Ingress] {
+                let key = DirectionKey {
+                    conn_id,
+                    direction: direction as u64,
+                };
+                let _ = self.kernel.resync.remove(&key);
+                let Ok(held) = self.kernel.deferred.get(&key, 0) else {
+                    continue;
+                };
+                let _ = self.kernel.deferred.remove(&key);
+                let bytes = record::held_record_bytes(&held);
+                match bytes.as_deref().map(KernelRecord::parse) {
+                    Some(Ok(KernelRecord::Data {
+                        record,
+                        direction,
+                        pieces,
+                    })) => self
+                        .connections
+                        .deliver(&record, direction, pieces, ready, sink),
+                    _ => self.malformed_records += 1,
+                }
+            }
+            self.connections.close(conn_id, timestamp_ns, sink);
+        }
+    }
+
     /// Chunks held back for two rounds in a row wait for a record that was lost: move on.
     fn flush_stalled(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
-        for (&conn_id, connection) in &mut self.connections {
+        for (&conn_id, connection) in &mut self.connections.by_id {
             if !connection.order.iter().any(StreamOrder::has_held) {
                 connection.stalled_rounds = 0;
                 continue;
@@ -544,9 +632,12 @@ impl Capture {
     /// Whether a frame sync offer for this direction is worth preparing: not while the kernel
     /// side was recently found following it. Check before [`Capture::offer_frame_sync`].
     pub fn frame_sync_due(&self, conn_id: u64, direction: Direction) -> bool {
-        self.connections.get(&conn_id).is_some_and(|connection| {
-            Instant::now() >= connection.next_sync_check[direction as usize]
-        })
+        self.connections
+            .by_id
+            .get(&conn_id)
+            .is_some_and(|connection| {
+                Instant::now() >= connection.next_sync_check[direction as usize]
+            })
     }
 
     /// Offers the kernel side a frame cursor for one direction of a connection, for when it
@@ -561,7 +652,7 @@ impl Capture {
         offset: u64,
         parked: &[MessageCursor],
     ) -> SyncOffer {
-        let Some(connection) = self.connections.get_mut(&conn_id) else {
+        let Some(connection) = self.connections.by_id.get_mut(&conn_id) else {
             return SyncOffer::Stale;
         };
         let Ok(state) = self.kernel.sockets.get(&connection.socket, 0) else {
@@ -599,9 +690,10 @@ impl Capture {
     pub fn losses(&self) -> LossReport {
         let mut report = LossReport {
             malformed_records: self.malformed_records,
-            missing_bytes: self.missing_bytes_closed
+            missing_bytes: self.connections.missing_bytes_closed
                 + self
                     .connections
+                    .by_id
                     .values()
                     .flat_map(|connection| &connection.order)
                     .map(|order| order.missing_bytes)

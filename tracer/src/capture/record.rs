@@ -3,8 +3,8 @@
 use std::{mem::size_of, ptr};
 
 use tracer_common::{
-    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
-    ProcessRecord, RecordHeader, RecordKind, SOCKADDR_CAP,
+    CloseRecord, DataRecord, Direction, HELD_RECORD_CAP, HeldRecord, OpenRecord, OpenRole,
+    PIECE_HEADER_LEN, PieceHeader, ProcessRecord, RecordHeader, RecordKind, SOCKADDR_CAP,
 };
 
 /// One ring buffer record, borrowed from the ring buffer.
@@ -124,6 +124,25 @@ impl<'a> KernelRecord<'a> {
             RecordKind::ProcessExit => KernelRecord::ProcessExit(read(bytes, kind)?),
         })
     }
+}
+
+/// The data record a held-back one becomes when it is let go, as the kernel side emits it when
+/// the socket closes; `None` if its counts are out of range.
+pub fn held_record_bytes(held: &HeldRecord) -> Option<Vec<u8>> {
+    let assembled = usize::try_from(held.progress.assembled)
+        .ok()
+        .filter(|&assembled| assembled <= HELD_RECORD_CAP)?;
+    let mut record = held.record;
+    record.offset = held.progress.offset;
+    record.captured_len = assembled as u32;
+    record.original_len = u32::try_from(held.progress.covered).ok()?;
+    let mut bytes = Vec::with_capacity(size_of::<DataRecord>() + assembled);
+    // SAFETY: DataRecord is plain old data (tracer-common) and `record` lives for the call.
+    bytes.extend_from_slice(unsafe {
+        std::slice::from_raw_parts(ptr::from_ref(&record).cast::<u8>(), size_of::<DataRecord>())
+    });
+    bytes.extend_from_slice(&held.data[..assembled]);
+    Some(bytes)
 }
 
 /// The pieces of a data record: kept stream bytes, each run followed by a count of skipped ones.

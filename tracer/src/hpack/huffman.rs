@@ -61,36 +61,99 @@ pub fn decode(input: &[u8]) -> Result<Vec<u8>, HuffmanError> {
 
 /// [`decode`] into `out`, cleared first.
 pub fn decode_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
-    let trie = trie();
+    let table = nibble_table();
     out.clear();
     out.reserve(input.len() * 8 / 5);
     let mut node = 0usize;
-    // Bits consumed since the last complete symbol, and whether they were all ones: the only
-    // valid padding is a prefix of EOS (all ones), at most 7 bits long (§5.2).
-    let mut pending_bits = 0u32;
-    let mut pending_all_ones = true;
     for &byte in input {
-        for position in (0..8).rev() {
-            let bit = ((byte >> position) & 1) as usize;
-            pending_bits += 1;
-            pending_all_ones &= bit == 1;
-            match trie.children[node][bit] {
-                Link::Node(next) => node = next as usize,
-                Link::Symbol(EOS) => return Err(HuffmanError::Eos),
-                Link::Symbol(symbol) => {
-                    out.push(symbol as u8);
-                    node = 0;
-                    pending_bits = 0;
-                    pending_all_ones = true;
-                }
-                Link::None => return Err(HuffmanError::Padding),
+        for nibble in [byte >> 4, byte & 0xf] {
+            let step = table.steps[node][usize::from(nibble)];
+            match step.emits {
+                NOTHING => {}
+                FAILS_PADDING => return Err(HuffmanError::Padding),
+                EOS => return Err(HuffmanError::Eos),
+                symbol => out.push(symbol as u8),
             }
+            node = usize::from(step.next);
         }
     }
-    if pending_bits > 7 || !pending_all_ones {
+    // The only valid padding is a prefix of EOS (all ones), at most 7 bits long (§5.2).
+    if !table.may_end_at[node] {
         return Err(HuffmanError::Padding);
     }
     Ok(())
+}
+
+/// The trie walked four bits at a time: the shortest code is five bits long, so four bits
+/// complete at most one symbol.
+struct NibbleTable {
+    /// `steps[node][nibble]`: where the walk goes from `node` on those four bits.
+    steps: Vec<[Step; 16]>,
+    /// Whether a string may end with the walk at this node: the bits since the last symbol are
+    /// at most 7 ones.
+    may_end_at: Vec<bool>,
+}
+
+#[derive(Clone, Copy)]
+struct Step {
+    next: u16,
+    /// The symbol completed, [`NOTHING`], [`EOS`] or [`FAILS_PADDING`] (a bit pattern no code
+    /// has).
+    emits: u16,
+}
+
+const NOTHING: u16 = u16::MAX;
+const FAILS_PADDING: u16 = u16::MAX - 1;
+
+fn nibble_table() -> &'static NibbleTable {
+    static TABLE: OnceLock<NibbleTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let trie = trie();
+        let nodes = trie.children.len();
+        // Depth and all-ones-ness of each node's path from the root, parents before children.
+        let mut depth = vec![0u32; nodes];
+        let mut all_ones = vec![true; nodes];
+        for node in 0..nodes {
+            for (bit, link) in trie.children[node].iter().enumerate() {
+                if let Link::Node(child) = *link {
+                    depth[usize::from(child)] = depth[node] + 1;
+                    all_ones[usize::from(child)] = all_ones[node] && bit == 1;
+                }
+            }
+        }
+        let steps = (0..nodes)
+            .map(|start| {
+                std::array::from_fn(|nibble| {
+                    let mut step = Step {
+                        next: start as u16,
+                        emits: NOTHING,
+                    };
+                    for position in (0..4).rev() {
+                        let bit = (nibble >> position) & 1;
+                        match trie.children[usize::from(step.next)][bit] {
+                            Link::Node(next) => step.next = next,
+                            Link::Symbol(symbol) => {
+                                step.emits = symbol;
+                                step.next = 0;
+                                if symbol == EOS {
+                                    break;
+                                }
+                            }
+                            Link::None => {
+                                step.emits = FAILS_PADDING;
+                                break;
+                            }
+                        }
+                    }
+                    step
+                })
+            })
+            .collect();
+        let may_end_at = (0..nodes)
+            .map(|node| depth[node] <= 7 && all_ones[node])
+            .collect();
+        NibbleTable { steps, may_end_at }
+    })
 }
 
 #[cfg(test)]
@@ -118,6 +181,35 @@ mod tests {
             ("9bd9 ab", "gzip"),
         ] {
             assert_eq!(decode(&unhex(hex)).unwrap(), text.as_bytes(), "{hex}");
+        }
+    }
+
+    /// Codes `text` per Appendix B, padded with ones.
+    fn encode(text: &[u8]) -> Vec<u8> {
+        let (mut bits, mut len, mut out) = (0u64, 0u32, Vec::new());
+        for &byte in text {
+            let (code, code_len) = CODES[usize::from(byte)];
+            bits = (bits << code_len) | u64::from(code);
+            len += u32::from(code_len);
+            while len >= 8 {
+                len -= 8;
+                out.push((bits >> len) as u8);
+            }
+        }
+        if len > 0 {
+            out.push(((bits << (8 - len)) | ((1 << (8 - len)) - 1)) as u8);
+        }
+        out
+    }
+
+    #[test]
+    fn every_symbol_round_trips_at_every_bit_alignment() {
+        for shift in 0..8u8 {
+            // A run of '0's (5 bits each) moves the next symbol to every alignment.
+            let mut text = vec![b'0'; usize::from(shift)];
+            text.extend(0..=255u8);
+            text.extend((0..=255u8).rev());
+            assert_eq!(decode(&encode(&text)).unwrap(), text, "shift {shift}");
         }
     }
 

@@ -52,6 +52,9 @@ pub struct Session {
     summary: Summary,
     connection_stats: TrackerStats,
     finished: Vec<CallRecord>,
+    /// One poll's events, kept for its capacity: a drain can bring tens of thousands, and
+    /// growing a fresh vector to that size every poll cost more than handling them.
+    events: Vec<CaptureEvent>,
     last_liveness_check: Instant,
     frame_sync_offers: u64,
 }
@@ -70,6 +73,7 @@ impl Session {
             summary: Summary::default(),
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
+            events: Vec::new(),
             last_liveness_check: Instant::now(),
             frame_sync_offers: 0,
         }
@@ -109,11 +113,10 @@ impl Session {
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut dyn CallSink) -> Result<(), CaptureError> {
-        let mut events = Vec::new();
-        self.capture
-            .poll(timeout, &mut |event| events.push(event))?;
+        let mut events = std::mem::take(&mut self.events);
+        let polled = self.capture.poll(timeout, &mut |event| events.push(event));
         let mut fed = HashSet::default();
-        for event in events {
+        for event in events.drain(..) {
             if let CaptureEvent::Data {
                 conn_id, direction, ..
             } = &event
@@ -122,6 +125,8 @@ impl Session {
             }
             self.handle(event);
         }
+        self.events = events;
+        polled?;
         self.offer_frame_sync(fed);
         if !self.finished.is_empty() {
             for call in self.finished.drain(..) {

@@ -10,7 +10,7 @@ use integration_tests::{
     http2_stream,
     pattern::pattern,
 };
-use tracer::capture::{Capture, CaptureConfig, Direction, Endpoint, Origin};
+use tracer::capture::{Capture, CaptureConfig, Closing, Direction, Endpoint, Origin};
 use tracer_common::{LossKind, PIECE_HEADER_LEN, RECORD_DATA_CAP, maps::MAX_RECORDS_PER_SYSCALL};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_socket-workload");
@@ -32,7 +32,10 @@ fn assert_stream_pair(observed: &Observed, pid: u32, line: &str) -> Vec<(u64, u6
     gaps.extend(server.assert_stream(Direction::Ingress, &request));
     gaps.extend(server.assert_stream(Direction::Egress, &reply));
     gaps.extend(client.assert_stream(Direction::Ingress, &reply));
-    assert!(client.closed && server.closed, "close not seen: {line}");
+    assert!(
+        client.closed == Some(Closing::Closed) && server.closed == Some(Closing::Closed),
+        "close not seen: {line}"
+    );
     gaps
 }
 
@@ -161,7 +164,7 @@ fn reused_fd_gets_a_new_connection_id() {
     {
         let seed = field_u64(&report[round], "seed");
         conn.assert_stream(Direction::Egress, &pattern(seed, 0, 5000));
-        assert!(conn.closed);
+        assert_eq!(conn.closed, Some(Closing::Closed));
     }
 }
 
@@ -317,6 +320,8 @@ fn a_process_that_exits_without_closing_its_sockets_is_cleaned_up_after() {
     // when userspace learns of the exit, and both connections must end.
     client.assert_stream(Direction::Egress, &sent);
     server.assert_stream(Direction::Ingress, &sent);
-    assert!(client.closed && server.closed, "connections left open");
+    for conn in [client, server] {
+        assert_eq!(conn.closed, Some(Closing::ProcessExited), "{:?}", conn.info);
+    }
     assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }

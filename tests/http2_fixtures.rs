@@ -11,7 +11,7 @@ use integration_tests::{
 };
 use tracer::{
     capture::{Chunk, Payload},
-    grpc::{CallRecord, Code, ConnectionFacts, ConnectionTracker, Limits},
+    grpc::{CallRecord, Code, ConnectionFacts, ConnectionTracker, EndReason, Limits},
 };
 
 /// Runs every client scenario through the proxy; returns the client's view and the recording.
@@ -61,7 +61,7 @@ fn replay(
         tracker.on_chunk(read.direction, &chunk, &mut out);
     }
     let last = recorded.last().map_or(0, |read| read.timestamp_ns);
-    tracker.on_close(last + 1, &mut out);
+    tracker.on_close(last + 1, EndReason::ConnectionClosed, &mut out);
     out.sort_by_key(|call| call.start_ns);
     (out, tracker)
 }

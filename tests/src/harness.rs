@@ -11,7 +11,8 @@ use std::{
 };
 
 use tracer::capture::{
-    Capture, CaptureConfig, CaptureEvent, Chunk, ConnectionInfo, Direction, LossReport, Payload,
+    Capture, CaptureConfig, CaptureEvent, Chunk, Closing, ConnectionInfo, Direction, LossReport,
+    Payload,
 };
 
 /// A started workload, stopped before it does anything so the test can attach first.
@@ -85,7 +86,8 @@ pub struct ObservedConnection {
     pub info: Option<ConnectionInfo>,
     /// Chunks per direction (egress, ingress), in delivery order.
     pub chunks: [Vec<Chunk>; 2],
-    pub closed: bool,
+    /// How it ended, if it did.
+    pub closed: Option<Closing>,
 }
 
 impl ObservedConnection {
@@ -197,9 +199,9 @@ impl Observed {
                     .expect("data before open");
                 conn.chunks[direction as usize].push(chunk);
             }
-            CaptureEvent::Closed { conn_id, .. } => {
+            CaptureEvent::Closed { conn_id, how, .. } => {
                 if let Some(conn) = self.connections.get_mut(&conn_id) {
-                    conn.closed = true;
+                    conn.closed = Some(how);
                 }
             }
             CaptureEvent::ProcessExited { pid, .. } => self.exited.push(pid),

@@ -4,7 +4,7 @@
 
 use crate::{
     capture::{Chunk, Direction, Payload},
-    grpc::{ConnectionFacts, ConnectionTracker, Limits},
+    grpc::{ConnectionFacts, ConnectionTracker, EndReason, Limits},
 };
 
 /// Interprets `input` as a connection's life and runs it through a [`ConnectionTracker`].
@@ -55,7 +55,7 @@ pub fn run_connection(input: &[u8]) -> usize {
         *offset += chunk.payload.len();
         tracker.on_chunk(direction, &chunk, &mut out);
     }
-    tracker.on_close(clock + 1, &mut out);
+    tracker.on_close(clock + 1, EndReason::ConnectionClosed, &mut out);
     for call in &out {
         // Exercise the derived views as an exporter would.
         let _ = (

@@ -7,11 +7,11 @@ use foldhash::{HashMap, HashSet};
 
 use crate::{
     capture::{
-        Capture, CaptureError, CaptureEvent, CaptureTraffic, Direction, LossReport, SyncOffer,
-        process_alive,
+        Capture, CaptureError, CaptureEvent, CaptureTraffic, Closing, Direction, LossReport,
+        SyncOffer, process_alive,
     },
     export::{CallSink, ExportReport, Summary},
-    grpc::{CallRecord, ConnectionFacts, ConnectionTracker, Limits, TrackerStats},
+    grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
 };
 
 /// Why the session ended.
@@ -199,10 +199,15 @@ impl Session {
             CaptureEvent::Closed {
                 conn_id,
                 timestamp_ns,
+                how,
             } => {
                 self.ignored.remove(&conn_id);
                 if let Some(mut tracker) = self.trackers.remove(&conn_id) {
-                    tracker.on_close(timestamp_ns, &mut self.finished);
+                    let reason = match how {
+                        Closing::Closed => EndReason::ConnectionClosed,
+                        Closing::ProcessExited => EndReason::ProcessExited,
+                    };
+                    tracker.on_close(timestamp_ns, reason, &mut self.finished);
                     self.connection_stats.add(tracker.stats());
                 }
             }

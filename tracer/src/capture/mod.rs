@@ -107,6 +107,7 @@ pub enum CaptureEvent {
     Closed {
         conn_id: u64,
         timestamp_ns: u64,
+        how: Closing,
     },
     /// A traced process that follows its children started one; it is traced too.
     ProcessStarted {
@@ -117,6 +118,15 @@ pub enum CaptureEvent {
         pid: u32,
         timestamp_ns: u64,
     },
+}
+
+/// How a connection came to an end, for the traced process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// It closed the socket (or its last descriptor of it).
+    Closed,
+    /// It exited with the socket open: exit closed it.
+    ProcessExited,
 }
 
 #[derive(Debug, Clone)]
@@ -312,7 +322,13 @@ impl Connections {
     }
 
     /// The connection is gone: what it still held back is delivered, and it is announced closed.
-    fn close(&mut self, conn_id: u64, timestamp_ns: u64, sink: &mut dyn FnMut(CaptureEvent)) {
+    fn close(
+        &mut self,
+        conn_id: u64,
+        timestamp_ns: u64,
+        how: Closing,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
         if let Some(mut connection) = self.by_id.remove(&conn_id) {
             connection.flush(conn_id, sink);
             self.missing_bytes_closed += connection
@@ -324,6 +340,7 @@ impl Connections {
         sink(CaptureEvent::Closed {
             conn_id,
             timestamp_ns,
+            how,
         });
     }
 }
@@ -511,8 +528,12 @@ impl Capture {
                     }));
                 }
                 KernelRecord::Close(close) => {
-                    self.connections
-                        .close(close.header.conn_id, close.header.timestamp_ns, sink);
+                    self.connections.close(
+                        close.header.conn_id,
+                        close.header.timestamp_ns,
+                        Closing::Closed,
+                        sink,
+                    );
                 }
                 KernelRecord::ProcessFork(fork) => forks.push((fork.header.tgid, fork.pid)),
                 KernelRecord::ProcessExit(exit) => {
@@ -585,7 +606,8 @@ impl Capture {
                     _ => self.malformed_records += 1,
                 }
             }
-            self.connections.close(conn_id, timestamp_ns, sink);
+            self.connections
+                .close(conn_id, timestamp_ns, Closing::ProcessExited, sink);
         }
     }
 

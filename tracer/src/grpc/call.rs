@@ -68,6 +68,8 @@ pub enum EndReason {
     GoAway,
     /// The connection closed before the call finished.
     ConnectionClosed,
+    /// The process exited with the call in flight (and the connection open).
+    ProcessExited,
     /// The frame that ended it was seen, but its header block was lost to a capture gap.
     FinalHeadersLost,
 }
@@ -81,6 +83,7 @@ impl EndReason {
             EndReason::EndStreamWithoutTrailers => "EndStreamWithoutTrailers".into(),
             EndReason::GoAway => "GoAway".into(),
             EndReason::ConnectionClosed => "ConnectionClosed".into(),
+            EndReason::ProcessExited => "ProcessExited".into(),
             EndReason::FinalHeadersLost => "FinalHeadersLost".into(),
             EndReason::ResetByClient(_) | EndReason::ResetByServer(_) => format!("{self:?}").into(),
         }

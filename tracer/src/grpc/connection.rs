@@ -236,12 +236,13 @@ impl ConnectionTracker {
         (parked.len() <= MESSAGE_CURSOR_SLOTS).then_some((offset, parked))
     }
 
-    /// The connection closed: every call still open ends here.
-    pub fn on_close(&mut self, timestamp_ns: u64, out: &mut Vec<CallRecord>) {
+    /// The connection ended (`reason`: closed, or its process exited): every call still open
+    /// ends here.
+    pub fn on_close(&mut self, timestamp_ns: u64, reason: EndReason, out: &mut Vec<CallRecord>) {
         let mut open: Vec<u32> = self.streams.keys().copied().collect();
         open.sort_unstable();
         for stream_id in open {
-            self.complete(stream_id, EndReason::ConnectionClosed, timestamp_ns, out);
+            self.complete(stream_id, reason, timestamp_ns, out);
         }
     }
 
@@ -663,7 +664,8 @@ impl ConnectionTracker {
                 Some(Code::from_reset(error))
             }
             EndReason::GoAway | EndReason::ConnectionClosed => Some(Code::UNAVAILABLE),
-            EndReason::FinalHeadersLost => None,
+            // Its process never learnt an outcome.
+            EndReason::FinalHeadersLost | EndReason::ProcessExited => None,
         };
         let reset = match reason {
             EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),

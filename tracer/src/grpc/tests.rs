@@ -494,10 +494,28 @@ fn goaway_and_close_end_open_calls() {
             (5, EndReason::GoAway, Some(Code::UNAVAILABLE), at)
         ]
     );
-    tracker.on_close(at + 5, &mut out);
+    tracker.on_close(at + 5, EndReason::ConnectionClosed, &mut out);
     assert_eq!(
         (out[2].stream_id, out[2].end_reason, out[2].code),
         (1, EndReason::ConnectionClosed, Some(Code::UNAVAILABLE))
+    );
+}
+
+#[test]
+fn calls_in_flight_when_the_process_exits_have_no_status() {
+    let mut wire = Wire::new();
+    wire.request(1, "/a.B/C", &[]);
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    wire.replay_into(&mut tracker, usize::MAX, &mut out);
+    assert!(out.is_empty());
+    tracker.on_close(99, EndReason::ProcessExited, &mut out);
+    let [call] = &out[..] else {
+        panic!("one call expected: {out:?}");
+    };
+    assert_eq!(
+        (call.stream_id, call.end_reason, call.code, call.end_ns),
+        (1, EndReason::ProcessExited, None, 99)
     );
 }
 
@@ -602,7 +620,7 @@ fn non_http2_traffic_yields_no_calls() {
         3,
         &mut out,
     );
-    tracker.on_close(4, &mut out);
+    tracker.on_close(4, EndReason::ConnectionClosed, &mut out);
     assert!(out.is_empty());
     assert!(tracker.stats().not_http2);
 }
@@ -834,6 +852,7 @@ fn end_reason_labels_are_the_debug_names() {
         EndReason::ResetByServer(ErrorCode(0x77)),
         EndReason::GoAway,
         EndReason::ConnectionClosed,
+        EndReason::ProcessExited,
         EndReason::FinalHeadersLost,
     ] {
         assert_eq!(reason.label(), format!("{reason:?}"));

@@ -289,6 +289,10 @@ impl SessionReport {
                 connections.calls_without_status,
             ),
             (
+                "calls in flight when their process exited (reported, no status)",
+                connections.calls_cut_by_exit,
+            ),
+            (
                 "calls in flight when tracing stopped (not reported)",
                 self.in_flight_at_exit,
             ),

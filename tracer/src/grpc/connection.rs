@@ -45,6 +45,8 @@ pub struct TrackerStats {
     pub calls_without_method: u64,
     /// Calls whose final status could not be decoded (late join or a capture gap).
     pub calls_without_status: u64,
+    /// Calls still in flight when their process exited: they never had a status.
+    pub calls_cut_by_exit: u64,
     /// Streams not followed because `max_open_streams` were already open.
     pub streams_over_limit: u64,
     /// Responses for streams whose request was not seen (in flight at attach).
@@ -66,6 +68,7 @@ impl TrackerStats {
         self.calls += other.calls;
         self.calls_without_method += other.calls_without_method;
         self.calls_without_status += other.calls_without_status;
+        self.calls_cut_by_exit += other.calls_cut_by_exit;
         self.streams_over_limit += other.streams_over_limit;
         self.streams_joined_mid_call += other.streams_joined_mid_call;
         self.non_grpc_streams += other.non_grpc_streams;
@@ -664,8 +667,9 @@ impl ConnectionTracker {
                 Some(Code::from_reset(error))
             }
             EndReason::GoAway | EndReason::ConnectionClosed => Some(Code::UNAVAILABLE),
+            EndReason::FinalHeadersLost => None,
             // Its process never learnt an outcome.
-            EndReason::FinalHeadersLost | EndReason::ProcessExited => None,
+            EndReason::ProcessExited => None,
         };
         let reset = match reason {
             EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),
@@ -673,7 +677,11 @@ impl ConnectionTracker {
         };
         self.stats.calls += 1;
         self.stats.calls_without_method += u64::from(stream.path.is_none());
-        self.stats.calls_without_status += u64::from(code.is_none());
+        if reason == EndReason::ProcessExited {
+            self.stats.calls_cut_by_exit += 1;
+        } else {
+            self.stats.calls_without_status += u64::from(code.is_none());
+        }
         out.push(CallRecord {
             connection: Arc::clone(&self.facts),
             side: if self.client_direction == Some(Direction::Egress) {

@@ -517,6 +517,9 @@ fn calls_in_flight_when_the_process_exits_have_no_status() {
         (call.stream_id, call.end_reason, call.code, call.end_ns),
         (1, EndReason::ProcessExited, None, 99)
     );
+    // Not a status the tracer failed to decode.
+    assert_eq!(tracker.stats().calls_without_status, 0);
+    assert_eq!(tracker.stats().calls_cut_by_exit, 1);
 }
 
 #[test]

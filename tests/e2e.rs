@@ -644,3 +644,40 @@ fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
     );
     assert_eq!(report["kernel_losses"], 0, "{report}");
 }
+
+#[test]
+fn calls_in_flight_when_the_client_is_killed_end_without_a_status() {
+    let server = Server::start();
+    // 50 server-streaming calls whose reply the server holds back for 3 seconds.
+    const HELD: usize = 50;
+    let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
+        .args(["--target", &server.url(), "--wait", "--connections", "1"])
+        .args(["--hold", &HELD.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start bench-client");
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready");
+    let (tracer, _lines) = attach_tracer(client.id(), &["--output", "json"]);
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    // The requests go out at once; the replies are due only after three seconds.
+    std::thread::sleep(Duration::from_secs(1));
+    client.kill().expect("kill the client");
+    let _ = client.wait();
+    // Killed, the client never closed its connection: exit did.
+    let spans: Vec<Value> = wait_success(tracer, "killed client")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{line}: {err}")))
+        .collect();
+    assert_eq!(spans.len(), HELD, "one span per call in flight");
+    for span in &spans {
+        let attributes = &span["attributes"];
+        assert_eq!(attributes["tracer.end_reason"], "ProcessExited", "{span}");
+        assert_eq!(attributes["tracer.status_known"], false, "{span}");
+        assert_eq!(span["status"]["code"], "UNSET", "{span}");
+        assert_eq!(span["name"], "grpctrace.demo.Echo/ServerStream", "{span}");
+    }
+}

@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::PathBuf,
-    process::{Child, ChildStderr, Command, Stdio},
+    process::{Child, ChildStderr, ChildStdout, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -276,6 +276,23 @@ fn waiting_python_client(server: &Server, warmup: u32) -> Child {
     assert_eq!(line.trim(), "ready", "Python client did not start");
     client.stdout = Some(stdout.into_inner());
     client
+}
+
+/// The tonic bench-client with `args`, waiting on stdin; returns it and its stdout once it
+/// printed `ready`.
+fn waiting_bench_client(server: &Server, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+    let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
+        .args(["--target", &server.url(), "--wait"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start bench-client");
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready", "bench-client did not start");
+    (client, stdout)
 }
 
 fn release_and_collect(mut client: Child) -> Vec<String> {
@@ -603,18 +620,21 @@ fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
 fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
     let server = Server::start();
     // One warm connection, then 1 MiB calls each way, one at a time, for three seconds.
-    let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
-        .args(["--target", &server.url(), "--warm", "--wait"])
-        .args(["--concurrency", "1", "--duration-ms", "3000"])
-        .args(["--payload", "1048576", "--reply", "1048576"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start bench-client");
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let (mut client, mut stdout) = waiting_bench_client(
+        &server,
+        &[
+            "--warm",
+            "--concurrency",
+            "1",
+            "--duration-ms",
+            "3000",
+            "--payload",
+            "1048576",
+            "--reply",
+            "1048576",
+        ],
+    );
     let mut line = String::new();
-    stdout.read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready");
     let stats = stats_path("joined");
     let (tracer, _lines) = attach_tracer(
         client.id(),
@@ -650,17 +670,10 @@ fn calls_in_flight_when_the_client_is_killed_end_without_a_status() {
     let server = Server::start();
     // 50 server-streaming calls whose reply the server holds back for 3 seconds.
     const HELD: usize = 50;
-    let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
-        .args(["--target", &server.url(), "--wait", "--connections", "1"])
-        .args(["--hold", &HELD.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start bench-client");
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready");
+    let (mut client, _stdout) = waiting_bench_client(
+        &server,
+        &["--connections", "1", "--hold", &HELD.to_string()],
+    );
     let (tracer, _lines) = attach_tracer(client.id(), &["--output", "json"]);
     writeln!(client.stdin.take().unwrap(), "go").unwrap();
     // The requests go out at once; the replies are due only after three seconds.

@@ -730,20 +730,24 @@ fn request_state(fields: &[HeaderField], start_ns: u64) -> Option<StreamState> {
         let (Some(name), Some(text)) = (field.name.as_deref(), field.text()) else {
             continue;
         };
-        let text = text.to_owned();
-        match name {
-            b":path" => stream.path = Some(text),
-            b":authority" => stream.authority = Some(text),
-            b"user-agent" => stream.user_agent = Some(text),
-            b"grpc-encoding" => stream.grpc_encoding = Some(text),
-            b"grpc-timeout" => stream.timeout = parse_timeout(&text),
-            b"traceparent" => stream.traceparent = Some(text),
-            b"tracestate" => stream.tracestate = Some(text),
-            b"grpc-trace-bin" => stream.grpc_trace_bin = Some(text),
+        // Only the values the call record keeps are copied.
+        let kept = match name {
+            b":path" => &mut stream.path,
+            b":authority" => &mut stream.authority,
+            b"user-agent" => &mut stream.user_agent,
+            b"grpc-encoding" => &mut stream.grpc_encoding,
+            b"traceparent" => &mut stream.traceparent,
+            b"tracestate" => &mut stream.tracestate,
+            b"grpc-trace-bin" => &mut stream.grpc_trace_bin,
+            b"grpc-timeout" => {
+                stream.timeout = parse_timeout(text);
+                continue;
+            }
             // An unreadable content-type (late join) is given the benefit of the doubt.
             b"content-type" if !text.starts_with("application/grpc") => return None,
-            _ => {}
-        }
+            _ => continue,
+        };
+        *kept = Some(text.to_owned());
     }
     Some(stream)
 }

@@ -22,12 +22,15 @@ pub struct JsonSink {
     out: BufWriter<Stdout>,
 }
 
+/// Whether `text` holds a byte a JSON string cannot carry as is.
+fn needs_escaping(text: &str) -> bool {
+    text.bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+}
+
 fn write_str(out: &mut impl Write, text: &str) -> io::Result<()> {
     // Most values (method names, addresses, status names) need no escaping at all.
-    if !text
-        .bytes()
-        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
-    {
+    if !needs_escaping(text) {
         out.write_all(b"\"")?;
         out.write_all(text.as_bytes())?;
         return out.write_all(b"\"");
@@ -37,10 +40,7 @@ fn write_str(out: &mut impl Write, text: &str) -> io::Result<()> {
 
 /// Writes `"key":` for one of our own attribute names, which never need escaping.
 fn write_key(out: &mut impl Write, key: &'static str) -> io::Result<()> {
-    debug_assert!(
-        !key.bytes()
-            .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
-    );
+    debug_assert!(!needs_escaping(key), "{key}");
     out.write_all(b"\"")?;
     out.write_all(key.as_bytes())?;
     out.write_all(b"\":")

@@ -26,31 +26,29 @@ enum Link {
     Symbol(u16),
 }
 
-fn trie() -> &'static Trie {
-    static TRIE: OnceLock<Trie> = OnceLock::new();
-    TRIE.get_or_init(|| {
-        let mut children = vec![[Link::None; 2]];
-        for (symbol, &(code, bits)) in CODES.iter().enumerate() {
-            let mut node = 0usize;
-            for position in (0..bits).rev() {
-                let bit = ((code >> position) & 1) as usize;
-                if position == 0 {
-                    children[node][bit] = Link::Symbol(symbol as u16);
-                } else {
-                    node = match children[node][bit] {
-                        Link::Node(next) => next as usize,
-                        _ => {
-                            children.push([Link::None; 2]);
-                            let next = children.len() - 1;
-                            children[node][bit] = Link::Node(next as u16);
-                            next
-                        }
-                    };
-                }
+/// Built once, to build the [`NibbleTable`] from.
+fn build_trie() -> Trie {
+    let mut children = vec![[Link::None; 2]];
+    for (symbol, &(code, bits)) in CODES.iter().enumerate() {
+        let mut node = 0usize;
+        for position in (0..bits).rev() {
+            let bit = ((code >> position) & 1) as usize;
+            if position == 0 {
+                children[node][bit] = Link::Symbol(symbol as u16);
+            } else {
+                node = match children[node][bit] {
+                    Link::Node(next) => next as usize,
+                    _ => {
+                        children.push([Link::None; 2]);
+                        let next = children.len() - 1;
+                        children[node][bit] = Link::Node(next as u16);
+                        next
+                    }
+                };
             }
         }
-        Trie { children }
-    })
+    }
+    Trie { children }
 }
 
 /// Decodes a Huffman-coded string.
@@ -108,7 +106,7 @@ const FAILS_PADDING: u16 = u16::MAX - 1;
 fn nibble_table() -> &'static NibbleTable {
     static TABLE: OnceLock<NibbleTable> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let trie = trie();
+        let trie = build_trie();
         let nodes = trie.children.len();
         // Depth and all-ones-ness of each node's path from the root, parents before children.
         let mut depth = vec![0u32; nodes];

@@ -568,6 +568,11 @@ fn tracer_figures(runs: &[(Value, Option<Value>)], key: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The sum of one figure over the tracer's reports.
+fn tracer_total(runs: &[(Value, Option<Value>)], key: &str) -> f64 {
+    tracer_figures(runs, key).iter().sum()
+}
+
 fn summarise(
     name: &str,
     untraced: &[(Value, Option<Value>)],
@@ -585,10 +590,10 @@ fn summarise(
     let tracer = |key: &str| tracer_figures(traced, key);
     let calls = total_calls(traced);
     // Steady state: the one-time cost of loading and verifying the programs is reported apart.
-    let tracer_cpu: f64 = tracer("cpu_after_attach_us").iter().sum();
+    let tracer_cpu = tracer_total(traced, "cpu_after_attach_us");
     let attach_cpu = mean(tracer("cpu_attach_us").into_iter());
-    let spans: f64 = tracer("spans_exported").iter().sum();
-    let ring_bytes: f64 = tracer("ring_buffer_bytes").iter().sum();
+    let spans = tracer_total(traced, "spans_exported");
+    let ring_bytes = tracer_total(traced, "ring_buffer_bytes");
     let (untraced_rate, traced_rate) = (rate(untraced), rate(traced));
     // All the machine's CPU per untraced call. When the load keeps every core busy, the tracer's
     // own CPU per call is taken from the same cores, so even with free in-kernel hooks the
@@ -620,7 +625,6 @@ fn summarise(
     };
     let floor = |runs: &[(Value, Option<Value>)]| {
         (!runs.is_empty()).then(|| {
-            let tracer_total = |key: &str| tracer_figures(runs, key).iter().sum::<f64>();
             let calls = total_calls(runs);
             let (throughput_rounds, cpu_rounds) = per_round(runs);
             json!({
@@ -630,8 +634,8 @@ fn summarise(
                 "client_cpu_increase_rounds": cpu_rounds,
                 "client_cpu_us_per_call": cpu_per_call(runs),
                 "client_cpu_increase": cpu_per_call(runs) / untraced_cpu - 1.0,
-                "spans_per_call": tracer_total("spans_exported") / calls.max(1.0),
-                "kernel_losses": tracer_total("kernel_losses"),
+                "spans_per_call": tracer_total(runs, "spans_exported") / calls.max(1.0),
+                "kernel_losses": tracer_total(runs, "kernel_losses"),
             })
         })
     };
@@ -662,7 +666,7 @@ fn summarise(
         "spans": spans,
         "spans_per_call": spans / calls.max(1.0),
         "ring_buffer_bytes_per_call": ring_bytes / calls.max(1.0),
-        "kernel_losses": tracer("kernel_losses").iter().sum::<f64>(),
+        "kernel_losses": tracer_total(traced, "kernel_losses"),
         "tracer_max_rss_kib": tracer("max_rss_kib").into_iter().fold(0.0, f64::max),
     })
 }

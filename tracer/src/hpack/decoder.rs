@@ -188,13 +188,9 @@ impl Decoder {
 
     fn indexed(&mut self, index: usize) -> Result<HeaderField, DecodeError> {
         if let Some(entry) = static_entry(index) {
-            let value = if (self.retain)(&entry.name) {
-                FieldValue::Known(entry.value.clone())
-            } else {
-                FieldValue::Redacted {
-                    len: entry.value.len(),
-                }
-            };
+            let value = keep(self.retain, Some(&entry.name), &entry.value, || {
+                entry.value.clone()
+            });
             return Ok(HeaderField {
                 name: Some(entry.name.clone()),
                 value,
@@ -259,11 +255,22 @@ impl Decoder {
         };
         let (value, value_used) = string(&input[used..], &mut self.scratch)?;
         used += value_used;
-        let value = match &name {
-            Some(name) if (self.retain)(name) => FieldValue::Known(Arc::from(value)),
-            _ => FieldValue::Redacted { len: value.len() },
-        };
+        let value = keep(self.retain, name.as_deref(), value, || Arc::from(value));
         Ok((HeaderField { name, value }, used))
+    }
+}
+
+/// Keeps a value (`shared`, made only then) if its known name is allowlisted by `retain`;
+/// otherwise only its length.
+fn keep(
+    retain: fn(&[u8]) -> bool,
+    name: Option<&[u8]>,
+    value: &[u8],
+    shared: impl FnOnce() -> Arc<[u8]>,
+) -> FieldValue {
+    match name {
+        Some(name) if retain(name) => FieldValue::Known(shared()),
+        _ => FieldValue::Redacted { len: value.len() },
     }
 }
 

@@ -12,6 +12,7 @@ use std::{
 };
 
 use integration_tests::{
+    call_timing::CallTiming,
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     scenarios::NOT_FOUND_MESSAGE,
 };
@@ -116,10 +117,6 @@ fn assert_spans_match(spans: Vec<ReceivedSpan>, calls: &[ClientCall], label: &st
     assert_spans_match_with(spans, calls, label, true, true);
 }
 
-/// How much longer than the wire a client may take to notice its answer, at most, on a busy
-/// machine: a few scheduler slices.
-const WAKE_UP_DELAY: Duration = Duration::from_millis(20);
-
 fn assert_spans_match_with(
     mut spans: Vec<ReceivedSpan>,
     calls: &[ClientCall],
@@ -138,7 +135,7 @@ fn assert_spans_match_with(
         .iter()
         .take_while(|call| call.scenario != "concurrent")
         .count();
-    let mut short = Vec::new();
+    let mut timing = CallTiming::new(label);
     for (span, call) in spans.iter().zip(calls).take(sequential) {
         let context = format!("{label} {}: {span:#?}", call.scenario);
         assert_eq!(span.kind, 3, "CLIENT span: {context}");
@@ -177,51 +174,9 @@ fn assert_spans_match_with(
                 "{context}"
             );
         }
-        // The tracer sees the request leave after the client started its clock and the answer
-        // arrive before the client stopped it.
-        let (traced, measured) = (span.duration(), call.duration);
-        // A cancelled call ends on the wire when the reset is written, which the client library
-        // may do just after the caller gave up and stopped its clock.
-        let late = Duration::from_millis(if call.scenario == "cancelled" { 5 } else { 2 });
-        assert!(
-            traced <= measured + late,
-            "{label} {}: traced {traced:?}, longer than the client measured, {measured:?}",
-            call.scenario
-        );
-        // The client's clock also covers copying the messages in and out of its library,
-        // which for the 2 MiB calls is milliseconds the wire never sees (typically 2.5 ms in
-        // all), and on this shared 2-core machine a preemption in the middle of that copying
-        // (once 7 ms) is as long again.
-        let off_wire = if call.scenario == "large" {
-            Duration::from_millis(4) + measured / 4
-        } else {
-            measured / 10
-        };
-        let slack = Duration::from_millis(3) + off_wire;
-        if traced + slack < measured {
-            assert!(
-                traced + slack + WAKE_UP_DELAY >= measured,
-                "{label} {}: traced {traced:?}, far shorter than the client measured, {measured:?}",
-                call.scenario
-            );
-            short.push(format!(
-                "{}: traced {traced:?}, client measured {measured:?}",
-                call.scenario
-            ));
-        }
+        timing.check(call.scenario.as_str(), span.duration(), call.duration);
     }
-    // The client's clock stops only when its thread runs again after the answer arrived. On a
-    // busy 2-core machine that wake-up can wait a scheduler slice or two (5 ms seen with both
-    // cores loaded, in about one run in twenty), so one call per run may fall short of the
-    // slack, and by less than `WAKE_UP_DELAY`. A span that misses a real part of its call
-    // falls short in every run (and the cancelled call's by 100 ms).
-    if !short.is_empty() {
-        println!("{label}: spans shorter than the client measured: {short:#?}");
-    }
-    assert!(
-        short.len() <= 1,
-        "{label}: more than one span shorter than its call: {short:#?}"
-    );
+    timing.finish();
     let not_found_index = calls
         .iter()
         .position(|call| call.scenario == "not_found")

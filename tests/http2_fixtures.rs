@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use integration_tests::{
+    call_timing::CallTiming,
     echo,
     recording_proxy::{self, Recorded},
     scenarios::{self, ClientCall, NOT_FOUND_MESSAGE},
@@ -70,22 +71,6 @@ fn expected_code(call: &ClientCall) -> Code {
     Code(call.code as u32)
 }
 
-/// The tracer sees the request leave after the client started timing, and the response arrive
-/// before the client stopped: its duration is at most the client's, and close to it.
-fn assert_duration_close(traced: &CallRecord, client: &ClientCall) {
-    let traced = traced.duration();
-    let slack = Duration::from_millis(5) + client.duration / 10;
-    // A cancelled call ends on the wire when the reset is written, which the client's
-    // connection task does after the caller has given up and stopped its clock.
-    let late = Duration::from_millis(if client.scenario == "cancelled" { 5 } else { 1 });
-    assert!(
-        traced <= client.duration + late && traced + slack >= client.duration,
-        "{}: traced {traced:?}, client measured {:?}",
-        client.scenario,
-        client.duration
-    );
-}
-
 #[test]
 fn every_call_is_reconstructed_from_real_traffic() {
     let (client_calls, recorded) = record_session();
@@ -107,6 +92,7 @@ fn every_call_is_reconstructed_from_real_traffic() {
         .iter()
         .take_while(|call| call.scenario != "concurrent")
         .count();
+    let mut timing = CallTiming::new("replayed");
     for (traced, client) in traced.iter().zip(&client_calls).take(sequential) {
         assert_eq!(traced.name(), client.method, "{}", client.scenario);
         if client.scenario == "deadline_exceeded" {
@@ -138,8 +124,9 @@ fn every_call_is_reconstructed_from_real_traffic() {
                 client.scenario
             );
         }
-        assert_duration_close(traced, client);
+        timing.check(client.scenario, traced.duration(), client.duration);
     }
+    timing.finish();
     let by_scenario = |scenario: &str| {
         let index = client_calls
             .iter()

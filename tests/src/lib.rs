@@ -1,6 +1,7 @@
 //! Shared pieces of the integration tests: the byte patterns workloads send, and a harness that
 //! runs a workload process under the real capture layer and collects what it saw.
 
+pub mod call_timing;
 pub mod echo;
 pub mod harness;
 pub mod http2_stream;

@@ -1,15 +1,17 @@
 //! One readable line per finished call.
 
-use std::io::{BufWriter, IsTerminal as _, Stdout, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 
-use super::{CallSink, ExportReport, WallClock, clock::time_of_day, summary::format_duration};
+use super::{
+    CallSink, ExportReport, WallClock, clock::time_of_day, stdout_lines::StdoutLines,
+    summary::format_duration,
+};
 use crate::grpc::{CallRecord, Code};
 
 pub struct ConsoleSink {
     clock: WallClock,
     color: bool,
-    printed: u64,
-    out: BufWriter<Stdout>,
+    out: StdoutLines,
 }
 
 impl ConsoleSink {
@@ -17,8 +19,7 @@ impl ConsoleSink {
         ConsoleSink {
             clock,
             color: std::io::stdout().is_terminal(),
-            printed: 0,
-            out: BufWriter::new(std::io::stdout()),
+            out: StdoutLines::new(),
         }
     }
 
@@ -69,19 +70,18 @@ fn bytes(count: u64) -> String {
 impl CallSink for ConsoleSink {
     fn on_call(&mut self, call: &CallRecord) {
         let line = self.line(call);
-        if writeln!(self.out, "{line}").is_ok() {
-            self.printed += 1;
-        }
+        self.out.push(|out| writeln!(out, "{line}"));
     }
 
     fn flush(&mut self) {
-        let _ = self.out.flush();
+        self.out.flush();
     }
 
     fn finish(&mut self) -> ExportReport {
-        let _ = self.out.flush();
+        self.out.flush();
         ExportReport {
-            exported: self.printed,
+            exported: self.out.written(),
+            not_printed: self.out.not_written(),
             ..ExportReport::default()
         }
     }

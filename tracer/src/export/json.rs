@@ -1,14 +1,14 @@
 //! One JSON object per span per line on stdout, and nothing else there.
 //!
-//! Spans are written straight into a block-buffered stdout (no intermediate JSON tree): at
-//! tens of thousands of calls a second, building and dropping a map per span would cost more
-//! than everything else the tracer does.
+//! Spans are written straight into the output buffer (no intermediate JSON tree): at tens of
+//! thousands of calls a second, building and dropping a map per span would cost more than
+//! everything else the tracer does.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, Write};
 
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
-    SpanRecord, SpanStatus, WallClock,
+    SpanRecord, SpanStatus, WallClock, stdout_lines::StdoutLines,
 };
 use crate::grpc::CallRecord;
 
@@ -18,8 +18,7 @@ pub struct JsonSink {
     ids: RandomIds,
     /// The resource object, serialised once.
     resource: String,
-    written: u64,
-    out: BufWriter<Stdout>,
+    out: StdoutLines,
 }
 
 /// Whether `text` holds a byte a JSON string cannot carry as is.
@@ -156,8 +155,7 @@ impl JsonSink {
             conventions,
             ids: RandomIds::new(),
             resource: String::from_utf8(resource_json).expect("JSON is UTF-8"),
-            written: 0,
-            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            out: StdoutLines::new(),
         }
     }
 }
@@ -165,19 +163,19 @@ impl JsonSink {
 impl CallSink for JsonSink {
     fn on_call(&mut self, call: &CallRecord) {
         let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
-        if write_span(&mut self.out, &span, &self.resource).is_ok() {
-            self.written += 1;
-        }
+        self.out
+            .push(|line| write_span(line, &span, &self.resource));
     }
 
     fn flush(&mut self) {
-        let _ = self.out.flush();
+        self.out.flush();
     }
 
     fn finish(&mut self) -> ExportReport {
-        let _ = self.out.flush();
+        self.out.flush();
         ExportReport {
-            exported: self.written,
+            exported: self.out.written(),
+            not_printed: self.out.not_written(),
             ..ExportReport::default()
         }
     }

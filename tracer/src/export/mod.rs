@@ -6,6 +6,7 @@ mod json;
 mod otlp;
 mod resource;
 mod span;
+mod stdout_lines;
 mod summary;
 
 pub use clock::WallClock;
@@ -38,4 +39,6 @@ pub struct ExportReport {
     pub dropped_queue_full: u64,
     /// Handed to the exporter, which failed to deliver them.
     pub failed: u64,
+    /// Could not be written to stdout (console and JSON output).
+    pub not_printed: u64,
 }

@@ -291,6 +291,7 @@ impl CallSink for OtlpSink {
             exported: self.counters.exported.load(Ordering::Relaxed),
             dropped_queue_full: self.dropped_queue_full,
             failed: self.counters.failed.load(Ordering::Relaxed),
+            ..ExportReport::default()
         }
     }
 }

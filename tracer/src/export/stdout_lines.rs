@@ -1,0 +1,193 @@
+//! Stdout for the sinks that print one line per call (console and JSON lines).
+//!
+//! Lines leave whole. A command the tracer launches writes to the same stdout, and what it
+//! writes must not land inside one of our lines. The kernel never splits a write(2) to a file
+//! or a terminal around another process's write, but it may split a write to a pipe or socket
+//! once that write is over `PIPE_BUF` bytes. Every write is therefore made of whole lines, and
+//! a write to a pipe or socket holds at most `PIPE_BUF` bytes (or one longer line).
+//!
+//! A line that cannot be written (a closed pipe, a full disk) is counted, never lost silently.
+
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsFd as _, unix::fs::FileTypeExt as _},
+};
+
+/// Bytes gathered before a write to a file or a terminal: big writes, few system calls.
+const FILE_WRITE_BYTES: usize = 64 * 1024;
+
+pub struct StdoutLines<Out: io::Write = io::Stdout> {
+    out: Out,
+    /// Whole lines not written yet.
+    pending: Vec<u8>,
+    pending_lines: u64,
+    /// The most bytes one write may carry and still reach the reader in one piece.
+    write_limit: usize,
+    written: u64,
+    not_written: u64,
+    warned: bool,
+}
+
+impl StdoutLines {
+    pub fn new() -> StdoutLines {
+        let write_limit = if stdout_is_pipe_or_socket() {
+            libc::PIPE_BUF
+        } else {
+            FILE_WRITE_BYTES
+        };
+        StdoutLines::with_output(io::stdout(), write_limit)
+    }
+}
+
+impl<Out: io::Write> StdoutLines<Out> {
+    fn with_output(out: Out, write_limit: usize) -> StdoutLines<Out> {
+        StdoutLines {
+            out,
+            pending: Vec::with_capacity(write_limit),
+            pending_lines: 0,
+            write_limit,
+            written: 0,
+            not_written: 0,
+            warned: false,
+        }
+    }
+
+    /// Adds one line: `write` appends it, newline included. If `write` fails, nothing of the
+    /// line is kept and it counts as not written.
+    pub fn push(&mut self, write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) {
+        let start = self.pending.len();
+        if write(&mut self.pending).is_err() {
+            self.pending.truncate(start);
+            self.not_written += 1;
+            return;
+        }
+        debug_assert!(self.pending.ends_with(b"\n"), "a line ends with a newline");
+        if self.pending.len() > self.write_limit && start > 0 {
+            // The lines before this one fill a write.
+            self.write_out(start, self.pending_lines);
+        }
+        self.pending_lines += 1;
+    }
+
+    /// Writes every pending line.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.write_out(self.pending.len(), self.pending_lines);
+        }
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Lines that could not be written.
+    pub fn not_written(&self) -> u64 {
+        self.not_written
+    }
+
+    /// Writes the first `bytes` of the pending lines, which hold `lines` whole lines.
+    fn write_out(&mut self, bytes: usize, lines: u64) {
+        // Stdout's own line buffer passes text that ends in a newline straight through, in one
+        // write(2) unless interrupted.
+        match self.out.write_all(&self.pending[..bytes]) {
+            Ok(()) => self.written += lines,
+            Err(error) => {
+                self.not_written += lines;
+                if !self.warned {
+                    self.warned = true;
+                    log::warn!(
+                        "cannot write to stdout ({error}); the report counts the calls that could \
+                         not be printed"
+                    );
+                }
+            }
+        }
+        self.pending.drain(..bytes);
+        self.pending_lines -= lines;
+    }
+}
+
+fn stdout_is_pipe_or_socket() -> bool {
+    let kind = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .map(|metadata| metadata.file_type());
+    match kind {
+        Ok(kind) => kind.is_fifo() || kind.is_socket(),
+        // Small writes are the safe choice.
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps each write as it came, or fails every write.
+    struct Writes {
+        writes: Vec<Vec<u8>>,
+        broken: bool,
+    }
+
+    impl io::Write for Writes {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.broken {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.writes.push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(length: usize) -> impl FnOnce(&mut Vec<u8>) -> io::Result<()> {
+        move |out: &mut Vec<u8>| {
+            out.extend(std::iter::repeat_n(b'x', length - 1));
+            out.push(b'\n');
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_write_is_whole_lines_within_the_limit() {
+        let writes = Writes {
+            writes: Vec::new(),
+            broken: false,
+        };
+        let mut lines = StdoutLines::with_output(writes, 100);
+        for length in [30, 30, 30, 30, 150, 10, 99, 1, 60] {
+            lines.push(line(length));
+        }
+        lines.flush();
+        let writes = &lines.out.writes;
+        assert_eq!(
+            writes.iter().map(Vec::len).collect::<Vec<_>>(),
+            // The 150-byte line goes alone; the others in as few writes as fit.
+            [90, 30, 150, 10, 100, 60]
+        );
+        assert!(writes.iter().all(|write| write.ends_with(b"\n")));
+        assert_eq!((lines.written(), lines.not_written()), (9, 0));
+    }
+
+    #[test]
+    fn lines_that_cannot_be_written_are_counted() {
+        let writes = Writes {
+            writes: Vec::new(),
+            broken: true,
+        };
+        let mut lines = StdoutLines::with_output(writes, 100);
+        for _ in 0..5 {
+            lines.push(line(40));
+        }
+        lines.push(|_| Err(io::ErrorKind::InvalidData.into()));
+        lines.flush();
+        assert_eq!((lines.written(), lines.not_written()), (0, 6));
+        assert!(lines.pending.is_empty());
+    }
+}

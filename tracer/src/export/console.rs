@@ -1,6 +1,6 @@
 //! One readable line per finished call.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 
 use super::{
     CallSink, ExportReport, WallClock, clock::time_of_day, stdout_lines::StdoutLines,
@@ -70,7 +70,10 @@ fn bytes(count: u64) -> String {
 impl CallSink for ConsoleSink {
     fn on_call(&mut self, call: &CallRecord) {
         let line = self.line(call);
-        self.out.push(|out| writeln!(out, "{line}"));
+        self.out.push(|out| {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        });
     }
 
     fn flush(&mut self) {

@@ -4,8 +4,6 @@
 //! thousands of calls a second, building and dropping a map per span would cost more than
 //! everything else the tracer does.
 
-use std::io::{self, Write};
-
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
     SpanRecord, SpanStatus, WallClock, stdout_lines::StdoutLines,
@@ -27,26 +25,27 @@ fn needs_escaping(text: &str) -> bool {
         .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
 }
 
-fn write_str(out: &mut impl Write, text: &str) -> io::Result<()> {
+fn write_str(out: &mut Vec<u8>, text: &str) {
     // Most values (method names, addresses, status names) need no escaping at all.
-    if !needs_escaping(text) {
-        out.write_all(b"\"")?;
-        out.write_all(text.as_bytes())?;
-        return out.write_all(b"\"");
+    if needs_escaping(text) {
+        serde_json::to_writer(&mut *out, text).expect("a Vec takes any bytes");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
     }
-    serde_json::to_writer(&mut *out, text).map_err(io::Error::other)
 }
 
 /// Writes `"key":` for one of our own attribute names, which never need escaping.
-fn write_key(out: &mut impl Write, key: &'static str) -> io::Result<()> {
+fn write_key(out: &mut Vec<u8>, key: &'static str) {
     debug_assert!(!needs_escaping(key), "{key}");
-    out.write_all(b"\"")?;
-    out.write_all(key.as_bytes())?;
-    out.write_all(b"\":")
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Writes a decimal integer without going through `fmt`.
-fn write_u64(out: &mut impl Write, mut number: u64) -> io::Result<()> {
+fn write_u64(out: &mut Vec<u8>, mut number: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -57,25 +56,25 @@ fn write_u64(out: &mut impl Write, mut number: u64) -> io::Result<()> {
             break;
         }
     }
-    out.write_all(&digits[at..])
+    out.extend_from_slice(&digits[at..]);
 }
 
-fn write_int(out: &mut impl Write, number: i64) -> io::Result<()> {
+fn write_int(out: &mut Vec<u8>, number: i64) {
     if number < 0 {
-        out.write_all(b"-")?;
+        out.push(b'-');
     }
-    write_u64(out, number.unsigned_abs())
+    write_u64(out, number.unsigned_abs());
 }
 
-fn write_value(out: &mut impl Write, value: &AttributeValue) -> io::Result<()> {
+fn write_value(out: &mut Vec<u8>, value: &AttributeValue) {
     match value {
         AttributeValue::Str(text) => write_str(out, text),
         AttributeValue::Int(number) => write_int(out, *number),
-        AttributeValue::Bool(flag) => out.write_all(if *flag { b"true" } else { b"false" }),
+        AttributeValue::Bool(flag) => out.extend_from_slice(if *flag { b"true" } else { b"false" }),
     }
 }
 
-fn write_hex(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 34];
     text[0] = b'"';
@@ -84,57 +83,57 @@ fn write_hex(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
         text[2 + 2 * index] = DIGITS[usize::from(byte & 0xf)];
     }
     text[1 + 2 * bytes.len()] = b'"';
-    out.write_all(&text[..2 + 2 * bytes.len()])
+    out.extend_from_slice(&text[..2 + 2 * bytes.len()]);
 }
 
 /// Writes one span as a single-line JSON object.
-pub fn write_span(out: &mut impl Write, span: &SpanRecord, resource_json: &str) -> io::Result<()> {
-    out.write_all(b"{\"name\":")?;
-    write_str(out, span.name)?;
-    out.write_all(b",\"trace_id\":")?;
-    write_hex(out, &span.trace_id)?;
-    out.write_all(b",\"span_id\":")?;
-    write_hex(out, &span.span_id)?;
-    out.write_all(b",\"parent_span_id\":")?;
+pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord, resource_json: &str) {
+    out.extend_from_slice(b"{\"name\":");
+    write_str(out, span.name);
+    out.extend_from_slice(b",\"trace_id\":");
+    write_hex(out, &span.trace_id);
+    out.extend_from_slice(b",\"span_id\":");
+    write_hex(out, &span.span_id);
+    out.extend_from_slice(b",\"parent_span_id\":");
     match &span.parent_span_id {
-        Some(parent) => write_hex(out, parent)?,
-        None => out.write_all(b"null")?,
+        Some(parent) => write_hex(out, parent),
+        None => out.extend_from_slice(b"null"),
     }
-    out.write_all(b",\"trace_state\":")?;
+    out.extend_from_slice(b",\"trace_state\":");
     match &span.trace_state {
-        Some(state) => write_str(out, state)?,
-        None => out.write_all(b"null")?,
+        Some(state) => write_str(out, state),
+        None => out.extend_from_slice(b"null"),
     }
     let kind = match span.kind {
         SpanKind::Client => "CLIENT",
         SpanKind::Server => "SERVER",
     };
-    out.write_all(b",\"kind\":\"")?;
-    out.write_all(kind.as_bytes())?;
-    out.write_all(b"\",\"start_time_unix_nano\":")?;
-    write_u64(out, span.start_unix_nanos)?;
-    out.write_all(b",\"end_time_unix_nano\":")?;
-    write_u64(out, span.end_unix_nanos)?;
-    out.write_all(b",\"status\":")?;
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"start_time_unix_nano\":");
+    write_u64(out, span.start_unix_nanos);
+    out.extend_from_slice(b",\"end_time_unix_nano\":");
+    write_u64(out, span.end_unix_nanos);
+    out.extend_from_slice(b",\"status\":");
     match &span.status {
-        SpanStatus::Unset => out.write_all(b"{\"code\":\"UNSET\",\"message\":null}")?,
+        SpanStatus::Unset => out.extend_from_slice(b"{\"code\":\"UNSET\",\"message\":null}"),
         SpanStatus::Error(message) => {
-            out.write_all(b"{\"code\":\"ERROR\",\"message\":")?;
-            write_str(out, message)?;
-            out.write_all(b"}")?;
+            out.extend_from_slice(b"{\"code\":\"ERROR\",\"message\":");
+            write_str(out, message);
+            out.push(b'}');
         }
     }
-    out.write_all(b",\"attributes\":{")?;
+    out.extend_from_slice(b",\"attributes\":{");
     for (index, (key, value)) in span.attributes.iter().enumerate() {
         if index > 0 {
-            out.write_all(b",")?;
+            out.push(b',');
         }
-        write_key(out, key)?;
-        write_value(out, value)?;
+        write_key(out, key);
+        write_value(out, value);
     }
-    out.write_all(b"},\"resource\":")?;
-    out.write_all(resource_json.as_bytes())?;
-    out.write_all(b"}\n")
+    out.extend_from_slice(b"},\"resource\":");
+    out.extend_from_slice(resource_json.as_bytes());
+    out.extend_from_slice(b"}\n");
 }
 
 impl JsonSink {
@@ -145,9 +144,9 @@ impl JsonSink {
             if index > 0 {
                 resource_json.push(b',');
             }
-            let _ = write_str(&mut resource_json, key);
+            write_str(&mut resource_json, key);
             resource_json.push(b':');
-            let _ = write_value(&mut resource_json, value);
+            write_value(&mut resource_json, value);
         }
         resource_json.push(b'}');
         JsonSink {
@@ -202,11 +201,11 @@ mod tests {
             ),
         ] {
             let mut out = Vec::new();
-            write_value(&mut out, &value).unwrap();
+            write_value(&mut out, &value);
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
         let mut out = Vec::new();
-        write_u64(&mut out, u64::MAX).unwrap();
+        write_u64(&mut out, u64::MAX);
         assert_eq!(out, u64::MAX.to_string().as_bytes());
     }
 
@@ -229,7 +228,7 @@ mod tests {
             ],
         };
         let mut out = Vec::new();
-        write_span(&mut out, &span, "{\"service.name\":\"x\"}").unwrap();
+        write_span(&mut out, &span, "{\"service.name\":\"x\"}");
         assert_eq!(out.iter().filter(|&&byte| byte == b'\n').count(), 1);
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["trace_id"], "abababababababababababababababab");

@@ -537,6 +537,31 @@ fn an_unreachable_collector_never_blocks_capture() {
 }
 
 #[test]
+fn spans_that_cannot_be_written_to_stdout_are_counted() {
+    let server = Server::start();
+    let client = format!("{ECHO_CLIENT} --target {} > /dev/null", server.url());
+    let mut tracer = Command::new(tracer_binary())
+        .args(["--output", "json", "--", "sh", "-c", &client])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer");
+    // Nobody reads the spans: the tracer's writes fail (EPIPE) from the first one on, long
+    // after this, once it has loaded its programs and the client has made calls.
+    drop(tracer.stdout.take());
+    let output = tracer.wait_with_output().expect("tracer output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+    assert!(stderr.contains("110 calls traced"), "{stderr}");
+    let not_written = stderr
+        .lines()
+        .find_map(|line| line.strip_suffix("calls that could not be written to stdout"))
+        .map(str::trim);
+    assert_eq!(not_written, Some("110"), "{stderr}");
+}
+
+#[test]
 fn launched_command_exit_status_and_bad_targets() {
     let status = Command::new(tracer_binary())
         .args(["--output", "json", "--", "sh", "-c", "exit 3"])

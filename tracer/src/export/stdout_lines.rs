@@ -141,6 +141,15 @@ mod tests {
         }
     }
 
+    /// Lines of at most 100 bytes a write, into `Writes`.
+    fn lines_into(broken: bool) -> StdoutLines<Writes> {
+        let writes = Writes {
+            writes: Vec::new(),
+            broken,
+        };
+        StdoutLines::with_output(writes, 100)
+    }
+
     fn line(length: usize) -> impl FnOnce(&mut Vec<u8>) {
         move |out: &mut Vec<u8>| {
             out.extend(std::iter::repeat_n(b'x', length - 1));
@@ -150,11 +159,7 @@ mod tests {
 
     #[test]
     fn every_write_is_whole_lines_within_the_limit() {
-        let writes = Writes {
-            writes: Vec::new(),
-            broken: false,
-        };
-        let mut lines = StdoutLines::with_output(writes, 100);
+        let mut lines = lines_into(false);
         for length in [30, 30, 30, 30, 150, 10, 99, 1, 60] {
             lines.push(line(length));
         }
@@ -162,7 +167,7 @@ mod tests {
         let writes = &lines.out.writes;
         assert_eq!(
             writes.iter().map(Vec::len).collect::<Vec<_>>(),
-            // The 150-byte line goes alone; the others in as few writes as fit.
+            // Each write takes the next lines while they fit; the 150-byte line goes alone.
             [90, 30, 150, 10, 100, 60]
         );
         assert!(writes.iter().all(|write| write.ends_with(b"\n")));
@@ -171,11 +176,7 @@ mod tests {
 
     #[test]
     fn lines_that_cannot_be_written_are_counted() {
-        let writes = Writes {
-            writes: Vec::new(),
-            broken: true,
-        };
-        let mut lines = StdoutLines::with_output(writes, 100);
+        let mut lines = lines_into(true);
         for _ in 0..5 {
             lines.push(line(40));
         }

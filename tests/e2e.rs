@@ -546,8 +546,8 @@ fn spans_that_cannot_be_written_to_stdout_are_counted() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start tracer");
-    // Nobody reads the spans: the tracer's writes fail (EPIPE) from the first one on, long
-    // after this, once it has loaded its programs and the client has made calls.
+    // Nobody reads the spans. The read end closes now, before the tracer has even loaded its
+    // programs, so every span it writes fails (EPIPE).
     drop(tracer.stdout.take());
     let output = tracer.wait_with_output().expect("tracer output");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -303,6 +303,17 @@ fn http2_data_payload_is_skipped_exactly() {
 }
 
 #[test]
+fn a_process_whose_main_thread_exits_is_traced_until_its_last_thread_exits() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["leader-exits", "tcp4"]);
+    let [line] = &report[..] else {
+        panic!("one report line expected: {report:?}");
+    };
+    // The exchange starts after the main thread has exited: the process is still traced.
+    assert_stream_pair(&observed, pid, line);
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
+}
+
+#[test]
 fn a_process_that_exits_without_closing_its_sockets_is_cleaned_up_after() {
     let (observed, report, _) = trace_workload_and_children(WORKLOAD, &["exit", "tcp4"]);
     let [line] = &report[..] else {

@@ -71,8 +71,8 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    process::on_exit();
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    process::on_exit(&ctx);
     0
 }
 

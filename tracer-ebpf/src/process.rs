@@ -65,12 +65,28 @@ pub fn on_fork(ctx: &TracePointContext) {
     emit(RecordKind::ProcessFork, pid_tgid, child);
 }
 
-/// A traced process's main thread exited: stop tracing it and tell userspace.
+/// Offset of `group_dead` in the sched_process_exit record, or 0 on kernels whose record does
+/// not have it: userspace reads it from the tracepoint's format file and sets it at load time.
+#[unsafe(no_mangle)]
+static EXIT_GROUP_DEAD_OFFSET: u32 = 0;
+
+/// A thread exited. If it was a traced process's last one, stop tracing the process and tell
+/// userspace: every record its threads made is then already in the ring buffer, ahead of this
+/// one. Kernels that do not say which thread is the last only tell when the main thread exits,
+/// which may leave other threads running, untraced.
 #[inline(always)]
-pub fn on_exit() {
+pub fn on_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != pid_tgid as u32 {
+    // SAFETY: a plain read of a constant that userspace may have overridden at load time.
+    let group_dead_offset = unsafe { core::ptr::read_volatile(&EXIT_GROUP_DEAD_OFFSET) } as usize;
+    let last_thread = if group_dead_offset == 0 {
+        tgid == pid_tgid as u32
+    } else {
+        // SAFETY: the offset comes from the tracepoint's own format description.
+        unsafe { ctx.read_at::<u8>(group_dead_offset) }.is_ok_and(|group_dead| group_dead != 0)
+    };
+    if !last_thread {
         return;
     }
     if TRACED.remove(tgid).is_err() {

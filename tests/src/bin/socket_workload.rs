@@ -16,6 +16,8 @@
 //! - `exit`: runs a child (`socket-workload exiting-child`, which skips the ready/go exchange)
 //!   that sends `http2_stream::unfinished_client_stream` over its own connection and exits
 //!   with both ends still open; reports the child's pid and fds.
+//! - `leader-exits`: the main thread ends alone (exit(2), not exit_group) and the process lives
+//!   on in another thread, which then makes one exchange.
 
 use std::{
     io::{BufRead, Write},
@@ -99,6 +101,7 @@ fn main() {
         "files" => files(),
         "http2" => http2(transport),
         "exit" => exit(transport),
+        "leader-exits" => leader_exits(transport),
         other => panic!("unknown scenario {other}"),
     }
     println!("done");
@@ -286,6 +289,36 @@ fn exiting_child(transport: &str) -> ! {
     );
     std::io::stdout().flush().expect("flush");
     std::process::exit(0)
+}
+
+/// Hands the process over to a new thread and ends the main one. That thread waits until the
+/// main thread is gone, makes one exchange and reports it; the process ends with it.
+fn leader_exits(transport: &str) -> ! {
+    let transport = transport.to_owned();
+    let main_thread = std::process::id();
+    thread::spawn(move || {
+        let stat = format!("/proc/self/task/{main_thread}/stat");
+        // A main thread that exited stays a zombie until the whole process has.
+        let gone = || {
+            std::fs::read_to_string(&stat).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            })
+        };
+        while !gone() {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let pair = Pair::connect(&transport);
+        exchange(&pair, 11, 20_000, Sender::Write, Receiver::Read, "");
+        drop(pair);
+        println!("done");
+        std::io::stdout().flush().expect("flush");
+    });
+    // The raw exit(2) ends this thread alone (pthread_exit would unwind through Rust's main,
+    // which aborts). SAFETY: nothing of this thread's stack is borrowed by the one just started.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!("exit(2) returned")
 }
 
 /// Sends `data` from one end to the other, read there by another thread, and checks it arrived.

@@ -63,7 +63,11 @@ pub struct KernelPrograms {
 
 impl KernelPrograms {
     pub fn load(ring_buffer_bytes: u32, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
-        let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?;
+        let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?
+            .ok_or_else(|| CaptureError::Load("no child_pid in sched_process_fork".into()))?;
+        // 0 where the kernel does not say whether an exiting thread is its process's last.
+        let exit_group_dead_offset =
+            field_offset(tracefs, "sched/sched_process_exit", "group_dead")?.unwrap_or(0);
         // Data records wake us only after each CPU wrote its share of a quarter of the ring;
         // otherwise the session drains it on its poll timer.
         let cpus = aya::util::nr_cpus().map_or(1, |cpus| cpus.max(1)) as u64;
@@ -71,6 +75,7 @@ impl KernelPrograms {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .override_global("EXIT_GROUP_DEAD_OFFSET", &exit_group_dead_offset, true)
             .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true)
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
@@ -145,8 +150,9 @@ fn attach(
     Ok(())
 }
 
-/// Byte offset of `field` in a tracepoint's record, from its format description.
-fn field_offset(tracefs: &Path, event: &str, field: &str) -> Result<u32, CaptureError> {
+/// Byte offset of `field` in a tracepoint's record, from its format description; `None` if the
+/// record has no such field.
+fn field_offset(tracefs: &Path, event: &str, field: &str) -> Result<Option<u32>, CaptureError> {
     let path = tracefs.join("events").join(event).join("format");
     let format = fs::read_to_string(&path)
         .map_err(|err| CaptureError::Load(format!("reading {}: {err}", path.display())))?;
@@ -163,6 +169,10 @@ fn field_offset(tracefs: &Path, event: &str, field: &str) -> Result<u32, Capture
             line.split(';')
                 .find_map(|part| part.trim().strip_prefix("offset:"))
         })
-        .and_then(|offset| offset.parse().ok())
-        .ok_or_else(|| CaptureError::Load(format!("no field {field} in {}", path.display())))
+        .map(|offset| {
+            offset.parse().map_err(|_| {
+                CaptureError::Load(format!("bad offset of {field} in {}", path.display()))
+            })
+        })
+        .transpose()
 }

@@ -180,8 +180,8 @@ pub fn run(quick: bool) -> Result<()> {
         let mut traced = Vec::new();
         let mut hooks_only = Vec::new();
         let mut paused = Vec::new();
-        // The targets are judged on this load, and its rounds differ by ±5% in throughput (the
-        // extra comparisons are a few percent at most): give it more rounds against noise.
+        // The targets are judged on this load, and the extra comparisons split a cost of a few
+        // percent at most: give it more rounds against noise.
         let load_rounds = if load.hooks_floor { 4 * rounds } else { rounds };
         for _ in 0..load_rounds {
             if !load.traced_only {

@@ -19,10 +19,12 @@ pub struct JsonSink {
     out: StdoutLines,
 }
 
-/// Whether `text` holds a byte a JSON string cannot carry as is.
+/// Whether `text` holds a byte a JSON string cannot carry as is. Every byte is looked at (no
+/// early exit) so that the compiler can check many at once: the values are short.
 fn needs_escaping(text: &str) -> bool {
-    text.bytes()
-        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    text.bytes().fold(false, |found, byte| {
+        found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+    })
 }
 
 fn write_str(out: &mut Vec<u8>, text: &str) {
@@ -44,19 +46,9 @@ fn write_key(out: &mut Vec<u8>, key: &'static str) {
     out.extend_from_slice(b"\":");
 }
 
-/// Writes a decimal integer without going through `fmt`.
-fn write_u64(out: &mut Vec<u8>, mut number: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+/// Writes a decimal integer without going through `fmt` (two digits at a time).
+fn write_u64(out: &mut Vec<u8>, number: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
 }
 
 fn write_int(out: &mut Vec<u8>, number: i64) {

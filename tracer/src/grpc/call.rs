@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{message::MessageStats, metadata::split_path, status::Code};
-use crate::{capture::Endpoint, http2::ErrorCode};
+use crate::{capture::Endpoint, hpack::Text, http2::ErrorCode};
 
 /// The connection a call ran on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +96,14 @@ pub struct CallRecord {
     pub side: Side,
     pub stream_id: u32,
     /// `:path`; `None` when it referenced header table state from before attach.
-    pub path: Option<String>,
-    pub authority: Option<String>,
-    pub user_agent: Option<String>,
-    pub grpc_encoding: Option<String>,
+    pub path: Option<Text>,
+    pub authority: Option<Text>,
+    pub user_agent: Option<Text>,
+    pub grpc_encoding: Option<Text>,
     pub timeout: Option<Duration>,
-    pub traceparent: Option<String>,
-    pub tracestate: Option<String>,
-    pub grpc_trace_bin: Option<String>,
+    pub traceparent: Option<Text>,
+    pub tracestate: Option<Text>,
+    pub grpc_trace_bin: Option<Text>,
     pub http_status: Option<u16>,
     /// `grpc-status` as sent, if it was.
     pub grpc_status: Option<u32>,

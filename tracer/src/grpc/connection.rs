@@ -15,7 +15,7 @@ use tracer_common::maps::MESSAGE_CURSOR_SLOTS;
 
 use crate::{
     capture::{Chunk, Direction, MessageCursor, Payload},
-    hpack::{self, FieldValue, HeaderField},
+    hpack::{self, FieldValue, HeaderField, Text},
     http2::{DataPiece, ErrorCode, Frame, FrameHeader, FrameReader, Kind, ReaderEvent, Setting},
 };
 
@@ -105,14 +105,14 @@ struct Half {
 #[derive(Default)]
 struct StreamState {
     start_ns: u64,
-    path: Option<String>,
-    authority: Option<String>,
-    user_agent: Option<String>,
-    grpc_encoding: Option<String>,
+    path: Option<Text>,
+    authority: Option<Text>,
+    user_agent: Option<Text>,
+    grpc_encoding: Option<Text>,
     timeout: Option<Duration>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
-    grpc_trace_bin: Option<String>,
+    traceparent: Option<Text>,
+    tracestate: Option<Text>,
+    grpc_trace_bin: Option<Text>,
     response_headers_seen: bool,
     first_response_header_ns: Option<u64>,
     http_status: Option<u16>,
@@ -595,11 +595,13 @@ impl ConnectionTracker {
                 stream.response_had_unknown_fields = true;
             }
             match name {
-                b":status" => stream.http_status = field.text().and_then(|text| text.parse().ok()),
-                b"grpc-status" => {
+                ":status" => stream.http_status = field.text().and_then(|text| text.parse().ok()),
+                "grpc-status" => {
                     stream.grpc_status = field.text().and_then(|text| text.parse().ok())
                 }
-                b"grpc-message" => stream.grpc_message = field.text().map(percent_decode),
+                "grpc-message" => {
+                    stream.grpc_message = field.text().map(|text| percent_decode(text))
+                }
                 _ => {}
             }
         }
@@ -732,22 +734,23 @@ fn request_state(fields: &[HeaderField], start_ns: u64) -> Option<StreamState> {
         };
         // Only the values the call record keeps are copied.
         let kept = match name {
-            b":path" => &mut stream.path,
-            b":authority" => &mut stream.authority,
-            b"user-agent" => &mut stream.user_agent,
-            b"grpc-encoding" => &mut stream.grpc_encoding,
-            b"traceparent" => &mut stream.traceparent,
-            b"tracestate" => &mut stream.tracestate,
-            b"grpc-trace-bin" => &mut stream.grpc_trace_bin,
-            b"grpc-timeout" => {
+            ":path" => &mut stream.path,
+            ":authority" => &mut stream.authority,
+            "user-agent" => &mut stream.user_agent,
+            "grpc-encoding" => &mut stream.grpc_encoding,
+            "traceparent" => &mut stream.traceparent,
+            "tracestate" => &mut stream.tracestate,
+            "grpc-trace-bin" => &mut stream.grpc_trace_bin,
+            "grpc-timeout" => {
                 stream.timeout = parse_timeout(text);
                 continue;
             }
             // An unreadable content-type (late join) is given the benefit of the doubt.
-            b"content-type" if !text.starts_with("application/grpc") => return None,
+            "content-type" if !text.starts_with("application/grpc") => return None,
             _ => continue,
         };
-        *kept = Some(text.to_owned());
+        // Shared with the HPACK table: no copy.
+        *kept = Some(text.clone());
     }
     Some(stream)
 }

@@ -578,16 +578,12 @@ fn late_join_resolves_what_was_inserted_after_attach() {
     }
     let paths: Vec<_> = out
         .iter()
-        .map(|call| (call.stream_id, call.path.clone()))
+        .map(|call| (call.stream_id, call.path.as_deref()))
         .collect();
     // Stream 3 is only confirmed as a frame boundary... all three calls are seen.
     assert_eq!(
         paths,
-        vec![
-            (3, None),
-            (5, Some("/svc.S/New".to_owned())),
-            (7, Some("/svc.S/New".to_owned()))
-        ],
+        vec![(3, None), (5, Some("/svc.S/New")), (7, Some("/svc.S/New"))],
         "{:?}",
         tracker.stats()
     );

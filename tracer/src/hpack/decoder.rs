@@ -1,11 +1,10 @@
 //! Header block decoding (RFC 7541 §6).
 
-use std::sync::{Arc, LazyLock};
-
 use super::{
     huffman::{self, HuffmanError},
     integer, static_table,
     table::{DynamicTable, ENTRY_OVERHEAD, Entry, Lookup},
+    text::Text,
 };
 
 /// Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2).
@@ -13,8 +12,8 @@ pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldValue {
-    Known(Arc<[u8]>),
-    /// The name is not on the allowlist: only the value's length was kept.
+    Known(Text),
+    /// The name is not on the allowlist, or the value is not text: only its length was kept.
     Redacted {
         len: usize,
     },
@@ -25,7 +24,7 @@ pub enum FieldValue {
 impl FieldValue {
     fn len(&self) -> usize {
         match self {
-            FieldValue::Known(bytes) => bytes.len(),
+            FieldValue::Known(text) => text.len(),
             FieldValue::Redacted { len } => *len,
             FieldValue::Unknown => 0,
         }
@@ -34,20 +33,22 @@ impl FieldValue {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderField {
-    /// `None` when the name came from a table entry from before we were watching.
-    pub name: Option<Arc<[u8]>>,
+    /// `None` when the name came from a table entry from before we were watching. A name that
+    /// is not UTF-8 (HTTP/2 allows only lowercase ASCII) has its non-ASCII bytes replaced by
+    /// `?`, which keeps its length (the table's sizes count it) and matches no header we read.
+    pub name: Option<Text>,
     pub value: FieldValue,
 }
 
 impl HeaderField {
     pub fn name_is(&self, name: &str) -> bool {
-        self.name.as_deref() == Some(name.as_bytes())
+        self.name.as_deref() == Some(name)
     }
 
-    /// The value as text, if it was kept and is UTF-8.
-    pub fn text(&self) -> Option<&str> {
+    /// The value, if it was kept.
+    pub fn text(&self) -> Option<&Text> {
         match &self.value {
-            FieldValue::Known(bytes) => std::str::from_utf8(bytes).ok(),
+            FieldValue::Known(text) => Some(text),
             _ => None,
         }
     }
@@ -187,12 +188,12 @@ impl Decoder {
     }
 
     fn indexed(&mut self, index: usize) -> Result<HeaderField, DecodeError> {
-        if let Some(entry) = static_entry(index) {
-            let value = keep(self.retain, Some(&entry.name), &entry.value, || {
-                entry.value.clone()
+        if let Some(&(name, value)) = static_entry(index) {
+            let value = keep(self.retain, Some(name), value.as_bytes(), || {
+                Some(Text::Static(value))
             });
             return Ok(HeaderField {
-                name: Some(entry.name.clone()),
+                name: Some(Text::Static(name)),
                 value,
             });
         }
@@ -209,9 +210,9 @@ impl Decoder {
     }
 
     /// The name at `index`, for a literal that references one.
-    fn indexed_name(&mut self, index: usize) -> Result<Option<Arc<[u8]>>, DecodeError> {
-        if let Some(entry) = static_entry(index) {
-            return Ok(Some(entry.name.clone()));
+    fn indexed_name(&mut self, index: usize) -> Result<Option<Text>, DecodeError> {
+        if let Some(&(name, _)) = static_entry(index) {
+            return Ok(Some(Text::Static(name)));
         }
         Ok(self
             .dynamic_entry(index)?
@@ -246,51 +247,54 @@ impl Decoder {
         prefix_bits: u8,
     ) -> Result<(HeaderField, usize), DecodeError> {
         let (name_index, mut used) = integer::decode(input, prefix_bits)?;
-        let name: Option<Arc<[u8]>> = if name_index == 0 {
+        let name = if name_index == 0 {
             let (name, name_used) = string(&input[used..], &mut self.scratch)?;
             used += name_used;
-            Some(Arc::from(name))
+            Some(name_text(name))
         } else {
             self.indexed_name(name_index)?
         };
         let (value, value_used) = string(&input[used..], &mut self.scratch)?;
         used += value_used;
-        let value = keep(self.retain, name.as_deref(), value, || Arc::from(value));
+        let value = keep(self.retain, name.as_deref(), value, || Text::decoded(value));
         Ok((HeaderField { name, value }, used))
     }
 }
 
-/// Keeps a value (`shared`, made only then) if its known name is allowlisted by `retain`;
-/// otherwise only its length.
+/// Keeps a value (`text`, made only then) if its known name is allowlisted by `retain` and it
+/// is text; otherwise only its length.
 fn keep(
     retain: fn(&[u8]) -> bool,
-    name: Option<&[u8]>,
+    name: Option<&str>,
     value: &[u8],
-    shared: impl FnOnce() -> Arc<[u8]>,
+    text: impl FnOnce() -> Option<Text>,
 ) -> FieldValue {
-    match name {
-        Some(name) if retain(name) => FieldValue::Known(shared()),
-        _ => FieldValue::Redacted { len: value.len() },
-    }
+    let kept = match name {
+        Some(name) if retain(name.as_bytes()) => text(),
+        _ => None,
+    };
+    kept.map_or(FieldValue::Redacted { len: value.len() }, FieldValue::Known)
 }
 
-/// A static table entry, shared rather than allocated per reference.
-struct StaticEntry {
-    name: Arc<[u8]>,
-    value: Arc<[u8]>,
-}
-
-fn static_entry(index: usize) -> Option<&'static StaticEntry> {
-    static ENTRIES: LazyLock<Vec<StaticEntry>> = LazyLock::new(|| {
-        static_table::ENTRIES
+/// A literal name as [`HeaderField::name`] holds it.
+fn name_text(name: &[u8]) -> Text {
+    Text::decoded(name).unwrap_or_else(|| {
+        let ascii: String = name
             .iter()
-            .map(|(name, value)| StaticEntry {
-                name: Arc::from(name.as_bytes()),
-                value: Arc::from(value.as_bytes()),
+            .map(|&byte| {
+                if byte.is_ascii() {
+                    char::from(byte)
+                } else {
+                    '?'
+                }
             })
-            .collect()
-    });
-    ENTRIES.get(index.checked_sub(1)?)
+            .collect();
+        Text::from(ascii)
+    })
+}
+
+fn static_entry(index: usize) -> Option<&'static (&'static str, &'static str)> {
+    static_table::ENTRIES.get(index.checked_sub(1)?)
 }
 
 /// A string literal (§5.2): its decoded bytes (in place, or Huffman-decoded into `scratch`)
@@ -319,12 +323,9 @@ mod tests {
         fields
             .iter()
             .map(|field| {
-                let name = field
-                    .name
-                    .as_deref()
-                    .map_or("?".into(), |n| String::from_utf8_lossy(n).into_owned());
+                let name = field.name.as_deref().unwrap_or("?").to_owned();
                 let value = match &field.value {
-                    FieldValue::Known(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    FieldValue::Known(text) => text.to_string(),
                     FieldValue::Redacted { len } => format!("<{len} bytes>"),
                     FieldValue::Unknown => "?".into(),
                 };
@@ -471,6 +472,19 @@ mod tests {
         );
         // Sizes still follow the real lengths, so eviction stays exact.
         assert_eq!(decoder.table_usage(), (164, 3));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_keep_their_length_but_not_their_value() {
+        // Literals with incremental indexing: name "\xffa" (not UTF-8), then ":path" with a
+        // value that is not UTF-8 either.
+        let mut decoder = Decoder::new(keep_all);
+        let fields = decoder
+            .decode(&[0x40, 0x02, 0xff, b'a', 0x01, b'v', 0x44, 0x02, b'/', 0xfe])
+            .unwrap();
+        expect(&fields, &[("?a", "v"), (":path", "<2 bytes>")]);
+        // Both entries count their real lengths: 2 + 1 + 32 and 5 + 2 + 32.
+        assert_eq!(decoder.table_usage(), (74, 2));
     }
 
     #[test]

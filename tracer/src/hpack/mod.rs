@@ -14,9 +14,11 @@ mod huffman_code;
 mod integer;
 mod static_table;
 mod table;
+mod text;
 
 pub use decoder::{DecodeError, Decoder, FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
+pub use text::Text;
 
 /// Hex dumps as RFC 7541 prints them (`8286 8441 ...`), for the tests.
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The dynamic table (RFC 7541 §2.3.2, §4), with room for a history we did not see.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::collections::VecDeque;
 
-use super::decoder::FieldValue;
+use super::{decoder::FieldValue, text::Text};
 
 /// Per-entry overhead counted in the table size (§4.1).
 pub const ENTRY_OVERHEAD: usize = 32;
@@ -10,7 +10,7 @@ pub const ENTRY_OVERHEAD: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// `None` when the name came from an entry that was inserted before we were watching.
-    pub name: Option<Arc<[u8]>>,
+    pub name: Option<Text>,
     pub value: FieldValue,
     /// §4.1 size. For an unknown name this is a lower bound; sizes only bound our memory, they
     /// never decide what an index resolves to (see [`DynamicTable::get`]).

@@ -81,14 +81,14 @@ impl TrackerStats {
     }
 }
 
-/// A header block being assembled from HEADERS/PUSH_PROMISE and CONTINUATION frames.
+/// A header block being assembled from HEADERS/PUSH_PROMISE and CONTINUATION frames (its
+/// fragments are gathered in [`Half::block`]).
 struct PendingBlock {
     stream_id: u32,
     /// PUSH_PROMISE blocks are decoded only to keep the HPACK table in sync.
     push_promise: bool,
     end_stream: bool,
     started_ns: u64,
-    fragments: Vec<u8>,
     /// Part of it was lost or it grew too large: it will not be decoded.
     lost: bool,
 }
@@ -98,6 +98,8 @@ struct Half {
     reader: FrameReader,
     decoder: hpack::Decoder,
     pending: Option<PendingBlock>,
+    /// The pending block's fragments, joined; emptied, not freed, block to block.
+    block: Vec<u8>,
     /// The last decoded block's fields: kept only for its capacity, reused block to block.
     fields: Vec<HeaderField>,
 }
@@ -163,6 +165,7 @@ impl ConnectionTracker {
                 hpack::Decoder::joined_late(is_retained)
             },
             pending: None,
+            block: Vec::new(),
             fields: Vec::new(),
         };
         ConnectionTracker {
@@ -311,7 +314,7 @@ impl ConnectionTracker {
     fn on_frame(
         &mut self,
         direction: Direction,
-        frame: Frame,
+        frame: Frame<'_>,
         started_ns: u64,
         now: u64,
         out: &mut Vec<CallRecord>,
@@ -352,14 +355,15 @@ impl ConnectionTracker {
                 fragment,
             } => {
                 let limit = self.limits.max_header_block;
-                match &mut self.halves[index].pending {
+                let half = &mut self.halves[index];
+                match &mut half.pending {
                     Some(pending) if pending.stream_id == stream_id => {
-                        if pending.fragments.len() + fragment.len() > limit {
+                        if half.block.len() + fragment.len() > limit {
                             self.stats.header_blocks_too_large += u64::from(!pending.lost);
                             pending.lost = true;
-                            pending.fragments = Vec::new();
+                            half.block = Vec::new();
                         } else if !pending.lost {
-                            pending.fragments.extend_from_slice(&fragment);
+                            half.block.extend_from_slice(fragment);
                         }
                         if end_headers {
                             self.finish_block(direction, now, out);
@@ -429,18 +433,22 @@ impl ConnectionTracker {
         push_promise: bool,
         end_stream: bool,
         started_ns: u64,
-        fragment: Vec<u8>,
+        fragment: &[u8],
     ) {
         let lost = fragment.len() > self.limits.max_header_block;
         if lost {
             self.stats.header_blocks_too_large += 1;
         }
-        self.halves[direction as usize].pending = Some(PendingBlock {
+        let half = &mut self.halves[direction as usize];
+        half.block.clear();
+        if !lost {
+            half.block.extend_from_slice(fragment);
+        }
+        half.pending = Some(PendingBlock {
             stream_id,
             push_promise,
             end_stream,
             started_ns,
-            fragments: if lost { Vec::new() } else { fragment },
             lost,
         });
     }
@@ -455,7 +463,7 @@ impl ConnectionTracker {
             half.decoder.lose_sync();
             false
         } else {
-            match half.decoder.decode_into(&block.fragments, &mut fields) {
+            match half.decoder.decode_into(&half.block, &mut fields) {
                 Ok(()) => true,
                 Err(err) => {
                     log::debug!("conn {:#x}: HPACK error: {err}", self.facts.conn_id);
@@ -494,7 +502,7 @@ impl ConnectionTracker {
             Kind::Continuation => {
                 if let Some(pending) = &mut half.pending {
                     pending.lost = true;
-                    pending.fragments = Vec::new();
+                    half.block = Vec::new();
                 }
                 if header.flags & crate::http2::frame::flags::END_HEADERS != 0 {
                     self.finish_block(direction, now, out);

@@ -31,7 +31,7 @@ pub enum ReaderEvent<'a> {
     Preface,
     /// A complete non-DATA frame; `started_ns` is when its first byte arrived.
     Frame {
-        frame: Frame,
+        frame: Frame<'a>,
         started_ns: u64,
     },
     Data {
@@ -185,20 +185,34 @@ impl FrameReader {
                     lost,
                 } => {
                     let take = (*remaining as usize).min(input.len());
-                    if !*lost {
+                    let (piece, rest) = input.split_at(take);
+                    input = rest;
+                    *remaining -= take as u32;
+                    let complete = *remaining == 0;
+                    // A payload that arrives whole is parsed where it lies, without a copy.
+                    let whole = complete && self.buf.is_empty();
+                    if !*lost && !whole {
                         if self.buf.len() + take > MAX_BUFFERED_PAYLOAD {
                             *lost = true;
                             self.stats.oversized_frames += 1;
                             self.buf = Vec::new();
                         } else {
-                            self.buf.extend_from_slice(&input[..take]);
+                            self.buf.extend_from_slice(piece);
                         }
                     }
-                    *remaining -= take as u32;
-                    input = &input[take..];
-                    if *remaining == 0 {
-                        let (header, lost) = (*header, *lost);
-                        self.finish_payload(header, lost, sink);
+                    if complete {
+                        let header = *header;
+                        if *lost {
+                            self.finish_payload(header, None, sink);
+                        } else if whole {
+                            self.finish_payload(header, Some(piece), sink);
+                        } else {
+                            // Handed back afterwards, emptied: its capacity serves the next.
+                            let mut buf = std::mem::take(&mut self.buf);
+                            self.finish_payload(header, Some(&buf), sink);
+                            buf.clear();
+                            self.buf = buf;
+                        }
                     }
                 }
                 State::Data {
@@ -286,7 +300,7 @@ impl FrameReader {
                 self.buf = Vec::new();
                 if *remaining == 0 {
                     let header = *header;
-                    self.finish_payload(header, true, sink);
+                    self.finish_payload(header, None, sink);
                     if len > in_frame {
                         self.lose_sync(len - in_frame, sink);
                     }
@@ -363,7 +377,7 @@ impl FrameReader {
                 lost: false,
             };
             if header.len == 0 {
-                self.finish_payload(header, false, sink);
+                self.finish_payload(header, Some(&[]), sink);
             }
         }
     }
@@ -376,15 +390,15 @@ impl FrameReader {
         });
     }
 
-    fn finish_payload(&mut self, header: FrameHeader, lost: bool, sink: &mut Sink<'_>) {
+    /// The frame's payload is complete: `None` when part of it was lost.
+    fn finish_payload(&mut self, header: FrameHeader, payload: Option<&[u8]>, sink: &mut Sink<'_>) {
         self.state = State::Header;
-        let payload = std::mem::take(&mut self.buf);
-        if lost {
+        let Some(payload) = payload else {
             if header.kind.carries_header_block() {
                 sink(ReaderEvent::HeaderBlockLost { header });
             }
             return;
-        }
+        };
         match Frame::parse(&header, payload) {
             Ok(frame) => sink(ReaderEvent::Frame {
                 frame,
@@ -531,7 +545,8 @@ pub(crate) mod tests {
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Seen {
         Preface,
-        Frame(Frame),
+        /// A frame as `{:?}` writes it: frames borrow the reader's buffer.
+        Frame(String),
         Data(u32, Vec<u8>, u64),
         DataEnd(u32, bool),
         HeaderBlockLost(u32, u8),
@@ -540,10 +555,16 @@ pub(crate) mod tests {
         NotHttp2,
     }
 
+    impl Seen {
+        fn frame(frame: Frame<'_>) -> Seen {
+            Seen::Frame(format!("{frame:?}"))
+        }
+    }
+
     fn record(seen: &mut Vec<Seen>, event: ReaderEvent<'_>) {
         match event {
             ReaderEvent::Preface => seen.push(Seen::Preface),
-            ReaderEvent::Frame { frame, .. } => seen.push(Seen::Frame(frame)),
+            ReaderEvent::Frame { frame, .. } => seen.push(Seen::frame(frame)),
             ReaderEvent::Data { stream_id, piece } => {
                 if !matches!(seen.last(), Some(Seen::Data(id, ..)) if *id == stream_id) {
                     seen.push(Seen::Data(stream_id, Vec::new(), 0));
@@ -599,19 +620,19 @@ pub(crate) mod tests {
     fn client_stream_events() -> Vec<Seen> {
         vec![
             Seen::Preface,
-            Seen::Frame(Frame::Settings {
+            Seen::frame(Frame::Settings {
                 ack: false,
                 settings: vec![crate::http2::Setting::InitialWindowSize(65535)],
             }),
-            Seen::Frame(Frame::Headers {
+            Seen::frame(Frame::Headers {
                 stream_id: 1,
                 end_stream: false,
                 end_headers: true,
-                fragment: vec![0x83, 0x86],
+                fragment: &[0x83, 0x86],
             }),
             Seen::Data(1, b"hello".to_vec(), 0),
             Seen::DataEnd(1, true),
-            Seen::Frame(Frame::RstStream {
+            Seen::frame(Frame::RstStream {
                 stream_id: 3,
                 error_code: ErrorCode::CANCEL,
             }),
@@ -645,7 +666,7 @@ pub(crate) mod tests {
         let bytes = frame(4, 0, 0, &[]);
         assert_eq!(
             feed(FrameReader::at_stream_start(), &[Ok(&bytes)]),
-            vec![Seen::Frame(Frame::Settings {
+            vec![Seen::frame(Frame::Settings {
                 ack: false,
                 settings: vec![]
             })]
@@ -705,7 +726,7 @@ pub(crate) mod tests {
             feed(reader, &[Ok(&bytes[..11]), Err(3), Ok(&bytes[14..])]),
             vec![
                 Seen::HeaderBlockLost(5, flags::END_HEADERS | flags::END_STREAM),
-                Seen::Frame(Frame::RstStream {
+                Seen::frame(Frame::RstStream {
                     stream_id: 5,
                     error_code: ErrorCode::NO_ERROR
                 }),
@@ -734,17 +755,17 @@ pub(crate) mod tests {
         assert_eq!(
             events[4..],
             [
-                Seen::Frame(Frame::RstStream {
+                Seen::frame(Frame::RstStream {
                     stream_id: 3,
                     error_code: ErrorCode::CANCEL
                 }),
-                Seen::Frame(Frame::Headers {
+                Seen::frame(Frame::Headers {
                     stream_id: 7,
                     end_stream: false,
                     end_headers: true,
-                    fragment: vec![0x83]
+                    fragment: &[0x83]
                 }),
-                Seen::Frame(Frame::WindowUpdate {
+                Seen::frame(Frame::WindowUpdate {
                     stream_id: 0,
                     increment: 100
                 }),
@@ -771,11 +792,11 @@ pub(crate) mod tests {
             seen,
             vec![
                 Seen::Resynced(6),
-                Seen::Frame(Frame::Headers {
+                Seen::frame(Frame::Headers {
                     stream_id: 9,
                     end_stream: false,
                     end_headers: true,
-                    fragment: vec![0x82, 0x84]
+                    fragment: &[0x82, 0x84]
                 }),
                 Seen::DataEnd(9, true),
             ]

@@ -3,7 +3,7 @@
 
 use super::{Frame, FrameError, FrameHeader, Kind, flags};
 
-pub fn parse(header: &FrameHeader, mut payload: Vec<u8>) -> Result<Frame, FrameError> {
+pub fn parse<'a>(header: &FrameHeader, payload: &'a [u8]) -> Result<Frame<'a>, FrameError> {
     let end_headers = header.has(flags::END_HEADERS);
     let stream_id = header.stream_id;
     if header.kind == Kind::Continuation {
@@ -31,7 +31,7 @@ pub fn parse(header: &FrameHeader, mut payload: Vec<u8>) -> Result<Frame, FrameE
         let promised = payload.get(start..start + 4).ok_or(bad)?;
         let promised_stream_id =
             u32::from_be_bytes([promised[0], promised[1], promised[2], promised[3]]) & 0x7fff_ffff;
-        let fragment = payload.get(start + 4..end).ok_or(bad)?.to_vec();
+        let fragment = payload.get(start + 4..end).ok_or(bad)?;
         return Ok(Frame::PushPromise {
             stream_id,
             promised_stream_id,
@@ -46,13 +46,11 @@ pub fn parse(header: &FrameHeader, mut payload: Vec<u8>) -> Result<Frame, FrameE
             return Err(bad);
         }
     }
-    payload.truncate(end);
-    payload.drain(..start);
     Ok(Frame::Headers {
         stream_id,
         end_stream: header.has(flags::END_STREAM),
         end_headers,
-        fragment: payload,
+        fragment: &payload[start..end],
     })
 }
 
@@ -72,14 +70,14 @@ mod tests {
     #[test]
     fn strips_padding_and_priority() {
         // Pad length 2, priority (5 bytes), fragment "ab", 2 bytes of padding.
-        let payload = vec![2, 0, 0, 0, 1, 16, b'a', b'b', 0, 0];
+        let payload = [2, 0, 0, 0, 1, 16, b'a', b'b', 0, 0];
         let frame = parse(
             &header(
                 Kind::Headers,
                 flags::PADDED | flags::PRIORITY | flags::END_HEADERS,
                 10,
             ),
-            payload,
+            &payload,
         )
         .unwrap();
         assert_eq!(
@@ -88,7 +86,7 @@ mod tests {
                 stream_id: 3,
                 end_stream: false,
                 end_headers: true,
-                fragment: b"ab".to_vec()
+                fragment: b"ab"
             }
         );
     }
@@ -96,11 +94,11 @@ mod tests {
     #[test]
     fn rejects_padding_longer_than_the_frame() {
         assert_eq!(
-            parse(&header(Kind::Headers, flags::PADDED, 3), vec![9, 1, 2]),
+            parse(&header(Kind::Headers, flags::PADDED, 3), &[9, 1, 2]),
             Err(FrameError::BadPadding)
         );
         assert_eq!(
-            parse(&header(Kind::Headers, flags::PADDED, 0), vec![]),
+            parse(&header(Kind::Headers, flags::PADDED, 0), &[]),
             Err(FrameError::BadPadding)
         );
     }
@@ -109,7 +107,7 @@ mod tests {
     fn push_promise_carries_the_promised_stream() {
         let frame = parse(
             &header(Kind::PushPromise, flags::END_HEADERS, 5),
-            vec![0, 0, 0, 2, 0x82],
+            &[0, 0, 0, 2, 0x82],
         )
         .unwrap();
         assert_eq!(
@@ -118,7 +116,7 @@ mod tests {
                 stream_id: 3,
                 promised_stream_id: 2,
                 end_headers: true,
-                fragment: vec![0x82]
+                fragment: &[0x82]
             }
         );
     }

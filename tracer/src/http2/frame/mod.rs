@@ -9,26 +9,27 @@ pub use control::ErrorCode;
 pub use head::{FrameHeader, HEADER_LEN, Kind, flags};
 pub use settings::Setting;
 
-/// A complete frame other than DATA (DATA payloads are streamed, never buffered whole).
+/// A complete frame other than DATA (DATA payloads are streamed, never buffered whole),
+/// borrowing its header block fragment from the payload it was parsed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub enum Frame<'a> {
     /// Padding and priority fields removed: `fragment` is the header block fragment.
     Headers {
         stream_id: u32,
         end_stream: bool,
         end_headers: bool,
-        fragment: Vec<u8>,
+        fragment: &'a [u8],
     },
     Continuation {
         stream_id: u32,
         end_headers: bool,
-        fragment: Vec<u8>,
+        fragment: &'a [u8],
     },
     PushPromise {
         stream_id: u32,
         promised_stream_id: u32,
         end_headers: bool,
-        fragment: Vec<u8>,
+        fragment: &'a [u8],
     },
     RstStream {
         stream_id: u32,
@@ -67,9 +68,9 @@ pub enum FrameError {
     BadPadding,
 }
 
-impl Frame {
+impl<'a> Frame<'a> {
     /// Interprets a complete payload. DATA is handled by the reader and never reaches here.
-    pub fn parse(header: &FrameHeader, payload: Vec<u8>) -> Result<Frame, FrameError> {
+    pub fn parse(header: &FrameHeader, payload: &'a [u8]) -> Result<Frame<'a>, FrameError> {
         let stream_id = header.stream_id;
         let bad = || FrameError::BadPayload {
             kind: header.kind,
@@ -81,22 +82,22 @@ impl Frame {
             }
             Kind::RstStream => Frame::RstStream {
                 stream_id,
-                error_code: ErrorCode(control::read_u32(&payload, 0).ok_or_else(bad)?),
+                error_code: ErrorCode(control::read_u32(payload, 0).ok_or_else(bad)?),
             },
             Kind::Settings => Frame::Settings {
                 ack: header.has(flags::ACK),
-                settings: settings::parse(&payload).ok_or_else(bad)?,
+                settings: settings::parse(payload).ok_or_else(bad)?,
             },
             Kind::Ping if payload.len() == 8 => Frame::Ping {
                 ack: header.has(flags::ACK),
             },
             Kind::GoAway => Frame::GoAway {
-                last_stream_id: control::read_u32(&payload, 0).ok_or_else(bad)? & 0x7fff_ffff,
-                error_code: ErrorCode(control::read_u32(&payload, 4).ok_or_else(bad)?),
+                last_stream_id: control::read_u32(payload, 0).ok_or_else(bad)? & 0x7fff_ffff,
+                error_code: ErrorCode(control::read_u32(payload, 4).ok_or_else(bad)?),
             },
             Kind::WindowUpdate => Frame::WindowUpdate {
                 stream_id,
-                increment: control::read_u32(&payload, 0).ok_or_else(bad)? & 0x7fff_ffff,
+                increment: control::read_u32(payload, 0).ok_or_else(bad)? & 0x7fff_ffff,
             },
             Kind::Priority if payload.len() == 5 => Frame::Priority { stream_id },
             Kind::Unknown(kind) => Frame::Unknown { kind, stream_id },

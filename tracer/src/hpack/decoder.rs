@@ -79,6 +79,16 @@ pub struct Decoder {
     pub unknown_references: u64,
     /// Where Huffman-coded strings are decoded, reused from one string to the next.
     scratch: Vec<u8>,
+    recent_literals: RecentLiterals,
+}
+
+/// How a literal field affects the dynamic table (§6.2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Indexing {
+    /// §6.2.1: the field is inserted.
+    Incremental,
+    /// §6.2.2 and §6.2.3: it is not.
+    None,
 }
 
 impl Decoder {
@@ -99,6 +109,7 @@ impl Decoder {
             retain,
             unknown_references: 0,
             scratch: Vec::new(),
+            recent_literals: RecentLiterals::default(),
         }
     }
 
@@ -158,7 +169,7 @@ impl Decoder {
                 used
             } else if first & 0xc0 == 0x40 {
                 // §6.2.1 Literal with Incremental Indexing.
-                let (field, used) = self.literal(input, 6)?;
+                let (field, used) = self.literal(input, 6, Indexing::Incremental)?;
                 self.table.insert(Entry {
                     size: field.name.as_ref().map_or(0, |name| name.len())
                         + field.value.len()
@@ -178,7 +189,7 @@ impl Decoder {
                 used
             } else {
                 // §6.2.2 without indexing / §6.2.3 never indexed: same shape, 4-bit prefix.
-                let (field, used) = self.literal(input, 4)?;
+                let (field, used) = self.literal(input, 4, Indexing::None)?;
                 fields.push(field);
                 used
             };
@@ -189,9 +200,11 @@ impl Decoder {
 
     fn indexed(&mut self, index: usize) -> Result<HeaderField, DecodeError> {
         if let Some(&(name, value)) = static_entry(index) {
-            let value = keep(self.retain, Some(name), value.as_bytes(), || {
-                Some(Text::Static(value))
-            });
+            let value = if (self.retain)(name.as_bytes()) {
+                FieldValue::Known(Text::Static(value))
+            } else {
+                FieldValue::Redacted { len: value.len() }
+            };
             return Ok(HeaderField {
                 name: Some(Text::Static(name)),
                 value,
@@ -245,6 +258,7 @@ impl Decoder {
         &mut self,
         input: &[u8],
         prefix_bits: u8,
+        indexing: Indexing,
     ) -> Result<(HeaderField, usize), DecodeError> {
         let (name_index, mut used) = integer::decode(input, prefix_bits)?;
         let name = if name_index == 0 {
@@ -254,26 +268,65 @@ impl Decoder {
         } else {
             self.indexed_name(name_index)?
         };
-        let (value, value_used) = string(&input[used..], &mut self.scratch)?;
-        used += value_used;
-        let value = keep(self.retain, name.as_deref(), value, || Text::decoded(value));
+        let retained = name
+            .as_deref()
+            .is_some_and(|name| (self.retain)(name.as_bytes()));
+        // A value the table does not keep may come again as the same literal.
+        let remembered = retained && indexing == Indexing::None;
+        let encoded = &input[used..];
+        let encoded = &encoded[..string_len(encoded)?];
+        used += encoded.len();
+        if remembered && let Some(text) = self.recent_literals.get(encoded) {
+            let value = FieldValue::Known(text.clone());
+            return Ok((HeaderField { name, value }, used));
+        }
+        let (value, _) = string(encoded, &mut self.scratch)?;
+        let value = match retained.then(|| Text::decoded(value)).flatten() {
+            Some(text) => {
+                if remembered {
+                    self.recent_literals.insert(encoded, text.clone());
+                }
+                FieldValue::Known(text)
+            }
+            // Not allowlisted, or not text.
+            None => FieldValue::Redacted { len: value.len() },
+        };
         Ok((HeaderField { name, value }, used))
     }
 }
 
-/// Keeps a value (`text`, made only then) if its known name is allowlisted by `retain` and it
-/// is text; otherwise only its length.
-fn keep(
-    retain: fn(&[u8]) -> bool,
-    name: Option<&str>,
-    value: &[u8],
-    text: impl FnOnce() -> Option<Text>,
-) -> FieldValue {
-    let kept = match name {
-        Some(name) if retain(name.as_bytes()) => text(),
-        _ => None,
-    };
-    kept.map_or(FieldValue::Redacted { len: value.len() }, FieldValue::Known)
+/// The last few kept values that came as literals the encoder did not add to the table, by
+/// their encoded bytes. h2 (under tonic and hyper) never indexes `:path`, so its clients send
+/// the method path as the same literal with every call: this spares decoding and storing it
+/// again.
+#[derive(Default)]
+struct RecentLiterals {
+    entries: Vec<(Vec<u8>, Text)>,
+    /// The entry the next new literal replaces, once all are taken.
+    next: usize,
+}
+
+impl RecentLiterals {
+    const CAPACITY: usize = 4;
+
+    fn get(&self, encoded: &[u8]) -> Option<&Text> {
+        self.entries
+            .iter()
+            .find(|(known, _)| known[..] == *encoded)
+            .map(|(_, text)| text)
+    }
+
+    fn insert(&mut self, encoded: &[u8], text: Text) {
+        if self.entries.len() < Self::CAPACITY {
+            self.entries.push((encoded.to_vec(), text));
+            return;
+        }
+        let (known, known_text) = &mut self.entries[self.next];
+        known.clear();
+        known.extend_from_slice(encoded);
+        *known_text = text;
+        self.next = (self.next + 1) % Self::CAPACITY;
+    }
 }
 
 /// A literal name as [`HeaderField::name`] holds it.
@@ -295,6 +348,16 @@ fn name_text(name: &[u8]) -> Text {
 
 fn static_entry(index: usize) -> Option<&'static (&'static str, &'static str)> {
     static_table::ENTRIES.get(index.checked_sub(1)?)
+}
+
+/// How many bytes the string literal (§5.2) at the start of `input` takes, prefix included.
+fn string_len(input: &[u8]) -> Result<usize, DecodeError> {
+    let (len, used) = integer::decode(input, 7)?;
+    let end = used.checked_add(len).ok_or(DecodeError::Truncated)?;
+    if end > input.len() {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(end)
 }
 
 /// A string literal (§5.2): its decoded bytes (in place, or Huffman-decoded into `scratch`)
@@ -485,6 +548,26 @@ mod tests {
         expect(&fields, &[("?a", "v"), (":path", "<2 bytes>")]);
         // Both entries count their real lengths: 2 + 1 + 32 and 5 + 2 + 32.
         assert_eq!(decoder.table_usage(), (74, 2));
+    }
+
+    #[test]
+    fn literals_without_indexing_decode_the_same_when_they_repeat() {
+        // `:path` (static name 4) as a literal without indexing, as h2 sends it every call;
+        // more distinct paths than are remembered, so remembered ones get replaced.
+        let literal = |path: &str| [&[0x04, path.len() as u8], path.as_bytes()].concat();
+        let mut decoder = Decoder::new(keep_all);
+        for path in ["/a", "/b", "/a", "/c", "/d", "/e", "/f", "/a", "/f", "/b"] {
+            expect(&decoder.decode(&literal(path)).unwrap(), &[(":path", path)]);
+        }
+        // A value whose name is not kept stays redacted, even if the same bytes were kept.
+        let mut decoder = Decoder::new(|name| name == b":path");
+        expect(&decoder.decode(&literal("/a")).unwrap(), &[(":path", "/a")]);
+        let block = [&[0x01, 0x02][..], b"/a"].concat(); // `:authority`, not kept here.
+        expect(
+            &decoder.decode(&block).unwrap(),
+            &[(":authority", "<2 bytes>")],
+        );
+        assert_eq!(decoder.table_usage(), (0, 0));
     }
 
     #[test]

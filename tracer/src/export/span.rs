@@ -306,8 +306,11 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
             after.strip_prefix(':').and_then(|port| port.parse().ok()),
         ));
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok())),
+    // Byte searches, as for the path: this runs for every call.
+    match authority.bytes().rposition(|byte| byte == b':') {
+        Some(colon) if !authority[..colon].bytes().any(|byte| byte == b':') => {
+            Some((&authority[..colon], authority[colon + 1..].parse().ok()))
+        }
         _ => Some((authority, None)),
     }
 }
@@ -580,5 +583,9 @@ mod tests {
         );
         assert_eq!(split_host_port("[::1]:50051"), Some(("::1", Some(50051))));
         assert_eq!(split_host_port("localhost"), Some(("localhost", None)));
+        assert_eq!(split_host_port("db:5432"), Some(("db", Some(5432))));
+        assert_eq!(split_host_port("db:http"), Some(("db", None)));
+        assert_eq!(split_host_port("fe80::1"), Some(("fe80::1", None)));
+        assert_eq!(split_host_port(""), None);
     }
 }

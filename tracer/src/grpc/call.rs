@@ -137,9 +137,10 @@ impl CallRecord {
     /// `package.Service/Method` (the path without its leading slash), the span name;
     /// `unknown` when the path could not be decoded.
     pub fn name(&self) -> &str {
-        self.path
-            .as_deref()
-            .map_or("unknown", |path| path.trim_start_matches('/'))
+        self.path.as_deref().map_or("unknown", |path| {
+            let slashes = path.bytes().take_while(|&byte| byte == b'/').count();
+            &path[slashes..]
+        })
     }
 
     pub fn duration(&self) -> Duration {

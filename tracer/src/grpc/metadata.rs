@@ -78,9 +78,17 @@ fn hex_digit(byte: u8) -> Option<u8> {
 /// Splits `/package.Service/Method` into service and method.
 pub fn split_path(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix('/')?;
-    let (service, method) = rest.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+    // Byte searches (a `/` never falls inside a longer character): this runs for every call,
+    // on strings too short for a general string search to pay off.
+    let slash = find_byte(rest, b'/')?;
+    let (service, method) = (&rest[..slash], &rest[slash + 1..]);
+    (!service.is_empty() && !method.is_empty() && find_byte(method, b'/').is_none())
         .then_some((service, method))
+}
+
+/// Where the ASCII byte `byte` first occurs in `text`.
+fn find_byte(text: &str, byte: u8) -> Option<usize> {
+    text.bytes().position(|candidate| candidate == byte)
 }
 
 #[cfg(test)]

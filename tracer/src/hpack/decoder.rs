@@ -86,9 +86,9 @@ pub struct Decoder {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Indexing {
     /// §6.2.1: the field is inserted.
-    Incremental,
+    Inserted,
     /// §6.2.2 and §6.2.3: it is not.
-    None,
+    NotInserted,
 }
 
 impl Decoder {
@@ -169,7 +169,7 @@ impl Decoder {
                 used
             } else if first & 0xc0 == 0x40 {
                 // §6.2.1 Literal with Incremental Indexing.
-                let (field, used) = self.literal(input, 6, Indexing::Incremental)?;
+                let (field, used) = self.literal(input, 6, Indexing::Inserted)?;
                 self.table.insert(Entry {
                     size: field.name.as_ref().map_or(0, |name| name.len())
                         + field.value.len()
@@ -189,7 +189,7 @@ impl Decoder {
                 used
             } else {
                 // §6.2.2 without indexing / §6.2.3 never indexed: same shape, 4-bit prefix.
-                let (field, used) = self.literal(input, 4, Indexing::None)?;
+                let (field, used) = self.literal(input, 4, Indexing::NotInserted)?;
                 fields.push(field);
                 used
             };
@@ -272,7 +272,7 @@ impl Decoder {
             .as_deref()
             .is_some_and(|name| (self.retain)(name.as_bytes()));
         // A value the table does not keep may come again as the same literal.
-        let remembered = retained && indexing == Indexing::None;
+        let remembered = retained && indexing == Indexing::NotInserted;
         let encoded = &input[used..];
         let encoded = &encoded[..string_len(encoded)?];
         used += encoded.len();

@@ -81,6 +81,10 @@ impl TrackerStats {
     }
 }
 
+/// Largest header block buffer a direction keeps between blocks; gRPC's are a few hundred
+/// bytes.
+const KEPT_BLOCK_CAPACITY: usize = 16 * 1024;
+
 /// A header block being assembled from HEADERS/PUSH_PROMISE and CONTINUATION frames (its
 /// fragments are gathered in [`Half::block`]).
 struct PendingBlock {
@@ -480,7 +484,13 @@ impl ConnectionTracker {
             }
         }
         fields.clear();
-        self.halves[direction as usize].fields = fields;
+        let half = &mut self.halves[direction as usize];
+        half.fields = fields;
+        // Emptied for the next block; freed if an unusually large block grew it.
+        half.block.clear();
+        if half.block.capacity() > KEPT_BLOCK_CAPACITY {
+            half.block = Vec::new();
+        }
     }
 
     fn on_header_block_lost(

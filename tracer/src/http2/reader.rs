@@ -14,6 +14,9 @@ use super::{
 
 /// Largest non-DATA payload kept in memory; beyond it the frame is skipped and counted.
 const MAX_BUFFERED_PAYLOAD: usize = 256 * 1024;
+/// Largest buffer kept from one frame to the next (the default maximum frame size); a larger
+/// one is freed once its frame is parsed.
+const KEPT_BUFFER_CAPACITY: usize = 16 * 1024;
 /// Bytes scanned without finding a frame boundary before deciding the stream is not HTTP/2.
 const GIVE_UP_AFTER: u64 = 1 << 20;
 
@@ -207,11 +210,14 @@ impl FrameReader {
                         } else if whole {
                             self.finish_payload(header, Some(piece), sink);
                         } else {
-                            // Handed back afterwards, emptied: its capacity serves the next.
                             let mut buf = std::mem::take(&mut self.buf);
                             self.finish_payload(header, Some(&buf), sink);
-                            buf.clear();
-                            self.buf = buf;
+                            // Handed back emptied, its capacity to serve the next payload,
+                            // unless an unusually large one grew it.
+                            if buf.capacity() <= KEPT_BUFFER_CAPACITY {
+                                buf.clear();
+                                self.buf = buf;
+                            }
                         }
                     }
                 }
@@ -637,6 +643,29 @@ pub(crate) mod tests {
                 error_code: ErrorCode::CANCEL,
             }),
         ]
+    }
+
+    #[test]
+    fn a_payload_split_over_chunks_is_buffered_and_large_buffers_are_not_kept() {
+        for (len, kept) in [(100, true), (KEPT_BUFFER_CAPACITY + 1, false)] {
+            let mut bytes = CLIENT_PREFACE.to_vec();
+            bytes.extend(frame(1, flags::END_HEADERS, 1, &vec![0x82; len]));
+            let (first, second) = bytes.split_at(bytes.len() - 10);
+            let mut reader = FrameReader::at_stream_start();
+            let mut seen = Vec::new();
+            for piece in [first, second] {
+                reader.push_bytes(piece, 1, &mut |event| record(&mut seen, event));
+            }
+            let fragment = vec![0x82; len];
+            let expected = Seen::frame(Frame::Headers {
+                stream_id: 1,
+                end_stream: false,
+                end_headers: true,
+                fragment: &fragment,
+            });
+            assert_eq!(seen, [Seen::Preface, expected], "{len}");
+            assert_eq!(reader.buf.capacity() > 0, kept, "{len}");
+        }
     }
 
     #[test]

@@ -102,7 +102,8 @@ struct Half {
     reader: FrameReader,
     decoder: hpack::Decoder,
     pending: Option<PendingBlock>,
-    /// The pending block's fragments, joined; emptied, not freed, block to block.
+    /// The pending block's fragments, joined; emptied rather than freed between blocks, up to
+    /// [`KEPT_BLOCK_CAPACITY`].
     block: Vec<u8>,
     /// The last decoded block's fields: kept only for its capacity, reused block to block.
     fields: Vec<HeaderField>,

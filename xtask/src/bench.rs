@@ -183,15 +183,30 @@ pub fn run(quick: bool) -> Result<()> {
         // The targets are judged on this load, and the extra comparisons split a cost of a few
         // percent at most: give it more rounds against noise.
         let load_rounds = if load.hooks_floor { 4 * rounds } else { rounds };
-        for _ in 0..load_rounds {
-            if !load.traced_only {
-                untraced.push(run(Mode::Untraced)?);
+        let mut modes = Vec::new();
+        if !load.traced_only {
+            modes.push(Mode::Untraced);
+        }
+        if load.hooks_floor {
+            modes.extend([Mode::HooksOnly, Mode::TracerPaused]);
+        }
+        modes.push(Mode::Traced);
+        for round in 0..load_rounds {
+            // Every other round runs in the reverse order, so that whatever drifts during a
+            // round (the server warming up or slowing down) weighs on both sides alike.
+            let mut order = modes.clone();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            if load.hooks_floor {
-                hooks_only.push(run(Mode::HooksOnly)?);
-                paused.push(run(Mode::TracerPaused)?);
+            for mode in order {
+                let result = run(mode)?;
+                match mode {
+                    Mode::Untraced => untraced.push(result),
+                    Mode::HooksOnly => hooks_only.push(result),
+                    Mode::TracerPaused => paused.push(result),
+                    Mode::Traced => traced.push(result),
+                }
             }
-            traced.push(run(Mode::Traced)?);
         }
         results.push(summarise(
             load.name,

@@ -8,6 +8,7 @@
 pub mod loss;
 pub mod maps;
 pub mod record;
+pub mod wire;
 
 pub use loss::{LOSS_KIND_COUNT, LossKind};
 pub use maps::{

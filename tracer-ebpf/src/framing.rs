@@ -15,6 +15,7 @@
 use tracer_common::{
     FrameCursor, MessageCursor,
     maps::{MESSAGE_CURSOR_SLOTS, framing::*},
+    wire::{self, flags, frame_type},
 };
 
 /// What the cursor wants done with the next bytes: at most this many kept, or skipped.
@@ -23,18 +24,14 @@ pub enum Run {
     Skip(u64),
 }
 
-const FRAME_HEADER_LEN: u64 = 9;
-const PREFACE_LEN: u64 = 24;
-/// The first frame-header-sized piece of the client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
-const PREFACE_HEAD: [u8; 9] = *b"PRI * HTT";
-const MESSAGE_PREFIX_LEN: u32 = 5;
-
-const TYPE_DATA: u8 = 0;
-const TYPE_HEADERS: u8 = 1;
-const TYPE_RST_STREAM: u8 = 3;
-const TYPE_SETTINGS: u8 = 4;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_PADDED: u8 = 0x8;
+const FRAME_HEADER_LEN: u64 = wire::FRAME_HEADER_LEN as u64;
+const PREFACE_LEN: u64 = wire::CLIENT_PREFACE.len() as u64;
+/// The first frame-header-sized piece of the client preface.
+const PREFACE_HEAD: [u8; wire::FRAME_HEADER_LEN] = match wire::CLIENT_PREFACE.first_chunk() {
+    Some(head) => *head,
+    None => panic!("the preface is longer than a frame header"),
+};
+const MESSAGE_PREFIX_LEN: u32 = wire::GRPC_MESSAGE_PREFIX_LEN as u32;
 
 /// The scratch area kept bytes are copied into; indices into it are masked with this.
 pub const DATA_INDEX_MASK: u64 = 2 * tracer_common::RECORD_DATA_CAP as u64 - 1;
@@ -146,7 +143,7 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
                 return Urgency::Now;
             }
             frame_header(cursor, &header, state == START);
-            let quiet_data = header[3] == TYPE_DATA && header[4] & FLAG_END_STREAM == 0;
+            let quiet_data = header[3] == frame_type::DATA && header[4] & flags::END_STREAM == 0;
             if quiet_data && is_following(cursor) {
                 return Urgency::CanWait;
             }
@@ -254,12 +251,12 @@ pub fn whole_frame(
     let mut body = 0;
     let mut urgency = Urgency::Now;
     match kind {
-        TYPE_DATA => {
-            if stream_id == 0 || flags & FLAG_PADDED != 0 || is_parked(cursor, stream_id) {
+        frame_type::DATA => {
+            if stream_id == 0 || flags & flags::PADDED != 0 || is_parked(cursor, stream_id) {
                 return None;
             }
             if len == 0 {
-                if flags & FLAG_END_STREAM == 0 {
+                if flags & flags::END_STREAM == 0 {
                     urgency = Urgency::CanWait;
                 }
             } else {
@@ -338,7 +335,7 @@ fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
         stream_id,
     } = FrameHead::decode(|index| header[index]);
     // A server's first frame is its SETTINGS; anything else is not HTTP/2 as we know it.
-    if first && !(kind == TYPE_SETTINGS && stream_id == 0 && flags == 0 && len % 6 == 0) {
+    if first && !(kind == frame_type::SETTINGS && stream_id == 0 && flags == 0 && len % 6 == 0) {
         give_up(cursor);
         return;
     }
@@ -347,13 +344,13 @@ fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
     set!(cursor, frame_left, len);
     set!(cursor, padding, 0);
     match kind {
-        TYPE_DATA => {
-            if stream_id == 0 || (flags & FLAG_PADDED != 0 && len == 0) {
+        frame_type::DATA => {
+            if stream_id == 0 || (flags & flags::PADDED != 0 && len == 0) {
                 lose_track(cursor);
                 return;
             }
             set!(cursor, message, take_parked(cursor, stream_id));
-            if flags & FLAG_PADDED != 0 {
+            if flags & flags::PADDED != 0 {
                 set!(cursor, state, DATA_PAD_LENGTH);
             } else {
                 set!(cursor, state, DATA);
@@ -398,8 +395,8 @@ impl FrameHead {
 #[inline(always)]
 fn forget_if_stream_ends(cursor: *mut FrameCursor, kind: u8, flags: u8, stream_id: u32) {
     match kind {
-        TYPE_RST_STREAM => drop_parked(cursor, stream_id),
-        TYPE_HEADERS if flags & FLAG_END_STREAM != 0 => drop_parked(cursor, stream_id),
+        frame_type::RST_STREAM => drop_parked(cursor, stream_id),
+        frame_type::HEADERS if flags & flags::END_STREAM != 0 => drop_parked(cursor, stream_id),
         _ => {}
     }
 }
@@ -418,7 +415,7 @@ fn consume_data(cursor: *mut FrameCursor, len: u32) {
 fn data_done(cursor: *mut FrameCursor) {
     let message = get!(cursor, message);
     let mid_message = message.prefix_seen != 0 || message.value != 0;
-    if mid_message && get!(cursor, flags) & FLAG_END_STREAM == 0 && !park(cursor, message) {
+    if mid_message && get!(cursor, flags) & flags::END_STREAM == 0 && !park(cursor, message) {
         lose_track(cursor);
         return;
     }

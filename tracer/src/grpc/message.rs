@@ -1,6 +1,6 @@
 //! Counting gRPC messages from the 5-byte prefix each carries (compressed flag, 32-bit length).
 
-const PREFIX_LEN: usize = 5;
+use tracer_common::wire::GRPC_MESSAGE_PREFIX_LEN as PREFIX_LEN;
 
 /// Messages seen in one direction of a call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,8 +7,7 @@ pub mod reader;
 pub use frame::{ErrorCode, Frame, FrameHeader, Kind, Setting};
 pub use reader::{DataPiece, FrameReader, ReaderEvent, ReaderStats};
 
-/// The client connection preface (RFC 9113 §3.4).
-pub const CLIENT_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub use tracer_common::wire::CLIENT_PREFACE;
 
 /// SETTINGS_MAX_FRAME_SIZE until a peer says otherwise (RFC 9113 §6.5.2).
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16_384;

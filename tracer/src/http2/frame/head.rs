@@ -1,15 +1,7 @@
 //! The 9-byte frame header (RFC 9113 §4.1) and what a plausible one looks like.
 
-/// Length of every frame header.
-pub const HEADER_LEN: usize = 9;
-
-pub mod flags {
-    pub const END_STREAM: u8 = 0x1;
-    pub const ACK: u8 = 0x1;
-    pub const END_HEADERS: u8 = 0x4;
-    pub const PADDED: u8 = 0x8;
-    pub const PRIORITY: u8 = 0x20;
-}
+use tracer_common::wire::frame_type;
+pub use tracer_common::wire::{FRAME_HEADER_LEN as HEADER_LEN, flags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -29,16 +21,16 @@ pub enum Kind {
 impl Kind {
     pub fn from_u8(value: u8) -> Kind {
         match value {
-            0 => Kind::Data,
-            1 => Kind::Headers,
-            2 => Kind::Priority,
-            3 => Kind::RstStream,
-            4 => Kind::Settings,
-            5 => Kind::PushPromise,
-            6 => Kind::Ping,
-            7 => Kind::GoAway,
-            8 => Kind::WindowUpdate,
-            9 => Kind::Continuation,
+            frame_type::DATA => Kind::Data,
+            frame_type::HEADERS => Kind::Headers,
+            frame_type::PRIORITY => Kind::Priority,
+            frame_type::RST_STREAM => Kind::RstStream,
+            frame_type::SETTINGS => Kind::Settings,
+            frame_type::PUSH_PROMISE => Kind::PushPromise,
+            frame_type::PING => Kind::Ping,
+            frame_type::GOAWAY => Kind::GoAway,
+            frame_type::WINDOW_UPDATE => Kind::WindowUpdate,
+            frame_type::CONTINUATION => Kind::Continuation,
             other => Kind::Unknown(other),
         }
     }

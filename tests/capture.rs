@@ -336,3 +336,29 @@ fn a_process_that_exits_without_closing_its_sockets_is_cleaned_up_after() {
     }
     assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }
+
+#[test]
+fn sockets_closed_without_close_end_their_connections() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["closed-without-close", "tcp4"]);
+    let [line] = &report[..] else {
+        panic!("one report line expected: {report:?}");
+    };
+    // close_range closed the client end and dup2 the server end: both connections end there
+    // (not at exit), and what files written on the same descriptor numbers carry is no part
+    // of their streams.
+    assert_stream_pair(&observed, pid, line);
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
+}
+
+#[test]
+fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["exec", "tcp4"]);
+    let [before, after] = &report[..] else {
+        panic!("two report lines expected: {report:?}");
+    };
+    // exec closed both close-on-exec ends: files written on their numbers are no part of the
+    // streams. The new program's own exchange is traced like any other.
+    assert_stream_pair(&observed, pid, before);
+    assert_stream_pair(&observed, pid, after);
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
+}

@@ -19,6 +19,9 @@ pub enum RecordKind {
     Close = 3,
     ProcessFork = 4,
     ProcessExit = 5,
+    /// A traced process replaced its program (a [`ProcessRecord`]); every socket it had was
+    /// reported closed just before.
+    ProcessExec = 6,
 }
 
 impl RecordKind {
@@ -29,6 +32,7 @@ impl RecordKind {
             3 => RecordKind::Close,
             4 => RecordKind::ProcessFork,
             5 => RecordKind::ProcessExit,
+            6 => RecordKind::ProcessExec,
             _ => return None,
         })
     }

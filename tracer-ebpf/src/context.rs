@@ -37,7 +37,7 @@ pub fn syscall_arg(ctx: &TracePointContext, index: usize) -> Option<u64> {
 /// context reads against the record's size when the program is attached, so this needs no
 /// helper call (aya's `read_at` makes one).
 #[inline(always)]
-fn syscall_return(ctx: &TracePointContext) -> i64 {
+pub fn syscall_return(ctx: &TracePointContext) -> i64 {
     // SAFETY: every sys_exit_* record has `long ret` at this offset.
     unsafe {
         core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_RET_OFFSET).cast::<i64>())
@@ -105,7 +105,7 @@ const ARG_REGISTER_OFFSETS: [usize; 3] = [272, 8, 16]; // orig_x0, regs[1], regs
 
 /// The first three arguments of the syscall the current task is returning from.
 #[inline(always)]
-fn syscall_args_at_exit() -> Option<[u64; 3]> {
+pub fn syscall_args_at_exit() -> Option<[u64; 3]> {
     // SAFETY: bpf_task_pt_regs returns a pointer the verifier knows to be a `struct pt_regs`,
     // so the loads below are checked against that type and cannot fault the kernel; they
     // cost a plain load each rather than a helper call.

@@ -3,6 +3,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+        generated::{bpf_for_each_map_elem, bpf_loop},
     },
     programs::TracePointContext,
 };
@@ -12,10 +13,10 @@ use tracer_common::{
 };
 
 use crate::{
-    context::syscall_arg,
+    context::{syscall_arg, syscall_args_at_exit, syscall_return},
     maps::{
-        EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS, count_loss, is_traced,
-        next_conn_id,
+        EVENTS, FD_BATCH, FD_BATCH_CAP, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS,
+        count_loss, is_traced, next_conn_id,
     },
     transfer::flush_deferred,
 };
@@ -106,6 +107,134 @@ pub fn on_close(ctx: &TracePointContext) {
         return;
     };
     forget_socket(pid_tgid, fd as u32);
+}
+
+/// `close_range()` returned: the sockets it closed are forgotten, as `close()` would. With
+/// CLOSE_RANGE_CLOEXEC it only marked them to be closed on exec, which [`on_exec`] handles.
+#[inline(always)]
+pub fn on_close_range_exit(ctx: &TracePointContext) {
+    const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) || syscall_return(ctx) != 0 {
+        return;
+    }
+    let Some([first, last, flags]) = syscall_args_at_exit() else {
+        return;
+    };
+    if flags & CLOSE_RANGE_CLOEXEC == 0 {
+        forget_fds(pid_tgid, first as u32, last as u32);
+    }
+}
+
+/// `dup2()`/`dup3()` returned: the descriptor duplicated onto was closed first, if it was open
+/// (and not the one duplicated, which dup2 leaves alone).
+#[inline(always)]
+pub fn on_dup_exit(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) || syscall_return(ctx) < 0 {
+        return;
+    }
+    let Some([old_fd, new_fd, _]) = syscall_args_at_exit() else {
+        return;
+    };
+    if old_fd as u32 != new_fd as u32 {
+        forget_socket(pid_tgid, new_fd as u32);
+    }
+}
+
+/// A traced process replaced its program. exec closed its close-on-exec descriptors, and
+/// which those were is not known here: every socket of the process is forgotten (and reported
+/// closed), and userspace, told by the exec record that follows, adopts again those still open.
+#[inline(always)]
+pub fn on_exec(pid_tgid: u64) {
+    forget_fds(pid_tgid, 0, u32::MAX);
+}
+
+/// Most passes [`forget_fds`] makes over the socket table.
+const FORGET_PASSES: usize = 8;
+
+/// Forgets every socket of the current process whose descriptor is in `first..=last`, as if
+/// each were closed.
+#[inline(always)]
+fn forget_fds(pid_tgid: u64, first: u32, last: u32) {
+    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+        return;
+    };
+    for _ in 0..FORGET_PASSES {
+        // SAFETY: `batch` is this CPU's scratch value; the callbacks only use it on this CPU.
+        let count = unsafe {
+            (*batch).pid_tgid = pid_tgid;
+            (*batch).first = first;
+            (*batch).last = last;
+            (*batch).count = 0;
+            bpf_for_each_map_elem(
+                (&raw const SOCKETS).cast_mut().cast(),
+                collect_fd as *mut _,
+                core::ptr::null_mut(),
+                0,
+            );
+            let count = (*batch).count;
+            bpf_loop(
+                count,
+                forget_collected_fd as *mut _,
+                core::ptr::null_mut(),
+                0,
+            );
+            count
+        };
+        if (count as usize) < FD_BATCH_CAP {
+            return;
+        }
+    }
+    // More sockets than the passes could take: the rest stay until the process exits.
+    count_loss(LossKind::LifecycleLost);
+}
+
+/// One [`SOCKETS`] entry, during [`forget_fds`]: collected if it is one of the batch's. 0 to go
+/// on, 1 to stop (the batch is full).
+#[inline(never)]
+extern "C" fn collect_fd(
+    _map: *mut core::ffi::c_void,
+    key: *const SocketKey,
+    _value: *mut core::ffi::c_void,
+    _context: *mut core::ffi::c_void,
+) -> i64 {
+    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: the kernel passes the entry's key.
+    let SocketKey { tgid, fd } = unsafe { *key };
+    if tgid != (get!(batch, pid_tgid) >> 32) as u32
+        || fd < get!(batch, first)
+        || fd > get!(batch, last)
+    {
+        return 0;
+    }
+    if get!(batch, count) as usize >= FD_BATCH_CAP {
+        return 1;
+    }
+    // Read again and masked (a no-op) where it indexes: the verifier must see the bound on
+    // the very register used, which the compiler would not keep from the check above.
+    let slot = get!(batch, count) as usize & (FD_BATCH_CAP - 1);
+    // SAFETY: `batch` is this CPU's scratch value, and `slot` is inside its array.
+    unsafe { (*batch).fds[slot] = fd };
+    set!(batch, count, slot as u32 + 1);
+    0
+}
+
+/// Forgets the `index`th collected socket: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // `index` is below the batch's count, at most FD_BATCH_CAP: the mask is a no-op the
+    // verifier needs.
+    let slot = index as usize & (FD_BATCH_CAP - 1);
+    // SAFETY: `batch` is this CPU's scratch value.
+    let (pid_tgid, fd) = unsafe { ((*batch).pid_tgid, (*batch).fds[slot]) };
+    forget_socket(pid_tgid, fd);
+    0
 }
 
 /// Records `fd` as a stream socket with `conn_id` (0: not connected). An older socket that had

@@ -64,6 +64,26 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Descriptors closed without `close()`.
+#[tracepoint]
+pub fn sys_exit_close_range(ctx: TracePointContext) -> u32 {
+    lifecycle::on_close_range_exit(&ctx);
+    0
+}
+
+/// Attached to `sys_exit_dup2` and `sys_exit_dup3`.
+#[tracepoint]
+pub fn sys_exit_dup(ctx: TracePointContext) -> u32 {
+    lifecycle::on_dup_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    process::on_exec();
+    0
+}
+
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     process::on_fork(&ctx);

@@ -25,6 +25,26 @@ pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(
 #[map]
 pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(1, 0);
 
+/// How many sockets one pass of [`crate::lifecycle::forget_fds`] collects before forgetting
+/// them. A power of two: indices are masked with `FD_BATCH_CAP - 1` for the verifier.
+pub const FD_BATCH_CAP: usize = 32;
+const _: () = assert!(FD_BATCH_CAP.is_power_of_two());
+
+/// The sockets of one process in one range of descriptors, collected from [`SOCKETS`] so that
+/// they can be forgotten once the walk over the map is done.
+#[repr(C)]
+pub struct FdBatch {
+    pub pid_tgid: u64,
+    pub first: u32,
+    pub last: u32,
+    pub count: u32,
+    pub fds: [u32; FD_BATCH_CAP],
+}
+
+/// Where [`FdBatch`]es are collected.
+#[map]
+pub static FD_BATCH: PerCpuArray<FdBatch> = PerCpuArray::with_max_entries(1, 0);
+
 /// Arguments of socket/connect/accept saved at entry, by thread (`pid_tgid`), until the
 /// matching exit. (Data moves read theirs at exit.)
 #[map]

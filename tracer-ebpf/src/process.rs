@@ -6,7 +6,10 @@ use aya_ebpf::{
 };
 use tracer_common::{LossKind, ProcessRecord, RecordHeader, RecordKind};
 
-use crate::maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss};
+use crate::{
+    lifecycle,
+    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss, is_traced},
+};
 
 /// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
 /// userspace reads it from the tracepoint's format file and sets it at load time.
@@ -63,6 +66,19 @@ pub fn on_fork(ctx: &TracePointContext) {
         return;
     }
     emit(RecordKind::ProcessFork, pid_tgid, child);
+}
+
+/// A traced process replaced its program: its sockets are forgotten (see
+/// [`crate::lifecycle::on_exec`]), then userspace is told.
+#[inline(always)]
+pub fn on_exec() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !is_traced(tgid) {
+        return;
+    }
+    lifecycle::on_exec(pid_tgid);
+    emit(RecordKind::ProcessExec, pid_tgid, tgid);
 }
 
 /// Offset of `group_dead` in the sched_process_exit record, or 0 on kernels whose record does

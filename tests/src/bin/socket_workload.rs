@@ -18,12 +18,18 @@
 //!   with both ends still open; reports the child's pid and fds.
 //! - `leader-exits`: the main thread ends alone (exit(2), not exit_group) and the process lives
 //!   on in another thread, which then makes one exchange.
+//! - `closed-without-close`: one exchange, then the client end is closed with close_range(2)
+//!   and a file is dup2(2)-ed over the server end; files then take both descriptor numbers and
+//!   are written to.
+//! - `exec`: one exchange, then the process execs itself (`socket-workload after-exec`, which
+//!   skips the ready/go exchange): exec closes both ends (close-on-exec); the new program writes
+//!   to files that take their descriptor numbers, then makes one more exchange.
 
 use std::{
     io::{BufRead, Write},
     net::{TcpListener, TcpStream},
     os::{
-        fd::{AsRawFd, OwnedFd, RawFd},
+        fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
         unix::net::{UnixListener, UnixStream},
     },
     thread,
@@ -76,6 +82,11 @@ const SENDMSG_IOVECS: usize = 40;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [scenario, transport, ..] = &args[..]
+        && scenario == "after-exec"
+    {
+        after_exec(transport);
+    }
     let (scenario, transport) = match &args[..] {
         [scenario, transport] => (scenario.as_str(), transport.as_str()),
         [scenario] => (scenario.as_str(), "tcp4"),
@@ -102,6 +113,8 @@ fn main() {
         "http2" => http2(transport),
         "exit" => exit(transport),
         "leader-exits" => leader_exits(transport),
+        "closed-without-close" => closed_without_close(transport),
+        "exec" => exec(transport),
         other => panic!("unknown scenario {other}"),
     }
     println!("done");
@@ -319,6 +332,87 @@ fn leader_exits(transport: &str) -> ! {
     // which aborts). SAFETY: nothing of this thread's stack is borrowed by the one just started.
     unsafe { libc::syscall(libc::SYS_exit, 0) };
     unreachable!("exit(2) returned")
+}
+
+fn closed_without_close(transport: &str) {
+    let pair = Pair::connect(transport);
+    exchange(&pair, 21, 3000, Sender::Write, Receiver::Read, "");
+    let Pair { client, server } = pair;
+    let (client, server) = (client.into_raw_fd(), server.into_raw_fd());
+    let path = |name: &str| {
+        std::env::temp_dir().join(format!("tracer-workload-{}-{name}", std::process::id()))
+    };
+    let over_server = std::fs::File::create(path("over-server")).expect("create file");
+    // SAFETY: plain syscalls on descriptors this function owns.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_close_range, client, client, 0), 0);
+        assert_eq!(libc::dup2(over_server.as_raw_fd(), server), server);
+    }
+    drop(over_server);
+    let mut over_client = file_on(&path("over-client"), client);
+    over_client
+        .write_all(&pattern(22, 0, 5000))
+        .expect("write file");
+    send_all(server, &pattern(23, 0, 4000), Sender::Write);
+    // SAFETY: `server` now holds the dup2-ed file, which nothing else owns.
+    unsafe { libc::close(server) };
+    for name in ["over-server", "over-client"] {
+        let _ = std::fs::remove_file(path(name));
+    }
+}
+
+fn exec(transport: &str) -> ! {
+    let pair = Pair::connect(transport);
+    exchange(&pair, 31, 3000, Sender::Write, Receiver::Read, "");
+    std::io::stdout().flush().expect("flush");
+    let (client, server) = (pair.client.as_raw_fd(), pair.server.as_raw_fd());
+    // Rust opens sockets close-on-exec: exec closes both ends without close().
+    let error = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(std::env::current_exe().expect("own path")).args([
+            "after-exec",
+            transport,
+            &client.to_string(),
+            &server.to_string(),
+        ]),
+    );
+    panic!("exec failed: {error}");
+}
+
+/// The program `exec` runs: files take the descriptor numbers exec freed, then one more
+/// exchange shows the process is still traced.
+fn after_exec(transport: &str) -> ! {
+    let freed: Vec<RawFd> = std::env::args()
+        .skip(3)
+        .map(|fd| fd.parse().expect("descriptor number"))
+        .collect();
+    let path = std::env::temp_dir().join(format!("tracer-workload-{}", std::process::id()));
+    let mut files = Vec::new();
+    for (seed, fd) in [32, 33].into_iter().zip(freed) {
+        let mut file = file_on(&path, fd);
+        file.write_all(&pattern(seed, 0, 4000)).expect("write file");
+        files.push(file);
+    }
+    let _ = std::fs::remove_file(&path);
+    // The files keep the freed numbers, so the new connection's descriptors differ.
+    let pair = Pair::connect(transport);
+    exchange(&pair, 34, 3000, Sender::Write, Receiver::Read, "");
+    drop(pair);
+    drop(files);
+    println!("done");
+    std::io::stdout().flush().expect("flush");
+    std::process::exit(0)
+}
+
+/// A file created at `path` on descriptor `fd`, which must be free.
+fn file_on(path: &std::path::Path, fd: RawFd) -> std::fs::File {
+    let file = std::fs::File::create(path).expect("create file");
+    // SAFETY: F_DUPFD returns a new descriptor (the lowest free from `fd` on: `fd` itself if
+    // it is free), owned below.
+    unsafe {
+        let copy = libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, fd);
+        assert_eq!(copy, fd, "descriptor {fd} is not free");
+        std::fs::File::from_raw_fd(copy)
+    }
 }
 
 /// Sends `data` from one end to the other, read there by another thread, and checks it arrived.

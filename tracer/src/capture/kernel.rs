@@ -89,6 +89,24 @@ impl KernelPrograms {
         }
         attach(
             &mut ebpf,
+            "sys_exit_close_range",
+            "syscalls",
+            &["sys_exit_close_range"],
+        )?;
+        attach(
+            &mut ebpf,
+            "sys_exit_dup",
+            "syscalls",
+            &["sys_exit_dup2", "sys_exit_dup3"],
+        )?;
+        attach(
+            &mut ebpf,
+            "sched_process_exec",
+            "sched",
+            &["sched_process_exec"],
+        )?;
+        attach(
+            &mut ebpf,
             "sched_process_fork",
             "sched",
             &["sched_process_fork"],

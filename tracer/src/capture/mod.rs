@@ -485,6 +485,7 @@ impl Capture {
         let mut ready = Vec::new();
         let mut forks = Vec::new();
         let mut exits = Vec::new();
+        let mut execs = Vec::new();
         while let Some(item) = self.kernel.events.next() {
             self.traffic.records += 1;
             self.traffic.ring_bytes += item.len() as u64;
@@ -536,6 +537,7 @@ impl Capture {
                     );
                 }
                 KernelRecord::ProcessFork(fork) => forks.push((fork.header.tgid, fork.pid)),
+                KernelRecord::ProcessExec(exec) => execs.push(exec.pid),
                 KernelRecord::ProcessExit(exit) => {
                     self.processes.remove(&exit.pid);
                     // Its kernel entries are removed once the ring is drained (the item read
@@ -562,6 +564,9 @@ impl Capture {
         self.flush_stalled(sink);
         for (parent, child) in forks {
             self.on_fork(parent, child, sink);
+        }
+        for pid in execs {
+            self.on_exec(pid, sink);
         }
     }
 
@@ -646,6 +651,27 @@ impl Capture {
         }
         self.processes.insert(child, handle);
         sink(CaptureEvent::ProcessStarted { parent, pid: child });
+        for event in self.queued.drain(..) {
+            sink(event);
+        }
+    }
+
+    /// A traced process replaced its program. exec closes the descriptors marked close-on-exec,
+    /// and the kernel side, which cannot tell which those were, reported every socket of the
+    /// process closed: those still open are adopted again, joined mid-flight.
+    fn on_exec(&mut self, pid: u32, sink: &mut dyn FnMut(CaptureEvent)) {
+        let Some(handle) = self.processes.get(&pid) else {
+            return;
+        };
+        let still_open: Vec<(u32, SocketFacts)> = handle
+            .socket_fds()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|fd| Some((fd, handle.inspect_socket(fd)?)))
+            .collect();
+        for (fd, facts) in still_open {
+            self.adopt_existing_socket(pid, fd, facts);
+        }
         for event in self.queued.drain(..) {
             sink(event);
         }

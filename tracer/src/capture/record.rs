@@ -23,6 +23,7 @@ pub enum KernelRecord<'a> {
     Close(CloseRecord),
     ProcessFork(ProcessRecord),
     ProcessExit(ProcessRecord),
+    ProcessExec(ProcessRecord),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -122,6 +123,7 @@ impl<'a> KernelRecord<'a> {
             RecordKind::Close => KernelRecord::Close(read(bytes, kind)?),
             RecordKind::ProcessFork => KernelRecord::ProcessFork(read(bytes, kind)?),
             RecordKind::ProcessExit => KernelRecord::ProcessExit(read(bytes, kind)?),
+            RecordKind::ProcessExec => KernelRecord::ProcessExec(read(bytes, kind)?),
         })
     }
 }

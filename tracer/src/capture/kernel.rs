@@ -93,12 +93,12 @@ impl KernelPrograms {
             "syscalls",
             &["sys_exit_close_range"],
         )?;
-        attach(
-            &mut ebpf,
-            "sys_exit_dup",
-            "syscalls",
-            &["sys_exit_dup2", "sys_exit_dup3"],
-        )?;
+        // Not every architecture has dup2 (arm64 has only dup3).
+        let dup_tracepoints: Vec<&str> = ["sys_exit_dup2", "sys_exit_dup3"]
+            .into_iter()
+            .filter(|tracepoint| tracefs.join("events/syscalls").join(tracepoint).exists())
+            .collect();
+        attach(&mut ebpf, "sys_exit_dup", "syscalls", &dup_tracepoints)?;
         attach(
             &mut ebpf,
             "sched_process_exec",

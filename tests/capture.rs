@@ -4,8 +4,8 @@
 
 use integration_tests::{
     harness::{
-        Observed, Workload, collect_until_exit, field, field_u64, trace_workload,
-        trace_workload_and_children,
+        Observed, Workload, collect_until_exit, collect_until_exit_with, field, field_u64,
+        trace_workload, trace_workload_and_children,
     },
     http2_stream,
     pattern::pattern,
@@ -352,13 +352,64 @@ fn sockets_closed_without_close_end_their_connections() {
 
 #[test]
 fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
-    let (observed, report, pid) = trace_workload(WORKLOAD, &["exec", "tcp4"]);
-    let [before, after] = &report[..] else {
-        panic!("two report lines expected: {report:?}");
+    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
+    let mut workload = Workload::start(WORKLOAD, &["exec", "tcp4"]);
+    let pid = workload.pid();
+    capture.trace_process(pid, false).expect("trace workload");
+    workload.go();
+    // The new program waits until the connection it kept across exec has been adopted again.
+    let mut answered = false;
+    let (observed, report) =
+        collect_until_exit_with(&mut capture, &mut workload, |observed, report, workload| {
+            let Some(line) = report.iter().find(|line| line.starts_with("after-exec")) else {
+                return;
+            };
+            let kept = [
+                field_u64(line, "kept_client_fd"),
+                field_u64(line, "kept_server_fd"),
+            ];
+            let adopted = observed
+                .of_pid(pid)
+                .iter()
+                .filter(|conn| {
+                    conn.info().origin == Origin::OpenBeforeAttach
+                        && kept.contains(&u64::from(conn.info().fd))
+                })
+                .count();
+            if adopted == 2 && !answered {
+                answered = true;
+                workload.go();
+            }
+        });
+    let [before, after_exec, kept, after] = &report[..] else {
+        panic!("four report lines expected: {report:?}");
     };
     // exec closed both close-on-exec ends: files written on their numbers are no part of the
-    // streams. The new program's own exchange is traced like any other.
+    // streams. The new program's own connection is traced like any other.
     assert_stream_pair(&observed, pid, before);
     assert_stream_pair(&observed, pid, after);
+    // The connection kept across exec ended there and was adopted again, joined mid-flight:
+    // what it carries after exec is captured whole.
+    let request = pattern(field_u64(kept, "seed"), 0, field_u64(kept, "len") as usize);
+    let reply = pattern(field_u64(kept, "reply_seed"), 0, 1000);
+    for (key, sent, received) in [
+        ("kept_client_fd", &request, &reply),
+        ("kept_server_fd", &reply, &request),
+    ] {
+        let fd = field_u64(after_exec, key) as u32;
+        let on_fd: Vec<_> = observed
+            .of_pid(pid)
+            .into_iter()
+            .filter(|conn| conn.info().fd == fd)
+            .collect();
+        let [before_exec, adopted] = on_fd[..] else {
+            panic!("two connections expected on fd {fd}: {on_fd:#?}");
+        };
+        assert_eq!(before_exec.closed, Some(Closing::Closed), "{key}");
+        assert_eq!(adopted.info().origin, Origin::OpenBeforeAttach, "{key}");
+        adopted.assert_stream(Direction::Egress, sent);
+        adopted.assert_stream(Direction::Ingress, received);
+        assert_eq!(adopted.closed, Some(Closing::Closed), "{key}");
+    }
     assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }

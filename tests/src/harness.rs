@@ -243,6 +243,16 @@ pub fn collect_until_exit(
     capture: &mut Capture,
     workload: &mut Workload,
 ) -> (Observed, Vec<String>) {
+    collect_until_exit_with(capture, workload, |_, _, _| {})
+}
+
+/// [`collect_until_exit`], calling `each_round` after every poll with what was captured and
+/// reported so far: a test can answer the workload there.
+pub fn collect_until_exit_with(
+    capture: &mut Capture,
+    workload: &mut Workload,
+    mut each_round: impl FnMut(&Observed, &[String], &mut Workload),
+) -> (Observed, Vec<String>) {
     let pid = workload.pid();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut observed = Observed::default();
@@ -258,6 +268,7 @@ pub fn collect_until_exit(
             })
             .expect("poll capture");
         report.extend(workload.lines.try_iter());
+        each_round(&observed, &report, workload);
     }
     let status = workload.child.wait().expect("wait for workload");
     assert!(status.success(), "workload failed: {status}");

@@ -22,8 +22,11 @@
 //!   and a file is dup2(2)-ed over the server end; files then take both descriptor numbers and
 //!   are written to.
 //! - `exec`: one exchange, then the process execs itself (`socket-workload after-exec`, which
-//!   skips the ready/go exchange): exec closes both ends (close-on-exec); the new program writes
-//!   to files that take their descriptor numbers, then makes one more exchange.
+//!   skips the ready/go exchange): exec closes both ends (close-on-exec), but not those of a
+//!   second connection made without close-on-exec. The new program writes to files that take
+//!   the closed descriptor numbers, reports `after-exec` with the kept descriptors, waits for a
+//!   line on stdin (the test waits for the tracer to adopt the kept connection again), then
+//!   makes one exchange on the kept connection and one on a new connection.
 
 use std::{
     io::{BufRead, Write},
@@ -364,27 +367,32 @@ fn closed_without_close(transport: &str) {
 fn exec(transport: &str) -> ! {
     let pair = Pair::connect(transport);
     exchange(&pair, 31, 3000, Sender::Write, Receiver::Read, "");
+    let kept = Pair::connect(transport);
     std::io::stdout().flush().expect("flush");
-    let (client, server) = (pair.client.as_raw_fd(), pair.server.as_raw_fd());
-    // Rust opens sockets close-on-exec: exec closes both ends without close().
-    let error = std::os::unix::process::CommandExt::exec(
-        std::process::Command::new(std::env::current_exe().expect("own path")).args([
-            "after-exec",
-            transport,
-            &client.to_string(),
-            &server.to_string(),
-        ]),
-    );
+    let fds = [&pair.client, &pair.server, &kept.client, &kept.server].map(AsRawFd::as_raw_fd);
+    // Rust opens sockets close-on-exec: exec closes the first pair's ends without close().
+    for fd in &fds[2..] {
+        // SAFETY: plain syscall on a descriptor this function owns.
+        assert_eq!(unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) }, 0);
+    }
+    let mut command = std::process::Command::new(std::env::current_exe().expect("own path"));
+    command.args(["after-exec", transport]);
+    command.args(fds.map(|fd| fd.to_string()));
+    let error = std::os::unix::process::CommandExt::exec(&mut command);
     panic!("exec failed: {error}");
 }
 
-/// The program `exec` runs: files take the descriptor numbers exec freed, then one more
-/// exchange shows the process is still traced.
+/// The program `exec` runs: files take the descriptor numbers exec freed, then exchanges on
+/// the kept connection and on a new one show the process is still traced.
 fn after_exec(transport: &str) -> ! {
-    let freed: Vec<RawFd> = std::env::args()
+    let fds: Vec<RawFd> = std::env::args()
         .skip(3)
         .map(|fd| fd.parse().expect("descriptor number"))
         .collect();
+    let [client, server, kept_client, kept_server] = fds[..] else {
+        panic!("four descriptors expected: {fds:?}");
+    };
+    let freed = [client, server];
     let path = std::env::temp_dir().join(format!("tracer-workload-{}", std::process::id()));
     let mut files = Vec::new();
     for (seed, fd) in [32, 33].into_iter().zip(freed) {
@@ -393,11 +401,27 @@ fn after_exec(transport: &str) -> ! {
         files.push(file);
     }
     let _ = std::fs::remove_file(&path);
-    // The files keep the freed numbers, so the new connection's descriptors differ.
+    println!("after-exec kept_client_fd={kept_client} kept_server_fd={kept_server}");
+    std::io::stdout().flush().expect("flush");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .expect("wait for go");
+    // SAFETY: exec kept these open (no close-on-exec) and nothing else in this program owns
+    // them.
+    let kept = unsafe {
+        Pair {
+            client: OwnedFd::from_raw_fd(kept_client),
+            server: OwnedFd::from_raw_fd(kept_server),
+        }
+    };
+    exchange(&kept, 35, 3000, Sender::Write, Receiver::Read, "");
+    // The files and the kept connection keep their numbers, so the new connection's
+    // descriptors differ from all of them.
     let pair = Pair::connect(transport);
     exchange(&pair, 34, 3000, Sender::Write, Receiver::Read, "");
-    drop(pair);
-    drop(files);
+    drop((pair, kept, files));
     println!("done");
     std::io::stdout().flush().expect("flush");
     std::process::exit(0)

@@ -401,11 +401,7 @@ impl Capture {
         let fds = handle
             .socket_fds()
             .map_err(|source| CaptureError::Inspect { pid, source })?;
-        for fd in fds {
-            if let Some(facts) = handle.inspect_socket(fd) {
-                self.adopt_existing_socket(pid, fd, facts);
-            }
-        }
+        self.adopt_sockets(&handle, fds);
         self.processes.insert(pid, handle);
         Ok(())
     }
@@ -421,6 +417,16 @@ impl Capture {
         let mut pids: Vec<u32> = self.processes.keys().copied().collect();
         pids.sort_unstable();
         pids
+    }
+
+    /// Adopts, joined mid-flight, the stream sockets among `fds` (descriptors of the process
+    /// `handle` holds).
+    fn adopt_sockets(&mut self, handle: &ProcessHandle, fds: Vec<u32>) {
+        for fd in fds {
+            if let Some(facts) = handle.inspect_socket(fd) {
+                self.adopt_existing_socket(handle.pid, fd, facts);
+            }
+        }
     }
 
     fn adopt_existing_socket(&mut self, pid: u32, fd: u32, facts: SocketFacts) {
@@ -642,13 +648,7 @@ impl Capture {
         let Ok(handle) = ProcessHandle::open(child) else {
             return; // Already gone; its exit record will follow.
         };
-        if let Ok(fds) = handle.socket_fds() {
-            for fd in fds {
-                if let Some(facts) = handle.inspect_socket(fd) {
-                    self.adopt_existing_socket(child, fd, facts);
-                }
-            }
-        }
+        self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
         self.processes.insert(child, handle);
         sink(CaptureEvent::ProcessStarted { parent, pid: child });
         for event in self.queued.drain(..) {
@@ -660,18 +660,12 @@ impl Capture {
     /// and the kernel side, which cannot tell which those were, reported every socket of the
     /// process closed: those still open are adopted again, joined mid-flight.
     fn on_exec(&mut self, pid: u32, sink: &mut dyn FnMut(CaptureEvent)) {
-        let Some(handle) = self.processes.get(&pid) else {
+        // Taken out while its sockets are adopted, which needs the rest of `self`.
+        let Some(handle) = self.processes.remove(&pid) else {
             return;
         };
-        let still_open: Vec<(u32, SocketFacts)> = handle
-            .socket_fds()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|fd| Some((fd, handle.inspect_socket(fd)?)))
-            .collect();
-        for (fd, facts) in still_open {
-            self.adopt_existing_socket(pid, fd, facts);
-        }
+        self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
+        self.processes.insert(pid, handle);
         for event in self.queued.drain(..) {
             sink(event);
         }

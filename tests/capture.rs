@@ -4,8 +4,8 @@
 
 use integration_tests::{
     harness::{
-        Observed, Workload, collect_until_exit, collect_until_exit_with, field, field_u64,
-        trace_workload, trace_workload_and_children,
+        Observed, Workload, collect_until_exit, field, field_u64, trace_workload,
+        trace_workload_and_children, trace_workload_answering,
     },
     http2_stream,
     pattern::pattern,
@@ -352,15 +352,10 @@ fn sockets_closed_without_close_end_their_connections() {
 
 #[test]
 fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
-    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
-    let mut workload = Workload::start(WORKLOAD, &["exec", "tcp4"]);
-    let pid = workload.pid();
-    capture.trace_process(pid, false).expect("trace workload");
-    workload.go();
     // The new program waits until the connection it kept across exec has been adopted again.
     let mut answered = false;
-    let (observed, report) =
-        collect_until_exit_with(&mut capture, &mut workload, |observed, report, workload| {
+    let (observed, report, pid) =
+        trace_workload_answering(WORKLOAD, &["exec", "tcp4"], |observed, report, workload| {
             let Some(line) = report.iter().find(|line| line.starts_with("after-exec")) else {
                 return;
             };
@@ -369,7 +364,7 @@ fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
                 field_u64(line, "kept_server_fd"),
             ];
             let adopted = observed
-                .of_pid(pid)
+                .of_pid(workload.pid())
                 .iter()
                 .filter(|conn| {
                     conn.info().origin == Origin::OpenBeforeAttach

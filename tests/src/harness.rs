@@ -212,18 +212,29 @@ impl Observed {
 
 /// Starts capture, then the workload; traces it from before `go` until it has exited.
 pub fn trace_workload(program: &str, args: &[&str]) -> (Observed, Vec<String>, u32) {
-    trace_workload_with(program, args, false)
+    trace_workload_with(program, args, false, |_, _, _| {})
 }
 
 /// [`trace_workload`], also tracing the processes it starts.
 pub fn trace_workload_and_children(program: &str, args: &[&str]) -> (Observed, Vec<String>, u32) {
-    trace_workload_with(program, args, true)
+    trace_workload_with(program, args, true, |_, _, _| {})
+}
+
+/// [`trace_workload`], calling `each_round` as [`collect_until_exit_with`] does: a test can
+/// answer the workload there.
+pub fn trace_workload_answering(
+    program: &str,
+    args: &[&str],
+    each_round: impl FnMut(&Observed, &[String], &mut Workload),
+) -> (Observed, Vec<String>, u32) {
+    trace_workload_with(program, args, false, each_round)
 }
 
 fn trace_workload_with(
     program: &str,
     args: &[&str],
     follow_children: bool,
+    each_round: impl FnMut(&Observed, &[String], &mut Workload),
 ) -> (Observed, Vec<String>, u32) {
     let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
     let mut workload = Workload::start(program, args);
@@ -232,7 +243,7 @@ fn trace_workload_with(
         .trace_process(pid, follow_children)
         .expect("trace workload");
     workload.go();
-    let (observed, report) = collect_until_exit(&mut capture, &mut workload);
+    let (observed, report) = collect_until_exit_with(&mut capture, &mut workload, each_round);
     (observed, report, pid)
 }
 

@@ -17,6 +17,7 @@ use integration_tests::{
     scenarios::NOT_FOUND_MESSAGE,
 };
 use serde_json::Value;
+use tracer_common::{DataRecord, PIECE_HEADER_LEN};
 
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
@@ -416,6 +417,43 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
     );
     assert_spans_match(spans, &client_calls(&lines), "tonic");
     assert_payload_skipped(&stats, "tonic");
+}
+
+/// The benchmark's floor (`--bench-bare-records`): the kernel still reports every transfer, but
+/// copies none of its bytes, and nothing is decoded.
+#[test]
+fn bare_records_report_every_transfer_without_its_bytes() {
+    let server = Server::start();
+    let stats = stats_path("bare");
+    launch_traced_client(
+        &server,
+        &[
+            "--output",
+            "json",
+            "--bench-bare-records",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    for key in ["calls", "spans_exported", "kernel_losses"] {
+        assert_eq!(report[key], 0, "{key}: {report}");
+    }
+    let records = report["ring_buffer_records"].as_u64().unwrap();
+    let bytes = report["ring_buffer_bytes"].as_u64().unwrap();
+    // Every call writes its request and reads its reply.
+    assert!(records >= 2 * SCENARIO_CALLS as u64, "{report}");
+    // A bare record is a data record header and one piece header that skips the whole
+    // transfer. The connection's few lifecycle records (open, close, exit), shared out over
+    // the others, add a few bytes each; records that carry header blocks, as every call's do
+    // when bytes are copied, average far more.
+    let bare = (size_of::<DataRecord>() + PIECE_HEADER_LEN) as u64;
+    assert!(
+        bytes < records * (bare + 8),
+        "{bytes} bytes in {records} records: bytes were copied"
+    );
 }
 
 #[test]

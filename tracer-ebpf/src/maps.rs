@@ -62,6 +62,19 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 #[unsafe(no_mangle)]
 static WAKEUP_THRESHOLD_BYTES: u64 = 1 << 20;
 
+/// For benchmarking only: when userspace sets it, a data move sends a bare record (which
+/// connection and direction, where in the stream, how many bytes, when) and copies none of its
+/// bytes. What that costs is the least any capture that hears of every syscall must pay. The
+/// value is frozen at load time, so the verifier prunes the branch that is not taken.
+#[unsafe(no_mangle)]
+static BARE_RECORDS: u8 = 0;
+
+#[inline(always)]
+pub fn bare_records() -> bool {
+    // SAFETY: a plain read of a constant that userspace may have overridden at load time.
+    unsafe { core::ptr::read_volatile(&BARE_RECORDS) != 0 }
+}
+
 /// Bytes of data records this CPU wrote since it last woke userspace.
 #[map]
 static UNWOKEN_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

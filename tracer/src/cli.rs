@@ -64,6 +64,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<std::path::PathBuf>,
 
+    /// Benchmarking only: capture a bare record per data move, with none of its bytes, and
+    /// decode nothing (no spans). `cargo xtask bench` uses it to measure the floor under the
+    /// capture's cost.
+    #[arg(long, hide = true)]
+    pub bench_bare_records: bool,
+
     /// The command to launch and trace from its first connection (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -121,6 +127,7 @@ pub struct Config {
     pub env_service_name: Option<String>,
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
+    pub bench_bare_records: bool,
     pub stats_json: Option<std::path::PathBuf>,
 }
 
@@ -265,6 +272,7 @@ impl Cli {
             env_service_name: env("OTEL_SERVICE_NAME"),
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
+            bench_bare_records: self.bench_bare_records,
             stats_json: self.stats_json.clone(),
         })
     }

@@ -27,7 +27,8 @@ use tracer_common::{
 use crate::{
     framing::{self, Run, Urgency},
     maps::{
-        DATA_SCRATCH, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, count_loss, data_record_flags,
+        DATA_SCRATCH, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, bare_records, count_loss,
+        data_record_flags,
     },
     volatile::copy_words,
 };
@@ -247,7 +248,47 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         // SAFETY: no preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
     };
+    if bare_records() {
+        send_bare_record(header, direction, op, offset, total);
+        return;
+    }
     copy_out(header, direction, op, cursor, offset, total, walk);
+}
+
+/// A data record whose one piece keeps nothing and skips the whole transfer.
+#[repr(C)]
+struct BareRecord {
+    record: DataRecord,
+    piece: PieceHeader,
+}
+
+/// Sends the transfer as a [`BareRecord`] (see [`bare_records`]).
+#[inline(always)]
+fn send_bare_record(
+    header: RecordHeader,
+    direction: Direction,
+    op: SyscallOp,
+    offset: u64,
+    total: u64,
+) {
+    let bare = BareRecord {
+        record: DataRecord {
+            header,
+            offset,
+            captured_len: PIECE_HEADER_LEN as u32,
+            original_len: total as u32,
+            direction: direction as u32,
+            syscall: op as u32,
+        },
+        piece: PieceHeader {
+            kept: 0,
+            skipped: total as u32,
+        },
+    };
+    let flags = data_record_flags(size_of::<BareRecord>() as u64);
+    if EVENTS.output::<BareRecord>(&bare, flags).is_err() {
+        count_loss(LossKind::RingBufferFull);
+    }
 }
 
 /// sendmsg/recvmsg: the iovec array hangs off the msghdr. If it cannot be read, the walk is

@@ -11,7 +11,7 @@ use tracer_common::{
     DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
 };
 
-use super::CaptureError;
+use super::{CaptureConfig, CaptureError};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
@@ -62,7 +62,8 @@ pub struct KernelPrograms {
 }
 
 impl KernelPrograms {
-    pub fn load(ring_buffer_bytes: u32, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
+    pub fn load(config: &CaptureConfig, tracefs: &Path) -> Result<KernelPrograms, CaptureError> {
+        let ring_buffer_bytes = config.ring_buffer_bytes;
         let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?
             .ok_or_else(|| CaptureError::Load("no child_pid in sched_process_fork".into()))?;
         // 0 where the kernel does not say whether an exiting thread is its process's last.
@@ -77,6 +78,7 @@ impl KernelPrograms {
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &exit_group_dead_offset, true)
             .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true)
+            .override_global("BARE_RECORDS", &u8::from(config.bare_records), true)
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
 

@@ -133,12 +133,18 @@ pub enum Closing {
 pub struct CaptureConfig {
     /// Size of the kernel-to-user ring buffer: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// For benchmarking only: the kernel sends a bare record per data move (connection,
+    /// direction, offset, length, time) and copies no bytes, and those records are counted,
+    /// not delivered. What the capture costs then is the floor under any capture that hears
+    /// of every syscall.
+    pub bare_records: bool,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            bare_records: false,
         }
     }
 }
@@ -251,6 +257,8 @@ pub struct Capture {
     queued: Vec<CaptureEvent>,
     malformed_records: u64,
     traffic: CaptureTraffic,
+    /// See [`CaptureConfig::bare_records`].
+    bare_records: bool,
 }
 
 /// The connections being captured, by id, and what became of the closed ones.
@@ -361,7 +369,7 @@ impl Capture {
         privileges::check_capabilities()?;
         privileges::check_kernel_features()?;
         let tracefs = privileges::tracefs_root()?;
-        let kernel = KernelPrograms::load(config.ring_buffer_bytes, tracefs)?;
+        let kernel = KernelPrograms::load(config, tracefs)?;
         Ok(Capture {
             kernel,
             processes: HashMap::default(),
@@ -370,6 +378,7 @@ impl Capture {
             queued: Vec::new(),
             malformed_records: 0,
             traffic: CaptureTraffic::default(),
+            bare_records: config.bare_records,
         })
     }
 
@@ -504,6 +513,7 @@ impl Capture {
                 }
             };
             match record {
+                KernelRecord::Data { .. } if self.bare_records => {}
                 KernelRecord::Data {
                     record,
                     direction,

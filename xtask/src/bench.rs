@@ -2,7 +2,8 @@
 //! traced in alternation (ABAB...) in one invocation, so machine noise hits both alike; the
 //! table and a JSON report (under target/bench/) give throughput, client CPU per call, the
 //! tracer's own CPU per call, latency, spans per call, ring buffer bytes per call and losses.
-//! One load also runs with the tracer attached to an idle process: the cost of the hooks alone.
+//! Some loads also run in modes that take parts of the tracer's cost away (see [`Load`]), to
+//! show where it goes and what no capture through syscall hooks could avoid.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -16,15 +17,69 @@ use serde_json::{Value, json};
 
 struct Load {
     name: &'static str,
-    /// bench-client arguments; for an h2load load, h2load's.
+    /// bench-client arguments; for an h2load load, h2load's. The duration is added per run.
     args: Vec<String>,
+    /// How long each run lasts.
+    seconds: u32,
     /// Only measured traced (the memory test).
     traced_only: bool,
-    /// Also measured with the tracer attached to another (idle) process: what the hooks alone
-    /// cost every process on the machine, before anything is captured.
+    /// Also measured with the tracer attached to another (idle) process (what the hooks alone
+    /// cost every process on the machine, before anything is captured), and with the tracer
+    /// paused while the client runs (the in-kernel capture alone).
     hooks_floor: bool,
+    /// Also measured with the tracer capturing bare records: one per data move, with none of
+    /// its bytes, and nothing decoded. That is the least any capture that hears of every
+    /// syscall costs; where it already misses a target, no capture through syscall hooks meets
+    /// it. Such a load runs twice the rounds, each half as long, against noise.
+    capture_floor: bool,
     /// Driven by nghttp2's h2load instead of the tonic bench-client.
     h2load: bool,
+}
+
+impl Load {
+    fn tonic(name: &'static str, args: &[&str], seconds: u32) -> Load {
+        Load {
+            name,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            seconds,
+            traced_only: false,
+            hooks_floor: false,
+            capture_floor: false,
+            h2load: false,
+        }
+    }
+
+    fn h2load(name: &'static str, connections: &str, streams: &str, seconds: u32) -> Load {
+        Load {
+            args: ["-c", connections, "-m", streams, "-t", "1"]
+                .map(str::to_owned)
+                .to_vec(),
+            h2load: true,
+            ..Load::tonic(name, &[], seconds)
+        }
+    }
+
+    /// See [`Load::capture_floor`].
+    fn with_capture_floor(self) -> Load {
+        Load {
+            capture_floor: true,
+            seconds: self.seconds / 2,
+            ..self
+        }
+    }
+
+    /// The load's arguments for a run of `seconds`.
+    fn args_for(&self, seconds: u32) -> Vec<String> {
+        let duration = if self.h2load {
+            ["-D".to_owned(), seconds.to_string()]
+        } else {
+            ["--duration-ms".to_owned(), (seconds * 1000).to_string()]
+        };
+        duration
+            .into_iter()
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
 }
 
 /// Two 1 MiB calls at a time on one connection, 1 MiB back each.
@@ -41,70 +96,69 @@ const ONE_MIB_EACH_WAY: [&str; 8] = [
 
 fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
-    let duration = format!("{}", seconds * 1000);
-    let load = |name, extra: &[&str]| {
-        let mut args: Vec<String> = vec!["--duration-ms".into(), duration.clone()];
-        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        Load {
-            name,
-            args,
-            traced_only: false,
-            hooks_floor: false,
-            h2load: false,
-        }
-    };
-    let h2load = |name, connections: &str, streams: &str| Load {
-        name,
-        args: [
-            "-D",
-            &seconds.to_string(),
-            "-c",
-            connections,
-            "-m",
-            streams,
-            "-t",
-            "1",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        traced_only: false,
-        hooks_floor: false,
-        h2load: true,
-    };
-    let mut loads = vec![
-        Load {
-            hooks_floor: !quick,
-            ..load(
-                "unary 100 B, saturating, 1 connection",
-                &["--connections", "1", "--concurrency", "8"],
-            )
-        },
-        load(
-            "unary 100 B, 2000 calls/s, 1 connection",
-            &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
-        ),
-        load("unary 1 MiB each way, 1 connection", &ONE_MIB_EACH_WAY),
-    ];
-    loads.push(h2load(
+    let saturating_one_connection = Load::tonic(
+        "unary 100 B, saturating, 1 connection",
+        &["--connections", "1", "--concurrency", "8"],
+        seconds,
+    );
+    let h2load_one_connection = Load::h2load(
         "h2load unary 100 B, saturating, 1 connection",
         "1",
         "8",
-    ));
-    if !quick {
-        loads.push(load(
+        seconds,
+    );
+    if quick {
+        return vec![
+            saturating_one_connection,
+            Load::tonic(
+                "unary 100 B, 2000 calls/s, 1 connection",
+                &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
+                seconds,
+            ),
+            Load::tonic(
+                "unary 1 MiB each way, 1 connection",
+                &ONE_MIB_EACH_WAY,
+                seconds,
+            ),
+            h2load_one_connection,
+        ];
+    }
+    vec![
+        Load {
+            hooks_floor: true,
+            capture_floor: true,
+            ..saturating_one_connection
+        },
+        Load::tonic(
+            "unary 100 B, 2000 calls/s, 1 connection",
+            &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
+            seconds,
+        ),
+        Load::tonic(
+            "unary 1 MiB each way, 1 connection",
+            &ONE_MIB_EACH_WAY,
+            seconds,
+        ),
+        h2load_one_connection.with_capture_floor(),
+        Load::tonic(
             "unary 1 MiB each way, connection open before attach",
             &[&["--warm"][..], &ONE_MIB_EACH_WAY].concat(),
-        ));
-        loads.push(h2load(
+            seconds,
+        ),
+        Load::h2load(
             "h2load unary 100 B, saturating, 16 connections",
             "16",
             "4",
-        ));
-        loads.push(load(
+            seconds,
+        )
+        .with_capture_floor(),
+        Load::tonic(
             "unary 100 B, saturating, 16 connections",
             &["--connections", "16", "--concurrency", "2"],
-        ));
-        loads.push(load(
+            seconds,
+        )
+        .with_capture_floor(),
+        Load::tonic(
             "unary 100 B, 10000 calls/s, 1 connection",
             &[
                 "--connections",
@@ -114,8 +168,9 @@ fn loads(quick: bool) -> Vec<Load> {
                 "--rate",
                 "10000",
             ],
-        ));
-        loads.push(load(
+            seconds,
+        ),
+        Load::tonic(
             "server streaming, 10 replies of 100 B",
             &[
                 "--connections",
@@ -125,21 +180,17 @@ fn loads(quick: bool) -> Vec<Load> {
                 "--replies",
                 "10",
             ],
-        ));
-        loads.push(Load {
-            name: "10,000 concurrent open streams (memory)",
-            args: vec![
-                "--hold".into(),
-                "10000".into(),
-                "--connections".into(),
-                "10".into(),
-            ],
+            seconds,
+        ),
+        Load {
             traced_only: true,
-            hooks_floor: false,
-            h2load: false,
-        });
-    }
-    loads
+            ..Load::tonic(
+                "10,000 concurrent open streams (memory)",
+                &["--hold", "10000", "--connections", "10"],
+                seconds,
+            )
+        },
+    ]
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -160,35 +211,43 @@ pub fn run(quick: bool) -> Result<()> {
             );
             continue;
         }
+        let args = load.args_for(load.seconds);
         let run = |mode: Mode| -> Result<(Value, Option<Value>)> {
             if load.h2load {
-                run_h2load(&release, &address, &load.args, &body, mode == Mode::Traced)
+                run_h2load(&release, &address, &args, &body, mode)
             } else {
-                run_client(&release, &address, &load.args, mode)
+                run_client(&release, &address, &args, mode)
             }
         };
         eprintln!("xtask: bench: {}", load.name);
         // A discarded warm-up run, so neither side pays for a cold server.
-        let mut warmup = load.args.clone();
-        if let Some(duration) = warmup.iter().position(|arg| arg == "--duration-ms") {
-            warmup[duration + 1] = "1000".into();
-        }
         if !load.h2load {
-            run_client(&release, &address, &warmup, Mode::Untraced)?;
+            run_client(&release, &address, &load.args_for(1), Mode::Untraced)?;
         }
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
         let mut hooks_only = Vec::new();
         let mut paused = Vec::new();
-        // The targets are judged on this load, and the extra comparisons split a cost of a few
-        // percent at most: give it more rounds against noise.
-        let load_rounds = if load.hooks_floor { 4 * rounds } else { rounds };
+        let mut bare_records = Vec::new();
+        // The targets are judged on the load with the hooks floor, and the extra comparisons
+        // split a cost of a few percent at most: give it more rounds against noise. Loads with
+        // only the capture floor run shorter rounds instead.
+        let load_rounds = if load.hooks_floor {
+            4 * rounds
+        } else if load.capture_floor {
+            2 * rounds
+        } else {
+            rounds
+        };
         let mut modes = Vec::new();
         if !load.traced_only {
             modes.push(Mode::Untraced);
         }
         if load.hooks_floor {
             modes.extend([Mode::HooksOnly, Mode::TracerPaused]);
+        }
+        if load.capture_floor {
+            modes.push(Mode::BareRecords);
         }
         modes.push(Mode::Traced);
         for round in 0..load_rounds {
@@ -204,6 +263,7 @@ pub fn run(quick: bool) -> Result<()> {
                     Mode::Untraced => untraced.push(result),
                     Mode::HooksOnly => hooks_only.push(result),
                     Mode::TracerPaused => paused.push(result),
+                    Mode::BareRecords => bare_records.push(result),
                     Mode::Traced => traced.push(result),
                 }
             }
@@ -215,6 +275,7 @@ pub fn run(quick: bool) -> Result<()> {
             &Floors {
                 hooks_only: &hooks_only,
                 paused: &paused,
+                bare_records: &bare_records,
             },
         ));
     }
@@ -243,6 +304,8 @@ enum Mode {
     /// kernel side captures everything into a ring buffer large enough for the whole run, and
     /// the tracer's own work does not compete for the cores. It drains the ring afterwards.
     TracerPaused,
+    /// The tracer capturing bare records (see [`Load::capture_floor`]).
+    BareRecords,
     Traced,
 }
 
@@ -258,7 +321,7 @@ fn run_client(
     args: &[String],
     mode: Mode,
 ) -> Result<(Value, Option<Value>)> {
-    let traced = matches!(mode, Mode::Traced | Mode::TracerPaused);
+    let traced = matches!(mode, Mode::Traced | Mode::TracerPaused | Mode::BareRecords);
     let mut client = Command::new(release.join("bench-client"))
         .args(["--target", &format!("http://{address}"), "--wait"])
         .args(args)
@@ -296,6 +359,7 @@ fn run_client(
             .arg(&stats)
             .args(match mode {
                 Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
+                Mode::BareRecords => &["--bench-bare-records"],
                 _ => &[],
             })
             .stdout(Stdio::null())
@@ -411,8 +475,9 @@ fn run_h2load(
     address: &str,
     args: &[String],
     body: &Path,
-    traced: bool,
+    mode: Mode,
 ) -> Result<(Value, Option<Value>)> {
+    let traced = mode != Mode::Untraced;
     let output =
         std::env::temp_dir().join(format!("grpc-tracer-h2load-{}.txt", std::process::id()));
     let stats =
@@ -428,6 +493,10 @@ fn run_h2load(
         command
             .args(["--output", "json", "--stats-json"])
             .arg(&stats)
+            .args(match mode {
+                Mode::BareRecords => &["--bench-bare-records"][..],
+                _ => &[],
+            })
             .args(["--", "sh", "-c", &script]);
         command
     } else {
@@ -560,6 +629,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 struct Floors<'a> {
     hooks_only: &'a [(Value, Option<Value>)],
     paused: &'a [(Value, Option<Value>)],
+    bare_records: &'a [(Value, Option<Value>)],
 }
 
 /// Calls per second a client run reached.
@@ -652,6 +722,8 @@ fn summarise(
                 "client_cpu_increase": cpu_per_call(runs) / untraced_cpu - 1.0,
                 "spans_per_call": tracer_total(runs, "spans_exported") / calls.max(1.0),
                 "kernel_losses": tracer_total(runs, "kernel_losses"),
+                "ring_buffer_bytes_per_call": tracer_total(runs, "ring_buffer_bytes") / calls.max(1.0),
+                "tracer_cpu_us_per_call": tracer_total(runs, "cpu_after_attach_us") / calls.max(1.0),
             })
         })
     };
@@ -661,6 +733,7 @@ fn summarise(
         "client_cpu_increase_rounds": cpu_rounds,
         "hooks_only": floor(floors.hooks_only),
         "tracer_paused": floor(floors.paused),
+        "bare_records": floor(floors.bare_records),
         "load": name,
         "calls_per_s_untraced": untraced_rate,
         "calls_per_s_traced": traced_rate,
@@ -767,6 +840,16 @@ fn render(results: &[Value]) -> String {
     }
     for result in results {
         let name = result["load"].as_str().unwrap_or("?");
+        let bare = &result["bare_records"];
+        if bare.is_object() {
+            out.push_str(&format!(
+                "{name}: with the tracer capturing bare records (no bytes, nothing decoded): {}, ring B {:.0}, trCPU {:.2}, lost {}\n",
+                against_untraced(bare),
+                number(bare, "ring_buffer_bytes_per_call"),
+                number(bare, "tracer_cpu_us_per_call"),
+                number(bare, "kernel_losses"),
+            ));
+        }
         let floor = &result["hooks_only"];
         if floor.is_object() {
             out.push_str(&format!(

@@ -59,8 +59,11 @@ impl Load {
         }
     }
 
-    /// See [`Load::capture_floor`].
-    fn with_capture_floor(self) -> Load {
+    /// With [`Load::capture_floor`] if `wanted`.
+    fn with_capture_floor(self, wanted: bool) -> Load {
+        if !wanted {
+            return self;
+        }
         Load {
             capture_floor: true,
             seconds: self.seconds / 2,
@@ -96,38 +99,17 @@ const ONE_MIB_EACH_WAY: [&str; 8] = [
 
 fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
-    let saturating_one_connection = Load::tonic(
-        "unary 100 B, saturating, 1 connection",
-        &["--connections", "1", "--concurrency", "8"],
-        seconds,
-    );
-    let h2load_one_connection = Load::h2load(
-        "h2load unary 100 B, saturating, 1 connection",
-        "1",
-        "8",
-        seconds,
-    );
-    if quick {
-        return vec![
-            saturating_one_connection,
-            Load::tonic(
-                "unary 100 B, 2000 calls/s, 1 connection",
-                &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
-                seconds,
-            ),
-            Load::tonic(
-                "unary 1 MiB each way, 1 connection",
-                &ONE_MIB_EACH_WAY,
-                seconds,
-            ),
-            h2load_one_connection,
-        ];
-    }
-    vec![
+    // The quick run has the first four loads, without the floors.
+    let full = !quick;
+    let mut loads = vec![
         Load {
-            hooks_floor: true,
-            capture_floor: true,
-            ..saturating_one_connection
+            hooks_floor: full,
+            capture_floor: full,
+            ..Load::tonic(
+                "unary 100 B, saturating, 1 connection",
+                &["--connections", "1", "--concurrency", "8"],
+                seconds,
+            )
         },
         Load::tonic(
             "unary 100 B, 2000 calls/s, 1 connection",
@@ -139,7 +121,18 @@ fn loads(quick: bool) -> Vec<Load> {
             &ONE_MIB_EACH_WAY,
             seconds,
         ),
-        h2load_one_connection.with_capture_floor(),
+        Load::h2load(
+            "h2load unary 100 B, saturating, 1 connection",
+            "1",
+            "8",
+            seconds,
+        )
+        .with_capture_floor(full),
+    ];
+    if quick {
+        return loads;
+    }
+    loads.extend([
         Load::tonic(
             "unary 1 MiB each way, connection open before attach",
             &[&["--warm"][..], &ONE_MIB_EACH_WAY].concat(),
@@ -151,13 +144,13 @@ fn loads(quick: bool) -> Vec<Load> {
             "4",
             seconds,
         )
-        .with_capture_floor(),
+        .with_capture_floor(true),
         Load::tonic(
             "unary 100 B, saturating, 16 connections",
             &["--connections", "16", "--concurrency", "2"],
             seconds,
         )
-        .with_capture_floor(),
+        .with_capture_floor(true),
         Load::tonic(
             "unary 100 B, 10000 calls/s, 1 connection",
             &[
@@ -190,7 +183,8 @@ fn loads(quick: bool) -> Vec<Load> {
                 seconds,
             )
         },
-    ]
+    ]);
+    loads
 }
 
 pub fn run(quick: bool) -> Result<()> {
@@ -840,6 +834,13 @@ fn render(results: &[Value]) -> String {
     }
     for result in results {
         let name = result["load"].as_str().unwrap_or("?");
+        let floor = &result["hooks_only"];
+        if floor.is_object() {
+            out.push_str(&format!(
+                "{name}: with the tracer attached to an idle process instead (hooks only): {}\n",
+                against_untraced(floor),
+            ));
+        }
         let bare = &result["bare_records"];
         if bare.is_object() {
             out.push_str(&format!(
@@ -848,13 +849,6 @@ fn render(results: &[Value]) -> String {
                 number(bare, "ring_buffer_bytes_per_call"),
                 number(bare, "tracer_cpu_us_per_call"),
                 number(bare, "kernel_losses"),
-            ));
-        }
-        let floor = &result["hooks_only"];
-        if floor.is_object() {
-            out.push_str(&format!(
-                "{name}: with the tracer attached to an idle process instead (hooks only): {}\n",
-                against_untraced(floor),
             ));
         }
         let paused = &result["tracer_paused"];

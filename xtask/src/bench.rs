@@ -32,6 +32,11 @@ struct Load {
     /// syscall costs; where it already misses a target, no capture through syscall hooks meets
     /// it. Such a load runs twice the rounds, each half as long, against noise.
     capture_floor: bool,
+    /// Also measured untraced next to an unrelated program that uses as much CPU as the tracer
+    /// did on this load (a [`CoRunner`]): what that much CPU costs the load however it is
+    /// spent. Where the two cost the same, the tracer loses nothing to how it works (its
+    /// wakeups, its place in the scheduler), only to how much it works.
+    co_runner_floor: bool,
     /// Driven by nghttp2's h2load instead of the tonic bench-client.
     h2load: bool,
 }
@@ -45,6 +50,7 @@ impl Load {
             traced_only: false,
             hooks_floor: false,
             capture_floor: false,
+            co_runner_floor: false,
             h2load: false,
         }
     }
@@ -68,6 +74,14 @@ impl Load {
             capture_floor: true,
             seconds: self.seconds / 2,
             ..self
+        }
+    }
+
+    /// With [`Load::capture_floor`] and [`Load::co_runner_floor`] if `wanted`.
+    fn with_cpu_floors(self, wanted: bool) -> Load {
+        Load {
+            co_runner_floor: wanted,
+            ..self.with_capture_floor(wanted)
         }
     }
 
@@ -127,7 +141,7 @@ fn loads(quick: bool) -> Vec<Load> {
             "8",
             seconds,
         )
-        .with_capture_floor(full),
+        .with_cpu_floors(full),
     ];
     if quick {
         return loads;
@@ -144,7 +158,7 @@ fn loads(quick: bool) -> Vec<Load> {
             "4",
             seconds,
         )
-        .with_capture_floor(true),
+        .with_cpu_floors(true),
         Load::tonic(
             "unary 100 B, saturating, 16 connections",
             &["--connections", "16", "--concurrency", "2"],
@@ -223,6 +237,8 @@ pub fn run(quick: bool) -> Result<()> {
         let mut hooks_only = Vec::new();
         let mut paused = Vec::new();
         let mut bare_records = Vec::new();
+        let mut co_runner = Vec::new();
+        let mut co_runner_shares = Vec::new();
         // The targets are judged on the load with the hooks floor, and the extra comparisons
         // split a cost of a few percent at most: give it more rounds against noise. Loads with
         // only the capture floor run shorter rounds instead.
@@ -244,6 +260,9 @@ pub fn run(quick: bool) -> Result<()> {
             modes.push(Mode::BareRecords);
         }
         modes.push(Mode::Traced);
+        if load.co_runner_floor {
+            modes.push(Mode::CoRunner);
+        }
         for round in 0..load_rounds {
             // Every other round runs in the reverse order, so that whatever drifts during a
             // round (the server warming up or slowing down) weighs on both sides alike.
@@ -252,12 +271,21 @@ pub fn run(quick: bool) -> Result<()> {
                 order.reverse();
             }
             for mode in order {
-                let result = run(mode)?;
+                let result = if mode == Mode::CoRunner {
+                    // Traced runs come first in the first round, so there is a share to take.
+                    let share = tracer_core_share(&traced);
+                    co_runner_shares.push(share);
+                    let _co_runner = CoRunner::start(share)?;
+                    run(Mode::Untraced)?
+                } else {
+                    run(mode)?
+                };
                 match mode {
                     Mode::Untraced => untraced.push(result),
                     Mode::HooksOnly => hooks_only.push(result),
                     Mode::TracerPaused => paused.push(result),
                     Mode::BareRecords => bare_records.push(result),
+                    Mode::CoRunner => co_runner.push(result),
                     Mode::Traced => traced.push(result),
                 }
             }
@@ -270,6 +298,8 @@ pub fn run(quick: bool) -> Result<()> {
                 hooks_only: &hooks_only,
                 paused: &paused,
                 bare_records: &bare_records,
+                co_runner: &co_runner,
+                co_runner_share: mean(co_runner_shares.into_iter()),
             },
         ));
     }
@@ -300,7 +330,58 @@ enum Mode {
     TracerPaused,
     /// The tracer capturing bare records (see [`Load::capture_floor`]).
     BareRecords,
+    /// Untraced, next to a [`CoRunner`] (see [`Load::co_runner_floor`]).
+    CoRunner,
     Traced,
+}
+
+/// The share of one core the tracer kept busy over its runs (its CPU per second of load).
+fn tracer_core_share(traced: &[(Value, Option<Value>)]) -> f64 {
+    let seconds: f64 = traced
+        .iter()
+        .filter(|(_, tracer)| tracer.is_some())
+        .map(|(client, _)| number(client, "elapsed_s"))
+        .sum();
+    tracer_total(traced, "cpu_after_attach_us") / 1e6 / seconds.max(f64::MIN_POSITIVE)
+}
+
+/// An unrelated program that spins for a share of every 25 ms (about as often as the tracer
+/// wakes up to drain the ring at these loads) and sleeps in between: `cargo xtask` itself, run
+/// as `co-runner`. Stopped when dropped.
+pub struct CoRunner(std::process::Child);
+
+impl CoRunner {
+    const PERIOD: Duration = Duration::from_millis(25);
+
+    fn start(share: f64) -> Result<CoRunner> {
+        let child = Command::new(std::env::current_exe()?)
+            .args(["co-runner", "--share", &share.to_string()])
+            .spawn()
+            .context("starting the co-runner")?;
+        Ok(CoRunner(child))
+    }
+
+    /// The co-runner's own loop, until killed.
+    pub fn spin(share: f64) -> ! {
+        let busy = CoRunner::PERIOD.mul_f64(share.clamp(0.0, 1.0));
+        let mut period_start = std::time::Instant::now();
+        loop {
+            // Timed from waking up, which can come late: the busy time is what is promised.
+            let woke = std::time::Instant::now();
+            while woke.elapsed() < busy {
+                std::hint::spin_loop();
+            }
+            period_start += CoRunner::PERIOD;
+            std::thread::sleep(period_start.saturating_duration_since(std::time::Instant::now()));
+        }
+    }
+}
+
+impl Drop for CoRunner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A ring buffer that holds a whole paused run: 6 s at 40,000 calls/s of ~500 bytes each is
@@ -624,6 +705,9 @@ struct Floors<'a> {
     hooks_only: &'a [(Value, Option<Value>)],
     paused: &'a [(Value, Option<Value>)],
     bare_records: &'a [(Value, Option<Value>)],
+    co_runner: &'a [(Value, Option<Value>)],
+    /// The share of a core the co-runner kept busy, on average.
+    co_runner_share: f64,
 }
 
 /// Calls per second a client run reached.
@@ -728,6 +812,8 @@ fn summarise(
         "hooks_only": floor(floors.hooks_only),
         "tracer_paused": floor(floors.paused),
         "bare_records": floor(floors.bare_records),
+        "co_runner": floor(floors.co_runner),
+        "co_runner_core_share": floors.co_runner_share,
         "load": name,
         "calls_per_s_untraced": untraced_rate,
         "calls_per_s_traced": traced_rate,
@@ -849,6 +935,14 @@ fn render(results: &[Value]) -> String {
                 number(bare, "ring_buffer_bytes_per_call"),
                 number(bare, "tracer_cpu_us_per_call"),
                 number(bare, "kernel_losses"),
+            ));
+        }
+        let co_runner = &result["co_runner"];
+        if co_runner.is_object() {
+            out.push_str(&format!(
+                "{name}: untraced, next to an unrelated program as busy as the tracer ({:.1}% of one core): {}\n",
+                number(result, "co_runner_core_share") * 100.0,
+                against_untraced(co_runner),
             ));
         }
         let paused = &result["tracer_paused"];

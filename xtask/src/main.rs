@@ -41,6 +41,12 @@ enum Task {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
+    /// The benchmark's co-runner: keeps one core busy for this share of the time, until killed.
+    #[command(hide = true)]
+    CoRunner {
+        #[arg(long)]
+        share: f64,
+    },
     /// Fuzz the HTTP/2 + HPACK + gRPC parsing path with cargo-fuzz (nightly).
     Fuzz {
         /// How long to run.
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()),
         Task::Test { filter } => setup::run().and_then(|()| test::run(filter.as_deref())),
+        Task::CoRunner { share } => bench::CoRunner::spin(share),
         Task::Fuzz { seconds } => setup::run().and_then(|()| fuzz::run(seconds)),
     };
     match result {

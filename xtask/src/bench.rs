@@ -363,7 +363,14 @@ impl CoRunner {
 
     /// The co-runner's own loop, until killed.
     pub fn spin(share: f64) -> ! {
-        let busy = CoRunner::PERIOD.mul_f64(share.clamp(0.0, 1.0));
+        // A share that could not be measured (a run whose figures did not parse) spins never;
+        // the report shows the share it was given.
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let busy = CoRunner::PERIOD.mul_f64(share);
         let mut period_start = std::time::Instant::now();
         loop {
             // Timed from waking up, which can come late: the busy time is what is promised.

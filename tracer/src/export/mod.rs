@@ -4,6 +4,8 @@ mod clock;
 mod console;
 mod json;
 mod otlp;
+mod otlp_encoding;
+mod otlp_transport;
 mod resource;
 mod span;
 mod stdout_lines;

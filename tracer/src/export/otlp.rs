@@ -1,12 +1,12 @@
 //! OTLP export (gRPC or HTTP/protobuf): spans through a bounded queue drained by a background
 //! thread, and the `rpc.client.call.duration` histogram through the SDK's periodic reader.
 //!
-//! The capture loop only ever does a non-blocking `try_send` and a histogram update: when the
-//! collector is slow or unreachable the queue fills and further spans are dropped and counted,
-//! never waited for. Both exporters run on one small tokio runtime owned by the sink.
+//! The capture loop encodes each span (see [`super::otlp_encoding`]) and only ever does a
+//! non-blocking `try_send` and a histogram update: when the collector is slow or unreachable
+//! the queue fills and further spans are dropped and counted, never waited for. Span export
+//! and the metrics exporter run on one small tokio runtime owned by the sink.
 
 use std::{
-    borrow::Cow,
     str::FromStr as _,
     sync::{
         Arc,
@@ -14,13 +14,13 @@ use std::{
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
     },
     thread::JoinHandle,
-    time::{Duration, Instant, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use opentelemetry::{
-    InstrumentationScope, KeyValue, Value,
+    KeyValue, Value,
     metrics::{Histogram, MeterProvider as _},
-    trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState},
+    trace::TraceState,
 };
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{
@@ -30,13 +30,14 @@ use opentelemetry_sdk::{
         PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics,
         exporter::PushMetricExporter,
     },
-    trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks},
 };
 use tokio::runtime::Handle;
 
 use super::{
-    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
-    SpanRecord, SpanStatus, WallClock,
+    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanRecord,
+    WallClock,
+    otlp_encoding::{RequestFrame, put_span},
+    otlp_transport::SpanTransport,
 };
 use crate::grpc::CallRecord;
 
@@ -70,6 +71,8 @@ pub enum OtlpError {
 }
 
 const MAX_BATCH: usize = 512;
+/// The instrumentation scope of the spans and of the meter.
+const SCOPE_NAME: &str = "grpc-tracer";
 /// How often the duration histogram is exported (and once more at the end).
 const METRICS_INTERVAL: Duration = Duration::from_secs(10);
 /// Histogram bucket bounds in seconds, as the RPC metric conventions recommend.
@@ -87,7 +90,8 @@ struct Counters {
 }
 
 pub struct OtlpSink {
-    sender: Option<SyncSender<SpanData>>,
+    /// Encoded spans, each a `spans` field of a `ScopeSpans` (see [`put_span`]).
+    sender: Option<SyncSender<Vec<u8>>>,
     thread: Option<JoinHandle<()>>,
     metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
     /// Runs the exporters' network I/O; dropped last.
@@ -97,7 +101,8 @@ pub struct OtlpSink {
     clock: WallClock,
     conventions: Conventions,
     ids: RandomIds,
-    scope: InstrumentationScope,
+    /// Where a span's body is encoded before its length is known; kept for its capacity.
+    scratch: Vec<u8>,
 }
 
 impl OtlpSink {
@@ -115,12 +120,21 @@ impl OtlpSink {
             .enable_all()
             .build()
             .map_err(OtlpError::Thread)?;
-        let resource = to_resource(resource);
-        let mut span_exporter = {
+        let frame = RequestFrame::new(resource, SCOPE_NAME, env!("CARGO_PKG_VERSION"));
+        let transport = {
             let _context = runtime.enter();
-            build_span_exporter(&config)?
+            let metadata = match config.protocol {
+                OtlpProtocol::Grpc => metadata(&config),
+                OtlpProtocol::HttpProtobuf => Ok(tonic::metadata::MetadataMap::new()),
+            };
+            metadata
+                .and_then(|metadata| SpanTransport::new(&config, metadata))
+                .map_err(|detail| OtlpError::Exporter {
+                    endpoint: config.endpoint.clone(),
+                    detail,
+                })?
         };
-        span_exporter.set_resource(&resource);
+        let resource = to_resource(resource);
         let metrics = match &config.metrics_endpoint {
             Some(endpoint) => {
                 let exporter = {
@@ -138,7 +152,7 @@ impl OtlpSink {
                     .with_resource(resource.clone())
                     .build();
                 let histogram = provider
-                    .meter("grpc-tracer")
+                    .meter(SCOPE_NAME)
                     .f64_histogram("rpc.client.call.duration")
                     .with_unit("s")
                     .with_description("Duration of gRPC calls, as observed on the wire")
@@ -154,7 +168,9 @@ impl OtlpSink {
         let handle = runtime.handle().clone();
         let thread = std::thread::Builder::new()
             .name("otlp-export".into())
-            .spawn(move || export_spans(config, handle, span_exporter, receiver, thread_counters))
+            .spawn(move || {
+                export_spans(config, handle, transport, frame, receiver, thread_counters)
+            })
             .map_err(OtlpError::Thread)?;
         Ok(OtlpSink {
             sender: Some(sender),
@@ -166,52 +182,8 @@ impl OtlpSink {
             clock,
             conventions,
             ids: RandomIds::new(),
-            scope: InstrumentationScope::builder("grpc-tracer")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
+            scratch: Vec::new(),
         })
-    }
-
-    fn span_data(&self, span: SpanRecord<'_>) -> SpanData {
-        let trace_state = span
-            .trace_state
-            .and_then(|state| TraceState::from_str(state).ok())
-            .unwrap_or_default();
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from_bytes(span.trace_id),
-                SpanId::from_bytes(span.span_id),
-                TraceFlags::SAMPLED,
-                false,
-                trace_state,
-            ),
-            parent_span_id: span
-                .parent_span_id
-                .map_or(SpanId::INVALID, SpanId::from_bytes),
-            parent_span_is_remote: span.parent_span_id.is_some(),
-            span_kind: match span.kind {
-                SpanKind::Client => opentelemetry::trace::SpanKind::Client,
-                SpanKind::Server => opentelemetry::trace::SpanKind::Server,
-            },
-            name: Cow::Owned(span.name.to_owned()),
-            start_time: UNIX_EPOCH + Duration::from_nanos(span.start_unix_nanos),
-            end_time: UNIX_EPOCH + Duration::from_nanos(span.end_unix_nanos),
-            attributes: span
-                .attributes
-                .into_iter()
-                .map(|(key, value)| KeyValue::new(key, otel_value(value)))
-                .collect(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: match span.status {
-                SpanStatus::Unset => opentelemetry::trace::Status::Unset,
-                SpanStatus::Error(message) => {
-                    opentelemetry::trace::Status::error(message.to_owned())
-                }
-            },
-            instrumentation_scope: self.scope.clone(),
-        }
     }
 }
 
@@ -257,13 +229,18 @@ fn metric_attributes(span: &SpanRecord<'_>) -> Vec<KeyValue> {
 
 impl CallSink for OtlpSink {
     fn on_call(&mut self, call: &CallRecord) {
-        let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
+        let mut span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
         if let Some((_, histogram)) = &self.metrics {
             histogram.record(call.duration().as_secs_f64(), &metric_attributes(&span));
         }
-        let data = self.span_data(span);
+        // A tracestate the W3C rules reject is left out, as the SDK would.
+        span.trace_state = span
+            .trace_state
+            .filter(|state| TraceState::from_str(state).is_ok());
+        let mut encoded = Vec::with_capacity(self.scratch.capacity() + 8);
+        put_span(&mut encoded, &span, &mut self.scratch);
         if let Some(sender) = &self.sender {
-            match sender.try_send(data) {
+            match sender.try_send(encoded) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                     self.dropped_queue_full += 1
@@ -317,29 +294,6 @@ fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataMap, String>
         );
     }
     Ok(metadata)
-}
-
-fn build_span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
-    let failed = |detail: String| OtlpError::Exporter {
-        endpoint: config.endpoint.clone(),
-        detail,
-    };
-    let exporter = match config.protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(&config.endpoint)
-            .with_timeout(config.timeout)
-            .with_metadata(metadata(config).map_err(failed)?)
-            .build(),
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(&config.endpoint)
-            .with_timeout(config.timeout)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_headers(config.headers.iter().cloned().collect())
-            .build(),
-    };
-    exporter.map_err(|err| failed(err.to_string()))
 }
 
 fn build_metric_exporter(
@@ -400,8 +354,9 @@ impl PushMetricExporter for OnRuntime {
 fn export_spans(
     config: OtlpConfig,
     runtime: Handle,
-    exporter: opentelemetry_otlp::SpanExporter,
-    spans: Receiver<SpanData>,
+    transport: SpanTransport,
+    frame: RequestFrame,
+    spans: Receiver<Vec<u8>>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -427,23 +382,28 @@ fn export_spans(
         if !batch.is_empty() && due {
             let count = batch.len() as u64;
             let past_deadline = closing_since.is_some_and(|since| since.elapsed() > FLUSH_DEADLINE);
-            let delivered = !past_deadline
-                && runtime.block_on(async {
-                    matches!(
-                        tokio::time::timeout(
-                            config.timeout,
-                            exporter.export(std::mem::take(&mut batch))
-                        )
-                        .await,
-                        Ok(Ok(()))
-                    )
-                });
-            batch.clear();
-            if delivered {
-                counters.exported.fetch_add(count, Ordering::Relaxed);
+            let outcome = if past_deadline {
+                Err("still undelivered when the tracer stopped".to_owned())
             } else {
-                counters.failed.fetch_add(count, Ordering::Relaxed);
-                log::warn!("OTLP export of {count} spans to {} failed", config.endpoint);
+                let request = frame.request(&batch);
+                runtime.block_on(async {
+                    tokio::time::timeout(config.timeout, transport.send(request))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {:?}", config.timeout)))
+                })
+            };
+            batch.clear();
+            match outcome {
+                Ok(()) => {
+                    counters.exported.fetch_add(count, Ordering::Relaxed);
+                }
+                Err(reason) => {
+                    counters.failed.fetch_add(count, Ordering::Relaxed);
+                    log::warn!(
+                        "OTLP export of {count} spans to {} failed: {reason}",
+                        config.endpoint
+                    );
+                }
             }
             last_export = Instant::now();
         }
@@ -455,5 +415,4 @@ fn export_spans(
             }
         }
     }
-    let _ = exporter.shutdown_with_timeout(Duration::from_secs(1));
 }

@@ -11,7 +11,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -70,7 +70,9 @@ pub enum OtlpError {
     Exporter { endpoint: String, detail: String },
 }
 
-const MAX_BATCH: usize = 512;
+/// Spans per export request, at least (a request takes whole batches); also the most a batch
+/// collects before it is handed over.
+const MAX_BATCH: u64 = 512;
 /// The instrumentation scope of the spans and of the meter.
 const SCOPE_NAME: &str = "grpc-tracer";
 /// How often the duration histogram is exported (and once more at the end).
@@ -89,9 +91,20 @@ struct Counters {
     failed: AtomicU64,
 }
 
+/// Spans encoded one after another (each by [`put_span`]), handed to the export thread together:
+/// one channel message and one wakeup per poll of the capture rather than per call.
+struct SpanBatch {
+    encoded: Vec<u8>,
+    spans: u64,
+}
+
 pub struct OtlpSink {
-    /// Encoded spans, each a `spans` field of a `ScopeSpans` (see [`put_span`]).
-    sender: Option<SyncSender<Vec<u8>>>,
+    sender: Option<SyncSender<SpanBatch>>,
+    /// Spans handed to the export thread and not yet taken by it; bounded by `queue_capacity`.
+    queued: Arc<AtomicU64>,
+    queue_capacity: u64,
+    /// Spans encoded since the last hand-over.
+    pending: SpanBatch,
     thread: Option<JoinHandle<()>>,
     metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
     /// Runs the exporters' network I/O; dropped last.
@@ -162,18 +175,35 @@ impl OtlpSink {
             }
             None => None,
         };
+        // Every batch holds a span at least, so the span bound also bounds the batches.
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity);
+        let queue_capacity = config.queue_capacity as u64;
+        let queued = Arc::new(AtomicU64::new(0));
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
+        let thread_queued = Arc::clone(&queued);
         let handle = runtime.handle().clone();
         let thread = std::thread::Builder::new()
             .name("otlp-export".into())
             .spawn(move || {
-                export_spans(config, handle, transport, frame, receiver, thread_counters)
+                export_spans(
+                    config,
+                    handle,
+                    transport,
+                    frame,
+                    (receiver, thread_queued),
+                    thread_counters,
+                )
             })
             .map_err(OtlpError::Thread)?;
         Ok(OtlpSink {
             sender: Some(sender),
+            queued,
+            queue_capacity,
+            pending: SpanBatch {
+                encoded: Vec::new(),
+                spans: 0,
+            },
             thread: Some(thread),
             metrics,
             runtime: Some(runtime),
@@ -237,19 +267,19 @@ impl CallSink for OtlpSink {
         span.trace_state = span
             .trace_state
             .filter(|state| TraceState::from_str(state).is_ok());
-        let mut encoded = Vec::with_capacity(self.scratch.capacity() + 8);
-        put_span(&mut encoded, &span, &mut self.scratch);
-        if let Some(sender) = &self.sender {
-            match sender.try_send(encoded) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.dropped_queue_full += 1
-                }
-            }
+        put_span(&mut self.pending.encoded, &span, &mut self.scratch);
+        self.pending.spans += 1;
+        if self.pending.spans >= MAX_BATCH {
+            self.hand_over();
         }
     }
 
+    fn flush(&mut self) {
+        self.hand_over();
+    }
+
     fn finish(&mut self) -> ExportReport {
+        self.hand_over();
         // Disconnecting tells the thread to flush what is queued and stop.
         self.sender = None;
         if let Some(thread) = self.thread.take() {
@@ -269,6 +299,36 @@ impl CallSink for OtlpSink {
             dropped_queue_full: self.dropped_queue_full,
             failed: self.counters.failed.load(Ordering::Relaxed),
             ..ExportReport::default()
+        }
+    }
+}
+
+impl OtlpSink {
+    /// Passes the pending spans to the export thread, or counts them dropped when the queue
+    /// is full (the collector slow or unreachable).
+    fn hand_over(&mut self) {
+        let spans = self.pending.spans;
+        if spans == 0 {
+            return;
+        }
+        let capacity = self.pending.encoded.capacity();
+        let batch = std::mem::replace(
+            &mut self.pending,
+            SpanBatch {
+                encoded: Vec::with_capacity(capacity),
+                spans: 0,
+            },
+        );
+        // Counted before sending, so the export thread never takes more than was counted.
+        let room = self.queued.fetch_add(spans, Ordering::Relaxed) + spans <= self.queue_capacity;
+        let sent = room
+            && self
+                .sender
+                .as_ref()
+                .is_some_and(|sender| sender.try_send(batch).is_ok());
+        if !sent {
+            self.queued.fetch_sub(spans, Ordering::Relaxed);
+            self.dropped_queue_full += spans;
         }
     }
 }
@@ -356,31 +416,36 @@ fn export_spans(
     runtime: Handle,
     transport: SpanTransport,
     frame: RequestFrame,
-    spans: Receiver<Vec<u8>>,
+    (batches, queued): (Receiver<SpanBatch>, Arc<AtomicU64>),
     counters: Arc<Counters>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The encoded spans of the next request, in the pieces they came in.
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut count = 0;
+    let take = |taken: SpanBatch, batch: &mut Vec<Vec<u8>>, count: &mut u64| {
+        queued.fetch_sub(taken.spans, Ordering::Relaxed);
+        *count += taken.spans;
+        batch.push(taken.encoded);
+    };
     let mut last_export = Instant::now();
     let mut closing_since: Option<Instant> = None;
     loop {
-        match spans.recv_timeout(BATCH_DELAY) {
-            Ok(span) => batch.push(span),
+        match batches.recv_timeout(BATCH_DELAY) {
+            Ok(taken) => take(taken, &mut batch, &mut count),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 closing_since.get_or_insert_with(Instant::now);
             }
         }
-        while batch.len() < MAX_BATCH {
-            match spans.try_recv() {
-                Ok(span) => batch.push(span),
+        while count < MAX_BATCH {
+            match batches.try_recv() {
+                Ok(taken) => take(taken, &mut batch, &mut count),
                 Err(_) => break,
             }
         }
-        let due = batch.len() >= MAX_BATCH
-            || last_export.elapsed() >= BATCH_DELAY
-            || closing_since.is_some();
-        if !batch.is_empty() && due {
-            let count = batch.len() as u64;
+        let due =
+            count >= MAX_BATCH || last_export.elapsed() >= BATCH_DELAY || closing_since.is_some();
+        if count > 0 && due {
             let past_deadline = closing_since.is_some_and(|since| since.elapsed() > FLUSH_DEADLINE);
             let outcome = if past_deadline {
                 Err("still undelivered when the tracer stopped".to_owned())
@@ -405,14 +470,60 @@ fn export_spans(
                     );
                 }
             }
+            count = 0;
             last_export = Instant::now();
         }
-        if closing_since.is_some() && batch.is_empty() {
+        if closing_since.is_some() && count == 0 {
             // Drain whatever is left (try_recv above stops at MAX_BATCH).
-            match spans.try_recv() {
-                Ok(span) => batch.push(span),
+            match batches.try_recv() {
+                Ok(taken) => take(taken, &mut batch, &mut count),
                 Err(_) => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::export::span::tests::call;
+
+    /// Every span the sink is given ends up exported, failed or dropped, and the queue bound
+    /// holds while the collector does not answer.
+    #[test]
+    fn spans_beyond_the_queue_are_dropped_and_counted() {
+        // Accepts connections (the kernel completes them) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = OtlpConfig {
+            endpoint: format!("http://{}/v1/traces", silent.local_addr().unwrap()),
+            metrics_endpoint: None,
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            queue_capacity: 4,
+        };
+        let resource = ResourceInfo {
+            attributes: Vec::new(),
+        };
+        let mut sink =
+            OtlpSink::start(config, &resource, WallClock::measure(), Conventions::Both).unwrap();
+        let call = call();
+        sink.on_call(&call);
+        sink.flush();
+        // The export thread has taken that span and is waiting for the collector's answer.
+        let _connection = silent.accept().unwrap();
+        assert_eq!(sink.queued.load(Ordering::Relaxed), 0);
+        // Two batches of two fill the queue; the third finds no room.
+        for _ in 0..3 {
+            sink.on_call(&call);
+            sink.on_call(&call);
+            sink.flush();
+        }
+        let report = sink.finish();
+        assert_eq!(report.dropped_queue_full, 2, "{report:?}");
+        assert_eq!(report.failed, 5, "{report:?}");
+        assert_eq!(report.exported, 0, "{report:?}");
     }
 }

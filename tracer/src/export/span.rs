@@ -374,7 +374,7 @@ impl IdSource for RandomIds {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -393,7 +393,8 @@ mod tests {
         }
     }
 
-    fn call() -> CallRecord {
+    /// A finished client call, for the export tests.
+    pub(in crate::export) fn call() -> CallRecord {
         CallRecord {
             connection: Arc::new(ConnectionFacts::new(
                 1,

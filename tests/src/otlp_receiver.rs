@@ -4,7 +4,10 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -74,6 +77,10 @@ type HistogramCounts = BTreeMap<(String, String), u64>;
 struct Collector {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     histograms: Arc<Mutex<HistogramCounts>>,
+    /// Every span decoded, kept or not.
+    received: Arc<AtomicU64>,
+    /// Only count spans (the benchmark's collector, which receives millions).
+    count_only: Arc<AtomicBool>,
 }
 
 impl Collector {
@@ -99,6 +106,16 @@ impl Collector {
     }
 
     fn store_spans(&self, request: ExportTraceServiceRequest) {
+        let received: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|resource_spans| &resource_spans.scope_spans)
+            .map(|scope_spans| scope_spans.spans.len())
+            .sum();
+        self.received.fetch_add(received as u64, Ordering::Relaxed);
+        if self.count_only.load(Ordering::Relaxed) {
+            return;
+        }
         let mut spans = self.spans.lock().expect("spans lock");
         for resource_spans in request.resource_spans {
             let resource: BTreeMap<String, String> = resource_spans
@@ -216,6 +233,7 @@ enum Transport {
 /// A receiver listening on a loopback port, served by its own runtime thread.
 pub struct OtlpReceiver {
     pub address: SocketAddr,
+    received: Arc<AtomicU64>,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     histograms: Arc<Mutex<HistogramCounts>>,
     _runtime: tokio::runtime::Runtime,
@@ -224,21 +242,28 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// An OTLP/gRPC receiver.
     pub fn start() -> OtlpReceiver {
-        OtlpReceiver::start_with(Transport::Grpc)
+        OtlpReceiver::start_with(Transport::Grpc, false)
     }
 
     /// An OTLP/HTTP receiver (protobuf bodies).
     pub fn start_http() -> OtlpReceiver {
-        OtlpReceiver::start_with(Transport::Http)
+        OtlpReceiver::start_with(Transport::Http, false)
     }
 
-    fn start_with(transport: Transport) -> OtlpReceiver {
+    /// An OTLP/gRPC receiver that decodes every request but keeps only the number of spans.
+    pub fn start_counting() -> OtlpReceiver {
+        OtlpReceiver::start_with(Transport::Grpc, true)
+    }
+
+    fn start_with(transport: Transport, count_only: bool) -> OtlpReceiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
         let collector = Collector::default();
+        collector.count_only.store(count_only, Ordering::Relaxed);
+        let received = Arc::clone(&collector.received);
         let spans = Arc::clone(&collector.spans);
         let histograms = Arc::clone(&collector.histograms);
         let listener = runtime
@@ -274,6 +299,7 @@ impl OtlpReceiver {
         }
         OtlpReceiver {
             address,
+            received,
             spans,
             histograms,
             _runtime: runtime,
@@ -293,6 +319,11 @@ impl OtlpReceiver {
             .filter(|((name, _), _)| name == metric)
             .map(|((_, attributes), count)| (attributes.clone(), *count))
             .collect()
+    }
+
+    /// Spans received so far, kept or only counted.
+    pub fn spans_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {

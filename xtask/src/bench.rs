@@ -39,6 +39,9 @@ struct Load {
     co_runner_floor: bool,
     /// Driven by nghttp2's h2load instead of the tonic bench-client.
     h2load: bool,
+    /// Traced runs export OTLP/gRPC to a real receiver on this machine (`otlp-receiver`, which
+    /// decodes every request) instead of writing JSON to /dev/null.
+    otlp: bool,
 }
 
 impl Load {
@@ -52,6 +55,7 @@ impl Load {
             capture_floor: false,
             co_runner_floor: false,
             h2load: false,
+            otlp: false,
         }
     }
 
@@ -113,7 +117,7 @@ const ONE_MIB_EACH_WAY: [&str; 8] = [
 
 fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
-    // The quick run has the first four loads, without the floors.
+    // The quick run has the first five loads, without the floors.
     let full = !quick;
     let mut loads = vec![
         Load {
@@ -142,6 +146,14 @@ fn loads(quick: bool) -> Vec<Load> {
             seconds,
         )
         .with_cpu_floors(full),
+        Load {
+            otlp: true,
+            ..Load::tonic(
+                "unary 100 B, saturating, OTLP export",
+                &["--connections", "1", "--concurrency", "8"],
+                seconds,
+            )
+        },
     ];
     if quick {
         return loads;
@@ -224,13 +236,13 @@ pub fn run(quick: bool) -> Result<()> {
             if load.h2load {
                 run_h2load(&release, &address, &args, &body, mode)
             } else {
-                run_client(&release, &address, &args, mode)
+                run_client(&release, &address, &args, mode, load.otlp)
             }
         };
         eprintln!("xtask: bench: {}", load.name);
         // A discarded warm-up run, so neither side pays for a cold server.
         if !load.h2load {
-            run_client(&release, &address, &load.args_for(1), Mode::Untraced)?;
+            run_client(&release, &address, &load.args_for(1), Mode::Untraced, false)?;
         }
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
@@ -402,8 +414,16 @@ fn run_client(
     address: &str,
     args: &[String],
     mode: Mode,
+    otlp: bool,
 ) -> Result<(Value, Option<Value>)> {
     let traced = matches!(mode, Mode::Traced | Mode::TracerPaused | Mode::BareRecords);
+    let mut collector = (otlp && mode != Mode::Untraced)
+        .then(|| Collector::start(release))
+        .transpose()?;
+    let output = match &collector {
+        Some(collector) => ["--otlp-endpoint", &collector.endpoint],
+        None => ["--output", "json"],
+    };
     let mut client = Command::new(release.join("bench-client"))
         .args(["--target", &format!("http://{address}"), "--wait"])
         .args(args)
@@ -431,13 +451,8 @@ fn run_client(
     let target = idle.as_ref().map_or(client.id(), |idle| idle.id());
     let tracer = if mode != Mode::Untraced {
         let mut tracer = Command::new(release.join("tracer"))
-            .args([
-                "--output",
-                "json",
-                "--pid",
-                &target.to_string(),
-                "--stats-json",
-            ])
+            .args(output)
+            .args(["--pid", &target.to_string(), "--stats-json"])
             .arg(&stats)
             .args(match mode {
                 Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
@@ -501,12 +516,67 @@ fn run_client(
             let report =
                 std::fs::read_to_string(&stats).context("reading the tracer's --stats-json")?;
             let _ = std::fs::remove_file(&stats);
-            Some(serde_json::from_str(&report)?)
+            let report: Value = serde_json::from_str(&report)?;
+            if let Some(collector) = &mut collector {
+                // The tracer has delivered everything it counts as exported before exiting.
+                let received = collector.spans_received()?;
+                let exported = number(&report, "spans_exported");
+                if received as f64 != exported {
+                    bail!(
+                        "the collector received {received} spans; the tracer exported {exported}"
+                    );
+                }
+            }
+            Some(report)
         }
         None => None,
     };
     std::thread::sleep(Duration::from_millis(200));
     Ok((client_report, tracer_report))
+}
+
+/// The benchmark's OTLP collector (`otlp-receiver`), one per traced run.
+struct Collector {
+    process: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    endpoint: String,
+}
+
+impl Collector {
+    fn start(release: &Path) -> Result<Collector> {
+        let mut process = Command::new(release.join("otlp-receiver"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting otlp-receiver")?;
+        let stdin = process.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(process.stdout.take().expect("piped"));
+        let mut endpoint = String::new();
+        stdout.read_line(&mut endpoint)?;
+        Ok(Collector {
+            process,
+            stdin,
+            stdout,
+            endpoint: endpoint.trim().to_owned(),
+        })
+    }
+
+    fn spans_received(&mut self) -> Result<u64> {
+        writeln!(self.stdin)?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        line.trim()
+            .parse()
+            .with_context(|| format!("otlp-receiver printed {line:?}"))
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 fn signal(process: &std::process::Child, signal: libc::c_int) -> Result<()> {

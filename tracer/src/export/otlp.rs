@@ -107,7 +107,7 @@ pub struct OtlpSink {
     pending: SpanBatch,
     thread: Option<JoinHandle<()>>,
     metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
-    /// Runs the exporters' network I/O; dropped last.
+    /// Runs the span transport's and the metric exporter's network I/O; dropped last.
     runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<Counters>,
     dropped_queue_full: u64,
@@ -119,8 +119,8 @@ pub struct OtlpSink {
 }
 
 impl OtlpSink {
-    /// Builds the exporters (on the sink's own runtime) and fails here if they cannot be
-    /// configured, so a bad endpoint is reported at start.
+    /// Builds the span transport and the metric exporter (on the sink's own runtime) and fails
+    /// here if they cannot be configured, so a bad endpoint is reported at start.
     pub fn start(
         config: OtlpConfig,
         resource: &ResourceInfo,

@@ -3,6 +3,7 @@
 mod clock;
 mod console;
 mod json;
+mod metric_attributes;
 mod otlp;
 mod otlp_encoding;
 mod otlp_transport;

@@ -36,6 +36,7 @@ use tokio::runtime::Handle;
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanRecord,
     WallClock,
+    metric_attributes::MetricAttributeSets,
     otlp_encoding::{RequestFrame, put_span},
     otlp_transport::SpanTransport,
 };
@@ -107,6 +108,7 @@ pub struct OtlpSink {
     pending: SpanBatch,
     thread: Option<JoinHandle<()>>,
     metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
+    metric_attributes: MetricAttributeSets,
     /// Runs the span transport's and the metric exporter's network I/O; dropped last.
     runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<Counters>,
@@ -206,6 +208,7 @@ impl OtlpSink {
             },
             thread: Some(thread),
             metrics,
+            metric_attributes: MetricAttributeSets::default(),
             runtime: Some(runtime),
             counters,
             dropped_queue_full: 0,
@@ -217,7 +220,7 @@ impl OtlpSink {
     }
 }
 
-fn otel_value(value: AttributeValue<'_>) -> Value {
+pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
     match value {
         AttributeValue::Str(text) => Value::from(text.into_owned()),
         AttributeValue::Int(number) => Value::from(number),
@@ -236,32 +239,14 @@ fn to_resource(resource: &ResourceInfo) -> Resource {
         .build()
 }
 
-/// Attributes of the duration histogram: the span's, minus the high-cardinality ones (peer
-/// address and port, message sizes, per-call facts).
-fn metric_attributes(span: &SpanRecord<'_>) -> Vec<KeyValue> {
-    const KEPT: [&str; 9] = [
-        "rpc.system",
-        "rpc.system.name",
-        "rpc.service",
-        "rpc.method",
-        "rpc.grpc.status_code",
-        "rpc.response.status_code",
-        "error.type",
-        "server.address",
-        "server.port",
-    ];
-    span.attributes
-        .iter()
-        .filter(|(key, _)| KEPT.contains(key))
-        .map(|(key, value)| KeyValue::new(*key, otel_value(value.clone())))
-        .collect()
-}
-
 impl CallSink for OtlpSink {
     fn on_call(&mut self, call: &CallRecord) {
         let mut span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
         if let Some((_, histogram)) = &self.metrics {
-            histogram.record(call.duration().as_secs_f64(), &metric_attributes(&span));
+            histogram.record(
+                call.duration().as_secs_f64(),
+                &self.metric_attributes.for_span(&span),
+            );
         }
         // A tracestate the W3C rules reject is left out, as the SDK would.
         span.trace_state = span

@@ -1,0 +1,153 @@
+//! The attributes of the `rpc.client.call.duration` histogram: the span's, minus the
+//! high-cardinality ones (peer address and port, message sizes, per-call facts).
+//!
+//! A call has the attribute set of its series (method, status, server), and there are few
+//! series. Building the set afresh for every call (a `String` per value) cost more than
+//! recording the measurement, so each set is built once and found again by the span attributes
+//! it comes from.
+
+use std::{
+    borrow::Cow,
+    hash::{BuildHasher as _, Hash as _, Hasher as _},
+};
+
+use foldhash::HashMap;
+use opentelemetry::KeyValue;
+
+use super::{AttributeValue, SpanRecord, otlp::otel_value};
+
+const KEPT: [&str; 9] = [
+    "rpc.system",
+    "rpc.system.name",
+    "rpc.service",
+    "rpc.method",
+    "rpc.grpc.status_code",
+    "rpc.response.status_code",
+    "error.type",
+    "server.address",
+    "server.port",
+];
+
+/// Beyond this many series, sets are built per call rather than kept (a bound on memory when
+/// a process talks to very many servers).
+const MAX_KEPT_SETS: usize = 1024;
+
+fn kept<'s, 'a>(
+    span: &'s SpanRecord<'a>,
+) -> impl Iterator<Item = &'s (&'static str, AttributeValue<'a>)> {
+    span.attributes.iter().filter(|(key, _)| KEPT.contains(key))
+}
+
+fn build(span: &SpanRecord<'_>) -> Vec<KeyValue> {
+    kept(span)
+        .map(|(key, value)| KeyValue::new(*key, otel_value(value.clone())))
+        .collect()
+}
+
+fn same(a: &AttributeValue<'_>, b: &AttributeValue<'_>) -> bool {
+    match (a, b) {
+        (AttributeValue::Str(a), AttributeValue::Str(b)) => a == b,
+        (AttributeValue::Int(a), AttributeValue::Int(b)) => a == b,
+        (AttributeValue::Bool(a), AttributeValue::Bool(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The span attributes a set was built from, owned.
+type Source = Vec<(&'static str, AttributeValue<'static>)>;
+
+#[derive(Default)]
+pub struct MetricAttributeSets {
+    /// By a hash of the span attributes; sets whose hashes collide share an entry.
+    by_hash: HashMap<u64, Vec<(Source, Vec<KeyValue>)>>,
+    kept_sets: usize,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl MetricAttributeSets {
+    pub fn for_span(&mut self, span: &SpanRecord<'_>) -> Cow<'_, [KeyValue]> {
+        let mut hasher = self.hasher.build_hasher();
+        for (key, value) in kept(span) {
+            key.hash(&mut hasher);
+            match value {
+                AttributeValue::Str(text) => text.hash(&mut hasher),
+                AttributeValue::Int(number) => number.hash(&mut hasher),
+                AttributeValue::Bool(flag) => flag.hash(&mut hasher),
+            }
+        }
+        let sets = self.by_hash.entry(hasher.finish()).or_default();
+        let found = sets.iter().position(|(source, _)| {
+            source.len() == kept(span).count()
+                && source
+                    .iter()
+                    .zip(kept(span))
+                    .all(|((key_a, a), (key_b, b))| key_a == key_b && same(a, b))
+        });
+        let index = match found {
+            Some(index) => index,
+            None if self.kept_sets < MAX_KEPT_SETS => {
+                let source = kept(span)
+                    .map(|(key, value)| {
+                        let value = match value {
+                            AttributeValue::Str(text) => {
+                                AttributeValue::Str(Cow::Owned(text.to_string()))
+                            }
+                            AttributeValue::Int(number) => AttributeValue::Int(*number),
+                            AttributeValue::Bool(flag) => AttributeValue::Bool(*flag),
+                        };
+                        (*key, value)
+                    })
+                    .collect();
+                sets.push((source, build(span)));
+                self.kept_sets += 1;
+                sets.len() - 1
+            }
+            None => return Cow::Owned(build(span)),
+        };
+        Cow::Borrowed(&sets[index].1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{Conventions, IdSource, WallClock, span::tests::call};
+    use crate::grpc::Code;
+
+    struct FixedIds;
+
+    impl IdSource for FixedIds {
+        fn trace_id(&mut self) -> [u8; 16] {
+            [1; 16]
+        }
+        fn span_id(&mut self) -> [u8; 8] {
+            [1; 8]
+        }
+    }
+
+    #[test]
+    fn sets_are_those_of_the_span_and_built_once_per_series() {
+        let clock = WallClock::measure();
+        let not_found = call();
+        let mut ok = call();
+        ok.code = Some(Code::OK);
+        ok.grpc_status = Some(0);
+        ok.grpc_message = None;
+        let mut sets = MetricAttributeSets::default();
+        for (round, record) in [&not_found, &ok, &not_found, &ok].into_iter().enumerate() {
+            let span = SpanRecord::from_call(record, Conventions::Both, clock, &mut FixedIds);
+            let set = sets.for_span(&span).into_owned();
+            assert_eq!(set, build(&span), "round {round}");
+            assert!(set.iter().all(|pair| KEPT.contains(&pair.key.as_str())));
+            assert!(set.iter().any(|pair| pair.key.as_str() == "rpc.method"));
+        }
+        assert_eq!(sets.kept_sets, 2);
+        let span = SpanRecord::from_call(&ok, Conventions::Both, clock, &mut FixedIds);
+        let status = sets
+            .for_span(&span)
+            .iter()
+            .find(|pair| pair.key.as_str() == "rpc.response.status_code")
+            .map(|pair| pair.value.to_string());
+        assert_eq!(status.as_deref(), Some("OK"));
+    }
+}

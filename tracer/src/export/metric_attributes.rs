@@ -44,15 +44,6 @@ fn build(span: &SpanRecord<'_>) -> Vec<KeyValue> {
         .collect()
 }
 
-fn same(a: &AttributeValue<'_>, b: &AttributeValue<'_>) -> bool {
-    match (a, b) {
-        (AttributeValue::Str(a), AttributeValue::Str(b)) => a == b,
-        (AttributeValue::Int(a), AttributeValue::Int(b)) => a == b,
-        (AttributeValue::Bool(a), AttributeValue::Bool(b)) => a == b,
-        _ => false,
-    }
-}
-
 /// The span attributes a set was built from, owned.
 type Source = Vec<(&'static str, AttributeValue<'static>)>;
 
@@ -67,22 +58,13 @@ pub struct MetricAttributeSets {
 impl MetricAttributeSets {
     pub fn for_span(&mut self, span: &SpanRecord<'_>) -> Cow<'_, [KeyValue]> {
         let mut hasher = self.hasher.build_hasher();
-        for (key, value) in kept(span) {
-            key.hash(&mut hasher);
-            match value {
-                AttributeValue::Str(text) => text.hash(&mut hasher),
-                AttributeValue::Int(number) => number.hash(&mut hasher),
-                AttributeValue::Bool(flag) => flag.hash(&mut hasher),
-            }
+        for attribute in kept(span) {
+            attribute.hash(&mut hasher);
         }
         let sets = self.by_hash.entry(hasher.finish()).or_default();
-        let found = sets.iter().position(|(source, _)| {
-            source.len() == kept(span).count()
-                && source
-                    .iter()
-                    .zip(kept(span))
-                    .all(|((key_a, a), (key_b, b))| key_a == key_b && same(a, b))
-        });
+        let found = sets
+            .iter()
+            .position(|(source, _)| source.iter().eq(kept(span)));
         let index = match found {
             Some(index) => index,
             None if self.kept_sets < MAX_KEPT_SETS => {

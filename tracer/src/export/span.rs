@@ -47,7 +47,7 @@ impl Conventions {
 
 /// Text borrows from the call it describes where it can: a span is built, written and dropped
 /// per call, and most of its text is already in the call record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttributeValue<'a> {
     Str(Cow<'a, str>),
     Int(i64),

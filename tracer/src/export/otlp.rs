@@ -138,16 +138,10 @@ impl OtlpSink {
         let frame = RequestFrame::new(resource, SCOPE_NAME, env!("CARGO_PKG_VERSION"));
         let transport = {
             let _context = runtime.enter();
-            let metadata = match config.protocol {
-                OtlpProtocol::Grpc => metadata(&config),
-                OtlpProtocol::HttpProtobuf => Ok(tonic::metadata::MetadataMap::new()),
-            };
-            metadata
-                .and_then(|metadata| SpanTransport::new(&config, metadata))
-                .map_err(|detail| OtlpError::Exporter {
-                    endpoint: config.endpoint.clone(),
-                    detail,
-                })?
+            SpanTransport::new(&config).map_err(|detail| OtlpError::Exporter {
+                endpoint: config.endpoint.clone(),
+                detail,
+            })?
         };
         let resource = to_resource(resource);
         let metrics = match &config.metrics_endpoint {
@@ -326,7 +320,8 @@ impl Drop for OtlpSink {
     }
 }
 
-fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataMap, String> {
+/// `config.headers` as gRPC metadata.
+pub(super) fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataMap, String> {
     let mut metadata = tonic::metadata::MetadataMap::new();
     for (key, value) in &config.headers {
         let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())

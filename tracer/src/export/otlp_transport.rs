@@ -16,7 +16,7 @@ use tonic::{
     transport::Channel,
 };
 
-use super::otlp::{OtlpConfig, OtlpProtocol};
+use super::otlp::{OtlpConfig, OtlpProtocol, metadata};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -37,7 +37,7 @@ impl SpanTransport {
     /// Connects lazily (on the first export), so an unreachable collector shows up as failed
     /// exports, counted, rather than as an error at start. Must be called inside the tokio
     /// runtime that will run the exports.
-    pub fn new(config: &OtlpConfig, metadata: MetadataMap) -> Result<SpanTransport, String> {
+    pub fn new(config: &OtlpConfig) -> Result<SpanTransport, String> {
         match config.protocol {
             OtlpProtocol::HttpProtobuf => {
                 let uri: Uri = config
@@ -65,7 +65,10 @@ impl SpanTransport {
                     .timeout(config.timeout)
                     .connect_timeout(config.timeout)
                     .connect_lazy();
-                Ok(SpanTransport::Grpc { channel, metadata })
+                Ok(SpanTransport::Grpc {
+                    channel,
+                    metadata: metadata(config)?,
+                })
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use super::{
     huffman::{self, HuffmanError},
-    integer, static_table,
+    integer,
+    repeated_blocks::RepeatedBlocks,
+    static_table,
     table::{DynamicTable, ENTRY_OVERHEAD, Entry, Lookup},
     text::Text,
 };
@@ -80,6 +82,7 @@ pub struct Decoder {
     /// Where Huffman-coded strings are decoded, reused from one string to the next.
     scratch: Vec<u8>,
     recent_literals: RecentLiterals,
+    repeated_blocks: RepeatedBlocks,
 }
 
 /// How a literal field affects the dynamic table (§6.2).
@@ -110,6 +113,7 @@ impl Decoder {
             unknown_references: 0,
             scratch: Vec::new(),
             recent_literals: RecentLiterals::default(),
+            repeated_blocks: RepeatedBlocks::default(),
         }
     }
 
@@ -149,9 +153,23 @@ impl Decoder {
         fields: &mut Vec<HeaderField>,
     ) -> Result<(), DecodeError> {
         fields.clear();
+        let table_changes = self.table.changes();
+        if let Some(repeat) = self.repeated_blocks.get(block, table_changes) {
+            fields.extend_from_slice(repeat.fields);
+            self.unknown_references += repeat.unknown_references;
+            return Ok(());
+        }
+        let unknown_before = self.unknown_references;
         let result = self.decode_fields(block, fields);
-        if result.is_err() {
-            self.lose_sync();
+        match result {
+            Ok(()) if self.table.changes() == table_changes => self.repeated_blocks.insert(
+                block,
+                table_changes,
+                fields,
+                self.unknown_references - unknown_before,
+            ),
+            Ok(()) => {}
+            Err(_) => self.lose_sync(),
         }
         result
     }
@@ -568,6 +586,42 @@ mod tests {
             &[(":authority", "<2 bytes>")],
         );
         assert_eq!(decoder.table_usage(), (0, 0));
+    }
+
+    #[test]
+    fn a_repeated_block_decodes_to_what_the_table_holds_now() {
+        let insert = |name: &str, value: &str| {
+            [
+                &[0x40, name.len() as u8][..],
+                name.as_bytes(),
+                &[value.len() as u8],
+                value.as_bytes(),
+            ]
+            .concat()
+        };
+        let newest = [0xbe]; // Dynamic index 62.
+        let mut decoder = Decoder::new(keep_all);
+        decoder.decode(&insert("x-a", "1")).unwrap();
+        for _ in 0..3 {
+            expect(&decoder.decode(&newest).unwrap(), &[("x-a", "1")]);
+        }
+        // The same bytes name another entry once one is inserted, or none after a resize.
+        decoder.decode(&insert("x-b", "2")).unwrap();
+        for _ in 0..3 {
+            expect(&decoder.decode(&newest).unwrap(), &[("x-b", "2")]);
+        }
+        decoder.decode(&[0x20]).unwrap(); // Table size update to 0: evicts everything.
+        assert_eq!(
+            decoder.decode(&newest),
+            Err(DecodeError::InvalidIndex),
+            "an index past the table's end"
+        );
+        // A repeat of a block with references from before we were watching counts them again.
+        let mut decoder = Decoder::joined_late(keep_all);
+        for repeat in 1..=3 {
+            expect(&decoder.decode(&newest).unwrap(), &[("?", "?")]);
+            assert_eq!(decoder.unknown_references, repeat);
+        }
     }
 
     #[test]

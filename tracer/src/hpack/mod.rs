@@ -12,6 +12,7 @@ mod decoder;
 mod huffman;
 mod huffman_code;
 mod integer;
+mod repeated_blocks;
 mod static_table;
 mod table;
 mod text;

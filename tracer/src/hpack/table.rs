@@ -34,6 +34,9 @@ pub struct DynamicTable {
     /// Whether every entry ever inserted was seen. If not, older unseen entries may sit behind
     /// the ones we know.
     history_complete: bool,
+    /// How many times the entries (or the limit on them) changed: equal counts mean an index
+    /// resolves to the same entry.
+    changes: u64,
 }
 
 impl DynamicTable {
@@ -43,6 +46,7 @@ impl DynamicTable {
             size: 0,
             max_size,
             history_complete,
+            changes: 0,
         }
     }
 
@@ -57,6 +61,7 @@ impl DynamicTable {
     }
 
     pub fn insert(&mut self, entry: Entry) {
+        self.changes += 1;
         // §4.4: an entry larger than the table empties it and is not added.
         if entry.size > self.max_size {
             self.entries.clear();
@@ -70,6 +75,7 @@ impl DynamicTable {
 
     /// §4.3: a new maximum evicts entries until the table fits.
     pub fn set_max_size(&mut self, max_size: usize) {
+        self.changes += 1;
         self.max_size = max_size;
         self.evict_to(max_size);
     }
@@ -80,6 +86,7 @@ impl DynamicTable {
 
     /// Forgets everything: what we knew may now sit at other indices.
     pub fn forget_history(&mut self) {
+        self.changes += 1;
         self.entries.clear();
         self.size = 0;
         self.history_complete = false;
@@ -95,6 +102,10 @@ impl DynamicTable {
 
     pub fn history_complete(&self) -> bool {
         self.history_complete
+    }
+
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn evict_to(&mut self, limit: usize) {

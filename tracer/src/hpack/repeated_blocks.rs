@@ -1,0 +1,91 @@
+//! Header blocks that repeat byte for byte.
+//!
+//! A client sends the same request headers with every call of a method, and a server the same
+//! response headers and trailers, and once an encoder has indexed them the blocks are identical
+//! byte strings. A block that leaves the dynamic table as it was decodes to the same fields
+//! for as long as the table stays the same, so its fields are kept and handed out again
+//! instead of being decoded once more.
+
+use super::decoder::HeaderField;
+
+/// The last few blocks that did not change the table, with their fields.
+#[derive(Default)]
+pub struct RepeatedBlocks {
+    entries: Vec<Remembered>,
+    /// The entry the next block replaces, once all are taken.
+    next: usize,
+}
+
+struct Remembered {
+    /// The table's change count when the block was decoded: the fields hold only while it is
+    /// the same.
+    table_changes: u64,
+    block: Vec<u8>,
+    fields: Vec<HeaderField>,
+    /// References to entries from before we were watching, counted again on every repeat.
+    unknown_references: u64,
+}
+
+/// A repeat this decoder has already decoded.
+pub struct Repeat<'a> {
+    pub fields: &'a [HeaderField],
+    pub unknown_references: u64,
+}
+
+impl RepeatedBlocks {
+    /// Requests, responses and trailers of a method or two.
+    const CAPACITY: usize = 4;
+    /// Larger blocks are rare and mostly carry values that change from call to call.
+    const MAX_BLOCK: usize = 512;
+
+    pub fn get(&self, block: &[u8], table_changes: u64) -> Option<Repeat<'_>> {
+        self.entries
+            .iter()
+            .find(|entry| entry.table_changes == table_changes && entry.block == block)
+            .map(|entry| Repeat {
+                fields: &entry.fields,
+                unknown_references: entry.unknown_references,
+            })
+    }
+
+    /// Remembers a block decoded without changing the table (as of `table_changes`).
+    pub fn insert(
+        &mut self,
+        block: &[u8],
+        table_changes: u64,
+        fields: &[HeaderField],
+        unknown_references: u64,
+    ) {
+        if block.len() > Self::MAX_BLOCK {
+            return;
+        }
+        // An entry made stale by a table change is the first to go.
+        let slot = self
+            .entries
+            .iter()
+            .position(|entry| entry.table_changes != table_changes);
+        let entry = match slot {
+            Some(slot) => &mut self.entries[slot],
+            None if self.entries.len() < Self::CAPACITY => {
+                self.entries.push(Remembered {
+                    table_changes,
+                    block: Vec::new(),
+                    fields: Vec::new(),
+                    unknown_references: 0,
+                });
+                self.entries.last_mut().expect("just pushed")
+            }
+            None => {
+                let slot = self.next;
+                self.next = (self.next + 1) % Self::CAPACITY;
+                &mut self.entries[slot]
+            }
+        };
+        entry.table_changes = table_changes;
+        entry.block.clear();
+        entry.block.extend_from_slice(block);
+        entry.fields.clear();
+        entry.fields.extend_from_slice(fields);
+        entry.unknown_references = unknown_references;
+    }
+}

@@ -6,7 +6,7 @@
 
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
-    SpanRecord, SpanStatus, WallClock, stdout_lines::StdoutLines,
+    SpanRecord, SpanStatus, WallClock, span::SeriesKey, stdout_lines::StdoutLines,
 };
 use crate::grpc::CallRecord;
 
@@ -16,7 +16,49 @@ pub struct JsonSink {
     ids: RandomIds,
     /// The resource object, serialised once.
     resource: String,
+    series: RenderedSeries,
     out: StdoutLines,
+}
+
+/// The JSON of the attributes of the last few series, written once each: they are most of a
+/// span's attributes (method, server, connection), and every call of the series repeats them.
+#[derive(Default)]
+struct RenderedSeries {
+    entries: Vec<(SeriesKey, Vec<u8>)>,
+    /// The entry the next new series replaces, once all are taken.
+    next: usize,
+}
+
+impl RenderedSeries {
+    /// Connections times methods that a client keeps busy at once, typically.
+    const CAPACITY: usize = 8;
+
+    /// The series attributes of `span` (a span of `call`), as JSON members without braces.
+    fn json(&mut self, call: &CallRecord, span: &SpanRecord) -> &[u8] {
+        let series = &span.attributes[..span.series_len];
+        if let Some(index) = self.entries.iter().position(|(key, _)| key.matches(call)) {
+            let json = &self.entries[index].1;
+            debug_assert_eq!(*json, render_members(series), "a series renders the same");
+            return json;
+        }
+        let entry = (SeriesKey::of(call), render_members(series));
+        let index = if self.entries.len() < Self::CAPACITY {
+            self.entries.push(entry);
+            self.entries.len() - 1
+        } else {
+            let index = self.next;
+            self.next = (self.next + 1) % Self::CAPACITY;
+            self.entries[index] = entry;
+            index
+        };
+        &self.entries[index].1
+    }
+}
+
+fn render_members(attributes: &[(&'static str, AttributeValue)]) -> Vec<u8> {
+    let mut json = Vec::new();
+    write_members(&mut json, attributes);
+    json
 }
 
 /// Whether `text` holds a byte a JSON string cannot carry as is. Every byte is looked at (no
@@ -78,8 +120,20 @@ fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&text[..2 + 2 * bytes.len()]);
 }
 
-/// Writes one span as a single-line JSON object.
-pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord, resource_json: &str) {
+/// Writes attributes as the members of a JSON object, without its braces.
+fn write_members(out: &mut Vec<u8>, attributes: &[(&'static str, AttributeValue)]) {
+    for (index, (key, value)) in attributes.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_key(out, key);
+        write_value(out, value);
+    }
+}
+
+/// Writes one span as a single-line JSON object; its series attributes are already written, in
+/// `series_json`.
+fn write_span(out: &mut Vec<u8>, span: &SpanRecord, series_json: &[u8], resource_json: &str) {
     out.extend_from_slice(b"{\"name\":");
     write_str(out, span.name);
     out.extend_from_slice(b",\"trace_id\":");
@@ -116,13 +170,12 @@ pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord, resource_json: &str) {
         }
     }
     out.extend_from_slice(b",\"attributes\":{");
-    for (index, (key, value)) in span.attributes.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_key(out, key);
-        write_value(out, value);
+    out.extend_from_slice(series_json);
+    let own = &span.attributes[span.series_len..];
+    if !series_json.is_empty() && !own.is_empty() {
+        out.push(b',');
     }
+    write_members(out, own);
     out.extend_from_slice(b"},\"resource\":");
     out.extend_from_slice(resource_json.as_bytes());
     out.extend_from_slice(b"}\n");
@@ -146,6 +199,7 @@ impl JsonSink {
             conventions,
             ids: RandomIds::new(),
             resource: String::from_utf8(resource_json).expect("JSON is UTF-8"),
+            series: RenderedSeries::default(),
             out: StdoutLines::new(),
         }
     }
@@ -154,8 +208,10 @@ impl JsonSink {
 impl CallSink for JsonSink {
     fn on_call(&mut self, call: &CallRecord) {
         let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
+        let series_json = self.series.json(call, &span);
+        let resource = &self.resource;
         self.out
-            .push(|line| write_span(line, &span, &self.resource));
+            .push(|line| write_span(line, &span, series_json, resource));
     }
 
     fn flush(&mut self) {
@@ -202,6 +258,40 @@ mod tests {
     }
 
     #[test]
+    fn each_call_gets_the_series_attributes_of_its_own_series() {
+        use crate::export::span::tests::call;
+        // More series than are kept, each seen twice: on the same connection, by method and by
+        // user agent, and on a second connection.
+        let first = call();
+        let mut calls = Vec::new();
+        for index in 0..RenderedSeries::CAPACITY + 2 {
+            let mut call = first.clone();
+            call.path = Some(format!("/pkg.S{index}/M").into());
+            calls.push(call);
+        }
+        let mut other_agent = first.clone();
+        other_agent.user_agent = Some("grpc-go/1.70".into());
+        let mut other_connection = first.clone();
+        other_connection.connection = std::sync::Arc::new((*first.connection).clone());
+        calls.extend([first, other_agent, other_connection]);
+        let mut rendered = RenderedSeries::default();
+        for call in calls.iter().chain(&calls).chain(calls.iter().rev()) {
+            let span = SpanRecord::from_call(
+                call,
+                Conventions::Both,
+                WallClock::measure(),
+                &mut RandomIds::new(),
+            );
+            let fresh = render_members(&span.attributes[..span.series_len]);
+            assert_eq!(
+                String::from_utf8_lossy(rendered.json(call, &span)),
+                String::from_utf8_lossy(&fresh)
+            );
+        }
+        assert_eq!(rendered.entries.len(), RenderedSeries::CAPACITY);
+    }
+
+    #[test]
     fn spans_are_single_line_valid_json() {
         let span = SpanRecord {
             name: "a.B/C",
@@ -218,9 +308,11 @@ mod tests {
                 ("n", AttributeValue::Int(-3)),
                 ("ok", AttributeValue::Bool(true)),
             ],
+            series_len: 2,
         };
         let mut out = Vec::new();
-        write_span(&mut out, &span, "{\"service.name\":\"x\"}");
+        let series_json = render_members(&span.attributes[..span.series_len]);
+        write_span(&mut out, &span, &series_json, "{\"service.name\":\"x\"}");
         assert_eq!(out.iter().filter(|&&byte| byte == b'\n').count(), 1);
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["trace_id"], "abababababababababababababababab");

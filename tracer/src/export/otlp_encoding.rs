@@ -246,6 +246,7 @@ mod tests {
                 ("tracer.method_resolved", AttributeValue::Bool(true)),
                 ("long", AttributeValue::Str(Cow::Owned("x".repeat(300)))),
             ],
+            series_len: 2,
         }
     }
 

@@ -2,11 +2,12 @@
 //! OpenTelemetry RPC semantic conventions; `OTEL_SEMCONV_STABILITY_OPT_IN=rpc` (or `rpc/dup`)
 //! switches to (or adds) the newer names.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use crate::{
     capture::Endpoint,
-    grpc::{CallRecord, Code, Side},
+    grpc::{CallRecord, Code, ConnectionFacts, Side},
+    hpack::Text,
 };
 
 use super::clock::WallClock;
@@ -134,6 +135,9 @@ pub struct SpanRecord<'a> {
     pub end_unix_nanos: u64,
     pub status: SpanStatus<'a>,
     pub attributes: Vec<(&'static str, AttributeValue<'a>)>,
+    /// How many of the attributes, from the first, belong to the call's series (its
+    /// [`SeriesKey`]): every call of a method on a connection has the same ones.
+    pub series_len: usize,
 }
 
 /// Fresh trace and span ids.
@@ -174,6 +178,7 @@ impl<'a> SpanRecord<'a> {
             }
             _ => SpanStatus::Unset,
         };
+        let (attributes, series_len) = attributes(call, conventions);
         SpanRecord {
             name: call.name(),
             trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
@@ -184,20 +189,74 @@ impl<'a> SpanRecord<'a> {
             start_unix_nanos: clock.to_unix_nanos(call.start_ns),
             end_unix_nanos: clock.to_unix_nanos(call.end_ns),
             status,
-            attributes: attributes(call, conventions),
+            attributes,
+            series_len,
         }
     }
 }
 
+/// The attributes of a call: first those of its series ([`SpanRecord::series_len`] of them),
+/// then its own.
 fn attributes(
     call: &CallRecord,
     conventions: Conventions,
-) -> Vec<(&'static str, AttributeValue<'_>)> {
-    use AttributeValue::{Bool, Int};
-    fn text(value: &str) -> AttributeValue<'_> {
-        AttributeValue::Str(Cow::Borrowed(value))
-    }
+) -> (Vec<(&'static str, AttributeValue<'_>)>, usize) {
     let mut attributes = Vec::with_capacity(24);
+    series_attributes(call, conventions, &mut attributes);
+    let series_len = attributes.len();
+    call_attributes(call, conventions, &mut attributes);
+    (attributes, series_len)
+}
+
+fn text(value: &str) -> AttributeValue<'_> {
+    AttributeValue::Str(Cow::Borrowed(value))
+}
+
+/// What identifies a call's series: all that [`series_attributes`] reads.
+pub struct SeriesKey {
+    connection: Arc<ConnectionFacts>,
+    side: Side,
+    path: Option<Text>,
+    authority: Option<Text>,
+    user_agent: Option<Text>,
+}
+
+impl SeriesKey {
+    pub fn of(call: &CallRecord) -> SeriesKey {
+        SeriesKey {
+            connection: Arc::clone(&call.connection),
+            side: call.side,
+            path: call.path.clone(),
+            authority: call.authority.clone(),
+            user_agent: call.user_agent.clone(),
+        }
+    }
+
+    /// Whether `call` is of this series. Header text is compared by identity, which is cheap:
+    /// calls of one series share the text the HPACK table holds, and the key keeps it alive.
+    pub fn matches(&self, call: &CallRecord) -> bool {
+        fn same(key: &Option<Text>, call: &Option<Text>) -> bool {
+            match (key, call) {
+                (Some(key), Some(call)) => key.is_same(call),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        Arc::ptr_eq(&self.connection, &call.connection)
+            && self.side == call.side
+            && same(&self.path, &call.path)
+            && same(&self.authority, &call.authority)
+            && same(&self.user_agent, &call.user_agent)
+    }
+}
+
+/// What depends only on the call's [`SeriesKey`].
+fn series_attributes<'a>(
+    call: &'a CallRecord,
+    conventions: Conventions,
+    attributes: &mut Vec<(&'static str, AttributeValue<'a>)>,
+) {
+    use AttributeValue::{Bool, Int};
     if conventions.legacy() {
         attributes.push(("rpc.system", text("grpc")));
         if let Some((service, method)) = call.service_and_method() {
@@ -206,20 +265,11 @@ fn attributes(
                 attributes.push(("rpc.method", text(method)));
             }
         }
-        if let Some(code) = call.code {
-            attributes.push(("rpc.grpc.status_code", Int(i64::from(code.0))));
-        }
     }
     if conventions.stable() {
         attributes.push(("rpc.system.name", text("grpc")));
         if call.method_resolved() {
             attributes.push(("rpc.method", text(call.name())));
-        }
-        if let Some(code) = call.code {
-            attributes.push(("rpc.response.status_code", text(code.name())));
-            if code != Code::OK {
-                attributes.push(("error.type", text(code.name())));
-            }
         }
     }
     // The server as the client addressed it (`:authority`), then the socket's actual peer.
@@ -259,6 +309,28 @@ fn attributes(
     if let Some(user_agent) = &call.user_agent {
         attributes.push(("user_agent.original", text(user_agent)));
     }
+    attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
+    attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
+}
+
+/// What each call has of its own: its status, messages, timing and how it ended.
+fn call_attributes<'a>(
+    call: &'a CallRecord,
+    conventions: Conventions,
+    attributes: &mut Vec<(&'static str, AttributeValue<'a>)>,
+) {
+    use AttributeValue::{Bool, Int};
+    if let Some(code) = call.code {
+        if conventions.legacy() {
+            attributes.push(("rpc.grpc.status_code", Int(i64::from(code.0))));
+        }
+        if conventions.stable() {
+            attributes.push(("rpc.response.status_code", text(code.name())));
+            if code != Code::OK {
+                attributes.push(("error.type", text(code.name())));
+            }
+        }
+    }
     attributes.push(("rpc.request.message.count", Int(call.request.count as i64)));
     attributes.push(("rpc.request.message.bytes", Int(call.request.bytes as i64)));
     attributes.push((
@@ -284,14 +356,11 @@ fn attributes(
             Int(first.as_nanos() as i64),
         ));
     }
-    attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
-    attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
     attributes.push((
         "tracer.end_reason",
         AttributeValue::Str(call.end_reason.label()),
     ));
-    attributes
 }
 
 /// `host:port`, `[v6]:port` or a bare host.

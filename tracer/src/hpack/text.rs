@@ -19,6 +19,18 @@ impl Text {
     }
 }
 
+impl Text {
+    /// Whether both are the same text, not merely equal text: a cheap test that a value is the
+    /// one seen before, for a caller that keeps that one alive.
+    pub fn is_same(&self, other: &Text) -> bool {
+        match (self, other) {
+            (Text::Static(text), Text::Static(other)) => std::ptr::eq(*text, *other),
+            (Text::Shared(text), Text::Shared(other)) => Rc::ptr_eq(text, other),
+            _ => false,
+        }
+    }
+}
+
 impl Deref for Text {
     type Target = str;
 

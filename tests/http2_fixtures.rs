@@ -56,7 +56,7 @@ fn replay(
         let chunk = Chunk {
             offset: *offset,
             timestamp_ns: read.timestamp_ns,
-            payload: Payload::Bytes(read.bytes.clone()),
+            payload: Payload::Bytes(&read.bytes),
         };
         *offset += read.bytes.len() as u64;
         tracker.on_chunk(read.direction, &chunk, &mut out);

@@ -12,7 +12,7 @@ use std::{
 
 use tracer::capture::{
     Capture, CaptureConfig, CaptureEvent, Chunk, Closing, ConnectionInfo, Direction, LossReport,
-    Payload,
+    OwnedChunk, Payload,
 };
 
 /// A started workload, stopped before it does anything so the test can attach first.
@@ -85,7 +85,7 @@ impl Workload {
 pub struct ObservedConnection {
     pub info: Option<ConnectionInfo>,
     /// Chunks per direction (egress, ingress), in delivery order.
-    pub chunks: [Vec<Chunk>; 2],
+    pub chunks: [Vec<OwnedChunk>; 2],
     /// How it ended, if it did.
     pub closed: Option<Closing>,
 }
@@ -95,8 +95,10 @@ impl ObservedConnection {
         self.info.as_ref().expect("connection was announced")
     }
 
-    pub fn chunks(&self, direction: Direction) -> &[Chunk] {
-        &self.chunks[direction as usize]
+    pub fn chunks(&self, direction: Direction) -> impl Iterator<Item = Chunk<'_>> {
+        self.chunks[direction as usize]
+            .iter()
+            .map(OwnedChunk::as_chunk)
     }
 
     /// Checks that the chunks tile the stream from offset 0 with no hole or overlap, and returns
@@ -129,13 +131,13 @@ impl ObservedConnection {
         let mut gaps = Vec::new();
         for chunk in self.chunks(direction) {
             let start = chunk.offset as usize;
-            match &chunk.payload {
+            match chunk.payload {
                 Payload::Bytes(bytes) => assert!(
                     bytes[..] == expected[start..start + bytes.len()],
                     "conn {:#x} {direction:?}: bytes at offset {start} differ from what was sent",
                     self.info().id
                 ),
-                Payload::Gap(len) => gaps.push((chunk.offset, *len)),
+                Payload::Gap(len) => gaps.push((chunk.offset, len)),
             }
         }
         gaps
@@ -177,7 +179,7 @@ impl Observed {
         matching[0]
     }
 
-    fn apply(&mut self, event: CaptureEvent) {
+    fn apply(&mut self, event: CaptureEvent<'_>) {
         match event {
             CaptureEvent::Opened(info) => {
                 let conn = self.connections.entry(info.id).or_default();
@@ -197,7 +199,7 @@ impl Observed {
                     .connections
                     .get_mut(&conn_id)
                     .expect("data before open");
-                conn.chunks[direction as usize].push(chunk);
+                conn.chunks[direction as usize].push(OwnedChunk::copy_of(chunk));
             }
             CaptureEvent::Closed { conn_id, how, .. } => {
                 if let Some(conn) = self.connections.get_mut(&conn_id) {

@@ -41,8 +41,8 @@ pub fn run_connection(input: &[u8]) -> usize {
             Payload::Gap(len as u64)
         } else {
             let take = len.min(rest.len());
-            let bytes = rest[..take].to_vec();
-            rest = &rest[take..];
+            let (bytes, after) = rest.split_at(take);
+            rest = after;
             Payload::Bytes(bytes)
         };
         clock += 1000;

@@ -45,18 +45,24 @@ pub struct SessionReport {
 
 pub struct Session {
     capture: Capture,
+    tracking: Tracking,
+    summary: Summary,
+    last_liveness_check: Instant,
+    frame_sync_offers: u64,
+}
+
+/// What capture events update: a tracker per connection, the calls they finished, and the
+/// processes still alive. Events are handled as the capture produces them, while the bytes
+/// they borrow are still in the ring buffer.
+struct Tracking {
     limits: Limits,
     trackers: HashMap<u64, ConnectionTracker>,
     ignored: HashSet<u64>,
     alive: HashSet<u32>,
-    summary: Summary,
     connection_stats: TrackerStats,
     finished: Vec<CallRecord>,
-    /// One poll's events, kept for its capacity: a drain can bring tens of thousands, and
-    /// growing a fresh vector to that size every poll cost more than handling them.
-    events: Vec<CaptureEvent>,
-    last_liveness_check: Instant,
-    frame_sync_offers: u64,
+    /// The connection directions that data came for since the last poll.
+    fed: HashSet<(u64, Direction)>,
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -66,14 +72,16 @@ impl Session {
     pub fn new(capture: Capture, limits: Limits) -> Session {
         Session {
             capture,
-            limits,
-            trackers: HashMap::default(),
-            ignored: HashSet::default(),
-            alive: HashSet::default(),
+            tracking: Tracking {
+                limits,
+                trackers: HashMap::default(),
+                ignored: HashSet::default(),
+                alive: HashSet::default(),
+                connection_stats: TrackerStats::default(),
+                finished: Vec::new(),
+                fed: HashSet::default(),
+            },
             summary: Summary::default(),
-            connection_stats: TrackerStats::default(),
-            finished: Vec::new(),
-            events: Vec::new(),
             last_liveness_check: Instant::now(),
             frame_sync_offers: 0,
         }
@@ -81,7 +89,7 @@ impl Session {
 
     pub fn trace(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
         self.capture.trace_process(pid, follow_children)?;
-        self.alive.insert(pid);
+        self.tracking.alive.insert(pid);
         Ok(())
     }
 
@@ -100,41 +108,36 @@ impl Session {
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return Ok(StopReason::DurationElapsed);
             }
-            if self.alive.is_empty() {
+            if self.tracking.alive.is_empty() {
                 return Ok(StopReason::TracedProcessesExited);
             }
             self.poll(POLL_INTERVAL, sink)?;
             if self.last_liveness_check.elapsed() >= LIVENESS_INTERVAL {
                 // Exit records can be lost with a full ring buffer; /proc has the last word.
-                self.alive.retain(|&pid| process_alive(pid));
+                self.tracking.alive.retain(|&pid| process_alive(pid));
                 self.last_liveness_check = Instant::now();
             }
         }
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut dyn CallSink) -> Result<(), CaptureError> {
-        let mut events = std::mem::take(&mut self.events);
-        let polled = self.capture.poll(timeout, &mut |event| events.push(event));
-        let mut fed = HashSet::default();
-        for event in events.drain(..) {
-            if let CaptureEvent::Data {
-                conn_id, direction, ..
-            } = &event
-            {
-                fed.insert((*conn_id, *direction));
-            }
-            self.handle(event);
-        }
-        self.events = events;
+        let tracking = &mut self.tracking;
+        let polled = self
+            .capture
+            .poll(timeout, &mut |event| tracking.handle(event));
         polled?;
-        self.offer_frame_sync(fed);
-        if !self.finished.is_empty() {
+        let mut fed = std::mem::take(&mut self.tracking.fed);
+        self.offer_frame_sync(&fed);
+        fed.clear();
+        self.tracking.fed = fed;
+        let finished = &mut self.tracking.finished;
+        if !finished.is_empty() {
             // Read in place: a call record is a few hundred bytes, not worth moving again.
-            for call in &self.finished {
+            for call in finished.iter() {
                 self.summary.record(call);
                 sink.on_call(call);
             }
-            self.finished.clear();
+            finished.clear();
             sink.flush();
         }
         Ok(())
@@ -142,13 +145,13 @@ impl Session {
 
     /// Where the kernel side lost track of a direction's framing (it then copies DATA payload
     /// too), hands it our position if the direction just stopped at a frame boundary.
-    fn offer_frame_sync(&mut self, fed: HashSet<(u64, Direction)>) {
-        for (conn_id, direction) in fed {
+    fn offer_frame_sync(&mut self, fed: &HashSet<(u64, Direction)>) {
+        for &(conn_id, direction) in fed {
             // Preparing an offer walks the direction's open streams: only when one is due.
             if !self.capture.frame_sync_due(conn_id, direction) {
                 continue;
             }
-            let Some(tracker) = self.trackers.get(&conn_id) else {
+            let Some(tracker) = self.tracking.trackers.get(&conn_id) else {
                 continue;
             };
             let Some((offset, parked)) = tracker.frame_sync_offer(direction) else {
@@ -164,7 +167,39 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, event: CaptureEvent) {
+    /// Delivers what the kernel still holds, flushes the sink and reports. Calls still in
+    /// flight have no outcome yet: they are counted, not reported. The programs stay attached
+    /// until the returned [`Capture`] is dropped (detaching takes the kernel a while, so a caller
+    /// can show the report first).
+    pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> (SessionReport, Capture) {
+        for _ in 0..3 {
+            if self.poll(Duration::from_millis(20), sink).is_err() {
+                break;
+            }
+        }
+        let mut in_flight_at_exit = 0;
+        for tracker in self.tracking.trackers.values() {
+            in_flight_at_exit += tracker.open_calls() as u64;
+            self.tracking.connection_stats.add(tracker.stats());
+        }
+        let ignored_connections = self.tracking.ignored.len() as u64;
+        let report = SessionReport {
+            stop,
+            summary: self.summary,
+            capture_losses: self.capture.losses(),
+            traffic: self.capture.traffic(),
+            connections: self.tracking.connection_stats,
+            ignored_connections,
+            in_flight_at_exit,
+            frame_sync_offers: self.frame_sync_offers,
+            export: sink.finish(),
+        };
+        (report, self.capture)
+    }
+}
+
+impl Tracking {
+    fn handle(&mut self, event: CaptureEvent<'_>) {
         match event {
             CaptureEvent::Opened(info) => {
                 let facts = ConnectionFacts::new(
@@ -186,6 +221,7 @@ impl Session {
                 if self.ignored.contains(&conn_id) {
                     return;
                 }
+                self.fed.insert((conn_id, direction));
                 let Some(tracker) = self.trackers.get_mut(&conn_id) else {
                     return;
                 };
@@ -220,36 +256,6 @@ impl Session {
                 self.alive.remove(&pid);
             }
         }
-    }
-
-    /// Delivers what the kernel still holds, flushes the sink and reports. Calls still in
-    /// flight have no outcome yet: they are counted, not reported. The programs stay attached
-    /// until the returned [`Capture`] is dropped (detaching takes the kernel a while, so a caller
-    /// can show the report first).
-    pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> (SessionReport, Capture) {
-        for _ in 0..3 {
-            if self.poll(Duration::from_millis(20), sink).is_err() {
-                break;
-            }
-        }
-        let mut in_flight_at_exit = 0;
-        for tracker in self.trackers.values() {
-            in_flight_at_exit += tracker.open_calls() as u64;
-            self.connection_stats.add(tracker.stats());
-        }
-        let ignored_connections = self.ignored.len() as u64;
-        let report = SessionReport {
-            stop,
-            summary: self.summary,
-            capture_losses: self.capture.losses(),
-            traffic: self.capture.traffic(),
-            connections: self.connection_stats,
-            ignored_connections,
-            in_flight_at_exit,
-            frame_sync_offers: self.frame_sync_offers,
-            export: sink.finish(),
-        };
-        (report, self.capture)
     }
 }
 

@@ -20,7 +20,7 @@ use std::{
 };
 
 pub use endpoint::Endpoint;
-pub use ordering::{Chunk, Payload};
+pub use ordering::{Chunk, OwnedChunk, Payload};
 pub use process_sockets::process_alive;
 pub use record::RecordError;
 use tracer_common::{
@@ -96,13 +96,14 @@ pub struct ConnectionInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CaptureEvent {
+pub enum CaptureEvent<'a> {
     Opened(ConnectionInfo),
-    /// The next piece of one direction of a connection, in stream order.
+    /// The next piece of one direction of a connection, in stream order. Its bytes are
+    /// borrowed (usually from the ring buffer) for as long as the event is handled.
     Data {
         conn_id: u64,
         direction: Direction,
-        chunk: Chunk,
+        chunk: Chunk<'a>,
     },
     Closed {
         conn_id: u64,
@@ -201,7 +202,7 @@ impl Connection {
                 sink(CaptureEvent::Data {
                     conn_id,
                     direction,
-                    chunk,
+                    chunk: chunk.as_chunk(),
                 });
             }
         }
@@ -254,7 +255,7 @@ pub struct Capture {
     connections: Connections,
     next_user_conn_id: u64,
     /// Events produced outside `poll` (connections found at attach), delivered by the next poll.
-    queued: Vec<CaptureEvent>,
+    queued: Vec<CaptureEvent<'static>>,
     malformed_records: u64,
     traffic: CaptureTraffic,
     /// See [`CaptureConfig::bare_records`].
@@ -276,7 +277,7 @@ impl Connections {
         record: &DataRecord,
         direction: Direction,
         pieces: Pieces<'_>,
-        ready: &mut Vec<Chunk>,
+        ready: &mut Vec<OwnedChunk>,
         sink: &mut dyn FnMut(CaptureEvent),
     ) {
         let conn_id = record.header.conn_id;
@@ -299,33 +300,36 @@ impl Connections {
             }
         };
         let timestamp_ns = record.header.timestamp_ns;
-        let mut push = |offset: u64, payload: Payload| {
-            connection.order[direction as usize].push(
-                Chunk {
+        let mut offset = record.offset;
+        for (kept, skipped) in pieces {
+            for payload in [Payload::Bytes(kept), Payload::Gap(skipped)] {
+                if payload.is_empty() {
+                    continue;
+                }
+                let chunk = Chunk {
                     offset,
                     timestamp_ns,
                     payload,
-                },
-                ready,
-            );
-        };
-        let mut offset = record.offset;
-        for (kept, skipped) in pieces {
-            if !kept.is_empty() {
-                push(offset, Payload::Bytes(kept.to_vec()));
-                offset += kept.len() as u64;
+                };
+                offset += payload.len();
+                let order = &mut connection.order[direction as usize];
+                if order.take_in_order(&chunk) {
+                    sink(CaptureEvent::Data {
+                        conn_id,
+                        direction,
+                        chunk,
+                    });
+                    continue;
+                }
+                order.push(chunk, ready);
+                for chunk in ready.drain(..) {
+                    sink(CaptureEvent::Data {
+                        conn_id,
+                        direction,
+                        chunk: chunk.as_chunk(),
+                    });
+                }
             }
-            if skipped > 0 {
-                push(offset, Payload::Gap(skipped));
-                offset += skipped;
-            }
-        }
-        for chunk in ready.drain(..) {
-            sink(CaptureEvent::Data {
-                conn_id,
-                direction,
-                chunk,
-            });
         }
     }
 
@@ -593,7 +597,7 @@ impl Capture {
         &mut self,
         sockets: &[(u64, SocketKey)],
         timestamp_ns: u64,
-        ready: &mut Vec<Chunk>,
+        ready: &mut Vec<OwnedChunk>,
         sink: &mut dyn FnMut(CaptureEvent),
     ) {
         for &(conn_id, socket) in sockets {

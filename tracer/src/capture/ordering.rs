@@ -7,15 +7,16 @@
 
 use std::collections::BTreeMap;
 
-/// What one stretch of a byte stream holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    Bytes(Vec<u8>),
+/// What one stretch of a byte stream holds. The bytes are borrowed: a chunk that arrives in
+/// order is read where the ring buffer holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    Bytes(&'a [u8]),
     /// This many bytes went by but were not captured.
     Gap(u64),
 }
 
-impl Payload {
+impl Payload<'_> {
     pub fn len(&self) -> u64 {
         match self {
             Payload::Bytes(bytes) => bytes.len() as u64,
@@ -29,12 +30,53 @@ impl Payload {
 }
 
 /// A stretch of a byte stream starting at `offset`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
     pub offset: u64,
     /// CLOCK_MONOTONIC nanoseconds when the syscall that moved it returned.
     pub timestamp_ns: u64,
-    pub payload: Payload,
+    pub payload: Payload<'a>,
+}
+
+/// A chunk with its bytes copied out of the ring buffer, to be kept: one that has to wait for an
+/// earlier one, or one a test collects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedChunk {
+    pub offset: u64,
+    pub timestamp_ns: u64,
+    /// `None` for a gap of `len` bytes.
+    bytes: Option<Vec<u8>>,
+    len: u64,
+}
+
+impl OwnedChunk {
+    pub fn copy_of(chunk: Chunk<'_>) -> OwnedChunk {
+        let (bytes, len) = match chunk.payload {
+            Payload::Bytes(bytes) => (Some(bytes.to_vec()), bytes.len() as u64),
+            Payload::Gap(len) => (None, len),
+        };
+        OwnedChunk {
+            offset: chunk.offset,
+            timestamp_ns: chunk.timestamp_ns,
+            bytes,
+            len,
+        }
+    }
+
+    pub fn as_chunk(&self) -> Chunk<'_> {
+        Chunk {
+            offset: self.offset,
+            timestamp_ns: self.timestamp_ns,
+            payload: match &self.bytes {
+                Some(bytes) => Payload::Bytes(bytes),
+                None => Payload::Gap(self.len),
+            },
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + self.len
+    }
 }
 
 /// Records held back while waiting for an earlier one, per direction.
@@ -43,31 +85,44 @@ const MAX_HELD_CHUNKS: usize = 256;
 #[derive(Debug, Default)]
 pub struct StreamOrder {
     next_offset: u64,
-    held: BTreeMap<u64, Chunk>,
+    held: BTreeMap<u64, OwnedChunk>,
     /// Bytes declared missing because their record never arrived.
     pub missing_bytes: u64,
 }
 
 impl StreamOrder {
+    /// Whether `chunk` is next, with nothing held: then it is taken as delivered, and its
+    /// caller hands it on as it is, without a copy. This is what almost every chunk does.
+    pub fn take_in_order(&mut self, chunk: &Chunk<'_>) -> bool {
+        let in_order = chunk.offset == self.next_offset && self.held.is_empty();
+        if in_order {
+            self.next_offset += chunk.payload.len();
+        }
+        in_order
+    }
+
     /// Accepts a chunk and appends whatever is now in order to `ready`.
-    pub fn push(&mut self, chunk: Chunk, ready: &mut Vec<Chunk>) {
+    pub fn push(&mut self, chunk: Chunk<'_>, ready: &mut Vec<OwnedChunk>) {
         let end = chunk.offset + chunk.payload.len();
         if end <= self.next_offset {
             return; // Already delivered (or declared missing).
         }
         if chunk.offset > self.next_offset {
-            self.held.insert(chunk.offset, chunk);
+            self.held.insert(chunk.offset, OwnedChunk::copy_of(chunk));
             if self.held.len() > MAX_HELD_CHUNKS {
                 self.skip_to_held(ready);
             }
             return;
         }
-        self.deliver(trim_front(chunk, self.next_offset), ready);
+        self.deliver(
+            OwnedChunk::copy_of(trim_front(chunk, self.next_offset)),
+            ready,
+        );
         self.release(ready);
     }
 
     /// Gives up waiting: the bytes before the earliest held chunk become a gap.
-    pub fn flush(&mut self, ready: &mut Vec<Chunk>) {
+    pub fn flush(&mut self, ready: &mut Vec<OwnedChunk>) {
         while !self.held.is_empty() {
             self.skip_to_held(ready);
         }
@@ -77,7 +132,7 @@ impl StreamOrder {
         !self.held.is_empty()
     }
 
-    fn skip_to_held(&mut self, ready: &mut Vec<Chunk>) {
+    fn skip_to_held(&mut self, ready: &mut Vec<OwnedChunk>) {
         let Some((&offset, first)) = self.held.iter().next() else {
             return;
         };
@@ -85,45 +140,51 @@ impl StreamOrder {
         let timestamp_ns = first.timestamp_ns;
         self.missing_bytes += missing;
         self.deliver(
-            Chunk {
+            OwnedChunk {
                 offset: self.next_offset,
                 timestamp_ns,
-                payload: Payload::Gap(missing),
+                bytes: None,
+                len: missing,
             },
             ready,
         );
         self.release(ready);
     }
 
-    fn release(&mut self, ready: &mut Vec<Chunk>) {
+    fn release(&mut self, ready: &mut Vec<OwnedChunk>) {
         while let Some(entry) = self.held.first_entry() {
             if *entry.key() > self.next_offset {
                 break;
             }
             let chunk = entry.remove();
-            if chunk.offset + chunk.payload.len() > self.next_offset {
-                let trimmed = trim_front(chunk, self.next_offset);
-                self.deliver(trimmed, ready);
+            if chunk.end() <= self.next_offset {
+                continue; // Wholly delivered already.
+            }
+            if chunk.offset < self.next_offset {
+                let trimmed = trim_front(chunk.as_chunk(), self.next_offset);
+                self.deliver(OwnedChunk::copy_of(trimmed), ready);
+            } else {
+                self.deliver(chunk, ready);
             }
         }
     }
 
-    fn deliver(&mut self, chunk: Chunk, ready: &mut Vec<Chunk>) {
-        self.next_offset = chunk.offset + chunk.payload.len();
-        if !chunk.payload.is_empty() {
+    fn deliver(&mut self, chunk: OwnedChunk, ready: &mut Vec<OwnedChunk>) {
+        self.next_offset = chunk.end();
+        if chunk.len > 0 {
             ready.push(chunk);
         }
     }
 }
 
 /// Drops the part of `chunk` before `offset` (overlap with what was already delivered).
-fn trim_front(mut chunk: Chunk, offset: u64) -> Chunk {
+fn trim_front(mut chunk: Chunk<'_>, offset: u64) -> Chunk<'_> {
     if chunk.offset >= offset {
         return chunk;
     }
     let skip = offset - chunk.offset;
     chunk.payload = match chunk.payload {
-        Payload::Bytes(bytes) => Payload::Bytes(bytes[skip as usize..].to_vec()),
+        Payload::Bytes(bytes) => Payload::Bytes(&bytes[skip as usize..]),
         Payload::Gap(len) => Payload::Gap(len - skip),
     };
     chunk.offset = offset;
@@ -134,12 +195,32 @@ fn trim_front(mut chunk: Chunk, offset: u64) -> Chunk {
 mod tests {
     use super::*;
 
-    fn bytes(offset: u64, data: &[u8]) -> Chunk {
+    fn bytes(offset: u64, data: &[u8]) -> Chunk<'_> {
         Chunk {
             offset,
             timestamp_ns: offset,
-            payload: Payload::Bytes(data.to_vec()),
+            payload: Payload::Bytes(data),
         }
+    }
+
+    fn owned(offset: u64, data: &[u8]) -> OwnedChunk {
+        OwnedChunk::copy_of(bytes(offset, data))
+    }
+
+    #[test]
+    fn chunks_in_order_pass_through_and_others_wait() {
+        let mut order = StreamOrder::default();
+        let mut ready = Vec::new();
+        assert!(order.take_in_order(&bytes(0, b"ab")));
+        assert!(!order.take_in_order(&bytes(5, b"f")), "ahead: it waits");
+        order.push(bytes(5, b"f"), &mut ready);
+        assert!(
+            !order.take_in_order(&bytes(2, b"cde")),
+            "next, but one is held"
+        );
+        order.push(bytes(2, b"cde"), &mut ready);
+        assert_eq!(ready, vec![owned(2, b"cde"), owned(5, b"f")]);
+        assert!(order.take_in_order(&bytes(6, b"g")));
     }
 
     #[test]
@@ -149,7 +230,7 @@ mod tests {
         order.push(bytes(3, b"def"), &mut ready);
         assert!(ready.is_empty());
         order.push(bytes(0, b"abc"), &mut ready);
-        assert_eq!(ready, vec![bytes(0, b"abc"), bytes(3, b"def")]);
+        assert_eq!(ready, vec![owned(0, b"abc"), owned(3, b"def")]);
     }
 
     #[test]
@@ -160,14 +241,14 @@ mod tests {
         order.push(bytes(10, b"xyz"), &mut ready);
         order.flush(&mut ready);
         assert_eq!(
-            ready[1],
+            ready[1].as_chunk(),
             Chunk {
                 offset: 2,
                 timestamp_ns: 10,
                 payload: Payload::Gap(8)
             }
         );
-        assert_eq!(ready[2], bytes(10, b"xyz"));
+        assert_eq!(ready[2], owned(10, b"xyz"));
         assert_eq!(order.missing_bytes, 8);
         // A late arrival of the missing range is dropped, not delivered out of order.
         ready.clear();
@@ -182,7 +263,7 @@ mod tests {
         for index in 0..=MAX_HELD_CHUNKS as u64 {
             order.push(bytes(1 + index, b"x"), &mut ready);
         }
-        assert_eq!(ready.first().unwrap().payload, Payload::Gap(1));
+        assert_eq!(ready.first().unwrap().as_chunk().payload, Payload::Gap(1));
         assert_eq!(ready.len(), MAX_HELD_CHUNKS + 2);
     }
 }

@@ -199,7 +199,7 @@ impl ConnectionTracker {
     }
 
     /// Feeds the next chunk of one direction; completed calls are appended to `out`.
-    pub fn on_chunk(&mut self, direction: Direction, chunk: &Chunk, out: &mut Vec<CallRecord>) {
+    pub fn on_chunk(&mut self, direction: Direction, chunk: &Chunk<'_>, out: &mut Vec<CallRecord>) {
         let now = chunk.timestamp_ns;
         // The reader is moved out while it runs so its events can update the rest of `self`.
         let index = direction as usize;

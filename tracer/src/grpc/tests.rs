@@ -173,7 +173,7 @@ impl Wire {
                 let chunk = Chunk {
                     offset: offsets[*direction as usize],
                     timestamp_ns: *at,
-                    payload: Payload::Bytes(part.to_vec()),
+                    payload: Payload::Bytes(part),
                 };
                 offsets[*direction as usize] += part.len() as u64;
                 tracker.on_chunk(*direction, &chunk, out);
@@ -206,7 +206,7 @@ fn feed(
     let chunk = Chunk {
         offset: 0,
         timestamp_ns: at,
-        payload: Payload::Bytes(bytes.to_vec()),
+        payload: Payload::Bytes(bytes),
     };
     tracker.on_chunk(direction, &chunk, out);
 }
@@ -831,10 +831,11 @@ fn frame_sync_is_offered_only_at_frame_boundaries() {
     );
 
     // Half a frame header later, there is nothing to offer.
+    let data = frame(DATA, 0, 1, &[1; 10]);
     let chunk = Chunk {
         offset: egress_len,
         timestamp_ns: 1,
-        payload: Payload::Bytes(frame(DATA, 0, 1, &[1; 10])[..4].to_vec()),
+        payload: Payload::Bytes(&data[..4]),
     };
     tracker.on_chunk(Direction::Egress, &chunk, &mut out);
     assert_eq!(tracker.frame_sync_offer(Direction::Egress), None);

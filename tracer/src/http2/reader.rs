@@ -172,6 +172,12 @@ impl FrameReader {
                 State::Header => {
                     if self.buf.is_empty() {
                         self.frame_started_ns = timestamp_ns;
+                        // A header that arrives whole is parsed where it lies.
+                        if let Some((bytes, rest)) = input.split_first_chunk::<HEADER_LEN>() {
+                            input = rest;
+                            self.start_frame(FrameHeader::parse(bytes), sink);
+                            continue;
+                        }
                     }
                     let take = (HEADER_LEN - self.buf.len()).min(input.len());
                     self.buf.extend_from_slice(&input[..take]);

@@ -149,7 +149,7 @@ fn every_call_is_reconstructed_from_real_traffic() {
     let deadline = by_scenario("deadline_exceeded");
     assert_eq!(
         deadline
-            .timeout
+            .timeout()
             .map(|timeout| timeout <= Duration::from_millis(100)),
         Some(true)
     );
@@ -235,15 +235,15 @@ fn joining_mid_connection_still_reports_later_calls() {
         if let Some(code) = seen.code {
             assert_eq!(Some(code), expected.code, "stream {}", expected.stream_id);
         }
-        if seen.path.is_some() {
-            assert_eq!(seen.path, expected.path);
+        if seen.path().is_some() {
+            assert_eq!(seen.path(), expected.path());
         }
     }
     let resolved = later
         .iter()
         .filter(|expected| {
             late.iter()
-                .any(|call| call.stream_id == expected.stream_id && call.path.is_some())
+                .any(|call| call.stream_id == expected.stream_id && call.path().is_some())
         })
         .count();
     println!(

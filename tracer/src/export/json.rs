@@ -259,18 +259,22 @@ mod tests {
 
     #[test]
     fn each_call_gets_the_series_attributes_of_its_own_series() {
-        use crate::export::span::tests::call;
+        use crate::export::span::tests::{call, edit_headers};
         // More series than are kept, each seen twice: on the same connection, by method and by
         // user agent, and on a second connection.
         let first = call();
         let mut calls = Vec::new();
         for index in 0..RenderedSeries::CAPACITY + 2 {
             let mut call = first.clone();
-            call.path = Some(format!("/pkg.S{index}/M").into());
+            edit_headers(&mut call, |headers| {
+                headers.path = Some(format!("/pkg.S{index}/M").into());
+            });
             calls.push(call);
         }
         let mut other_agent = first.clone();
-        other_agent.user_agent = Some("grpc-go/1.70".into());
+        edit_headers(&mut other_agent, |headers| {
+            headers.user_agent = Some("grpc-go/1.70".into());
+        });
         let mut other_connection = first.clone();
         other_connection.connection = std::sync::Arc::new((*first.connection).clone());
         calls.extend([first, other_agent, other_connection]);

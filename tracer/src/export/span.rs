@@ -167,7 +167,9 @@ impl<'a> SpanRecord<'a> {
         clock: WallClock,
         ids: &mut dyn IdSource,
     ) -> SpanRecord<'a> {
-        let parent = call.traceparent.as_deref().and_then(TraceParent::parse);
+        let parent = call
+            .traceparent()
+            .and_then(|value| TraceParent::parse(value));
         let kind = match call.side {
             Side::Client => SpanKind::Client,
             Side::Server => SpanKind::Server,
@@ -184,7 +186,7 @@ impl<'a> SpanRecord<'a> {
             trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
             span_id: ids.span_id(),
             parent_span_id: parent.map(|parent| parent.parent_span_id),
-            trace_state: parent.and(call.tracestate.as_deref()),
+            trace_state: parent.and(call.tracestate().map(|state| &**state)),
             kind,
             start_unix_nanos: clock.to_unix_nanos(call.start_ns),
             end_unix_nanos: clock.to_unix_nanos(call.end_ns),
@@ -226,16 +228,16 @@ impl SeriesKey {
         SeriesKey {
             connection: Arc::clone(&call.connection),
             side: call.side,
-            path: call.path.clone(),
-            authority: call.authority.clone(),
-            user_agent: call.user_agent.clone(),
+            path: call.path().cloned(),
+            authority: call.authority().cloned(),
+            user_agent: call.user_agent().cloned(),
         }
     }
 
     /// Whether `call` is of this series. Header text is compared by identity, which is cheap:
     /// calls of one series share the text the HPACK table holds, and the key keeps it alive.
     pub fn matches(&self, call: &CallRecord) -> bool {
-        fn same(key: &Option<Text>, call: &Option<Text>) -> bool {
+        fn same(key: &Option<Text>, call: Option<&Text>) -> bool {
             match (key, call) {
                 (Some(key), Some(call)) => key.is_same(call),
                 (None, None) => true,
@@ -244,9 +246,9 @@ impl SeriesKey {
         }
         Arc::ptr_eq(&self.connection, &call.connection)
             && self.side == call.side
-            && same(&self.path, &call.path)
-            && same(&self.authority, &call.authority)
-            && same(&self.user_agent, &call.user_agent)
+            && same(&self.path, call.path())
+            && same(&self.authority, call.authority())
+            && same(&self.user_agent, call.user_agent())
     }
 }
 
@@ -275,7 +277,10 @@ fn series_attributes<'a>(
     // The server as the client addressed it (`:authority`), then the socket's actual peer.
     let peer = call.connection.peer.as_ref();
     let peer_ip = call.connection.peer_ip().unwrap_or_default();
-    match call.authority.as_deref().and_then(split_host_port) {
+    match call
+        .authority()
+        .and_then(|authority| split_host_port(authority))
+    {
         Some((host, port)) => {
             attributes.push(("server.address", text(host)));
             if let Some(port) = port {
@@ -306,7 +311,7 @@ fn series_attributes<'a>(
         Some(_) => attributes.push(("network.transport", text("unix"))),
         None => {}
     }
-    if let Some(user_agent) = &call.user_agent {
+    if let Some(user_agent) = call.user_agent() {
         attributes.push(("user_agent.original", text(user_agent)));
     }
     attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
@@ -341,10 +346,10 @@ fn call_attributes<'a>(
         "rpc.response.message.bytes",
         Int(call.response.bytes as i64),
     ));
-    if let Some(encoding) = &call.grpc_encoding {
+    if let Some(encoding) = call.grpc_encoding() {
         attributes.push(("rpc.grpc.request.encoding", text(encoding)));
     }
-    if let Some(timeout) = call.timeout {
+    if let Some(timeout) = call.timeout() {
         attributes.push(("rpc.grpc.timeout_ms", Int(timeout.as_millis() as i64)));
     }
     if let Some(reset) = call.reset {
@@ -447,7 +452,7 @@ pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::grpc::{ConnectionFacts, EndReason, MessageStats};
+    use crate::grpc::{ConnectionFacts, EndReason, MessageStats, RequestHeaders};
 
     struct Counter(u8);
 
@@ -463,6 +468,16 @@ pub(super) mod tests {
     }
 
     /// A finished client call, for the export tests.
+    /// Changes what `call`'s request headers said.
+    pub(in crate::export) fn edit_headers(
+        call: &mut CallRecord,
+        edit: impl FnOnce(&mut RequestHeaders),
+    ) {
+        edit(std::rc::Rc::make_mut(
+            call.request_headers.get_or_insert_default(),
+        ));
+    }
+
     pub(in crate::export) fn call() -> CallRecord {
         CallRecord {
             connection: Arc::new(ConnectionFacts::new(
@@ -474,14 +489,12 @@ pub(super) mod tests {
             )),
             side: Side::Client,
             stream_id: 1,
-            path: Some("/shop.Catalog/GetItem".into()),
-            authority: Some("catalog.internal:8443".into()),
-            user_agent: Some("grpc-python/1.60".into()),
-            grpc_encoding: None,
-            timeout: None,
-            traceparent: None,
-            tracestate: None,
-            grpc_trace_bin: None,
+            request_headers: Some(std::rc::Rc::new(RequestHeaders {
+                path: Some("/shop.Catalog/GetItem".into()),
+                authority: Some("catalog.internal:8443".into()),
+                user_agent: Some("grpc-python/1.60".into()),
+                ..RequestHeaders::default()
+            })),
             http_status: Some(200),
             grpc_status: Some(5),
             grpc_message: Some("no such item".into()),
@@ -603,8 +616,11 @@ pub(super) mod tests {
     #[test]
     fn joins_the_trace_of_the_request() {
         let mut call = call();
-        call.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
-        call.tracestate = Some("vendor=1".into());
+        edit_headers(&mut call, |headers| {
+            headers.traceparent =
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+            headers.tracestate = Some("vendor=1".into());
+        });
         let span = SpanRecord::from_call(
             &call,
             Conventions::Legacy,

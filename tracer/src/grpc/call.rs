@@ -1,8 +1,8 @@
 //! What the tracer reports about one gRPC call.
 
-use std::{sync::Arc, time::Duration};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
-use super::{message::MessageStats, metadata::split_path, status::Code};
+use super::{headers::RequestHeaders, message::MessageStats, metadata::split_path, status::Code};
 use crate::{capture::Endpoint, hpack::Text, http2::ErrorCode};
 
 /// The connection a call ran on.
@@ -95,15 +95,9 @@ pub struct CallRecord {
     pub connection: Arc<ConnectionFacts>,
     pub side: Side,
     pub stream_id: u32,
-    /// `:path`; `None` when it referenced header table state from before attach.
-    pub path: Option<Text>,
-    pub authority: Option<Text>,
-    pub user_agent: Option<Text>,
-    pub grpc_encoding: Option<Text>,
-    pub timeout: Option<Duration>,
-    pub traceparent: Option<Text>,
-    pub tracestate: Option<Text>,
-    pub grpc_trace_bin: Option<Text>,
+    /// What the request headers said (shared by the calls whose request headers were the
+    /// same); `None` when their block was lost.
+    pub request_headers: Option<Rc<RequestHeaders>>,
     pub http_status: Option<u16>,
     /// `grpc-status` as sent, if it was.
     pub grpc_status: Option<u32>,
@@ -125,19 +119,49 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// `:path`; `None` when it referenced header table state from before attach.
+    pub fn path(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.path.as_ref()
+    }
+
+    pub fn authority(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.authority.as_ref()
+    }
+
+    pub fn user_agent(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.user_agent.as_ref()
+    }
+
+    pub fn grpc_encoding(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.grpc_encoding.as_ref()
+    }
+
+    /// `grpc-timeout`.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.request_headers.as_ref()?.timeout
+    }
+
+    pub fn traceparent(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.traceparent.as_ref()
+    }
+
+    pub fn tracestate(&self) -> Option<&Text> {
+        self.request_headers.as_ref()?.tracestate.as_ref()
+    }
+
     pub fn service_and_method(&self) -> Option<(&str, &str)> {
-        self.path.as_deref().and_then(split_path)
+        self.path().and_then(|path| split_path(path))
     }
 
     /// Whether `:path` was decoded (false for some calls on connections joined mid-flight).
     pub fn method_resolved(&self) -> bool {
-        self.path.is_some()
+        self.path().is_some()
     }
 
     /// `package.Service/Method` (the path without its leading slash), the span name;
     /// `unknown` when the path could not be decoded.
     pub fn name(&self) -> &str {
-        self.path.as_deref().map_or("unknown", |path| {
+        self.path().map_or("unknown", |path| {
             let slashes = path.bytes().take_while(|&byte| byte == b'/').count();
             &path[slashes..]
         })

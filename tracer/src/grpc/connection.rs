@@ -1,21 +1,22 @@
 //! Follows every stream of one connection, from its two captured byte streams, to a
 //! [`CallRecord`] per gRPC call.
 
-use std::{sync::Arc, time::Duration};
+use std::{rc::Rc, sync::Arc, time::Duration};
 
 use foldhash::HashMap;
 
 use super::{
     call::{CallRecord, ConnectionFacts, EndReason, Side},
+    headers::{BlockMeaning, KnownMeanings, RequestHeaders},
     message::MessageCounter,
-    metadata::{is_retained, parse_timeout, percent_decode},
+    metadata::is_retained,
     status::Code,
 };
 use tracer_common::maps::MESSAGE_CURSOR_SLOTS;
 
 use crate::{
     capture::{Chunk, Direction, MessageCursor, Payload},
-    hpack::{self, FieldValue, HeaderField, Text},
+    hpack::{self, Decoded, HeaderField},
     http2::{DataPiece, ErrorCode, Frame, FrameHeader, FrameReader, Kind, ReaderEvent, Setting},
 };
 
@@ -107,19 +108,15 @@ struct Half {
     block: Vec<u8>,
     /// The last decoded block's fields: kept only for its capacity, reused block to block.
     fields: Vec<HeaderField>,
+    /// What the blocks the decoder hands out as repeats mean.
+    meanings: KnownMeanings,
 }
 
 #[derive(Default)]
 struct StreamState {
     start_ns: u64,
-    path: Option<Text>,
-    authority: Option<Text>,
-    user_agent: Option<Text>,
-    grpc_encoding: Option<Text>,
-    timeout: Option<Duration>,
-    traceparent: Option<Text>,
-    tracestate: Option<Text>,
-    grpc_trace_bin: Option<Text>,
+    /// `None` when the request's header block was lost.
+    request_headers: Option<Rc<RequestHeaders>>,
     response_headers_seen: bool,
     first_response_header_ns: Option<u64>,
     http_status: Option<u16>,
@@ -172,6 +169,7 @@ impl ConnectionTracker {
             pending: None,
             block: Vec::new(),
             fields: Vec::new(),
+            meanings: KnownMeanings::default(),
         };
         ConnectionTracker {
             facts: Arc::new(facts),
@@ -463,34 +461,34 @@ impl ConnectionTracker {
         let Some(block) = half.pending.take() else {
             return;
         };
-        let mut fields = std::mem::take(&mut half.fields);
-        let decoded = if block.lost {
+        let meaning = if block.lost {
             half.decoder.lose_sync();
-            false
+            None
         } else {
-            match half.decoder.decode_into(&half.block, &mut fields) {
-                Ok(()) => true,
+            match half.decoder.decode_block(&half.block, &mut half.fields) {
+                Ok(Decoded::Repeat { serial, fields }) => {
+                    Some(half.meanings.of_repeat(serial, fields))
+                }
+                Ok(Decoded::Fresh) => Some(Rc::new(BlockMeaning::of(&half.fields))),
                 Err(err) => {
                     log::debug!("conn {:#x}: HPACK error: {err}", self.facts.conn_id);
                     self.stats.hpack_errors += 1;
-                    false
+                    None
                 }
             }
         };
-        if !block.push_promise {
-            if decoded {
-                self.on_header_block(direction, &block, &fields, now, out);
-            } else {
-                self.on_lost_block(direction, block.stream_id, block.end_stream, now, out);
-            }
-        }
-        fields.clear();
-        let half = &mut self.halves[direction as usize];
-        half.fields = fields;
+        half.fields.clear();
         // Emptied for the next block; freed if an unusually large block grew it.
         half.block.clear();
         if half.block.capacity() > KEPT_BLOCK_CAPACITY {
             half.block = Vec::new();
+        }
+        if block.push_promise {
+            return;
+        }
+        match meaning {
+            Some(meaning) => self.on_header_block(direction, &block, &meaning, now, out),
+            None => self.on_lost_block(direction, block.stream_id, block.end_stream, now, out),
         }
     }
 
@@ -564,15 +562,14 @@ impl ConnectionTracker {
         &mut self,
         direction: Direction,
         block: &PendingBlock,
-        fields: &[HeaderField],
+        meaning: &BlockMeaning,
         now: u64,
         out: &mut Vec<CallRecord>,
     ) {
-        let has = |name: &str| fields.iter().any(|field| field.name_is(name));
         if self.client_direction.is_none() {
-            if has(":method") || has(":path") || has(":scheme") {
+            if meaning.has_request_pseudo_headers {
                 self.client_direction = Some(direction);
-            } else if has(":status") {
+            } else if meaning.has_status {
                 self.client_direction = Some(opposite(direction));
             }
         }
@@ -584,10 +581,16 @@ impl ConnectionTracker {
             if self.streams.contains_key(&stream_id) {
                 return; // Client trailers: gRPC does not use them.
             }
-            if let Some(stream) = request_state(fields, block.started_ns) {
-                self.open_stream(stream_id, stream);
-            } else {
-                self.stats.non_grpc_streams += 1;
+            match &meaning.request {
+                Some(request) => self.open_stream(
+                    stream_id,
+                    StreamState {
+                        start_ns: block.started_ns,
+                        request_headers: Some(Rc::clone(request)),
+                        ..StreamState::default()
+                    },
+                ),
+                None => self.stats.non_grpc_streams += 1,
             }
             return;
         }
@@ -605,24 +608,16 @@ impl ConnectionTracker {
             stream.response_headers_seen = true;
             stream.first_response_header_ns = Some(now);
         }
-        for field in fields {
-            let Some(name) = field.name.as_deref() else {
-                stream.response_had_unknown_fields = true;
-                continue;
-            };
-            if field.value == FieldValue::Unknown {
-                stream.response_had_unknown_fields = true;
-            }
-            match name {
-                ":status" => stream.http_status = field.text().and_then(|text| text.parse().ok()),
-                "grpc-status" => {
-                    stream.grpc_status = field.text().and_then(|text| text.parse().ok())
-                }
-                "grpc-message" => {
-                    stream.grpc_message = field.text().map(|text| percent_decode(text))
-                }
-                _ => {}
-            }
+        let response = &meaning.response;
+        stream.response_had_unknown_fields |= response.had_unknown_fields;
+        if meaning.has_status {
+            stream.http_status = response.http_status;
+        }
+        if response.grpc_status.is_some() {
+            stream.grpc_status = response.grpc_status;
+        }
+        if response.grpc_message.is_some() {
+            stream.grpc_message.clone_from(&response.grpc_message);
         }
         if block.end_stream {
             let reason = if first {
@@ -678,7 +673,11 @@ impl ConnectionTracker {
             ),
             EndReason::ResetByClient(ErrorCode::CANCEL) => {
                 let elapsed = Duration::from_nanos(end_ns.saturating_sub(stream.start_ns));
-                Some(if deadline_passed(stream.timeout, elapsed) {
+                let timeout = stream
+                    .request_headers
+                    .as_ref()
+                    .and_then(|headers| headers.timeout);
+                Some(if deadline_passed(timeout, elapsed) {
                     Code::DEADLINE_EXCEEDED
                 } else {
                     Code::CANCELLED
@@ -697,7 +696,12 @@ impl ConnectionTracker {
             _ => None,
         };
         self.stats.calls += 1;
-        self.stats.calls_without_method += u64::from(stream.path.is_none());
+        self.stats.calls_without_method += u64::from(
+            stream
+                .request_headers
+                .as_ref()
+                .is_none_or(|headers| headers.path.is_none()),
+        );
         if reason == EndReason::ProcessExited {
             self.stats.calls_cut_by_exit += 1;
         } else {
@@ -711,14 +715,7 @@ impl ConnectionTracker {
                 Side::Server
             },
             stream_id,
-            path: stream.path,
-            authority: stream.authority,
-            user_agent: stream.user_agent,
-            grpc_encoding: stream.grpc_encoding,
-            timeout: stream.timeout,
-            traceparent: stream.traceparent,
-            tracestate: stream.tracestate,
-            grpc_trace_bin: stream.grpc_trace_bin,
+            request_headers: stream.request_headers,
             http_status: stream.http_status,
             grpc_status: stream.grpc_status,
             grpc_message: stream.grpc_message,
@@ -739,37 +736,4 @@ impl ConnectionTracker {
 /// write returns, so the reset can come a few milliseconds "early" by our clock.
 fn deadline_passed(timeout: Option<Duration>, elapsed: Duration) -> bool {
     timeout.is_some_and(|timeout| elapsed + Duration::from_millis(5).max(timeout / 20) >= timeout)
-}
-
-/// The request side of a new stream, or `None` if its content-type says it is not gRPC.
-fn request_state(fields: &[HeaderField], start_ns: u64) -> Option<StreamState> {
-    let mut stream = StreamState {
-        start_ns,
-        ..StreamState::default()
-    };
-    for field in fields {
-        let (Some(name), Some(text)) = (field.name.as_deref(), field.text()) else {
-            continue;
-        };
-        // Only the values the call record keeps are copied.
-        let kept = match name {
-            ":path" => &mut stream.path,
-            ":authority" => &mut stream.authority,
-            "user-agent" => &mut stream.user_agent,
-            "grpc-encoding" => &mut stream.grpc_encoding,
-            "traceparent" => &mut stream.traceparent,
-            "tracestate" => &mut stream.tracestate,
-            "grpc-trace-bin" => &mut stream.grpc_trace_bin,
-            "grpc-timeout" => {
-                stream.timeout = parse_timeout(text);
-                continue;
-            }
-            // An unreadable content-type (late join) is given the benefit of the doubt.
-            "content-type" if !text.starts_with("application/grpc") => return None,
-            _ => continue,
-        };
-        // Shared with the HPACK table: no copy.
-        *kept = Some(text.clone());
-    }
-    Some(stream)
 }

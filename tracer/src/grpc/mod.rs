@@ -3,6 +3,7 @@
 
 mod call;
 mod connection;
+mod headers;
 mod message;
 mod metadata;
 mod status;
@@ -11,6 +12,7 @@ mod tests;
 
 pub use call::{CallRecord, ConnectionFacts, EndReason, Side};
 pub use connection::{ConnectionTracker, Limits, TrackerStats};
+pub use headers::RequestHeaders;
 pub use message::MessageStats;
 pub use metadata::{RETAINED_HEADERS, is_retained, parse_timeout, percent_decode};
 pub use status::Code;

@@ -240,7 +240,10 @@ fn unary_ok_call() {
         call.time_to_first_response_message(),
         Some(Duration::from_millis(3))
     );
-    assert_eq!(call.authority.as_deref(), Some("svc.local:50051"));
+    assert_eq!(
+        call.authority().map(|text| &**text),
+        Some("svc.local:50051")
+    );
 }
 
 #[test]
@@ -319,7 +322,7 @@ fn interleaved_concurrent_streams_each_get_their_record() {
     for (index, &id) in ids.iter().enumerate() {
         let call = calls.iter().find(|call| call.stream_id == id).unwrap();
         assert_eq!(
-            call.path.as_deref(),
+            call.path().map(|text| &**text),
             Some(format!("/load.Test/Call{id}").as_str())
         );
         assert_eq!((call.start_ns, call.end_ns), (starts[index], ends[&id]));
@@ -423,7 +426,10 @@ fn continuation_and_padding() {
     wire.trailers_only(1, "0", "");
     let (calls, stats) = wire.calls(5);
     assert_eq!(calls.len(), 1, "{stats:?}");
-    assert_eq!(calls[0].path.as_deref(), Some("/split.Headers/Call"));
+    assert_eq!(
+        calls[0].path().map(|text| &**text),
+        Some("/split.Headers/Call")
+    );
     assert_eq!(calls[0].start_ns, start);
     assert_eq!((calls[0].request.count, calls[0].request.bytes), (1, 2));
 }
@@ -459,7 +465,7 @@ fn resets_deadlines_and_cancellation() {
     wire.replay_into(&mut tracker, usize::MAX, &mut Vec::new());
     assert_eq!(tracker.stats().streams_joined_mid_call, 0);
     assert_eq!(by_id(1).code, Some(Code::DEADLINE_EXCEEDED));
-    assert_eq!(by_id(1).timeout, Some(Duration::from_millis(100)));
+    assert_eq!(by_id(1).timeout(), Some(Duration::from_millis(100)));
     assert_eq!(by_id(3).code, Some(Code::CANCELLED));
     assert_eq!(by_id(3).reset, Some(crate::http2::ErrorCode::CANCEL));
     assert_eq!(
@@ -578,7 +584,7 @@ fn late_join_resolves_what_was_inserted_after_attach() {
     }
     let paths: Vec<_> = out
         .iter()
-        .map(|call| (call.stream_id, call.path.as_deref()))
+        .map(|call| (call.stream_id, call.path().map(|text| &**text)))
         .collect();
     // Stream 3 is only confirmed as a frame boundary... all three calls are seen.
     assert_eq!(
@@ -760,7 +766,7 @@ fn header_table_size_changes_are_followed() {
     let (calls, stats) = wire.calls(usize::MAX);
     let paths: Vec<_> = calls
         .iter()
-        .map(|call| call.path.as_deref().unwrap_or("?"))
+        .map(|call| call.path().map(|text| &**text).unwrap_or("?"))
         .collect();
     assert_eq!(
         paths,

@@ -70,6 +70,18 @@ pub enum DecodeError {
     Huffman(#[from] HuffmanError),
 }
 
+/// How [`Decoder::decode_block`] decoded a block.
+pub enum Decoded<'a> {
+    /// Into the caller's vector.
+    Fresh,
+    /// The block repeats one decoded before, with the table unchanged since: these are its
+    /// fields, and every repeat of it has this serial number.
+    Repeat {
+        serial: u64,
+        fields: &'a [HeaderField],
+    },
+}
+
 /// Decodes the header blocks one endpoint's encoder produced, in order.
 pub struct Decoder {
     table: DynamicTable,
@@ -152,16 +164,35 @@ impl Decoder {
         block: &[u8],
         fields: &mut Vec<HeaderField>,
     ) -> Result<(), DecodeError> {
+        if let Decoded::Repeat {
+            fields: repeated, ..
+        } = self.decode_block(block, fields)?
+        {
+            fields.extend_from_slice(repeated);
+        }
+        Ok(())
+    }
+
+    /// Decodes one complete header block into `fields` (cleared first), unless it repeats a
+    /// block decoded before: its fields are then lent, not copied, with a serial number that a
+    /// caller can keep what it made of them by.
+    pub fn decode_block(
+        &mut self,
+        block: &[u8],
+        fields: &mut Vec<HeaderField>,
+    ) -> Result<Decoded<'_>, DecodeError> {
         fields.clear();
         let table_changes = self.table.changes();
-        if let Some(repeat) = self.repeated_blocks.get(block, table_changes) {
-            fields.extend_from_slice(repeat.fields);
+        if let Some(index) = self.repeated_blocks.find(block, table_changes) {
+            let repeat = self.repeated_blocks.repeat(index);
             self.unknown_references += repeat.unknown_references;
-            return Ok(());
+            return Ok(Decoded::Repeat {
+                serial: repeat.serial,
+                fields: repeat.fields,
+            });
         }
         let unknown_before = self.unknown_references;
-        let result = self.decode_fields(block, fields);
-        match result {
+        match self.decode_fields(block, fields) {
             Ok(()) if self.table.changes() == table_changes => self.repeated_blocks.insert(
                 block,
                 table_changes,
@@ -169,9 +200,12 @@ impl Decoder {
                 self.unknown_references - unknown_before,
             ),
             Ok(()) => {}
-            Err(_) => self.lose_sync(),
+            Err(error) => {
+                self.lose_sync();
+                return Err(error);
+            }
         }
-        result
+        Ok(Decoded::Fresh)
     }
 
     fn decode_fields(

@@ -17,7 +17,7 @@ mod static_table;
 mod table;
 mod text;
 
-pub use decoder::{DecodeError, Decoder, FieldValue, HeaderField};
+pub use decoder::{DecodeError, Decoded, Decoder, FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
 pub use text::Text;
 

@@ -14,9 +14,12 @@ pub struct RepeatedBlocks {
     entries: Vec<Remembered>,
     /// The entry the next block replaces, once all are taken.
     next: usize,
+    /// The serial number of the last block remembered.
+    last_serial: u64,
 }
 
 struct Remembered {
+    serial: u64,
     /// The table's change count when the block was decoded: the fields hold only while it is
     /// the same.
     table_changes: u64,
@@ -28,6 +31,8 @@ struct Remembered {
 
 /// A repeat this decoder has already decoded.
 pub struct Repeat<'a> {
+    /// Numbers the remembered blocks: every repeat of one has the same.
+    pub serial: u64,
     pub fields: &'a [HeaderField],
     pub unknown_references: u64,
 }
@@ -38,14 +43,21 @@ impl RepeatedBlocks {
     /// Larger blocks are rare and mostly carry values that change from call to call.
     const MAX_BLOCK: usize = 512;
 
-    pub fn get(&self, block: &[u8], table_changes: u64) -> Option<Repeat<'_>> {
+    /// Where `block` is remembered, if it was decoded with the table as it is now.
+    pub fn find(&self, block: &[u8], table_changes: u64) -> Option<usize> {
         self.entries
             .iter()
-            .find(|entry| entry.table_changes == table_changes && entry.block == block)
-            .map(|entry| Repeat {
-                fields: &entry.fields,
-                unknown_references: entry.unknown_references,
-            })
+            .position(|entry| entry.table_changes == table_changes && entry.block == block)
+    }
+
+    /// The block remembered at `index` (from [`RepeatedBlocks::find`]).
+    pub fn repeat(&self, index: usize) -> Repeat<'_> {
+        let entry = &self.entries[index];
+        Repeat {
+            serial: entry.serial,
+            fields: &entry.fields,
+            unknown_references: entry.unknown_references,
+        }
     }
 
     /// Remembers a block decoded without changing the table (as of `table_changes`).
@@ -68,6 +80,7 @@ impl RepeatedBlocks {
             Some(slot) => &mut self.entries[slot],
             None if self.entries.len() < Self::CAPACITY => {
                 self.entries.push(Remembered {
+                    serial: 0,
                     table_changes,
                     block: Vec::new(),
                     fields: Vec::new(),
@@ -81,6 +94,8 @@ impl RepeatedBlocks {
                 &mut self.entries[slot]
             }
         };
+        self.last_serial += 1;
+        entry.serial = self.last_serial;
         entry.table_changes = table_changes;
         entry.block.clear();
         entry.block.extend_from_slice(block);

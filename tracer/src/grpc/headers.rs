@@ -1,0 +1,212 @@
+//! What a decoded header block says: the request headers a call record keeps, and the outcome
+//! a response's headers or trailers carry.
+//!
+//! A block is read once, both ways (which side sent it may not be known yet). Blocks repeat
+//! from call to call, and so does what they say: a connection's tracker keeps the meaning of
+//! the blocks its decoders hand out as repeats, and a call's request headers are shared, not
+//! copied.
+
+use std::{rc::Rc, time::Duration};
+
+use super::metadata::{parse_timeout, percent_decode};
+use crate::hpack::{FieldValue, HeaderField, Text};
+
+/// The request headers a call record keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHeaders {
+    /// `:path`; `None` when it referenced header table state from before attach.
+    pub path: Option<Text>,
+    pub authority: Option<Text>,
+    pub user_agent: Option<Text>,
+    pub grpc_encoding: Option<Text>,
+    pub timeout: Option<Duration>,
+    pub traceparent: Option<Text>,
+    pub tracestate: Option<Text>,
+    pub grpc_trace_bin: Option<Text>,
+}
+
+/// What a response header block (headers or trailers) says of the call's outcome. A field that
+/// is absent or unreadable is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    pub http_status: Option<u16>,
+    pub grpc_status: Option<u32>,
+    /// `grpc-message`, percent-decoded.
+    pub grpc_message: Option<String>,
+    /// A field referenced header table state from before attach: a missing `grpc-status`
+    /// may just be unreadable.
+    pub had_unknown_fields: bool,
+}
+
+/// One header block, read as a request and as a response.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BlockMeaning {
+    /// It has request pseudo-headers (`:method`, `:path` or `:scheme`).
+    pub has_request_pseudo_headers: bool,
+    pub has_status: bool,
+    /// As a request; `None` when its content-type says it is not gRPC (an unreadable one is
+    /// given the benefit of the doubt).
+    pub request: Option<Rc<RequestHeaders>>,
+    pub response: ResponseHeaders,
+}
+
+impl BlockMeaning {
+    pub fn of(fields: &[HeaderField]) -> BlockMeaning {
+        let mut meaning = BlockMeaning::default();
+        let mut request = RequestHeaders::default();
+        let mut grpc = true;
+        for field in fields {
+            let Some(name) = field.name.as_deref() else {
+                meaning.response.had_unknown_fields = true;
+                continue;
+            };
+            if field.value == FieldValue::Unknown {
+                meaning.response.had_unknown_fields = true;
+            }
+            let text = field.text();
+            // Only the values the call record keeps are copied; header text is shared with the
+            // HPACK table.
+            match name {
+                ":method" | ":scheme" => meaning.has_request_pseudo_headers = true,
+                ":path" => {
+                    meaning.has_request_pseudo_headers = true;
+                    request.path = text.cloned();
+                }
+                ":authority" => request.authority = text.cloned(),
+                "user-agent" => request.user_agent = text.cloned(),
+                "grpc-encoding" => request.grpc_encoding = text.cloned(),
+                "traceparent" => request.traceparent = text.cloned(),
+                "tracestate" => request.tracestate = text.cloned(),
+                "grpc-trace-bin" => request.grpc_trace_bin = text.cloned(),
+                "grpc-timeout" => request.timeout = text.and_then(|text| parse_timeout(text)),
+                "content-type" => {
+                    grpc &= text.is_none_or(|text| text.starts_with("application/grpc"))
+                }
+                ":status" => {
+                    meaning.has_status = true;
+                    meaning.response.http_status = text.and_then(|text| text.parse().ok());
+                }
+                "grpc-status" => {
+                    meaning.response.grpc_status = text.and_then(|text| text.parse().ok())
+                }
+                "grpc-message" => {
+                    meaning.response.grpc_message = text.map(|text| percent_decode(text))
+                }
+                _ => {}
+            }
+        }
+        meaning.request = grpc.then(|| Rc::new(request));
+        meaning
+    }
+}
+
+/// The meaning of the last few blocks a decoder handed out as repeats, by their serial number.
+#[derive(Default)]
+pub struct KnownMeanings {
+    entries: Vec<(u64, Rc<BlockMeaning>)>,
+    /// The entry the next new meaning replaces, once all are taken.
+    next: usize,
+}
+
+impl KnownMeanings {
+    /// As many as the decoder remembers blocks.
+    const CAPACITY: usize = 4;
+
+    /// The meaning of the repeat numbered `serial`, read from its `fields` the first time.
+    pub fn of_repeat(&mut self, serial: u64, fields: &[HeaderField]) -> Rc<BlockMeaning> {
+        if let Some((_, meaning)) = self.entries.iter().find(|(known, _)| *known == serial) {
+            return Rc::clone(meaning);
+        }
+        let meaning = Rc::new(BlockMeaning::of(fields));
+        let entry = (serial, Rc::clone(&meaning));
+        if self.entries.len() < Self::CAPACITY {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % Self::CAPACITY;
+        }
+        meaning
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(name: &'static str, value: &str) -> HeaderField {
+        HeaderField {
+            name: Some(Text::Static(name)),
+            value: FieldValue::Known(value.into()),
+        }
+    }
+
+    #[test]
+    fn a_request_block_says_what_the_call_record_keeps() {
+        let fields = [
+            field(":method", "POST"),
+            field(":path", "/shop.Catalog/GetItem"),
+            field("content-type", "application/grpc+proto"),
+            field("grpc-timeout", "100m"),
+            field("user-agent", "grpc-go/1.70"),
+            HeaderField {
+                name: Some(Text::Static("authorization")),
+                value: FieldValue::Redacted { len: 12 },
+            },
+        ];
+        let meaning = BlockMeaning::of(&fields);
+        assert!(meaning.has_request_pseudo_headers && !meaning.has_status);
+        let request = meaning.request.expect("gRPC");
+        assert_eq!(request.path.as_deref(), Some("/shop.Catalog/GetItem"));
+        assert_eq!(request.user_agent.as_deref(), Some("grpc-go/1.70"));
+        assert_eq!(request.timeout, Some(Duration::from_millis(100)));
+        assert_eq!(request.authority, None);
+        let mut not_grpc = fields.to_vec();
+        not_grpc[2] = field("content-type", "text/html");
+        assert_eq!(BlockMeaning::of(&not_grpc).request, None);
+    }
+
+    #[test]
+    fn a_response_block_says_how_the_call_ended() {
+        let trailers = [
+            field("grpc-status", "5"),
+            field("grpc-message", "no%20such%20item"),
+        ];
+        let meaning = BlockMeaning::of(&trailers);
+        assert_eq!(
+            meaning.response,
+            ResponseHeaders {
+                http_status: None,
+                grpc_status: Some(5),
+                grpc_message: Some("no such item".into()),
+                had_unknown_fields: false,
+            }
+        );
+        // Fields from before attach: a status may hide in them.
+        let late = [
+            field(":status", "200"),
+            HeaderField {
+                name: None,
+                value: FieldValue::Unknown,
+            },
+        ];
+        let meaning = BlockMeaning::of(&late);
+        assert!(meaning.has_status && meaning.response.had_unknown_fields);
+        assert_eq!(meaning.response.http_status, Some(200));
+    }
+
+    #[test]
+    fn a_repeat_is_read_once_by_its_serial_number() {
+        let ok = [field("grpc-status", "0")];
+        let failed = [field("grpc-status", "13")];
+        let mut known = KnownMeanings::default();
+        assert_eq!(known.of_repeat(7, &ok).response.grpc_status, Some(0));
+        // The same serial is the same block: its fields are not read again.
+        assert_eq!(known.of_repeat(7, &failed).response.grpc_status, Some(0));
+        assert_eq!(known.of_repeat(8, &failed).response.grpc_status, Some(13));
+        // Older serials make room for newer ones, and are read afresh if they come back.
+        for serial in 9..9 + KnownMeanings::CAPACITY as u64 {
+            known.of_repeat(serial, &ok);
+        }
+        assert_eq!(known.of_repeat(7, &failed).response.grpc_status, Some(13));
+    }
+}

@@ -5,8 +5,9 @@
 //! everything else the tracer does.
 
 use super::{
-    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
-    SpanRecord, SpanStatus, WallClock, span::SeriesKey, stdout_lines::StdoutLines,
+    AttributeValue, CallSink, Conventions, ExportReport, IdSource, RandomIds, ResourceInfo,
+    SpanAttributes, SpanKind, SpanRecord, SpanStatus, WallClock, span::SeriesKey,
+    stdout_lines::StdoutLines,
 };
 use crate::grpc::CallRecord;
 
@@ -33,15 +34,25 @@ impl RenderedSeries {
     /// Connections times methods that a client keeps busy at once, typically.
     const CAPACITY: usize = 8;
 
-    /// The series attributes of `span` (a span of `call`), as JSON members without braces.
-    fn json(&mut self, call: &CallRecord, span: &SpanRecord) -> &[u8] {
-        let series = &span.attributes[..span.series_len];
+    /// The span of `call` without its series attributes, and their JSON (members without
+    /// braces), which is written now if the series is new.
+    fn span<'c>(
+        &mut self,
+        call: &'c CallRecord,
+        conventions: Conventions,
+        clock: WallClock,
+        ids: &mut dyn IdSource,
+    ) -> (SpanRecord<'c>, &[u8]) {
         if let Some(index) = self.entries.iter().position(|(key, _)| key.matches(call)) {
-            let json = &self.entries[index].1;
-            debug_assert_eq!(*json, render_members(series), "a series renders the same");
-            return json;
+            let span =
+                SpanRecord::with_attributes(call, conventions, clock, ids, SpanAttributes::OwnOnly);
+            return (span, &self.entries[index].1);
         }
-        let entry = (SeriesKey::of(call), render_members(series));
+        let mut span = SpanRecord::from_call(call, conventions, clock, ids);
+        let json = render_members(&span.attributes[..span.series_len]);
+        span.attributes.drain(..span.series_len);
+        span.series_len = 0;
+        let entry = (SeriesKey::of(call), json);
         let index = if self.entries.len() < Self::CAPACITY {
             self.entries.push(entry);
             self.entries.len() - 1
@@ -51,7 +62,7 @@ impl RenderedSeries {
             self.entries[index] = entry;
             index
         };
-        &self.entries[index].1
+        (span, &self.entries[index].1)
     }
 }
 
@@ -108,13 +119,23 @@ fn write_value(out: &mut Vec<u8>, value: &AttributeValue) {
     }
 }
 
-fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+/// The two hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
+    }
+    pairs
+};
+
+fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut text = [0u8; 34];
     text[0] = b'"';
-    for (index, byte) in bytes.iter().enumerate() {
-        text[1 + 2 * index] = DIGITS[usize::from(byte >> 4)];
-        text[2 + 2 * index] = DIGITS[usize::from(byte & 0xf)];
+    for (index, &byte) in bytes.iter().enumerate() {
+        text[1 + 2 * index..3 + 2 * index].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     text[1 + 2 * bytes.len()] = b'"';
     out.extend_from_slice(&text[..2 + 2 * bytes.len()]);
@@ -207,8 +228,9 @@ impl JsonSink {
 
 impl CallSink for JsonSink {
     fn on_call(&mut self, call: &CallRecord) {
-        let span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
-        let series_json = self.series.json(call, &span);
+        let (span, series_json) =
+            self.series
+                .span(call, self.conventions, self.clock, &mut self.ids);
         let resource = &self.resource;
         self.out
             .push(|line| write_span(line, &span, series_json, resource));
@@ -279,18 +301,15 @@ mod tests {
         other_connection.connection = std::sync::Arc::new((*first.connection).clone());
         calls.extend([first, other_agent, other_connection]);
         let mut rendered = RenderedSeries::default();
+        let clock = WallClock::measure();
         for call in calls.iter().chain(&calls).chain(calls.iter().rev()) {
-            let span = SpanRecord::from_call(
-                call,
-                Conventions::Both,
-                WallClock::measure(),
-                &mut RandomIds::new(),
-            );
-            let fresh = render_members(&span.attributes[..span.series_len]);
+            let full = SpanRecord::from_call(call, Conventions::Both, clock, &mut RandomIds::new());
+            let (span, json) = rendered.span(call, Conventions::Both, clock, &mut RandomIds::new());
             assert_eq!(
-                String::from_utf8_lossy(rendered.json(call, &span)),
-                String::from_utf8_lossy(&fresh)
+                String::from_utf8_lossy(json),
+                String::from_utf8_lossy(&render_members(&full.attributes[..full.series_len]))
             );
+            assert_eq!(span.attributes, full.attributes[full.series_len..]);
         }
         assert_eq!(rendered.entries.len(), RenderedSeries::CAPACITY);
     }

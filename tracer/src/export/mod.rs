@@ -18,8 +18,8 @@ pub use json::JsonSink;
 pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink};
 pub use resource::{ResourceInfo, parse_key_values};
 pub use span::{
-    AttributeValue, Conventions, IdSource, RandomIds, SpanKind, SpanRecord, SpanStatus,
-    TraceParent, to_hex,
+    AttributeValue, Conventions, IdSource, RandomIds, SpanAttributes, SpanKind, SpanRecord,
+    SpanStatus, TraceParent, to_hex,
 };
 pub use summary::Summary;
 

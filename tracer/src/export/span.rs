@@ -160,12 +160,31 @@ fn server_error(code: Code) -> bool {
     )
 }
 
+/// Which of a call's attributes a span carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanAttributes {
+    /// Those of its series, then its own.
+    All,
+    /// Its own only: for a sink that has those of its series already (see [`SeriesKey`]).
+    OwnOnly,
+}
+
 impl<'a> SpanRecord<'a> {
     pub fn from_call(
         call: &'a CallRecord,
         conventions: Conventions,
         clock: WallClock,
         ids: &mut dyn IdSource,
+    ) -> SpanRecord<'a> {
+        SpanRecord::with_attributes(call, conventions, clock, ids, SpanAttributes::All)
+    }
+
+    pub fn with_attributes(
+        call: &'a CallRecord,
+        conventions: Conventions,
+        clock: WallClock,
+        ids: &mut dyn IdSource,
+        which: SpanAttributes,
     ) -> SpanRecord<'a> {
         let parent = call
             .traceparent()
@@ -180,7 +199,12 @@ impl<'a> SpanRecord<'a> {
             }
             _ => SpanStatus::Unset,
         };
-        let (attributes, series_len) = attributes(call, conventions);
+        let mut attributes = Vec::with_capacity(24);
+        if which == SpanAttributes::All {
+            series_attributes(call, conventions, &mut attributes);
+        }
+        let series_len = attributes.len();
+        call_attributes(call, conventions, &mut attributes);
         SpanRecord {
             name: call.name(),
             trace_id: parent.map_or_else(|| ids.trace_id(), |parent| parent.trace_id),
@@ -195,19 +219,6 @@ impl<'a> SpanRecord<'a> {
             series_len,
         }
     }
-}
-
-/// The attributes of a call: first those of its series ([`SpanRecord::series_len`] of them),
-/// then its own.
-fn attributes(
-    call: &CallRecord,
-    conventions: Conventions,
-) -> (Vec<(&'static str, AttributeValue<'_>)>, usize) {
-    let mut attributes = Vec::with_capacity(24);
-    series_attributes(call, conventions, &mut attributes);
-    let series_len = attributes.len();
-    call_attributes(call, conventions, &mut attributes);
-    (attributes, series_len)
 }
 
 fn text(value: &str) -> AttributeValue<'_> {

@@ -122,10 +122,8 @@ impl Session {
 
     fn poll(&mut self, timeout: Duration, sink: &mut dyn CallSink) -> Result<(), CaptureError> {
         let tracking = &mut self.tracking;
-        let polled = self
-            .capture
-            .poll(timeout, &mut |event| tracking.handle(event));
-        polled?;
+        self.capture
+            .poll(timeout, &mut |event| tracking.handle(event))?;
         let mut fed = std::mem::take(&mut self.tracking.fed);
         self.offer_frame_sync(&fed);
         fed.clear();

@@ -312,6 +312,18 @@ mod tests {
             assert_eq!(span.attributes, full.attributes[full.series_len..]);
         }
         assert_eq!(rendered.entries.len(), RenderedSeries::CAPACITY);
+        // Another connection to the same peer, whose HPACK table holds its own copy of the
+        // same text, is the same series: more connections than are kept still hit.
+        let mut rendered = RenderedSeries::default();
+        for _ in 0..RenderedSeries::CAPACITY + 1 {
+            let mut call = calls[0].clone();
+            call.connection = std::sync::Arc::new((*call.connection).clone());
+            edit_headers(&mut call, |headers| {
+                headers.path = Some(format!("/pkg.S{}/M", 0).into());
+            });
+            rendered.span(&call, Conventions::Both, clock, &mut RandomIds::new());
+        }
+        assert_eq!(rendered.entries.len(), 1);
     }
 
     #[test]

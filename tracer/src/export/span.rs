@@ -245,17 +245,21 @@ impl SeriesKey {
         }
     }
 
-    /// Whether `call` is of this series. Header text is compared by identity, which is cheap:
-    /// calls of one series share the text the HPACK table holds, and the key keeps it alive.
+    /// Whether `call` is of this series. Calls of a series on one connection share the header
+    /// text its HPACK table holds, which the key keeps alive, so identity is tried first; on
+    /// another connection to the same peer the text is equal but not the same.
     pub fn matches(&self, call: &CallRecord) -> bool {
         fn same(key: &Option<Text>, call: Option<&Text>) -> bool {
             match (key, call) {
-                (Some(key), Some(call)) => key.is_same(call),
+                (Some(key), Some(call)) => key.is_same(call) || **key == **call,
                 (None, None) => true,
                 _ => false,
             }
         }
-        Arc::ptr_eq(&self.connection, &call.connection)
+        // Of the connection, the series attributes read only the process and the peer.
+        let (key, connection) = (&*self.connection, &*call.connection);
+        (Arc::ptr_eq(&self.connection, &call.connection)
+            || (key.pid == connection.pid && key.peer == connection.peer))
             && self.side == call.side
             && same(&self.path, call.path())
             && same(&self.authority, call.authority())

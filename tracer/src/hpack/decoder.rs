@@ -43,10 +43,6 @@ pub struct HeaderField {
 }
 
 impl HeaderField {
-    pub fn name_is(&self, name: &str) -> bool {
-        self.name.as_deref() == Some(name)
-    }
-
     /// The value, if it was kept.
     pub fn text(&self) -> Option<&Text> {
         match &self.value {

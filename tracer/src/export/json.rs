@@ -5,9 +5,8 @@
 //! everything else the tracer does.
 
 use super::{
-    AttributeValue, CallSink, Conventions, ExportReport, IdSource, RandomIds, ResourceInfo,
-    SpanAttributes, SpanKind, SpanRecord, SpanStatus, WallClock, span::SeriesKey,
-    stdout_lines::StdoutLines,
+    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
+    SpanRecord, SpanStatus, WallClock, series::SeriesCache, stdout_lines::StdoutLines,
 };
 use crate::grpc::CallRecord;
 
@@ -17,53 +16,10 @@ pub struct JsonSink {
     ids: RandomIds,
     /// The resource object, serialised once.
     resource: String,
-    series: RenderedSeries,
+    /// The JSON members of each series' attributes, written once: they are most of a span's
+    /// attributes (method, server, peer), and every call of the series repeats them.
+    series: SeriesCache<Vec<u8>>,
     out: StdoutLines,
-}
-
-/// The JSON of the attributes of the last few series, written once each: they are most of a
-/// span's attributes (method, server, connection), and every call of the series repeats them.
-#[derive(Default)]
-struct RenderedSeries {
-    entries: Vec<(SeriesKey, Vec<u8>)>,
-    /// The entry the next new series replaces, once all are taken.
-    next: usize,
-}
-
-impl RenderedSeries {
-    /// Connections times methods that a client keeps busy at once, typically.
-    const CAPACITY: usize = 8;
-
-    /// The span of `call` without its series attributes, and their JSON (members without
-    /// braces), which is written now if the series is new.
-    fn span<'c>(
-        &mut self,
-        call: &'c CallRecord,
-        conventions: Conventions,
-        clock: WallClock,
-        ids: &mut dyn IdSource,
-    ) -> (SpanRecord<'c>, &[u8]) {
-        if let Some(index) = self.entries.iter().position(|(key, _)| key.matches(call)) {
-            let span =
-                SpanRecord::with_attributes(call, conventions, clock, ids, SpanAttributes::OwnOnly);
-            return (span, &self.entries[index].1);
-        }
-        let mut span = SpanRecord::from_call(call, conventions, clock, ids);
-        let json = render_members(&span.attributes[..span.series_len]);
-        span.attributes.drain(..span.series_len);
-        span.series_len = 0;
-        let entry = (SeriesKey::of(call), json);
-        let index = if self.entries.len() < Self::CAPACITY {
-            self.entries.push(entry);
-            self.entries.len() - 1
-        } else {
-            let index = self.next;
-            self.next = (self.next + 1) % Self::CAPACITY;
-            self.entries[index] = entry;
-            index
-        };
-        (span, &self.entries[index].1)
-    }
 }
 
 fn render_members(attributes: &[(&'static str, AttributeValue)]) -> Vec<u8> {
@@ -220,7 +176,7 @@ impl JsonSink {
             conventions,
             ids: RandomIds::new(),
             resource: String::from_utf8(resource_json).expect("JSON is UTF-8"),
-            series: RenderedSeries::default(),
+            series: SeriesCache::default(),
             out: StdoutLines::new(),
         }
     }
@@ -228,9 +184,13 @@ impl JsonSink {
 
 impl CallSink for JsonSink {
     fn on_call(&mut self, call: &CallRecord) {
-        let (span, series_json) =
-            self.series
-                .span(call, self.conventions, self.clock, &mut self.ids);
+        let (span, series_json) = self.series.span(
+            call,
+            self.conventions,
+            self.clock,
+            &mut self.ids,
+            render_members,
+        );
         let resource = &self.resource;
         self.out
             .push(|line| write_span(line, &span, series_json, resource));
@@ -286,7 +246,7 @@ mod tests {
         // user agent, and on a second connection.
         let first = call();
         let mut calls = Vec::new();
-        for index in 0..RenderedSeries::CAPACITY + 2 {
+        for index in 0..SeriesCache::<Vec<u8>>::CAPACITY + 2 {
             let mut call = first.clone();
             edit_headers(&mut call, |headers| {
                 headers.path = Some(format!("/pkg.S{index}/M").into());
@@ -300,30 +260,42 @@ mod tests {
         let mut other_connection = first.clone();
         other_connection.connection = std::sync::Arc::new((*first.connection).clone());
         calls.extend([first, other_agent, other_connection]);
-        let mut rendered = RenderedSeries::default();
+        let mut rendered = SeriesCache::default();
         let clock = WallClock::measure();
         for call in calls.iter().chain(&calls).chain(calls.iter().rev()) {
             let full = SpanRecord::from_call(call, Conventions::Both, clock, &mut RandomIds::new());
-            let (span, json) = rendered.span(call, Conventions::Both, clock, &mut RandomIds::new());
+            let (span, json) = rendered.span(
+                call,
+                Conventions::Both,
+                clock,
+                &mut RandomIds::new(),
+                render_members,
+            );
             assert_eq!(
                 String::from_utf8_lossy(json),
                 String::from_utf8_lossy(&render_members(&full.attributes[..full.series_len]))
             );
             assert_eq!(span.attributes, full.attributes[full.series_len..]);
         }
-        assert_eq!(rendered.entries.len(), RenderedSeries::CAPACITY);
+        assert_eq!(rendered.len(), SeriesCache::<Vec<u8>>::CAPACITY);
         // Another connection to the same peer, whose HPACK table holds its own copy of the
         // same text, is the same series: more connections than are kept still hit.
-        let mut rendered = RenderedSeries::default();
-        for _ in 0..RenderedSeries::CAPACITY + 1 {
+        let mut rendered = SeriesCache::default();
+        for _ in 0..SeriesCache::<Vec<u8>>::CAPACITY + 1 {
             let mut call = calls[0].clone();
             call.connection = std::sync::Arc::new((*call.connection).clone());
             edit_headers(&mut call, |headers| {
                 headers.path = Some(format!("/pkg.S{}/M", 0).into());
             });
-            rendered.span(&call, Conventions::Both, clock, &mut RandomIds::new());
+            rendered.span(
+                &call,
+                Conventions::Both,
+                clock,
+                &mut RandomIds::new(),
+                render_members,
+            );
         }
-        assert_eq!(rendered.entries.len(), 1);
+        assert_eq!(rendered.len(), 1);
     }
 
     #[test]

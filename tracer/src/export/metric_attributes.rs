@@ -14,7 +14,7 @@ use std::{
 use foldhash::HashMap;
 use opentelemetry::KeyValue;
 
-use super::{AttributeValue, SpanRecord, otlp::otel_value};
+use super::{AttributeValue, otlp::otel_value};
 
 const KEPT: [&str; 9] = [
     "rpc.system",
@@ -32,14 +32,20 @@ const KEPT: [&str; 9] = [
 /// a process talks to very many servers).
 const MAX_KEPT_SETS: usize = 1024;
 
-fn kept<'s, 'a>(
-    span: &'s SpanRecord<'a>,
-) -> impl Iterator<Item = &'s (&'static str, AttributeValue<'a>)> {
-    span.attributes.iter().filter(|(key, _)| KEPT.contains(key))
+/// A span's attributes in parts: those of its series, kept by the sink, and its own.
+pub type Parts<'p, 'a> = [&'p [(&'static str, AttributeValue<'a>)]; 2];
+
+fn kept<'p, 'a>(
+    parts: Parts<'p, 'a>,
+) -> impl Iterator<Item = &'p (&'static str, AttributeValue<'a>)> {
+    parts
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| KEPT.contains(key))
 }
 
-fn build(span: &SpanRecord<'_>) -> Vec<KeyValue> {
-    kept(span)
+fn build(parts: Parts<'_, '_>) -> Vec<KeyValue> {
+    kept(parts)
         .map(|(key, value)| KeyValue::new(*key, otel_value(value.clone())))
         .collect()
 }
@@ -56,35 +62,27 @@ pub struct MetricAttributeSets {
 }
 
 impl MetricAttributeSets {
-    pub fn for_span(&mut self, span: &SpanRecord<'_>) -> Cow<'_, [KeyValue]> {
+    /// The set for the span whose attributes are `parts`.
+    pub fn for_parts(&mut self, parts: Parts<'_, '_>) -> Cow<'_, [KeyValue]> {
         let mut hasher = self.hasher.build_hasher();
-        for attribute in kept(span) {
+        for attribute in kept(parts) {
             attribute.hash(&mut hasher);
         }
         let sets = self.by_hash.entry(hasher.finish()).or_default();
         let found = sets
             .iter()
-            .position(|(source, _)| source.iter().eq(kept(span)));
+            .position(|(source, _)| source.iter().eq(kept(parts)));
         let index = match found {
             Some(index) => index,
             None if self.kept_sets < MAX_KEPT_SETS => {
-                let source = kept(span)
-                    .map(|(key, value)| {
-                        let value = match value {
-                            AttributeValue::Str(text) => {
-                                AttributeValue::Str(Cow::Owned(text.to_string()))
-                            }
-                            AttributeValue::Int(number) => AttributeValue::Int(*number),
-                            AttributeValue::Bool(flag) => AttributeValue::Bool(*flag),
-                        };
-                        (*key, value)
-                    })
+                let source = kept(parts)
+                    .map(|(key, value)| (*key, value.to_owned_value()))
                     .collect();
-                sets.push((source, build(span)));
+                sets.push((source, build(parts)));
                 self.kept_sets += 1;
                 sets.len() - 1
             }
-            None => return Cow::Owned(build(span)),
+            None => return Cow::Owned(build(parts)),
         };
         Cow::Borrowed(&sets[index].1)
     }
@@ -93,7 +91,7 @@ impl MetricAttributeSets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::{Conventions, IdSource, WallClock, span::tests::call};
+    use crate::export::{Conventions, IdSource, SpanRecord, WallClock, span::tests::call};
     use crate::grpc::Code;
 
     struct FixedIds;
@@ -118,15 +116,18 @@ mod tests {
         let mut sets = MetricAttributeSets::default();
         for (round, record) in [&not_found, &ok, &not_found, &ok].into_iter().enumerate() {
             let span = SpanRecord::from_call(record, Conventions::Both, clock, &mut FixedIds);
-            let set = sets.for_span(&span).into_owned();
-            assert_eq!(set, build(&span), "round {round}");
+            // Split as the sink splits them: its series', then its own.
+            let (series, own) = span.attributes.split_at(span.series_len);
+            let set = sets.for_parts([series, own]).into_owned();
+            assert_eq!(set, build([&span.attributes, &[]]), "round {round}");
             assert!(set.iter().all(|pair| KEPT.contains(&pair.key.as_str())));
             assert!(set.iter().any(|pair| pair.key.as_str() == "rpc.method"));
         }
         assert_eq!(sets.kept_sets, 2);
         let span = SpanRecord::from_call(&ok, Conventions::Both, clock, &mut FixedIds);
+        let (series, own) = span.attributes.split_at(span.series_len);
         let status = sets
-            .for_span(&span)
+            .for_parts([series, own])
             .iter()
             .find(|pair| pair.key.as_str() == "rpc.response.status_code")
             .map(|pair| pair.value.to_string());

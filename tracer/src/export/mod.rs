@@ -8,6 +8,7 @@ mod otlp;
 mod otlp_encoding;
 mod otlp_transport;
 mod resource;
+mod series;
 mod span;
 mod stdout_lines;
 mod summary;

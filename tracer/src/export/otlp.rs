@@ -34,11 +34,11 @@ use opentelemetry_sdk::{
 use tokio::runtime::Handle;
 
 use super::{
-    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanRecord,
-    WallClock,
+    AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, WallClock,
     metric_attributes::MetricAttributeSets,
-    otlp_encoding::{RequestFrame, put_span},
+    otlp_encoding::{RequestFrame, encode_attributes, put_span},
     otlp_transport::SpanTransport,
+    series::SeriesCache,
 };
 use crate::grpc::CallRecord;
 
@@ -109,6 +109,8 @@ pub struct OtlpSink {
     thread: Option<JoinHandle<()>>,
     metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
     metric_attributes: MetricAttributeSets,
+    /// Each series' attributes, encoded once and copied into its spans.
+    series: SeriesCache<SeriesAttributes>,
     /// Runs the span transport's and the metric exporter's network I/O; dropped last.
     runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<Counters>,
@@ -203,6 +205,7 @@ impl OtlpSink {
             thread: Some(thread),
             metrics,
             metric_attributes: MetricAttributeSets::default(),
+            series: SeriesCache::default(),
             runtime: Some(runtime),
             counters,
             dropped_queue_full: 0,
@@ -212,6 +215,14 @@ impl OtlpSink {
             scratch: Vec::new(),
         })
     }
+}
+
+/// A series' attributes as the OTLP sink keeps them.
+struct SeriesAttributes {
+    /// As the fields of a span.
+    encoded: Vec<u8>,
+    /// For the duration histogram's attribute set.
+    owned: Vec<(&'static str, AttributeValue<'static>)>,
 }
 
 pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
@@ -235,18 +246,37 @@ fn to_resource(resource: &ResourceInfo) -> Resource {
 
 impl CallSink for OtlpSink {
     fn on_call(&mut self, call: &CallRecord) {
-        let mut span = SpanRecord::from_call(call, self.conventions, self.clock, &mut self.ids);
+        let (mut span, series) = self.series.span(
+            call,
+            self.conventions,
+            self.clock,
+            &mut self.ids,
+            |attributes| SeriesAttributes {
+                encoded: encode_attributes(attributes),
+                owned: attributes
+                    .iter()
+                    .map(|(key, value)| (*key, value.to_owned_value()))
+                    .collect(),
+            },
+        );
         if let Some((_, histogram)) = &self.metrics {
             histogram.record(
                 call.duration().as_secs_f64(),
-                &self.metric_attributes.for_span(&span),
+                &self
+                    .metric_attributes
+                    .for_parts([&series.owned, &span.attributes]),
             );
         }
         // A tracestate the W3C rules reject is left out, as the SDK would.
         span.trace_state = span
             .trace_state
             .filter(|state| TraceState::from_str(state).is_ok());
-        put_span(&mut self.pending.encoded, &span, &mut self.scratch);
+        put_span(
+            &mut self.pending.encoded,
+            &span,
+            &series.encoded,
+            &mut self.scratch,
+        );
         self.pending.spans += 1;
         if self.pending.spans >= MAX_BATCH {
             self.hand_over();

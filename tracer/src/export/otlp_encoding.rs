@@ -100,9 +100,25 @@ const STATUS_CODE_ERROR: u64 = 2;
 const SPAN_KIND_SERVER: u64 = 2;
 const SPAN_KIND_CLIENT: u64 = 3;
 
-/// Appends `span` as one `spans = 2` field of a `ScopeSpans`. `scratch` holds the span's body
-/// while its length is not yet known; it is kept by the caller for its capacity.
-pub fn put_span(out: &mut Vec<u8>, span: &SpanRecord<'_>, scratch: &mut Vec<u8>) {
+/// Attributes as `attributes = 9` fields of a `Span`: encoded once for a series, they are
+/// copied into each of its spans by [`put_span`].
+pub fn encode_attributes(attributes: &[(&'static str, AttributeValue<'_>)]) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for (key, value) in attributes {
+        put_key_value(&mut encoded, 9, key, value);
+    }
+    encoded
+}
+
+/// Appends `span` as one `spans = 2` field of a `ScopeSpans`, with `series_attributes` (from
+/// [`encode_attributes`]) before its own. `scratch` holds the span's body while its length is
+/// not yet known; it is kept by the caller for its capacity.
+pub fn put_span(
+    out: &mut Vec<u8>,
+    span: &SpanRecord<'_>,
+    series_attributes: &[u8],
+    scratch: &mut Vec<u8>,
+) {
     scratch.clear();
     let body = scratch;
     put_bytes(body, 1, &span.trace_id);
@@ -126,6 +142,7 @@ pub fn put_span(out: &mut Vec<u8>, span: &SpanRecord<'_>, scratch: &mut Vec<u8>)
     body.extend_from_slice(&span.start_unix_nanos.to_le_bytes());
     put_tag(body, 8, FIXED64);
     body.extend_from_slice(&span.end_unix_nanos.to_le_bytes());
+    body.extend_from_slice(series_attributes);
     for (key, value) in &span.attributes {
         put_key_value(body, 9, key, value);
     }
@@ -256,8 +273,15 @@ mod tests {
         let encoded: Vec<Vec<u8>> = spans
             .iter()
             .map(|span| {
+                // The series attributes go in encoded apart, as the sink does.
+                let series = encode_attributes(&span.attributes[..span.series_len]);
+                let own = SpanRecord {
+                    attributes: span.attributes[span.series_len..].to_vec(),
+                    series_len: 0,
+                    ..span.clone()
+                };
                 let mut out = Vec::new();
-                put_span(&mut out, span, &mut scratch);
+                put_span(&mut out, &own, &series, &mut scratch);
                 out
             })
             .collect();

@@ -55,6 +55,17 @@ pub enum AttributeValue<'a> {
     Bool(bool),
 }
 
+impl AttributeValue<'_> {
+    /// The same value, owning its text.
+    pub fn to_owned_value(&self) -> AttributeValue<'static> {
+        match self {
+            AttributeValue::Str(text) => AttributeValue::Str(Cow::Owned(text.to_string())),
+            AttributeValue::Int(number) => AttributeValue::Int(*number),
+            AttributeValue::Bool(flag) => AttributeValue::Bool(*flag),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanKind {
     Client,

@@ -1,0 +1,65 @@
+//! What a sink makes of the attributes a call shares with the other calls of its series (see
+//! [`SeriesKey`]), made once per series and kept for the last few.
+
+use super::{
+    AttributeValue, Conventions, IdSource, SpanAttributes, SpanRecord, WallClock, span::SeriesKey,
+};
+use crate::grpc::CallRecord;
+
+/// For each of the last few series, what a sink rendered of its attributes.
+pub struct SeriesCache<T> {
+    entries: Vec<(SeriesKey, T)>,
+    /// The entry the next new series replaces, once all are taken.
+    next: usize,
+}
+
+impl<T> Default for SeriesCache<T> {
+    fn default() -> Self {
+        SeriesCache {
+            entries: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> SeriesCache<T> {
+    /// Methods times peers that a process keeps busy at once, typically.
+    pub const CAPACITY: usize = 8;
+
+    /// The span of `call` without its series attributes, and what `render` made of those,
+    /// now if the series is new.
+    pub fn span<'c>(
+        &mut self,
+        call: &'c CallRecord,
+        conventions: Conventions,
+        clock: WallClock,
+        ids: &mut dyn IdSource,
+        render: impl FnOnce(&[(&'static str, AttributeValue<'_>)]) -> T,
+    ) -> (SpanRecord<'c>, &T) {
+        if let Some(index) = self.entries.iter().position(|(key, _)| key.matches(call)) {
+            let span =
+                SpanRecord::with_attributes(call, conventions, clock, ids, SpanAttributes::OwnOnly);
+            return (span, &self.entries[index].1);
+        }
+        let mut span = SpanRecord::from_call(call, conventions, clock, ids);
+        let rendered = render(&span.attributes[..span.series_len]);
+        span.attributes.drain(..span.series_len);
+        span.series_len = 0;
+        let entry = (SeriesKey::of(call), rendered);
+        let index = if self.entries.len() < Self::CAPACITY {
+            self.entries.push(entry);
+            self.entries.len() - 1
+        } else {
+            let index = self.next;
+            self.next = (self.next + 1) % Self::CAPACITY;
+            self.entries[index] = entry;
+            index
+        };
+        (span, &self.entries[index].1)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}

@@ -7,4 +7,5 @@ pub mod grpc;
 pub mod hpack;
 pub mod http2;
 pub mod launch;
+pub mod recent;
 pub mod session;

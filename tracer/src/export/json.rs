@@ -213,6 +213,7 @@ impl CallSink for JsonSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::series::SERIES_KEPT;
 
     #[test]
     fn values_are_written_as_json() {
@@ -246,7 +247,7 @@ mod tests {
         // user agent, and on a second connection.
         let first = call();
         let mut calls = Vec::new();
-        for index in 0..SeriesCache::<Vec<u8>>::CAPACITY + 2 {
+        for index in 0..SERIES_KEPT + 2 {
             let mut call = first.clone();
             edit_headers(&mut call, |headers| {
                 headers.path = Some(format!("/pkg.S{index}/M").into());
@@ -277,11 +278,11 @@ mod tests {
             );
             assert_eq!(span.attributes, full.attributes[full.series_len..]);
         }
-        assert_eq!(rendered.len(), SeriesCache::<Vec<u8>>::CAPACITY);
+        assert_eq!(rendered.len(), SERIES_KEPT);
         // Another connection to the same peer, whose HPACK table holds its own copy of the
         // same text, is the same series: more connections than are kept still hit.
         let mut rendered = SeriesCache::default();
-        for _ in 0..SeriesCache::<Vec<u8>>::CAPACITY + 1 {
+        for _ in 0..SERIES_KEPT + 1 {
             let mut call = calls[0].clone();
             call.connection = std::sync::Arc::new((*call.connection).clone());
             edit_headers(&mut call, |headers| {

@@ -4,28 +4,25 @@
 use super::{
     AttributeValue, Conventions, IdSource, SpanAttributes, SpanRecord, WallClock, span::SeriesKey,
 };
-use crate::grpc::CallRecord;
+use crate::{grpc::CallRecord, recent::Recent};
 
 /// For each of the last few series, what a sink rendered of its attributes.
 pub struct SeriesCache<T> {
-    entries: Vec<(SeriesKey, T)>,
-    /// The entry the next new series replaces, once all are taken.
-    next: usize,
+    entries: Recent<(SeriesKey, T), SERIES_KEPT>,
 }
+
+/// Methods times peers that a process keeps busy at once, typically.
+pub const SERIES_KEPT: usize = 8;
 
 impl<T> Default for SeriesCache<T> {
     fn default() -> Self {
         SeriesCache {
-            entries: Vec::new(),
-            next: 0,
+            entries: Recent::default(),
         }
     }
 }
 
 impl<T> SeriesCache<T> {
-    /// Methods times peers that a process keeps busy at once, typically.
-    pub const CAPACITY: usize = 8;
-
     /// The span of `call` without its series attributes, and what `render` made of those,
     /// now if the series is new.
     pub fn span<'c>(
@@ -36,30 +33,21 @@ impl<T> SeriesCache<T> {
         ids: &mut dyn IdSource,
         render: impl FnOnce(&[(&'static str, AttributeValue<'_>)]) -> T,
     ) -> (SpanRecord<'c>, &T) {
-        if let Some(index) = self.entries.iter().position(|(key, _)| key.matches(call)) {
+        if let Some(index) = self.entries.position(|(key, _)| key.matches(call)) {
             let span =
                 SpanRecord::with_attributes(call, conventions, clock, ids, SpanAttributes::OwnOnly);
-            return (span, &self.entries[index].1);
+            return (span, &self.entries.get(index).1);
         }
         let mut span = SpanRecord::from_call(call, conventions, clock, ids);
         let rendered = render(&span.attributes[..span.series_len]);
         span.attributes.drain(..span.series_len);
         span.series_len = 0;
-        let entry = (SeriesKey::of(call), rendered);
-        let index = if self.entries.len() < Self::CAPACITY {
-            self.entries.push(entry);
-            self.entries.len() - 1
-        } else {
-            let index = self.next;
-            self.next = (self.next + 1) % Self::CAPACITY;
-            self.entries[index] = entry;
-            index
-        };
-        (span, &self.entries[index].1)
+        let (_, rendered) = self.entries.insert((SeriesKey::of(call), rendered));
+        (span, rendered)
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.kept()
     }
 }

@@ -9,7 +9,10 @@
 use std::{rc::Rc, time::Duration};
 
 use super::metadata::{parse_timeout, percent_decode};
-use crate::hpack::{FieldValue, HeaderField, Text};
+use crate::{
+    hpack::{FieldValue, HeaderField, Text},
+    recent::Recent,
+};
 
 /// The request headers a call record keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,28 +106,20 @@ impl BlockMeaning {
 /// The meaning of the last few blocks a decoder handed out as repeats, by their serial number.
 #[derive(Default)]
 pub struct KnownMeanings {
-    entries: Vec<(u64, Rc<BlockMeaning>)>,
-    /// The entry the next new meaning replaces, once all are taken.
-    next: usize,
+    entries: Recent<(u64, Rc<BlockMeaning>), KNOWN_MEANINGS>,
 }
 
-impl KnownMeanings {
-    /// As many as the decoder remembers blocks.
-    const CAPACITY: usize = 4;
+/// As many as the decoder remembers blocks.
+const KNOWN_MEANINGS: usize = 4;
 
+impl KnownMeanings {
     /// The meaning of the repeat numbered `serial`, read from its `fields` the first time.
     pub fn of_repeat(&mut self, serial: u64, fields: &[HeaderField]) -> Rc<BlockMeaning> {
-        if let Some((_, meaning)) = self.entries.iter().find(|(known, _)| *known == serial) {
+        if let Some((_, meaning)) = self.entries.find(|(known, _)| *known == serial) {
             return Rc::clone(meaning);
         }
         let meaning = Rc::new(BlockMeaning::of(fields));
-        let entry = (serial, Rc::clone(&meaning));
-        if self.entries.len() < Self::CAPACITY {
-            self.entries.push(entry);
-        } else {
-            self.entries[self.next] = entry;
-            self.next = (self.next + 1) % Self::CAPACITY;
-        }
+        self.entries.insert((serial, Rc::clone(&meaning)));
         meaning
     }
 }
@@ -204,7 +199,7 @@ mod tests {
         assert_eq!(known.of_repeat(7, &failed).response.grpc_status, Some(0));
         assert_eq!(known.of_repeat(8, &failed).response.grpc_status, Some(13));
         // Older serials make room for newer ones, and are read afresh if they come back.
-        for serial in 9..9 + KnownMeanings::CAPACITY as u64 {
+        for serial in 9..9 + KNOWN_MEANINGS as u64 {
             known.of_repeat(serial, &ok);
         }
         assert_eq!(known.of_repeat(7, &failed).response.grpc_status, Some(13));

@@ -8,6 +8,7 @@ use super::{
     table::{DynamicTable, ENTRY_OVERHEAD, Entry, Lookup},
     text::Text,
 };
+use crate::recent::Recent;
 
 /// Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
@@ -349,31 +350,18 @@ impl Decoder {
 /// again.
 #[derive(Default)]
 struct RecentLiterals {
-    entries: Vec<(Vec<u8>, Text)>,
-    /// The entry the next new literal replaces, once all are taken.
-    next: usize,
+    entries: Recent<(Vec<u8>, Text), 4>,
 }
 
 impl RecentLiterals {
-    const CAPACITY: usize = 4;
-
     fn get(&self, encoded: &[u8]) -> Option<&Text> {
         self.entries
-            .iter()
             .find(|(known, _)| known[..] == *encoded)
             .map(|(_, text)| text)
     }
 
     fn insert(&mut self, encoded: &[u8], text: Text) {
-        if self.entries.len() < Self::CAPACITY {
-            self.entries.push((encoded.to_vec(), text));
-            return;
-        }
-        let (known, known_text) = &mut self.entries[self.next];
-        known.clear();
-        known.extend_from_slice(encoded);
-        *known_text = text;
-        self.next = (self.next + 1) % Self::CAPACITY;
+        self.entries.insert((encoded.to_vec(), text));
     }
 }
 

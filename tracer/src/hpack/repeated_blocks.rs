@@ -7,13 +7,13 @@
 //! instead of being decoded once more.
 
 use super::decoder::HeaderField;
+use crate::recent::Recent;
 
 /// The last few blocks that did not change the table, with their fields.
 #[derive(Default)]
 pub struct RepeatedBlocks {
-    entries: Vec<Remembered>,
-    /// The entry the next block replaces, once all are taken.
-    next: usize,
+    /// Requests, responses and trailers of a method or two.
+    entries: Recent<Remembered, 4>,
     /// The serial number of the last block remembered.
     last_serial: u64,
 }
@@ -38,21 +38,18 @@ pub struct Repeat<'a> {
 }
 
 impl RepeatedBlocks {
-    /// Requests, responses and trailers of a method or two.
-    const CAPACITY: usize = 4;
     /// Larger blocks are rare and mostly carry values that change from call to call.
     const MAX_BLOCK: usize = 512;
 
     /// Where `block` is remembered, if it was decoded with the table as it is now.
     pub fn find(&self, block: &[u8], table_changes: u64) -> Option<usize> {
         self.entries
-            .iter()
             .position(|entry| entry.table_changes == table_changes && entry.block == block)
     }
 
     /// The block remembered at `index` (from [`RepeatedBlocks::find`]).
     pub fn repeat(&self, index: usize) -> Repeat<'_> {
-        let entry = &self.entries[index];
+        let entry = self.entries.get(index);
         Repeat {
             serial: entry.serial,
             fields: &entry.fields,
@@ -72,27 +69,18 @@ impl RepeatedBlocks {
             return;
         }
         // An entry made stale by a table change is the first to go.
-        let slot = self
+        let stale = self
             .entries
-            .iter()
             .position(|entry| entry.table_changes != table_changes);
-        let entry = match slot {
-            Some(slot) => &mut self.entries[slot],
-            None if self.entries.len() < Self::CAPACITY => {
-                self.entries.push(Remembered {
-                    serial: 0,
-                    table_changes,
-                    block: Vec::new(),
-                    fields: Vec::new(),
-                    unknown_references: 0,
-                });
-                self.entries.last_mut().expect("just pushed")
-            }
-            None => {
-                let slot = self.next;
-                self.next = (self.next + 1) % Self::CAPACITY;
-                &mut self.entries[slot]
-            }
+        let entry = match stale {
+            Some(index) => self.entries.get_mut(index),
+            None => self.entries.reuse_oldest(|| Remembered {
+                serial: 0,
+                table_changes,
+                block: Vec::new(),
+                fields: Vec::new(),
+                unknown_references: 0,
+            }),
         };
         self.last_serial += 1;
         entry.serial = self.last_serial;

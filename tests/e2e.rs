@@ -441,6 +441,8 @@ fn bare_records_report_every_transfer_without_its_bytes() {
     for key in ["calls", "spans_exported", "kernel_losses"] {
         assert_eq!(report[key], 0, "{key}: {report}");
     }
+    // Only measured when asked for (`--hook-time`).
+    assert!(report["hook_time"].is_null(), "{report}");
     let records = report["ring_buffer_records"].as_u64().unwrap();
     let bytes = report["ring_buffer_bytes"].as_u64().unwrap();
     // Every call writes its request and reads its reply.
@@ -454,6 +456,50 @@ fn bare_records_report_every_transfer_without_its_bytes() {
         bytes < records * (bare + 8),
         "{bytes} bytes in {records} records: bytes were copied"
     );
+}
+
+/// `--hook-time` reports how long the kernel programs ran, by program: the data-move hooks
+/// ran at least once per request sent and reply read.
+#[test]
+fn hook_time_reports_the_kernel_programs_time_by_program() {
+    let server = Server::start();
+    let stats = stats_path("hook-time");
+    let output = launch_traced_client(
+        &server,
+        &[
+            "--output",
+            "json",
+            "--hook-time",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    assert_eq!(report["calls"], SCENARIO_CALLS as u64, "{report}");
+    let hooks = &report["hook_time"];
+    let programs = hooks["programs"].as_array().expect("programs");
+    let data_moves: u64 = programs
+        .iter()
+        .filter(|program| {
+            let name = program["name"].as_str().unwrap();
+            [
+                "sys_exit_write",
+                "sys_exit_send",
+                "sys_exit_read",
+                "sys_exit_recv",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        })
+        .map(|program| program["runs"].as_u64().unwrap())
+        .sum();
+    assert!(data_moves >= 2 * SCENARIO_CALLS as u64, "{hooks}");
+    let total: u64 = programs.iter().map(|p| p["ns"].as_u64().unwrap()).sum();
+    assert!(total > 0 && hooks["ns"] == total, "{hooks}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in-kernel hooks"), "{stderr}");
 }
 
 #[test]

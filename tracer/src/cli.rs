@@ -64,6 +64,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<std::path::PathBuf>,
 
+    /// Measure the time the kernel hooks take and add it to the final report (in-kernel time
+    /// per call, by hook). This turns on the kernel's BPF run-time statistics while tracing,
+    /// which itself adds a few tens of nanoseconds to every hooked syscall.
+    #[arg(long)]
+    pub hook_time: bool,
+
     /// Benchmarking only: capture a bare record per data move, with none of its bytes, and
     /// decode nothing (no spans). `cargo xtask bench` uses it to measure the floor under the
     /// capture's cost.
@@ -127,6 +133,7 @@ pub struct Config {
     pub env_service_name: Option<String>,
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
+    pub hook_time: bool,
     pub bench_bare_records: bool,
     pub stats_json: Option<std::path::PathBuf>,
 }
@@ -272,6 +279,7 @@ impl Cli {
             env_service_name: env("OTEL_SERVICE_NAME"),
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
+            hook_time: self.hook_time,
             bench_bare_records: self.bench_bare_records,
             stats_json: self.stats_json.clone(),
         })

@@ -8,7 +8,7 @@ use foldhash::{HashMap, HashSet};
 use crate::{
     capture::{
         Capture, CaptureError, CaptureEvent, CaptureTraffic, Closing, Direction, LossReport,
-        SyncOffer, process_alive,
+        ProgramTime, SyncOffer, process_alive,
     },
     export::{CallSink, ExportReport, Summary},
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
@@ -41,6 +41,8 @@ pub struct SessionReport {
     /// connection direction (see [`Capture::offer_frame_sync`]).
     pub frame_sync_offers: u64,
     pub export: ExportReport,
+    /// Time spent in the kernel programs (`--hook-time`), busiest first.
+    pub hook_time: Option<Vec<ProgramTime>>,
 }
 
 pub struct Session {
@@ -191,6 +193,7 @@ impl Session {
             in_flight_at_exit,
             frame_sync_offers: self.frame_sync_offers,
             export: sink.finish(),
+            hook_time: self.capture.hook_time(),
         };
         (report, self.capture)
     }
@@ -364,6 +367,15 @@ impl SessionReport {
             "cpu_attach_us": attached.user_us + attached.system_us,
             "cpu_after_attach_us": (now.user_us + now.system_us).saturating_sub(attached.user_us + attached.system_us),
             "max_rss_kib": now.max_rss_kib,
+            "hook_time": self.hook_time.as_ref().map(|programs| serde_json::json!({
+                "runs": programs.iter().map(|program| program.runs).sum::<u64>(),
+                "ns": hook_nanos(programs),
+                "programs": programs.iter().map(|program| serde_json::json!({
+                    "name": program.name,
+                    "runs": program.runs,
+                    "ns": program.time.as_nanos() as u64,
+                })).collect::<Vec<_>>(),
+            })),
         })
     }
 
@@ -381,6 +393,52 @@ impl SessionReport {
                 out.push_str(&format!("  {count:>10}  {what}\n"));
             }
         }
+        if let Some(programs) = &self.hook_time {
+            out.push_str(&render_hook_time(programs, self.summary.calls()));
+        }
         out
     }
+}
+
+fn hook_nanos(programs: &[ProgramTime]) -> u64 {
+    programs
+        .iter()
+        .map(|program| program.time.as_nanos() as u64)
+        .sum()
+}
+
+/// `--hook-time`: the kernel programs' time, per call and by program.
+fn render_hook_time(programs: &[ProgramTime], calls: u64) -> String {
+    let total = hook_nanos(programs);
+    let runs: u64 = programs.iter().map(|program| program.runs).sum();
+    let mut out = format!(
+        "in-kernel hooks (every process's syscalls they saw): {runs} runs, {:.3} s",
+        total as f64 / 1e9
+    );
+    let per_call = |value: f64| value / calls as f64;
+    if calls > 0 {
+        out.push_str(&format!(", {:.0} ns per call", per_call(total as f64)));
+    }
+    out.push('\n');
+    // The programs that take at least 1% of the time.
+    for program in programs
+        .iter()
+        .filter(|program| program.time.as_nanos() as u64 * 100 >= total)
+    {
+        let nanos = program.time.as_nanos() as f64;
+        out.push_str(&format!(
+            "  {:<22} {:>6.0} ns per run",
+            program.name,
+            nanos / program.runs as f64
+        ));
+        if calls > 0 {
+            out.push_str(&format!(
+                ", {:>6.2} runs and {:>6.0} ns per call",
+                per_call(program.runs as f64),
+                per_call(nanos)
+            ));
+        }
+        out.push('\n');
+    }
+    out
 }

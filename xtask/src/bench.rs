@@ -299,9 +299,33 @@ pub fn run(quick: bool) -> Result<()> {
                     Mode::BareRecords => bare_records.push(result),
                     Mode::CoRunner => co_runner.push(result),
                     Mode::Traced => traced.push(result),
+                    Mode::HookTime => unreachable!("run apart"),
                 }
             }
         }
+        // One more traced run, apart and shorter, for where the in-kernel time goes.
+        let hook_time = if quick || load.traced_only {
+            None
+        } else {
+            let seconds = load.seconds.min(3);
+            Some(if load.h2load {
+                run_h2load(
+                    &release,
+                    &address,
+                    &load.args_for(seconds),
+                    &body,
+                    Mode::HookTime,
+                )?
+            } else {
+                run_client(
+                    &release,
+                    &address,
+                    &load.args_for(seconds),
+                    Mode::HookTime,
+                    load.otlp,
+                )?
+            })
+        };
         results.push(summarise(
             load.name,
             &untraced,
@@ -313,6 +337,7 @@ pub fn run(quick: bool) -> Result<()> {
                 co_runner: &co_runner,
                 co_runner_share: mean(co_runner_shares.into_iter()),
             },
+            hook_time.as_ref(),
         ));
     }
     let _ = server.kill();
@@ -345,6 +370,9 @@ enum Mode {
     /// Untraced, next to a [`CoRunner`] (see [`Load::co_runner_floor`]).
     CoRunner,
     Traced,
+    /// Traced with `--hook-time`: the kernel's BPF run-time statistics on, which slows every
+    /// hooked syscall a little, so this run only reports where the in-kernel time goes.
+    HookTime,
 }
 
 /// The share of one core the tracer kept busy over its runs (its CPU per second of load).
@@ -416,7 +444,10 @@ fn run_client(
     mode: Mode,
     otlp: bool,
 ) -> Result<(Value, Option<Value>)> {
-    let traced = matches!(mode, Mode::Traced | Mode::TracerPaused | Mode::BareRecords);
+    let traced = matches!(
+        mode,
+        Mode::Traced | Mode::TracerPaused | Mode::BareRecords | Mode::HookTime
+    );
     let mut collector = (otlp && mode != Mode::Untraced)
         .then(|| Collector::start(release))
         .transpose()?;
@@ -457,6 +488,7 @@ fn run_client(
             .args(match mode {
                 Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
                 Mode::BareRecords => &["--bench-bare-records"],
+                Mode::HookTime => &["--hook-time"],
                 _ => &[],
             })
             .stdout(Stdio::null())
@@ -647,6 +679,7 @@ fn run_h2load(
             .arg(&stats)
             .args(match mode {
                 Mode::BareRecords => &["--bench-bare-records"][..],
+                Mode::HookTime => &["--hook-time"],
                 _ => &[],
             })
             .args(["--", "sh", "-c", &script]);
@@ -819,6 +852,7 @@ fn summarise(
     untraced: &[(Value, Option<Value>)],
     traced: &[(Value, Option<Value>)],
     floors: &Floors,
+    hook_time: Option<&(Value, Option<Value>)>,
 ) -> Value {
     let rate =
         |runs: &[(Value, Option<Value>)]| mean(runs.iter().map(|(client, _)| client_rate(client)));
@@ -883,7 +917,29 @@ fn summarise(
         })
     };
     let (throughput_rounds, cpu_rounds) = per_round(traced);
+    let hook_time = hook_time
+        .and_then(|(_, tracer)| tracer.as_ref())
+        .map(|tracer| {
+            let calls = number(tracer, "calls").max(1.0);
+            let hooks = &tracer["hook_time"];
+            let programs: Vec<Value> = hooks["programs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|program| {
+                    let (runs, ns) = (number(program, "runs"), number(program, "ns"));
+                    json!({
+                        "name": program["name"],
+                        "runs_per_call": runs / calls,
+                        "ns_per_run": ns / runs.max(1.0),
+                        "ns_per_call": ns / calls,
+                    })
+                })
+                .collect();
+            json!({ "ns_per_call": number(hooks, "ns") / calls, "programs": programs })
+        });
     json!({
+        "hook_time": hook_time,
         "throughput_ratio_rounds": throughput_rounds,
         "client_cpu_increase_rounds": cpu_rounds,
         "hooks_only": floor(floors.hooks_only),
@@ -948,7 +1004,7 @@ fn against_untraced(floor: &Value) -> String {
 
 fn render(results: &[Value]) -> String {
     let mut out = format!(
-        "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
+        "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>6} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
         "load",
         "calls/s A",
         "calls/s B",
@@ -961,6 +1017,7 @@ fn render(results: &[Value]) -> String {
         "+%",
         "+% rounds",
         "trCPU",
+        "hooks",
         "p50 A/B µs",
         "p99 A/B µs",
         "spans",
@@ -971,7 +1028,7 @@ fn render(results: &[Value]) -> String {
     for result in results {
         let get = |key: &str| number(result, key);
         out.push_str(&format!(
-            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
+            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>6} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
             result["load"].as_str().unwrap_or("?"),
             get("calls_per_s_untraced"),
             get("calls_per_s_traced"),
@@ -987,6 +1044,10 @@ fn render(results: &[Value]) -> String {
             get("client_cpu_increase") * 100.0,
             range(&result["client_cpu_increase_rounds"], 100.0, 1),
             get("tracer_cpu_us_per_call"),
+            match result["hook_time"]["ns_per_call"].as_f64() {
+                Some(nanos) => format!("{:.2}", nanos / 1000.0),
+                None => "-".to_owned(),
+            },
             format!("{:.0}/{:.0}", get("p50_us_untraced"), get("p50_us_traced")),
             format!("{:.0}/{:.0}", get("p99_us_untraced"), get("p99_us_traced")),
             get("spans_per_call"),
@@ -1022,6 +1083,29 @@ fn render(results: &[Value]) -> String {
                 against_untraced(co_runner),
             ));
         }
+        let hooks = &result["hook_time"];
+        if hooks.is_object() {
+            let total = number(hooks, "ns_per_call");
+            let busiest: Vec<String> = hooks["programs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|program| number(program, "ns_per_call") >= 0.05 * total)
+                .take(3)
+                .map(|program| {
+                    format!(
+                        "{} {:.0} ns × {:.2}",
+                        program["name"].as_str().unwrap_or("?"),
+                        number(program, "ns_per_run"),
+                        number(program, "runs_per_call"),
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "{name}: in-kernel hooks {total:.0} ns per call ({})\n",
+                busiest.join(", ")
+            ));
+        }
         let paused = &result["tracer_paused"];
         if paused.is_object() {
             out.push_str(&format!(
@@ -1032,6 +1116,6 @@ fn render(results: &[Value]) -> String {
             ));
         }
     }
-    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\nrounds: the lowest and highest of the same figure taken round by round (each traced run against the\nuntraced run of its round), a measure of the noise.\n");
+    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\nrounds: the lowest and highest of the same figure taken round by round (each traced run against the\nuntraced run of its round), a measure of the noise. hooks: µs per call in the kernel programs (every\nprocess's syscalls they saw), from one more traced run with BPF run-time statistics on (`--hook-time`),\nby program as ns per run × runs per call.\n");
     out
 }

@@ -1,11 +1,12 @@
 //! Loading the eBPF object, attaching its programs, and the maps userspace talks to.
 
-use std::{fs, path::Path};
+use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
+    sys::{Stats, enable_stats},
 };
 use tracer_common::{
     DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
@@ -52,7 +53,9 @@ const TRANSFER_EXIT_PROGRAMS: &[&str] = &[
 /// The loaded, attached programs. Dropping this detaches everything.
 pub struct KernelPrograms {
     // Owns the programs and their links.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    /// Keeps the kernel's BPF run-time statistics on while held (`--hook-time`).
+    _run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
     pub traced: HashMap<MapData, u32, TracedProcess>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
@@ -81,6 +84,14 @@ impl KernelPrograms {
             .override_global("BARE_RECORDS", &u8::from(config.bare_records), true)
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
+        // On before any program is attached, so that every run is counted.
+        let run_time_stats = config
+            .hook_time
+            .then(|| enable_stats(Stats::RunTime))
+            .transpose()
+            .map_err(|err| {
+                CaptureError::Load(format!("turning on BPF run-time statistics: {err}"))
+            })?;
 
         for (program, tracepoints) in ENTER_PROGRAMS {
             attach(&mut ebpf, program, "syscalls", tracepoints)?;
@@ -133,7 +144,8 @@ impl KernelPrograms {
         let losses = PerCpuArray::try_from(take("LOSSES")?).map_err(map_err)?;
         debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
         Ok(KernelPrograms {
-            _ebpf: ebpf,
+            ebpf,
+            _run_time_stats: run_time_stats,
             events,
             traced,
             sockets,
@@ -142,6 +154,36 @@ impl KernelPrograms {
             losses,
         })
     }
+}
+
+impl KernelPrograms {
+    /// The time each program has run so far, busiest first. Counted only while BPF run-time
+    /// statistics are on (`--hook-time`, or `kernel.bpf_stats_enabled`).
+    pub fn hook_time(&self) -> Vec<ProgramTime> {
+        let mut programs: Vec<ProgramTime> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramTime {
+                    name: name.to_owned(),
+                    runs: info.run_count(),
+                    time: info.run_time(),
+                })
+            })
+            .filter(|program| program.runs > 0)
+            .collect();
+        programs.sort_by_key(|program| std::cmp::Reverse(program.time));
+        programs
+    }
+}
+
+/// How often one kernel program ran and for how long in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramTime {
+    pub name: String,
+    pub runs: u64,
+    pub time: Duration,
 }
 
 fn attach(

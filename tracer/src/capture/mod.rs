@@ -30,6 +30,7 @@ use tracer_common::{
 pub use tracer_common::{Direction, LossKind, MessageCursor};
 
 use kernel::KernelPrograms;
+pub use kernel::ProgramTime;
 use ordering::StreamOrder;
 use process_sockets::{ProcessHandle, SocketFacts};
 use record::{KernelRecord, Pieces};
@@ -139,6 +140,8 @@ pub struct CaptureConfig {
     /// not delivered. What the capture costs then is the floor under any capture that hears
     /// of every syscall.
     pub bare_records: bool,
+    /// Turn on the kernel's BPF run-time statistics, for [`Capture::hook_time`].
+    pub hook_time: bool,
 }
 
 impl Default for CaptureConfig {
@@ -146,6 +149,7 @@ impl Default for CaptureConfig {
         CaptureConfig {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             bare_records: false,
+            hook_time: false,
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct Capture {
     traffic: CaptureTraffic,
     /// See [`CaptureConfig::bare_records`].
     bare_records: bool,
+    /// See [`CaptureConfig::hook_time`].
+    hook_time: bool,
 }
 
 /// The connections being captured, by id, and what became of the closed ones.
@@ -383,6 +389,7 @@ impl Capture {
             malformed_records: 0,
             traffic: CaptureTraffic::default(),
             bare_records: config.bare_records,
+            hook_time: config.hook_time,
         })
     }
 
@@ -736,6 +743,12 @@ impl Capture {
             Ok(()) => SyncOffer::Placed,
             Err(_) => SyncOffer::Stale,
         }
+    }
+
+    /// The time the kernel programs ran since they were attached, busiest first; `None`
+    /// unless [`CaptureConfig::hook_time`] asked for it.
+    pub fn hook_time(&self) -> Option<Vec<ProgramTime>> {
+        self.hook_time.then(|| self.kernel.hook_time())
     }
 
     pub fn traffic(&self) -> CaptureTraffic {

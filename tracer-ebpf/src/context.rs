@@ -3,8 +3,9 @@
 //!
 //! Data moves (read/write and friends) are hooked at exit only: their arguments are still in
 //! the task's saved user registers there, so nothing has to be remembered from the entry, and
-//! untraced processes pay for one hook instead of two. The rare lifecycle calls (socket,
-//! connect, accept) save their arguments at entry.
+//! untraced processes pay for one hook instead of two. One program serves them all and tells
+//! them apart by syscall number. The rare lifecycle calls (socket, connect, accept) save their
+//! arguments at entry.
 
 use aya_ebpf::{
     EbpfContext,
@@ -42,6 +43,50 @@ pub fn syscall_return(ctx: &TracePointContext) -> i64 {
     unsafe {
         core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_RET_OFFSET).cast::<i64>())
     }
+}
+
+/// Offset of the syscall number in a `sys_exit_*` record.
+const EXIT_NR_OFFSET: usize = 8;
+
+/// The data moves by syscall number: (read, write, readv, writev, sendto, recvfrom, sendmsg,
+/// recvmsg, recvmmsg, sendmmsg).
+#[cfg(bpf_target_arch = "x86_64")]
+const TRANSFER_SYSCALLS: [i32; 10] = [0, 1, 19, 20, 44, 45, 46, 47, 299, 307];
+#[cfg(bpf_target_arch = "aarch64")]
+const TRANSFER_SYSCALLS: [i32; 10] = [63, 64, 65, 66, 206, 207, 211, 212, 243, 269];
+
+/// Which data move a `sys_exit_*` record returns from; `None` for any other syscall.
+#[inline(always)]
+pub fn transfer_op(ctx: &TracePointContext) -> Option<SyscallOp> {
+    // SAFETY: every sys_exit_* record has `int __syscall_nr` at this offset.
+    let nr = unsafe {
+        core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_NR_OFFSET).cast::<i32>())
+    };
+    let [
+        read,
+        write,
+        readv,
+        writev,
+        sendto,
+        recvfrom,
+        sendmsg,
+        recvmsg,
+        recvmmsg,
+        sendmmsg,
+    ] = TRANSFER_SYSCALLS;
+    Some(match nr {
+        _ if nr == read => SyscallOp::Read,
+        _ if nr == write => SyscallOp::Write,
+        _ if nr == readv => SyscallOp::Readv,
+        _ if nr == writev => SyscallOp::Writev,
+        _ if nr == sendto => SyscallOp::Sendto,
+        _ if nr == recvfrom => SyscallOp::Recvfrom,
+        _ if nr == sendmsg => SyscallOp::Sendmsg,
+        _ if nr == recvmsg => SyscallOp::Recvmsg,
+        _ if nr == recvmmsg => SyscallOp::Recvmmsg,
+        _ if nr == sendmmsg => SyscallOp::Sendmmsg,
+        _ => return None,
+    })
 }
 
 /// Saves the arguments of a syscall that concerns a traced socket.

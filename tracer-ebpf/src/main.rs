@@ -44,19 +44,18 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-// Data moves are hooked at exit only.
-syscall_programs!(context::on_transfer_exit {
-    sys_exit_write => Write,
-    sys_exit_writev => Writev,
-    sys_exit_sendto => Sendto,
-    sys_exit_sendmsg => Sendmsg,
-    sys_exit_sendmmsg => Sendmmsg,
-    sys_exit_read => Read,
-    sys_exit_readv => Readv,
-    sys_exit_recvfrom => Recvfrom,
-    sys_exit_recvmsg => Recvmsg,
-    sys_exit_recvmmsg => Recvmmsg,
-});
+/// Data moves (read, write and their kin) are hooked at exit only, all through this one
+/// program, which tells them apart by syscall number. One program rather than one per syscall:
+/// a process that mixes several (tonic's writev, recvfrom and eventfd writes) runs one copy of
+/// the capture code, which is what stays in the instruction cache between calls, and the
+/// verifier checks it once.
+#[tracepoint]
+pub fn sys_exit_transfer(ctx: TracePointContext) -> u32 {
+    if let Some(op) = context::transfer_op(&ctx) {
+        context::on_transfer_exit(&ctx, op);
+    }
+    0
+}
 
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {

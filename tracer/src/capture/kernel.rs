@@ -36,8 +36,8 @@ const EXIT_TRACEPOINTS: &[&str] = &[
     "sys_exit_socket",
 ];
 
-/// Data moves are hooked at exit only, one program each (named after its tracepoint).
-const TRANSFER_EXIT_PROGRAMS: &[&str] = &[
+/// Data moves are hooked at exit only, all by the one program `sys_exit_transfer`.
+const TRANSFER_EXIT_TRACEPOINTS: &[&str] = &[
     "sys_exit_write",
     "sys_exit_writev",
     "sys_exit_sendto",
@@ -97,9 +97,12 @@ impl KernelPrograms {
             attach(&mut ebpf, program, "syscalls", tracepoints)?;
         }
         attach(&mut ebpf, "sys_exit", "syscalls", EXIT_TRACEPOINTS)?;
-        for program in TRANSFER_EXIT_PROGRAMS {
-            attach(&mut ebpf, program, "syscalls", &[program])?;
-        }
+        attach(
+            &mut ebpf,
+            "sys_exit_transfer",
+            "syscalls",
+            TRANSFER_EXIT_TRACEPOINTS,
+        )?;
         attach(
             &mut ebpf,
             "sys_exit_close_range",

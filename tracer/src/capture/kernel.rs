@@ -157,9 +157,7 @@ impl KernelPrograms {
             losses,
         })
     }
-}
 
-impl KernelPrograms {
     /// The time each program has run so far, busiest first. Counted only while BPF run-time
     /// statistics are on (`--hook-time`, or `kernel.bpf_stats_enabled`).
     pub fn hook_time(&self) -> Vec<ProgramTime> {

@@ -426,12 +426,6 @@ impl Capture {
         Ok(())
     }
 
-    /// Stops capturing `pid`. Its connections stay known until they close or capture ends.
-    pub fn untrace_process(&mut self, pid: u32) {
-        let _ = self.kernel.traced.remove(&pid);
-        self.processes.remove(&pid);
-    }
-
     /// Pids currently traced (including followed children), as far as userspace knows.
     pub fn traced_processes(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.processes.keys().copied().collect();

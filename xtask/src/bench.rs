@@ -231,14 +231,15 @@ pub fn run(quick: bool) -> Result<()> {
             );
             continue;
         }
-        let args = load.args_for(load.seconds);
-        let run = |mode: Mode| -> Result<(Value, Option<Value>)> {
+        let run_for = |seconds: u32, mode: Mode| -> Result<(Value, Option<Value>)> {
+            let args = load.args_for(seconds);
             if load.h2load {
                 run_h2load(&release, &address, &args, &body, mode)
             } else {
                 run_client(&release, &address, &args, mode, load.otlp)
             }
         };
+        let run = |mode: Mode| run_for(load.seconds, mode);
         eprintln!("xtask: bench: {}", load.name);
         // A discarded warm-up run, so neither side pays for a cold server.
         if !load.h2load {
@@ -307,24 +308,7 @@ pub fn run(quick: bool) -> Result<()> {
         let hook_time = if quick || load.traced_only {
             None
         } else {
-            let seconds = load.seconds.min(3);
-            Some(if load.h2load {
-                run_h2load(
-                    &release,
-                    &address,
-                    &load.args_for(seconds),
-                    &body,
-                    Mode::HookTime,
-                )?
-            } else {
-                run_client(
-                    &release,
-                    &address,
-                    &load.args_for(seconds),
-                    Mode::HookTime,
-                    load.otlp,
-                )?
-            })
+            Some(run_for(load.seconds.min(3), Mode::HookTime)?)
         };
         results.push(summarise(
             load.name,

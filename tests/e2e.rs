@@ -518,6 +518,49 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
     assert_spans_match_with(spans, &client_calls(&lines), "late join", false, false);
 }
 
+/// One span as `--output json` writes it.
+fn span_of_json_line(line: &str) -> ReceivedSpan {
+    let span: Value =
+        serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON: {line}: {err}"));
+    let attributes = span["attributes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
+        .collect();
+    let resource = span["resource"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
+        .collect();
+    assert_eq!(span["trace_id"].as_str().unwrap().len(), 32);
+    assert_eq!(span["span_id"].as_str().unwrap().len(), 16);
+    ReceivedSpan {
+        name: span["name"].as_str().unwrap().to_owned(),
+        trace_id: span["trace_id"].as_str().unwrap().to_owned(),
+        span_id: span["span_id"].as_str().unwrap().to_owned(),
+        parent_span_id: span["parent_span_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        kind: if span["kind"] == "CLIENT" { 3 } else { 2 },
+        start_unix_nanos: span["start_time_unix_nano"].as_u64().unwrap(),
+        end_unix_nanos: span["end_time_unix_nano"].as_u64().unwrap(),
+        status_code: if span["status"]["code"] == "ERROR" {
+            2
+        } else {
+            0
+        },
+        status_message: span["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        attributes,
+        resource,
+    }
+}
+
 #[test]
 fn json_output_has_one_span_per_line() {
     let server = Server::start();
@@ -528,47 +571,7 @@ fn json_output_has_one_span_per_line() {
     let spans: Vec<ReceivedSpan> = lines
         .iter()
         .filter(|line| !line.contains("\"scenario\""))
-        .map(|line| {
-            let span: Value =
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON: {line}: {err}"));
-            let attributes = span["attributes"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
-                .collect();
-            let resource = span["resource"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
-                .collect();
-            assert_eq!(span["trace_id"].as_str().unwrap().len(), 32);
-            assert_eq!(span["span_id"].as_str().unwrap().len(), 16);
-            ReceivedSpan {
-                name: span["name"].as_str().unwrap().to_owned(),
-                trace_id: span["trace_id"].as_str().unwrap().to_owned(),
-                span_id: span["span_id"].as_str().unwrap().to_owned(),
-                parent_span_id: span["parent_span_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                kind: if span["kind"] == "CLIENT" { 3 } else { 2 },
-                start_unix_nanos: span["start_time_unix_nano"].as_u64().unwrap(),
-                end_unix_nanos: span["end_time_unix_nano"].as_u64().unwrap(),
-                status_code: if span["status"]["code"] == "ERROR" {
-                    2
-                } else {
-                    0
-                },
-                status_message: span["status"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                attributes,
-                resource,
-            }
-        })
+        .map(|line| span_of_json_line(line))
         .collect();
     assert_spans_match(spans, &client_calls(&lines), "json");
     assert!(
@@ -576,6 +579,51 @@ fn json_output_has_one_span_per_line() {
             .unwrap()
             .contains("110 calls traced")
     );
+}
+
+#[test]
+fn output_file_keeps_the_spans_apart_from_the_commands_stdout() {
+    let server = Server::start();
+    let path = std::env::temp_dir().join(format!("tracer-e2e-spans-{}.jsonl", std::process::id()));
+    let tracer = launch_traced_client(
+        &server,
+        &["--output", "json", "--output-file", path.to_str().unwrap()],
+        &[],
+    );
+    let file = std::fs::read_to_string(&path).expect("the output file");
+    std::fs::remove_file(&path).ok();
+    let spans: Vec<ReceivedSpan> = file.lines().map(span_of_json_line).collect();
+    // The client's stdout is its own: every line of it is one of its calls.
+    let stdout = String::from_utf8(tracer.stdout).unwrap();
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let calls = client_calls(&lines);
+    assert_eq!(calls.len(), lines.len(), "{stdout}");
+    assert_spans_match(spans, &calls, "json file");
+    assert!(
+        String::from_utf8(tracer.stderr)
+            .unwrap()
+            .contains("110 calls traced")
+    );
+
+    // A file that cannot be created stops the tracer before the command runs.
+    let output = Command::new(tracer_binary())
+        .args([
+            "--output-file",
+            "/nonexistent/spans.jsonl",
+            "--",
+            "sh",
+            "-c",
+            "echo ran",
+        ])
+        .output()
+        .expect("run tracer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the output file /nonexistent/spans.jsonl"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "{output:?}");
 }
 
 #[test]
@@ -627,10 +675,11 @@ fn spans_that_cannot_be_written_to_stdout_are_counted() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("cannot write to stdout"), "{stderr}");
     assert!(stderr.contains("110 calls traced"), "{stderr}");
-    let not_written = stderr
-        .lines()
-        .find_map(|line| line.strip_suffix("calls that could not be written to stdout"))
-        .map(str::trim);
+    // The counter's line in the report: "       110  calls that could not be printed".
+    let not_written = stderr.lines().find_map(|line| {
+        let (count, what) = line.trim().split_once("  ")?;
+        (what == "calls that could not be printed").then_some(count)
+    });
     assert_eq!(not_written, Some("110"), "{stderr}");
 }
 

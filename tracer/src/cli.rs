@@ -14,6 +14,7 @@ const EXAMPLES: &str = "\
 Examples:
   sudo tracer --pid 4242                          trace a running process, console output
   sudo tracer --output json --pid 4242 > calls.jsonl
+  sudo tracer --output json --output-file calls.jsonl -- python3 client.py
   sudo tracer --otlp-endpoint http://localhost:4317 -- python3 client.py
   OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \\
     sudo -E tracer --pid 4242";
@@ -38,6 +39,11 @@ pub struct Cli {
     /// Where spans go. Default: otlp when an OTLP endpoint is configured, else console.
     #[arg(long, value_enum)]
     pub output: Option<Output>,
+
+    /// Write the console or JSON lines to this file (created, or emptied) instead of stdout,
+    /// which a launched command then has to itself.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<std::path::PathBuf>,
 
     /// OTLP collector URL (else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, value_name = "URL")]
@@ -104,6 +110,11 @@ pub enum ConfigError {
     },
     #[error("unsupported OTEL_EXPORTER_OTLP_PROTOCOL {0:?}: use grpc or http/protobuf")]
     UnsupportedProtocol(String),
+    #[error(
+        "--output-file takes console or JSON lines, and spans go to OTLP here: add --output json \
+         or --output console"
+    )]
+    OutputFileWithOtlp,
     #[error("--ring-buffer-bytes must be a power of two of at least 4096, got {0}")]
     RingBufferSize(u32),
 }
@@ -128,6 +139,8 @@ pub struct Config {
     pub follow_children: bool,
     pub duration: Option<Duration>,
     pub output: OutputConfig,
+    /// Where console or JSON lines go instead of stdout.
+    pub output_file: Option<std::path::PathBuf>,
     pub conventions: Conventions,
     pub service_name: Option<String>,
     pub env_service_name: Option<String>,
@@ -269,11 +282,15 @@ impl Cli {
                 })
             }
         };
+        if self.output_file.is_some() && matches!(output, OutputConfig::Otlp(_)) {
+            return Err(ConfigError::OutputFileWithOtlp);
+        }
         Ok(Config {
             follow_children: self.follow_children || matches!(target, Target::Command(_)),
             target,
             duration: self.duration,
             output,
+            output_file: self.output_file.clone(),
             conventions: Conventions::from_opt_in(env("OTEL_SEMCONV_STABILITY_OPT_IN").as_deref()),
             service_name: self.service_name.clone(),
             env_service_name: env("OTEL_SERVICE_NAME"),
@@ -390,6 +407,32 @@ mod tests {
         assert_eq!(
             resolve(&["--pid", "1", "--output", "otlp"], &[]).unwrap_err(),
             ConfigError::MissingEndpoint
+        );
+    }
+
+    #[test]
+    fn an_output_file_takes_console_or_json_lines() {
+        let collector = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1")];
+        let json = resolve(
+            &[
+                "--pid",
+                "1",
+                "--output",
+                "json",
+                "--output-file",
+                "spans.jsonl",
+            ],
+            &collector,
+        )
+        .unwrap();
+        assert!(matches!(json.output, OutputConfig::Json));
+        assert_eq!(json.output_file, Some("spans.jsonl".into()));
+        let console = resolve(&["--pid", "1", "--output-file", "calls.log"], &[]).unwrap();
+        assert!(matches!(console.output, OutputConfig::Console));
+        // With a collector configured, spans would go to OTLP and the file would stay empty.
+        assert_eq!(
+            resolve(&["--pid", "1", "--output-file", "spans.jsonl"], &collector).unwrap_err(),
+            ConfigError::OutputFileWithOtlp
         );
     }
 

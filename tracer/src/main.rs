@@ -1,6 +1,7 @@
 //! `tracer`: attach to processes (or launch one), report every gRPC call they make.
 
 use std::{
+    fs::File,
     process::ExitCode,
     sync::{
         Arc,
@@ -13,7 +14,7 @@ use clap::Parser as _;
 use tracer::{
     capture::{Capture, CaptureConfig, CaptureError},
     cli::{Cli, Config, OutputConfig, Target},
-    export::{CallSink, ConsoleSink, JsonSink, OtlpSink, ResourceInfo, WallClock},
+    export::{CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceInfo, WallClock},
     grpc::Limits,
     launch,
     session::Session,
@@ -41,6 +42,15 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Likewise on an output file that cannot be written.
+    let lines_to = match &config.output_file {
+        Some(path) => LineDestination::File {
+            file: File::create(path)
+                .with_context(|| format!("cannot create the output file {}", path.display()))?,
+            path: path.clone(),
+        },
+        None => LineDestination::Stdout,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -75,7 +85,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         config.env_service_name.as_deref(),
         config.env_resource_attributes.as_deref(),
     );
-    let mut sink = make_sink(&config, &resource)?;
+    let mut sink = make_sink(&config, &resource, lines_to)?;
     let launched_pid = launched.as_ref().map(|child| child.pid);
     let attached_cpu = tracer::session::CpuTime::of_this_process();
     match launched {
@@ -95,9 +105,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let rendered = report.render();
     match config.output {
         // Console output is for people: the summary follows the calls.
-        OutputConfig::Console => print!("{rendered}"),
-        // JSON lines keep stdout machine-readable; OTLP leaves it to the application.
-        OutputConfig::Json | OutputConfig::Otlp(_) => eprint!("{rendered}"),
+        OutputConfig::Console if config.output_file.is_none() => print!("{rendered}"),
+        // JSON lines keep stdout machine-readable; OTLP and an output file leave it to the
+        // application.
+        _ => eprint!("{rendered}"),
     }
     drop(capture);
     // A launched command has exited by now (that ended the session), unless a signal or
@@ -120,11 +131,17 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn make_sink(config: &Config, resource: &ResourceInfo) -> anyhow::Result<Box<dyn CallSink>> {
+fn make_sink(
+    config: &Config,
+    resource: &ResourceInfo,
+    lines_to: LineDestination,
+) -> anyhow::Result<Box<dyn CallSink>> {
     let clock = WallClock::measure();
     Ok(match &config.output {
-        OutputConfig::Console => Box::new(ConsoleSink::new(clock)),
-        OutputConfig::Json => Box::new(JsonSink::new(clock, config.conventions, resource)),
+        OutputConfig::Console => Box::new(ConsoleSink::new(clock, lines_to)),
+        OutputConfig::Json => {
+            Box::new(JsonSink::new(clock, config.conventions, resource, lines_to))
+        }
         OutputConfig::Otlp(otlp) => Box::new(OtlpSink::start(
             otlp.clone(),
             resource,

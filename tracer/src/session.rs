@@ -330,10 +330,7 @@ impl SessionReport {
                 self.export.dropped_queue_full,
             ),
             ("spans the collector did not accept", self.export.failed),
-            (
-                "calls that could not be written to stdout",
-                self.export.not_printed,
-            ),
+            ("calls that could not be printed", self.export.not_printed),
         ] {
             if value > 0 {
                 counters.push((name, value));

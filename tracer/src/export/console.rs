@@ -1,9 +1,9 @@
 //! One readable line per finished call.
 
-use std::io::IsTerminal as _;
-
 use super::{
-    CallSink, ExportReport, WallClock, clock::time_of_day, stdout_lines::StdoutLines,
+    CallSink, ExportReport, WallClock,
+    clock::time_of_day,
+    line_output::{LineDestination, LineOutput},
     summary::format_duration,
 };
 use crate::grpc::{CallRecord, Code};
@@ -11,15 +11,15 @@ use crate::grpc::{CallRecord, Code};
 pub struct ConsoleSink {
     clock: WallClock,
     color: bool,
-    out: StdoutLines,
+    out: LineOutput,
 }
 
 impl ConsoleSink {
-    pub fn new(clock: WallClock) -> ConsoleSink {
+    pub fn new(clock: WallClock, destination: LineDestination) -> ConsoleSink {
         ConsoleSink {
             clock,
-            color: std::io::stdout().is_terminal(),
-            out: StdoutLines::new(),
+            color: destination.is_terminal(),
+            out: LineOutput::new(destination),
         }
     }
 

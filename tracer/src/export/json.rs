@@ -1,4 +1,4 @@
-//! One JSON object per span per line on stdout, and nothing else there.
+//! One JSON object per span per line, on stdout (and nothing else there) or in a file.
 //!
 //! Spans are written straight into the output buffer (no intermediate JSON tree): at tens of
 //! thousands of calls a second, building and dropping a map per span would cost more than
@@ -6,7 +6,9 @@
 
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, SpanKind,
-    SpanRecord, SpanStatus, WallClock, series::SeriesCache, stdout_lines::StdoutLines,
+    SpanRecord, SpanStatus, WallClock,
+    line_output::{LineDestination, LineOutput},
+    series::SeriesCache,
 };
 use crate::grpc::CallRecord;
 
@@ -19,7 +21,7 @@ pub struct JsonSink {
     /// The JSON members of each series' attributes, written once: they are most of a span's
     /// attributes (method, server, peer), and every call of the series repeats them.
     series: SeriesCache<Vec<u8>>,
-    out: StdoutLines,
+    out: LineOutput,
 }
 
 fn render_members(attributes: &[(&'static str, AttributeValue)]) -> Vec<u8> {
@@ -159,7 +161,12 @@ fn write_span(out: &mut Vec<u8>, span: &SpanRecord, series_json: &[u8], resource
 }
 
 impl JsonSink {
-    pub fn new(clock: WallClock, conventions: Conventions, resource: &ResourceInfo) -> JsonSink {
+    pub fn new(
+        clock: WallClock,
+        conventions: Conventions,
+        resource: &ResourceInfo,
+        destination: LineDestination,
+    ) -> JsonSink {
         let mut resource_json = Vec::new();
         resource_json.push(b'{');
         for (index, (key, value)) in resource.attributes.iter().enumerate() {
@@ -177,7 +184,7 @@ impl JsonSink {
             ids: RandomIds::new(),
             resource: String::from_utf8(resource_json).expect("JSON is UTF-8"),
             series: SeriesCache::default(),
-            out: StdoutLines::new(),
+            out: LineOutput::new(destination),
         }
     }
 }

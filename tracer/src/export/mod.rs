@@ -3,6 +3,7 @@
 mod clock;
 mod console;
 mod json;
+mod line_output;
 mod metric_attributes;
 mod otlp;
 mod otlp_encoding;
@@ -10,12 +11,12 @@ mod otlp_transport;
 mod resource;
 mod series;
 mod span;
-mod stdout_lines;
 mod summary;
 
 pub use clock::WallClock;
 pub use console::ConsoleSink;
 pub use json::JsonSink;
+pub use line_output::LineDestination;
 pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink};
 pub use resource::{ResourceInfo, parse_key_values};
 pub use span::{
@@ -43,6 +44,6 @@ pub struct ExportReport {
     pub dropped_queue_full: u64,
     /// Handed to the exporter, which failed to deliver them.
     pub failed: u64,
-    /// Could not be written to stdout (console and JSON output).
+    /// Could not be written to stdout or the output file (console and JSON output).
     pub not_printed: u64,
 }

@@ -1,4 +1,5 @@
-//! Stdout for the sinks that print one line per call (console and JSON lines).
+//! Where the sinks that print one line per call (console and JSON lines) write: stdout, or the
+//! file given by `--output-file`.
 //!
 //! Lines leave whole. A command the tracer launches writes to the same stdout, and what it
 //! writes must not land inside one of our lines. The kernel never splits a write(2) to a file
@@ -10,15 +11,42 @@
 
 use std::{
     fs::File,
-    io,
-    os::{fd::AsFd as _, unix::fs::FileTypeExt as _},
+    io::{self, IsTerminal as _},
+    os::{
+        fd::{AsFd, BorrowedFd},
+        unix::fs::FileTypeExt as _,
+    },
+    path::PathBuf,
 };
 
 /// Bytes gathered before a write to a file or a terminal: big writes, few system calls.
 const FILE_WRITE_BYTES: usize = 64 * 1024;
 
-pub struct StdoutLines<Out: io::Write = io::Stdout> {
+/// Where the lines go.
+#[derive(Debug)]
+pub enum LineDestination {
+    Stdout,
+    /// A file opened (and truncated) before tracing starts, so that a bad path fails early.
+    File {
+        file: File,
+        path: PathBuf,
+    },
+}
+
+impl LineDestination {
+    /// Whether a person is likely reading the lines as they come (worth colouring them).
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            LineDestination::Stdout => io::stdout().is_terminal(),
+            LineDestination::File { file, .. } => file.is_terminal(),
+        }
+    }
+}
+
+pub struct LineOutput<Out: io::Write = Box<dyn io::Write>> {
     out: Out,
+    /// The destination as the warning about a failed write names it.
+    name: String,
     /// Whole lines not written yet.
     pending: Vec<u8>,
     pending_lines: u64,
@@ -29,21 +57,33 @@ pub struct StdoutLines<Out: io::Write = io::Stdout> {
     warned: bool,
 }
 
-impl StdoutLines {
-    pub fn new() -> StdoutLines {
-        let write_limit = if stdout_is_pipe_or_socket() {
+impl LineOutput {
+    pub fn new(destination: LineDestination) -> LineOutput {
+        let (out, name, pipe): (Box<dyn io::Write>, String, bool) = match destination {
+            LineDestination::Stdout => {
+                let stdout = io::stdout();
+                let pipe = is_pipe_or_socket(stdout.as_fd());
+                (Box::new(stdout), "stdout".to_owned(), pipe)
+            }
+            LineDestination::File { file, path } => {
+                let pipe = is_pipe_or_socket(file.as_fd());
+                (Box::new(file), path.display().to_string(), pipe)
+            }
+        };
+        let write_limit = if pipe {
             libc::PIPE_BUF
         } else {
             FILE_WRITE_BYTES
         };
-        StdoutLines::with_output(io::stdout(), write_limit)
+        LineOutput::with_output(out, name, write_limit)
     }
 }
 
-impl<Out: io::Write> StdoutLines<Out> {
-    fn with_output(out: Out, write_limit: usize) -> StdoutLines<Out> {
-        StdoutLines {
+impl<Out: io::Write> LineOutput<Out> {
+    fn with_output(out: Out, name: String, write_limit: usize) -> LineOutput<Out> {
+        LineOutput {
             out,
+            name,
             pending: Vec::with_capacity(write_limit),
             pending_lines: 0,
             write_limit,
@@ -93,8 +133,9 @@ impl<Out: io::Write> StdoutLines<Out> {
                 if !self.warned {
                     self.warned = true;
                     log::warn!(
-                        "cannot write to stdout ({error}); the report counts the calls that could \
-                         not be printed"
+                        "cannot write to {} ({error}); the report counts the calls that could \
+                         not be printed",
+                        self.name
                     );
                 }
             }
@@ -104,9 +145,8 @@ impl<Out: io::Write> StdoutLines<Out> {
     }
 }
 
-fn stdout_is_pipe_or_socket() -> bool {
-    let kind = io::stdout()
-        .as_fd()
+fn is_pipe_or_socket(fd: BorrowedFd<'_>) -> bool {
+    let kind = fd
         .try_clone_to_owned()
         .and_then(|fd| File::from(fd).metadata())
         .map(|metadata| metadata.file_type());
@@ -142,12 +182,12 @@ mod tests {
     }
 
     /// Lines of at most 100 bytes a write, into `Writes`.
-    fn lines_into(broken: bool) -> StdoutLines<Writes> {
+    fn lines_into(broken: bool) -> LineOutput<Writes> {
         let writes = Writes {
             writes: Vec::new(),
             broken,
         };
-        StdoutLines::with_output(writes, 100)
+        LineOutput::with_output(writes, "test".to_owned(), 100)
     }
 
     fn line(length: usize) -> impl FnOnce(&mut Vec<u8>) {

@@ -245,11 +245,12 @@ fn attach_tracer(pid: u32, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
 }
 
 /// A Python client that waits on stdin before it goes on; returns it once it printed `ready`.
-fn waiting_python_client(server: &Server, warmup: u32) -> Child {
+fn waiting_python_client(server: &Server, warmup: u32, args: &[&str]) -> Child {
     let mut client = Command::new(python())
         .arg(python_client())
         .arg(&server.address)
         .args(["--warmup", &warmup.to_string(), "--wait"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -349,7 +350,7 @@ fn assert_payload_skipped(stats: &PathBuf, label: &str) {
 fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
     let server = Server::start();
     let receiver = OtlpReceiver::start();
-    let client = waiting_python_client(&server, 0);
+    let client = waiting_python_client(&server, 0, &[]);
     let stats = stats_path("grpcio");
     let (tracer, _lines) = attach_tracer(
         client.id(),
@@ -496,7 +497,7 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
     let server = Server::start();
     let receiver = OtlpReceiver::start();
     // The connection is open and its header tables are warm before the tracer attaches.
-    let client = waiting_python_client(&server, 20);
+    let client = waiting_python_client(&server, 20, &[]);
     let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
     let lines = release_and_collect(client);
     wait_success(tracer, "late join");
@@ -516,6 +517,42 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
     // Every later call has a span with the right duration; method and status are right
     // wherever they could be decoded (entries the encoders inserted before attach cannot be).
     assert_spans_match_with(spans, &client_calls(&lines), "late join", false, false);
+}
+
+#[test]
+fn a_grpcio_client_whose_main_thread_exited_is_traced_until_its_last_thread_ends() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    // Connected and warm; then its main thread exits and it runs on in a second thread.
+    let client = waiting_python_client(&server, 20, &["--main-thread-exits"]);
+    let stat = format!("/proc/{}/stat", client.id());
+    let main_thread_exited = || {
+        std::fs::read_to_string(&stat).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let waited = Instant::now();
+    while !main_thread_exited() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the main thread did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    // The tracer stops when the last thread ends, not before.
+    wait_success(tracer, "main thread exited");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    // The connection was open before attach: method and status as for any late join.
+    assert_spans_match_with(
+        spans,
+        &client_calls(&lines),
+        "main thread exited",
+        false,
+        false,
+    );
 }
 
 /// One span as `--output json` writes it.

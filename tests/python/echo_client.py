@@ -5,14 +5,19 @@ client itself measured. Messages are encoded by hand (no generated stubs): EchoR
   1 payload (bytes), 2 fail_with_code (int32), 3 fail_with_message (string),
   4 delay_ms (uint32), 5 reply_bytes (uint32), 6 reply_count (uint32).
 
-  echo_client.py TARGET [--warmup N] [--wait]
+  echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits]
 --wait prints "ready" (after connecting and warming up, if asked) and waits for a line on stdin.
+--main-thread-exits runs everything on a second thread and ends the main one at once
+(pthread_exit), as some C and C++ programs do: the process lives on without its main thread.
 """
 
+import ctypes
 import json
+import os
 import sys
 import threading
 import time
+import traceback
 
 import grpc
 
@@ -161,5 +166,21 @@ def main():
     channel.close()
 
 
+def main_on_a_second_thread():
+    # Without its main thread the interpreter never shuts down by itself (grpcio's threads
+    # would keep the process alive): exit explicitly.
+    try:
+        main()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
+    if "--main-thread-exits" in sys.argv:
+        threading.Thread(target=main_on_a_second_thread).start()
+        ctypes.CDLL(None).pthread_exit(None)
     main()

@@ -13,19 +13,33 @@ use super::endpoint::Endpoint;
 /// A process handle that stays valid (and never points at a recycled pid) while we hold it.
 pub struct ProcessHandle {
     pub pid: u32,
+    /// The thread whose descriptor table we read: the main one, unless it has exited (then it
+    /// has no table any more, and another thread, sharing the process's table, stands in).
+    fd_thread: u32,
     pidfd: OwnedFd,
 }
 
+/// `pidfd_open` flag for a pidfd on a thread other than the main one (Linux 6.9).
+const PIDFD_THREAD: libc::c_int = libc::O_EXCL;
+
 impl ProcessHandle {
     pub fn open(pid: u32) -> io::Result<ProcessHandle> {
+        let (fd_thread, flags) = if main_thread_exited(pid) {
+            let thread = running_thread_besides_main(pid)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+            (thread, PIDFD_THREAD)
+        } else {
+            (pid, 0)
+        };
         // SAFETY: plain syscall; the returned fd is owned below.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, fd_thread as libc::pid_t, flags) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: pidfd_open returned a new descriptor that nobody else owns.
         Ok(ProcessHandle {
             pid,
+            fd_thread,
             pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
         })
     }
@@ -59,7 +73,7 @@ impl ProcessHandle {
     /// Descriptors of the process that are sockets.
     pub fn socket_fds(&self) -> io::Result<Vec<u32>> {
         let mut fds = Vec::new();
-        for entry in fs::read_dir(format!("/proc/{}/fd", self.pid))? {
+        for entry in fs::read_dir(format!("/proc/{}/task/{}/fd", self.pid, self.fd_thread))? {
             let entry = entry?;
             let Some(fd) = entry
                 .file_name()
@@ -141,15 +155,42 @@ pub fn thread_group_of(pid: u32) -> Option<u32> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Alive and not a zombie.
+/// Alive: some thread of it has not exited. The main thread's state alone does not say: it
+/// stays a zombie from the moment it exits (`pthread_exit` in `main`) while the others run on.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
+    match thread_state(pid, pid) {
+        None => false,
+        Some(state) if !exited(state) => true,
+        Some(_) => running_thread_besides_main(pid).is_some(),
+    }
+}
+
+fn main_thread_exited(pid: u32) -> bool {
+    thread_state(pid, pid).is_some_and(exited)
+}
+
+/// The state letter of thread `thread` of process `pid`, from its `stat` file.
+fn thread_state(pid: u32, thread: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{thread}/stat")).ok()?;
     // The state follows the parenthesised command name, which may itself contain ") ".
     stat.rsplit_once(") ")
         .and_then(|(_, rest)| rest.chars().next())
-        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+fn exited(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// A thread of `pid` other than the main one that has not exited. Such threads leave `task/`
+/// as soon as they exit, so a process that is wholly gone lists only its main thread.
+fn running_thread_besides_main(pid: u32) -> Option<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&thread| {
+            thread != pid && thread_state(pid, thread).is_some_and(|state| !exited(state))
+        })
 }
 
 #[cfg(test)]
@@ -196,5 +237,50 @@ mod tests {
         }
         assert!(!process_alive(pid));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_exited_lives_on_in_its_other_threads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        // Connects, then ends its main thread with pthread_exit; a second thread sleeps on.
+        let script = format!(
+            "import ctypes, socket, threading, time\n\
+             connection = socket.create_connection(('127.0.0.1', {}))\n\
+             threading.Thread(target=time.sleep, args=(60,)).start()\n\
+             ctypes.CDLL(None).pthread_exit(None)",
+            address.port()
+        );
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .expect("python3");
+        let pid = child.id();
+        let (_accepted, client_address) = listener.accept().unwrap();
+        for _ in 0..500 {
+            if main_thread_exited(pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(main_thread_exited(pid), "the main thread did not exit");
+        assert!(process_alive(pid));
+        // Its descriptors are still there, read through the thread that runs.
+        let handle = ProcessHandle::open(pid).unwrap();
+        let connections: Vec<SocketFacts> = handle
+            .socket_fds()
+            .unwrap()
+            .into_iter()
+            .filter_map(|fd| handle.inspect_socket(fd))
+            .collect();
+        assert_eq!(connections.len(), 1, "{connections:?}");
+        assert_eq!(
+            connections[0].local,
+            Some(Endpoint::Inet(client_address)),
+            "{connections:?}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
     }
 }

@@ -559,18 +559,17 @@ fn a_grpcio_client_whose_main_thread_exited_is_traced_until_its_last_thread_ends
 fn span_of_json_line(line: &str) -> ReceivedSpan {
     let span: Value =
         serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON: {line}: {err}"));
-    let attributes = span["attributes"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
-        .collect();
-    let resource = span["resource"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
-        .collect();
+    // Attribute values as text, the way the OTLP receiver reports them.
+    let as_text = |object: &Value| {
+        object
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(key, value)| (key.clone(), value.to_string().trim_matches('"').to_owned()))
+            .collect()
+    };
+    let attributes = as_text(&span["attributes"]);
+    let resource = as_text(&span["resource"]);
     assert_eq!(span["trace_id"].as_str().unwrap().len(), 32);
     assert_eq!(span["span_id"].as_str().unwrap().len(), 16);
     ReceivedSpan {

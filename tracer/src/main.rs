@@ -42,15 +42,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    // Likewise on an output file that cannot be written.
-    let lines_to = match &config.output_file {
-        Some(path) => LineDestination::File {
-            file: File::create(path)
-                .with_context(|| format!("cannot create the output file {}", path.display()))?,
-            path: path.clone(),
-        },
-        None => LineDestination::Stdout,
-    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -62,6 +53,16 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         hook_time: config.hook_time,
     })?;
     let mut session = Session::new(capture, Limits::default());
+    // Created (emptied if it exists) only once tracing can start, and before a command is
+    // launched: a path that cannot be written stops everything here.
+    let lines_to = match &config.output_file {
+        Some(path) => LineDestination::File {
+            file: File::create(path)
+                .with_context(|| format!("cannot create the output file {}", path.display()))?,
+            path: path.clone(),
+        },
+        None => LineDestination::Stdout,
+    };
 
     // A launched command is forked before any thread exists (the export thread starts later)
     // and held before exec until it is traced.

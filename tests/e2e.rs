@@ -744,6 +744,20 @@ fn launched_command_exit_status_and_bad_targets() {
         String::from_utf8_lossy(&bad_url.stderr).contains("invalid OTLP endpoint"),
         "{bad_url:?}"
     );
+    // In a PID namespace of its own the tracer's pids are not the kernel's: it refuses to run
+    // rather than trace nothing.
+    let namespaced = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(tracer_binary())
+        .args(["--", "true"])
+        .output()
+        .expect("unshare");
+    assert_eq!(namespaced.status.code(), Some(2), "{namespaced:?}");
+    assert!(
+        String::from_utf8_lossy(&namespaced.stderr)
+            .contains("running in a PID namespace of its own"),
+        "{namespaced:?}"
+    );
 }
 
 #[test]

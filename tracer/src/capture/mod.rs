@@ -49,6 +49,12 @@ pub enum CaptureError {
     MissingCapabilities(String),
     #[error("this kernel cannot run the tracer: {0}")]
     KernelFeature(&'static str),
+    #[error(
+        "running in a PID namespace of its own (a container's?), whose pids are not the ones \
+         the kernel programs see: run the tracer in the host's PID namespace (docker run \
+         --pid=host, Kubernetes hostPID: true)"
+    )]
+    PidNamespace,
     #[error("loading the eBPF programs failed: {0}")]
     Load(String),
     #[error("the kernel verifier rejected program {program}: {detail}")]
@@ -377,6 +383,7 @@ impl Capture {
     /// traced until [`Capture::trace_process`].
     pub fn new(config: &CaptureConfig) -> Result<Capture, CaptureError> {
         privileges::check_capabilities()?;
+        privileges::check_pid_namespace()?;
         privileges::check_kernel_features()?;
         let tracefs = privileges::tracefs_root()?;
         let kernel = KernelPrograms::load(config, tracefs)?;

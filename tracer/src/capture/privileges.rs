@@ -1,6 +1,6 @@
 //! Checks that turn "permission denied" deep inside the BPF loader into an actionable message.
 
-use std::{fs, path::Path};
+use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use super::CaptureError;
 
@@ -71,6 +71,22 @@ pub fn check_kernel_features() -> Result<(), CaptureError> {
         )),
         // A probe that could not run says nothing; loading the programs will tell.
         Ok(true) | Err(_) => Ok(()),
+    }
+}
+
+/// The inode number of the initial PID namespace (`PROC_PID_INIT_INO`, fixed since Linux 3.8).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// The kernel programs know processes by their pids in the initial PID namespace, the tracer
+/// by those in its own: `--pid` and the pid of a launched command. In a container's own
+/// namespace the two never meet, and the tracer would trace nothing without a word.
+pub fn check_pid_namespace() -> Result<(), CaptureError> {
+    match fs::metadata("/proc/self/ns/pid") {
+        Ok(namespace) if namespace.ino() != INITIAL_PID_NAMESPACE => {
+            Err(CaptureError::PidNamespace)
+        }
+        // Namespaces not built in, or /proc not telling: nothing to compare.
+        _ => Ok(()),
     }
 }
 

@@ -351,6 +351,43 @@ fn sockets_closed_without_close_end_their_connections() {
 }
 
 #[test]
+fn a_duplicated_connection_is_followed_on_its_new_descriptor() {
+    let (observed, report, pid) = trace_workload(WORKLOAD, &["duplicated", "tcp4"]);
+    let [exchange, duplicates @ ..] = &report[..] else {
+        panic!("report lines expected: {report:?}");
+    };
+    assert_eq!(duplicates.len(), 3, "{report:?}");
+    // Each duplicate (dup, dup3, fcntl) is a connection of its own, joined mid-flight, that
+    // carries exactly what was sent through it, and ends when it is closed.
+    let mut server_received = pattern(field_u64(exchange, "seed"), 0, 3000);
+    for line in duplicates {
+        let sent = pattern(field_u64(line, "seed"), 0, field_u64(line, "len") as usize);
+        let duplicate = observed.by_fd(pid, field_u64(line, "fd") as u32);
+        assert_eq!(duplicate.info().origin, Origin::Duplicated, "{line}");
+        assert_eq!(
+            duplicate.assert_stream(Direction::Egress, &sent),
+            [],
+            "{line}"
+        );
+        assert_eq!(duplicate.closed, Some(Closing::Closed), "{line}");
+        server_received.extend(sent);
+    }
+    // The original keeps its own traffic; the server's end saw all of it.
+    let client = observed.by_fd(pid, field_u64(exchange, "client_fd") as u32);
+    let server = observed.by_fd(pid, field_u64(exchange, "server_fd") as u32);
+    let reply = pattern(field_u64(exchange, "reply_seed"), 0, 1000);
+    client.assert_stream(
+        Direction::Egress,
+        &pattern(field_u64(exchange, "seed"), 0, 3000),
+    );
+    client.assert_stream(Direction::Ingress, &reply);
+    server.assert_stream(Direction::Ingress, &server_received);
+    server.assert_stream(Direction::Egress, &reply);
+    assert_eq!(client.closed, Some(Closing::Closed));
+    assert!(observed.losses.is_empty(), "{:?}", observed.losses);
+}
+
+#[test]
 fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
     // The new program waits until the connection it kept across exec has been adopted again.
     let mut answered = false;

@@ -99,6 +99,10 @@ pub enum OpenRole {
     Connect = 1,
     /// The traced process `accept()`ed the connection; `addr` is the peer the kernel reported.
     Accept = 2,
+    /// The traced process duplicated a connection's descriptor (`dup`, `dup2`, `dup3`,
+    /// `fcntl(F_DUPFD)`) onto this one, which is then followed as a connection of its own,
+    /// joined mid-flight; `addr` is empty.
+    Duplicate = 3,
 }
 
 /// A connection became visible. Layout: 152 bytes.

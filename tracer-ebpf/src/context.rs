@@ -55,13 +55,24 @@ const TRANSFER_SYSCALLS: [i32; 10] = [0, 1, 19, 20, 44, 45, 46, 47, 299, 307];
 #[cfg(bpf_target_arch = "aarch64")]
 const TRANSFER_SYSCALLS: [i32; 10] = [63, 64, 65, 66, 206, 207, 211, 212, 243, 269];
 
+/// The number of the syscall a `sys_exit_*` record returns from.
+#[inline(always)]
+pub fn syscall_nr(ctx: &TracePointContext) -> i32 {
+    // SAFETY: every sys_exit_* record has `int __syscall_nr` at this offset.
+    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_NR_OFFSET).cast::<i32>()) }
+}
+
+/// The calls that duplicate a descriptor, by syscall number: (dup, dup2, dup3, fcntl). arm64
+/// has no dup2 (-1 matches no syscall).
+#[cfg(bpf_target_arch = "x86_64")]
+pub const DUP_SYSCALLS: [i32; 4] = [32, 33, 292, 72];
+#[cfg(bpf_target_arch = "aarch64")]
+pub const DUP_SYSCALLS: [i32; 4] = [23, -1, 24, 25];
+
 /// Which data move a `sys_exit_*` record returns from; `None` for any other syscall.
 #[inline(always)]
 pub fn transfer_op(ctx: &TracePointContext) -> Option<SyscallOp> {
-    // SAFETY: every sys_exit_* record has `int __syscall_nr` at this offset.
-    let nr = unsafe {
-        core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_NR_OFFSET).cast::<i32>())
-    };
+    let nr = syscall_nr(ctx);
     let [
         read,
         write,

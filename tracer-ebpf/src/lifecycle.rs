@@ -13,7 +13,7 @@ use tracer_common::{
 };
 
 use crate::{
-    context::{syscall_arg, syscall_args_at_exit, syscall_return},
+    context::{DUP_SYSCALLS, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return},
     maps::{
         EVENTS, FD_BATCH, FD_BATCH_CAP, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS,
         count_loss, is_traced, next_conn_id,
@@ -28,6 +28,9 @@ const SOCK_STREAM: u64 = 1;
 /// `type` also carries SOCK_NONBLOCK and SOCK_CLOEXEC; the socket type is in the low bits.
 const SOCK_TYPE_MASK: u64 = 0xf;
 const EINPROGRESS: i64 = 115;
+/// `fcntl` commands that duplicate a descriptor.
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
 
 #[inline(always)]
 fn header(kind: RecordKind, pid_tgid: u64, fd: u32, conn_id: u64) -> RecordHeader {
@@ -50,7 +53,7 @@ pub fn on_socket_created(pid_tgid: u64, call: &PendingCall, ret: i64) {
     if ret < 0 || socket_type != SOCK_STREAM || !matches!(domain, AF_UNIX | AF_INET | AF_INET6) {
         return;
     }
-    track_socket(pid_tgid, ret as u32, 0);
+    track_socket(pid_tgid, ret as u32, 0, false);
 }
 
 /// `connect()` succeeded (or is in progress on a non-blocking socket): a new connection.
@@ -60,7 +63,7 @@ pub fn on_connected(pid_tgid: u64, call: &PendingCall, ret: i64) {
         return;
     }
     let conn_id = next_conn_id();
-    if !track_socket(pid_tgid, call.fd, conn_id) {
+    if !track_socket(pid_tgid, call.fd, conn_id, true) {
         return;
     }
     // connect(fd, addr, addrlen): the peer address the process asked for.
@@ -82,7 +85,7 @@ pub fn on_accepted(pid_tgid: u64, call: &PendingCall, ret: i64) {
     }
     let fd = ret as u32;
     let conn_id = next_conn_id();
-    if !track_socket(pid_tgid, fd, conn_id) {
+    if !track_socket(pid_tgid, fd, conn_id, true) {
         return;
     }
     // accept(fd, addr, addrlen_ptr): the kernel wrote the peer address and its length.
@@ -126,19 +129,59 @@ pub fn on_close_range_exit(ctx: &TracePointContext) {
     }
 }
 
-/// `dup2()`/`dup3()` returned: the descriptor duplicated onto was closed first, if it was open
-/// (and not the one duplicated, which dup2 leaves alone).
+/// A descriptor was duplicated (`dup`, `dup2`, `dup3`, `fcntl(F_DUPFD[_CLOEXEC])`); the call
+/// returned the new one. dup2 and dup3 first closed the descriptor they duplicated onto, if it
+/// was open (and not the one duplicated).
 #[inline(always)]
 pub fn on_dup_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) || syscall_return(ctx) < 0 {
+    let ret = syscall_return(ctx);
+    if !is_traced((pid_tgid >> 32) as u32) || ret < 0 {
         return;
     }
-    let Some([old_fd, new_fd, _]) = syscall_args_at_exit() else {
+    let Some([old_fd, command, _]) = syscall_args_at_exit() else {
         return;
     };
-    if old_fd as u32 != new_fd as u32 {
-        forget_socket(pid_tgid, new_fd as u32);
+    let (old_fd, new_fd) = (old_fd as u32, ret as u32);
+    let nr = syscall_nr(ctx);
+    let [dup, dup2, dup3, fcntl] = DUP_SYSCALLS;
+    if nr == dup2 || nr == dup3 {
+        if old_fd == new_fd {
+            return;
+        }
+        forget_socket(pid_tgid, new_fd);
+    } else if nr == fcntl {
+        if command != F_DUPFD && command != F_DUPFD_CLOEXEC {
+            return;
+        }
+    } else if nr != dup {
+        return;
+    }
+    duplicate_socket(pid_tgid, old_fd, new_fd);
+}
+
+/// Follows `new_fd`, a duplicate of `old_fd`, if that is a tracked socket. A duplicated
+/// connection becomes a connection of its own on the new descriptor, joined mid-flight: bytes
+/// moved through either descriptor are one stream, which the kernel side cannot split by
+/// descriptor, so each connection sees its own descriptor's part of it.
+#[inline(always)]
+fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
+    let key = SocketKey {
+        tgid: (pid_tgid >> 32) as u32,
+        fd: old_fd,
+    };
+    // SAFETY: the value is copied out immediately.
+    let Some(original) = (unsafe { SOCKETS.get(key) }).map(|state| state.conn_id) else {
+        return;
+    };
+    if original == 0 {
+        // Not connected yet: a connect() through the duplicate is then seen.
+        track_socket(pid_tgid, new_fd, 0, false);
+        return;
+    }
+    let conn_id = next_conn_id();
+    if track_socket(pid_tgid, new_fd, conn_id, false) {
+        emit_open(pid_tgid, new_fd, conn_id, OpenRole::Duplicate, 0, 0);
     }
 }
 
@@ -237,10 +280,11 @@ extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) 
     0
 }
 
-/// Records `fd` as a stream socket with `conn_id` (0: not connected). An older socket that had
-/// the same fd number (its close was not seen) is reported closed first.
+/// Records `fd` as a stream socket with `conn_id` (0: not connected), its frames followed from
+/// the first byte if `from_start`. An older socket that had the same fd number (its close was
+/// not seen) is reported closed first.
 #[inline(always)]
-fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64) -> bool {
+fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64, from_start: bool) -> bool {
     forget_socket(pid_tgid, fd);
     let key = SocketKey {
         tgid: (pid_tgid >> 32) as u32,
@@ -250,10 +294,9 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64) -> bool {
     let Some(state) = NEW_SOCKET.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: `state` is this CPU's scratch value. A connection made after attach is seen from
-    // its first byte, so its framing can be followed.
+    // SAFETY: `state` is this CPU's scratch value.
     let state = unsafe {
-        *state = SocketState::new(conn_id, conn_id != 0);
+        *state = SocketState::new(conn_id, from_start);
         &*state
     };
     if SOCKETS.insert(key, state, 0).is_err() {

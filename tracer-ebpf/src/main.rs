@@ -70,7 +70,7 @@ pub fn sys_exit_close_range(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Attached to `sys_exit_dup2` and `sys_exit_dup3`.
+/// Attached to `sys_exit_dup`, `sys_exit_dup2`, `sys_exit_dup3` and `sys_exit_fcntl`.
 #[tracepoint]
 pub fn sys_exit_dup(ctx: TracePointContext) -> u32 {
     lifecycle::on_dup_exit(&ctx);

@@ -21,6 +21,9 @@
 //! - `closed-without-close`: one exchange, then the client end is closed with close_range(2)
 //!   and a file is dup2(2)-ed over the server end; files then take both descriptor numbers and
 //!   are written to.
+//! - `duplicated`: one exchange; then the client end is duplicated with dup(2), dup3(2) and
+//!   fcntl(F_DUPFD_CLOEXEC), the original is closed, and each duplicate in turn sends its own
+//!   pattern to the server, one report line each.
 //! - `exec`: one exchange, then the process execs itself (`socket-workload after-exec`, which
 //!   skips the ready/go exchange): exec closes both ends (close-on-exec), but not those of a
 //!   second connection made without close-on-exec. The new program writes to files that take
@@ -118,6 +121,7 @@ fn main() {
         "leader-exits" => leader_exits(transport),
         "closed-without-close" => closed_without_close(transport),
         "exec" => exec(transport),
+        "duplicated" => duplicated(transport),
         other => panic!("unknown scenario {other}"),
     }
     println!("done");
@@ -361,6 +365,35 @@ fn closed_without_close(transport: &str) {
     unsafe { libc::close(server) };
     for name in ["over-server", "over-client"] {
         let _ = std::fs::remove_file(path(name));
+    }
+}
+
+fn duplicated(transport: &str) {
+    let pair = Pair::connect(transport);
+    exchange(&pair, 41, 3000, Sender::Write, Receiver::Read, "");
+    let Pair { client, server } = pair;
+    // SAFETY: plain syscalls on a descriptor this function owns; each returns a new one, owned
+    // below.
+    let duplicates = unsafe {
+        [
+            libc::dup(client.as_raw_fd()),
+            libc::dup3(client.as_raw_fd(), 100, libc::O_CLOEXEC),
+            libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 200),
+        ]
+    };
+    assert!(duplicates.iter().all(|&fd| fd >= 0), "{duplicates:?}");
+    drop(client);
+    for (index, fd) in duplicates.into_iter().enumerate() {
+        let seed = 42 + index as u64;
+        let data = pattern(seed, 0, 2000);
+        send_all(fd, &data, Sender::Write);
+        assert!(
+            receive(server.as_raw_fd(), data.len(), Receiver::Read) == data,
+            "duplicate {seed} corrupted in transit"
+        );
+        println!("duplicate seed={seed} len={} fd={fd}", data.len());
+        // SAFETY: `fd` came from the duplication above and nothing else owns it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
 }
 

@@ -110,10 +110,15 @@ impl KernelPrograms {
             &["sys_exit_close_range"],
         )?;
         // Not every architecture has dup2 (arm64 has only dup3).
-        let dup_tracepoints: Vec<&str> = ["sys_exit_dup2", "sys_exit_dup3"]
-            .into_iter()
-            .filter(|tracepoint| tracefs.join("events/syscalls").join(tracepoint).exists())
-            .collect();
+        let dup_tracepoints: Vec<&str> = [
+            "sys_exit_dup",
+            "sys_exit_dup2",
+            "sys_exit_dup3",
+            "sys_exit_fcntl",
+        ]
+        .into_iter()
+        .filter(|tracepoint| tracefs.join("events/syscalls").join(tracepoint).exists())
+        .collect();
         attach(&mut ebpf, "sys_exit_dup", "syscalls", &dup_tracepoints)?;
         attach(
             &mut ebpf,

@@ -80,6 +80,9 @@ pub enum Origin {
     OpenBeforeAttach,
     /// Its data arrived but its open record was lost (counted); joined mid-flight.
     Unannounced,
+    /// The traced process duplicated a connection's descriptor onto this one; joined mid-flight
+    /// (what moves through the original descriptor stays with the original connection).
+    Duplicated,
 }
 
 impl Origin {
@@ -549,6 +552,7 @@ impl Capture {
                         origin: match role {
                             OpenRole::Connect => Origin::Connected,
                             OpenRole::Accept => Origin::Accepted,
+                            OpenRole::Duplicate => Origin::Duplicated,
                         },
                         local: facts.as_ref().and_then(|facts| facts.local.clone()),
                         // What the syscall saw is authoritative; the socket may be gone already.

@@ -105,6 +105,7 @@ impl<'a> KernelRecord<'a> {
                 let role = match record.role {
                     1 => OpenRole::Connect,
                     2 => OpenRole::Accept,
+                    3 => OpenRole::Duplicate,
                     value => {
                         return Err(RecordError::InvalidField {
                             field: "role",

@@ -161,9 +161,9 @@ pub fn on_dup_exit(ctx: &TracePointContext) {
 }
 
 /// Follows `new_fd`, a duplicate of `old_fd`, if that is a tracked socket. A duplicated
-/// connection becomes a connection of its own on the new descriptor, joined mid-flight: bytes
-/// moved through either descriptor are one stream, which the kernel side cannot split by
-/// descriptor, so each connection sees its own descriptor's part of it.
+/// connection becomes a connection of its own on the new descriptor, joined mid-flight: the
+/// kernel side keeps its stream state per descriptor, so each connection sees the part of the
+/// one stream that moves through its own descriptor.
 #[inline(always)]
 fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
     let key = SocketKey {

@@ -55,7 +55,7 @@ pub struct KernelPrograms {
     // Owns the programs and their links.
     ebpf: Ebpf,
     /// Keeps the kernel's BPF run-time statistics on while held (`--hook-time`).
-    _run_time_stats: Option<OwnedFd>,
+    run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
     pub traced: HashMap<MapData, u32, TracedProcess>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
@@ -153,7 +153,7 @@ impl KernelPrograms {
         debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
         Ok(KernelPrograms {
             ebpf,
-            _run_time_stats: run_time_stats,
+            run_time_stats,
             events,
             traced,
             sockets,
@@ -163,9 +163,10 @@ impl KernelPrograms {
         })
     }
 
-    /// The time each program has run so far, busiest first. Counted only while BPF run-time
-    /// statistics are on (`--hook-time`, or `kernel.bpf_stats_enabled`).
-    pub fn hook_time(&self) -> Vec<ProgramTime> {
+    /// The time each program has run so far, busiest first; `None` unless these programs
+    /// turned on the kernel's BPF run-time statistics (`--hook-time`).
+    pub fn hook_time(&self) -> Option<Vec<ProgramTime>> {
+        self.run_time_stats.as_ref()?;
         let mut programs: Vec<ProgramTime> = self
             .ebpf
             .programs()
@@ -180,7 +181,7 @@ impl KernelPrograms {
             .filter(|program| program.runs > 0)
             .collect();
         programs.sort_by_key(|program| std::cmp::Reverse(program.time));
-        programs
+        Some(programs)
     }
 }
 

@@ -273,8 +273,6 @@ pub struct Capture {
     traffic: CaptureTraffic,
     /// See [`CaptureConfig::bare_records`].
     bare_records: bool,
-    /// See [`CaptureConfig::hook_time`].
-    hook_time: bool,
 }
 
 /// The connections being captured, by id, and what became of the closed ones.
@@ -399,7 +397,6 @@ impl Capture {
             malformed_records: 0,
             traffic: CaptureTraffic::default(),
             bare_records: config.bare_records,
-            hook_time: config.hook_time,
         })
     }
 
@@ -753,7 +750,7 @@ impl Capture {
     /// The time the kernel programs ran since they were attached, busiest first; `None`
     /// unless [`CaptureConfig::hook_time`] asked for it.
     pub fn hook_time(&self) -> Option<Vec<ProgramTime>> {
-        self.hook_time.then(|| self.kernel.hook_time())
+        self.kernel.hook_time()
     }
 
     pub fn traffic(&self) -> CaptureTraffic {

@@ -329,15 +329,21 @@ fn stats_path(label: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tracer-e2e-{label}-{}.json", std::process::id()))
 }
 
-/// On connections seen from their first byte the kernel side skips DATA payload: all the
-/// scenarios together, 2 MiB messages included, must pass through the ring buffer in a small
-/// fraction of the large call's payload, and without losses.
-fn assert_payload_skipped(stats: &PathBuf, label: &str) {
-    let report: Value = serde_json::from_str(
+/// The report the tracer wrote to `stats` (`--stats-json`); the file is removed.
+fn take_stats(stats: &PathBuf, label: &str) -> Value {
+    let report = serde_json::from_str(
         &std::fs::read_to_string(stats).unwrap_or_else(|err| panic!("{label}: stats: {err}")),
     )
     .unwrap();
     let _ = std::fs::remove_file(stats);
+    report
+}
+
+/// On connections seen from their first byte the kernel side skips DATA payload: all the
+/// scenarios together, 2 MiB messages included, must pass through the ring buffer in a small
+/// fraction of the large call's payload, and without losses.
+fn assert_payload_skipped(stats: &PathBuf, label: &str) {
+    let report = take_stats(stats, label);
     let ring_bytes = report["ring_buffer_bytes"].as_u64().unwrap();
     assert!(
         ring_bytes < LARGE_CALL_PAYLOAD / 16,
@@ -437,8 +443,7 @@ fn bare_records_report_every_transfer_without_its_bytes() {
         ],
         &[],
     );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&stats);
+    let report = take_stats(&stats, "bare");
     for key in ["calls", "spans_exported", "kernel_losses"] {
         assert_eq!(report[key], 0, "{key}: {report}");
     }
@@ -476,8 +481,7 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
         ],
         &[],
     );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&stats);
+    let report = take_stats(&stats, "hook-time");
     assert_eq!(report["calls"], SCENARIO_CALLS as u64, "{report}");
     let hooks = &report["hook_time"];
     let programs = hooks["programs"].as_array().expect("programs");
@@ -828,8 +832,7 @@ fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
     let calls = serde_json::from_str::<Value>(&line).unwrap()["calls"]
         .as_u64()
         .unwrap();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&stats);
+    let report = take_stats(&stats, "joined");
     assert!(calls >= 20, "too few calls to judge: {line}");
     assert_eq!(spans, calls, "{report}");
     assert!(

@@ -15,12 +15,21 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+pub mod placement;
+
+use placement::Placement;
+
 struct Load {
     name: &'static str,
     /// bench-client arguments; for an h2load load, h2load's. The duration is added per run.
     args: Vec<String>,
     /// How long each run lasts.
     seconds: u32,
+    /// Rounds, as a multiple of the run's base count (one for --quick, two for the full run).
+    rounds: u32,
+    /// The client and the server each on a core of their own (see [`placement`]), if the
+    /// machine allows; otherwise both left to the scheduler.
+    pinned: bool,
     /// Only measured traced (the memory test).
     traced_only: bool,
     /// Also measured with the tracer attached to another (idle) process (what the hooks alone
@@ -50,6 +59,8 @@ impl Load {
             name,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
             seconds,
+            rounds: 1,
+            pinned: true,
             traced_only: false,
             hooks_floor: false,
             capture_floor: false,
@@ -76,6 +87,15 @@ impl Load {
         }
         Load {
             capture_floor: true,
+            ..self.with_short_rounds()
+        }
+    }
+
+    /// Twice the rounds, each half as long: for loads whose runs fall into a fast or a slow
+    /// regime at random, more rounds tell more than longer ones.
+    fn with_short_rounds(self) -> Load {
+        Load {
+            rounds: 2 * self.rounds,
             seconds: self.seconds / 2,
             ..self
         }
@@ -121,6 +141,9 @@ fn loads(quick: bool) -> Vec<Load> {
     let full = !quick;
     let mut loads = vec![
         Load {
+            // The targets are judged on this load, and the extra comparisons split a cost of a
+            // few percent at most: it gets more rounds against noise.
+            rounds: if full { 4 } else { 1 },
             hooks_floor: full,
             capture_floor: full,
             ..Load::tonic(
@@ -159,6 +182,15 @@ fn loads(quick: bool) -> Vec<Load> {
         return loads;
     }
     loads.extend([
+        Load {
+            pinned: false,
+            ..Load::tonic(
+                "unary 100 B, saturating, 1 connection, unpinned",
+                &["--connections", "1", "--concurrency", "8"],
+                seconds,
+            )
+            .with_short_rounds()
+        },
         Load::tonic(
             "unary 1 MiB each way, connection open before attach",
             &[&["--warm"][..], &ONE_MIB_EACH_WAY].concat(),
@@ -213,17 +245,30 @@ fn loads(quick: bool) -> Vec<Load> {
     loads
 }
 
-pub fn run(quick: bool) -> Result<()> {
+/// Runs the loads of the quick or the full benchmark, or only those whose name contains `only`.
+pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
     if !crate::test::is_root() {
         bail!("the benchmark attaches the tracer: run `cargo xtask bench` as root");
     }
     let release = crate::example::build()?;
-    let (mut server, address) = crate::example::start_server(&release)?;
+    let placement = Placement::find();
+    if placement.is_none() {
+        eprintln!(
+            "xtask: bench: cannot give the server and the client a core each (fewer than two CPUs, or no taskset): both left to the scheduler"
+        );
+    }
+    // Pinned to its core if the machine allows; loads that run unpinned get a server of their
+    // own, started when the first of them comes.
+    let server = crate::example::start_server(&release, placement.map(|cores| cores.server_cpu))?;
+    let mut unpinned_server = None;
     let rounds = if quick { 1 } else { 2 };
     let have_h2load = ensure_h2load();
     let body = write_grpc_body(&crate::workspace_root().join("target/bench"))?;
     let mut results = Vec::new();
-    for load in loads(quick) {
+    let selected = loads(quick)
+        .into_iter()
+        .filter(|load| only.is_none_or(|text| load.name.contains(text)));
+    for load in selected {
         if load.h2load && !have_h2load {
             eprintln!(
                 "xtask: bench: skipping {} (h2load is not installed and could not be)",
@@ -231,19 +276,35 @@ pub fn run(quick: bool) -> Result<()> {
             );
             continue;
         }
+        let (address, client_cpu) = match (load.pinned, placement) {
+            (true, cores) => (server.1.clone(), cores.map(|cores| cores.client_cpu)),
+            (false, Some(_)) => {
+                if unpinned_server.is_none() {
+                    unpinned_server = Some(crate::example::start_server(&release, None)?);
+                }
+                (unpinned_server.as_ref().expect("started").1.clone(), None)
+            }
+            (false, None) => {
+                eprintln!(
+                    "xtask: bench: skipping {} (every load runs unpinned here)",
+                    load.name
+                );
+                continue;
+            }
+        };
         let run_for = |seconds: u32, mode: Mode| -> Result<(Value, Option<Value>)> {
             let args = load.args_for(seconds);
             if load.h2load {
-                run_h2load(&release, &address, &args, &body, mode)
+                run_h2load(&release, &address, client_cpu, &args, &body, mode)
             } else {
-                run_client(&release, &address, &args, mode, load.otlp)
+                run_client(&release, &address, client_cpu, &args, mode, load.otlp)
             }
         };
         let run = |mode: Mode| run_for(load.seconds, mode);
         eprintln!("xtask: bench: {}", load.name);
         // A discarded warm-up run, so neither side pays for a cold server.
         if !load.h2load {
-            run_client(&release, &address, &load.args_for(1), Mode::Untraced, false)?;
+            run_for(1, Mode::Untraced)?;
         }
         let mut untraced = Vec::new();
         let mut traced = Vec::new();
@@ -252,16 +313,7 @@ pub fn run(quick: bool) -> Result<()> {
         let mut bare_records = Vec::new();
         let mut co_runner = Vec::new();
         let mut co_runner_shares = Vec::new();
-        // The targets are judged on the load with the hooks floor, and the extra comparisons
-        // split a cost of a few percent at most: give it more rounds against noise. Loads with
-        // only the capture floor run shorter rounds instead.
-        let load_rounds = if load.hooks_floor {
-            4 * rounds
-        } else if load.capture_floor {
-            2 * rounds
-        } else {
-            rounds
-        };
+        let load_rounds = load.rounds * rounds;
         let mut modes = Vec::new();
         if !load.traced_only {
             modes.push(Mode::Untraced);
@@ -305,12 +357,13 @@ pub fn run(quick: bool) -> Result<()> {
             }
         }
         // One more traced run, apart and shorter, for where the in-kernel time goes.
-        let hook_time = if quick || load.traced_only {
+        // (An unpinned copy of a load runs the same hooks.)
+        let hook_time = if quick || load.traced_only || !load.pinned {
             None
         } else {
             Some(run_for(load.seconds.min(3), Mode::HookTime)?)
         };
-        results.push(summarise(
+        let mut result = summarise(
             load.name,
             &untraced,
             &traced,
@@ -322,17 +375,32 @@ pub fn run(quick: bool) -> Result<()> {
                 co_runner_share: mean(co_runner_shares.into_iter()),
             },
             hook_time.as_ref(),
-        ));
+        );
+        result["client_and_server_pinned"] = client_cpu.is_some().into();
+        results.push(result);
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    for (mut server, _) in [Some(server), unpinned_server].into_iter().flatten() {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 
     let table = render(&results);
     println!("{table}");
     let directory = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&directory)?;
-    let report = json!({ "quick": quick, "rounds": rounds, "loads": results });
-    let path = directory.join(if quick { "quick.json" } else { "full.json" });
+    let report = json!({
+        "quick": quick,
+        "rounds": rounds,
+        "server_cpu": placement.map(|cores| cores.server_cpu),
+        "client_cpu": placement.map(|cores| cores.client_cpu),
+        "loads": results,
+    });
+    let name = match (quick, only) {
+        (_, Some(_)) => "only.json",
+        (true, None) => "quick.json",
+        (false, None) => "full.json",
+    };
+    let path = directory.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
@@ -419,11 +487,12 @@ impl Drop for CoRunner {
 /// 120 MB.
 const PAUSED_RING_BYTES: &str = "268435456";
 
-/// One client run; traced runs attach the tracer (JSON spans to /dev/null) before the load
-/// starts and also return the tracer's own report.
+/// One client run, on `cpu` if given; traced runs attach the tracer (JSON spans to /dev/null)
+/// before the load starts and also return the tracer's own report.
 fn run_client(
     release: &Path,
     address: &str,
+    cpu: Option<usize>,
     args: &[String],
     mode: Mode,
     otlp: bool,
@@ -439,7 +508,7 @@ fn run_client(
         Some(collector) => ["--otlp-endpoint", &collector.endpoint],
         None => ["--output", "json"],
     };
-    let mut client = Command::new(release.join("bench-client"))
+    let mut client = placement::command_on(cpu, release.join("bench-client"))
         .args(["--target", &format!("http://{address}"), "--wait"])
         .args(args)
         .stdin(Stdio::piped())
@@ -636,11 +705,13 @@ fn write_grpc_body(directory: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// One h2load run. Traced runs launch it under the tracer (h2load cannot wait for an attach);
-/// its CPU comes from wait4 (untraced) or the tracer's report of the launched command.
+/// One h2load run, on `cpu` if given. Traced runs launch it under the tracer (h2load cannot wait
+/// for an attach); its CPU comes from wait4 (untraced) or the tracer's report of the launched
+/// command.
 fn run_h2load(
     release: &Path,
     address: &str,
+    cpu: Option<usize>,
     args: &[String],
     body: &Path,
     mode: Mode,
@@ -651,7 +722,8 @@ fn run_h2load(
     let stats =
         std::env::temp_dir().join(format!("grpc-tracer-h2load-{}.json", std::process::id()));
     let script = format!(
-        "h2load {} -H 'content-type: application/grpc' -H 'te: trailers' -d {} http://{address}/grpctrace.demo.Echo/Unary > {}",
+        "{}h2load {} -H 'content-type: application/grpc' -H 'te: trailers' -d {} http://{address}/grpctrace.demo.Echo/Unary > {}",
+        placement::shell_prefix(cpu),
         args.join(" "),
         body.display(),
         output.display()

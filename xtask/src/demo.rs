@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 pub fn run() -> Result<()> {
     let release = crate::example::build()?;
-    let (mut server, address) = crate::example::start_server(&release)?;
+    let (mut server, address) = crate::example::start_server(&release, None)?;
     eprintln!("xtask: example server on {address}; tracing the example client:\n");
 
     let mut tracer = Command::new(release.join("tracer"));

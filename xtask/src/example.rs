@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
 };
 
 use anyhow::{Context as _, Result};
@@ -23,9 +23,10 @@ pub fn build() -> Result<PathBuf> {
     Ok(crate::workspace_root().join("target/release"))
 }
 
-/// Starts the example gRPC server on a free loopback port; returns it and its address.
-pub fn start_server(release: &Path) -> Result<(Child, String)> {
-    let mut server = Command::new(release.join("echo-server"))
+/// Starts the example gRPC server on a free loopback port, on `cpu` if given; returns it and its
+/// address.
+pub fn start_server(release: &Path, cpu: Option<usize>) -> Result<(Child, String)> {
+    let mut server = crate::bench::placement::command_on(cpu, release.join("echo-server"))
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()

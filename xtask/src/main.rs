@@ -29,6 +29,9 @@ enum Task {
         /// A short subset (under two minutes).
         #[arg(long)]
         quick: bool,
+        /// Only the loads whose name contains this text (report: target/bench/only.json).
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
     },
     /// Build everything and trace the bundled example client talking to the example server.
     Demo,
@@ -58,7 +61,9 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Bench { quick } => setup::run().and_then(|()| bench::run(quick)),
+        Task::Bench { quick, only } => {
+            setup::run().and_then(|()| bench::run(quick, only.as_deref()))
+        }
         Task::Demo => setup::run().and_then(|()| demo::run()),
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| build_release()),

@@ -343,6 +343,9 @@ fn copy_out(
     start.remaining = total;
     start.record.offset = offset;
     framing::begin(cursor, offset);
+    // Whether a held-back record was taken up: its entry in DEFERRED is then still there, to
+    // be overwritten if this transfer is held back too, or removed.
+    let mut resumed = false;
     let key = DirectionKey {
         conn_id: header.conn_id,
         direction: direction as u64,
@@ -363,7 +366,7 @@ fn copy_out(
         if (*cursor).deferred != 0 {
             (*cursor).deferred = 0;
             if framing::is_following(cursor) {
-                resume_deferred(scratch, &key);
+                resumed = resume_deferred(scratch, &key);
             } else {
                 // Bytes went missing after the held-back ones: they cannot share a record.
                 flush_deferred(&key);
@@ -405,20 +408,23 @@ fn copy_out(
         });
         skip(scratch, remaining);
     }
-    if get!(walk, record.covered) == 0 {
-        return;
-    }
-    if following
+    if get!(walk, record.covered) != 0
+        && following
         && get!(walk, record.urgent) == 0
         && get!(walk, record.assembled) <= HELD_RECORD_CAP as u64
         && get!(walk, record.covered) < DEFER_MAX_COVERED
-        && hold_back(scratch, &key)
+        && hold_back(scratch, &key, resumed)
     {
         // SAFETY: as above.
         unsafe { (*cursor).deferred = 1 };
         return;
     }
-    emit(scratch);
+    if resumed {
+        let _ = DEFERRED.remove(key);
+    }
+    if get!(walk, record.covered) != 0 {
+        emit(scratch);
+    }
 }
 
 /// Takes up the cursor userspace left in [`RESYNC`], if it was made for exactly this point of
@@ -441,14 +447,16 @@ fn rearm(cursor: *mut FrameCursor, key: &DirectionKey, offset: u64) {
 /// Stream bytes a held-back record may cover: its length field is 32 bits.
 const DEFER_MAX_COVERED: u64 = 1 << 31;
 
-/// Stores the record in progress in [`DEFERRED`] instead of emitting it. False if the map is
-/// full: then it is emitted now.
+/// Stores the record in progress in [`DEFERRED`] instead of emitting it: over the entry that is
+/// still there if the record was `resumed` from one (a large message moves through a run of
+/// such syscalls, and writing in place spares each a map insert of the whole value and a
+/// removal), else in a new entry. False if that fails (the map is full): then it is emitted now.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "passing the value would copy it onto the 512-byte BPF stack"
 )]
-fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
+fn hold_back(scratch: *mut DataScratch, key: &DirectionKey, resumed: bool) -> bool {
     // The piece stays open: the next syscall may add to it.
     write_piece_header(scratch);
     let walk = walk_of(scratch);
@@ -456,28 +464,32 @@ fn hold_back(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
     if assembled > HELD_RECORD_CAP as u64 {
         return false;
     }
-    // SAFETY: `scratch` is this CPU's scratch value; both areas hold at least `assembled` bytes.
+    let in_place = if resumed {
+        DEFERRED.get_ptr_mut(key)
+    } else {
+        None
+    };
+    // SAFETY: `scratch` is this CPU's scratch value and `held` either its staging area or a map
+    // value, valid during this program; both data areas hold at least `assembled` bytes.
     unsafe {
-        let deferred = &raw mut (*scratch).deferred;
-        copy_words(
-            &raw mut (*deferred).progress,
-            &raw const (*scratch).walk.record,
-        );
-        copy_words(&raw mut (*deferred).record, &raw const (*scratch).record);
-        let dst =
-            core::slice::from_raw_parts_mut((*deferred).data.as_mut_ptr(), assembled as usize);
+        let held = in_place.unwrap_or(&raw mut (*scratch).deferred);
+        copy_words(&raw mut (*held).progress, &raw const (*scratch).walk.record);
+        copy_words(&raw mut (*held).record, &raw const (*scratch).record);
+        let dst = core::slice::from_raw_parts_mut((*held).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*scratch).data.as_ptr(), dst).is_err() {
             return false;
         }
-        DEFERRED.insert(key, &*deferred, 0).is_ok()
+        in_place.is_some() || DEFERRED.insert(key, &*held, 0).is_ok()
     }
 }
 
-/// Makes the held-back record the start of the record in progress.
+/// Makes the held-back record the start of the record in progress, leaving its entry in
+/// [`DEFERRED`] for [`hold_back`] to overwrite or the caller to remove. False if there was
+/// none to take up.
 #[inline(always)]
-fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
+fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) -> bool {
     let Some(deferred) = DEFERRED.get_ptr(key) else {
-        return;
+        return false;
     };
     // SAFETY: `scratch` is this CPU's scratch value; `deferred` is a map value, valid during
     // this program. `assembled` is at most HELD_RECORD_CAP, the size of the source area.
@@ -485,17 +497,17 @@ fn resume_deferred(scratch: *mut DataScratch, key: &DirectionKey) {
         let held = &raw const (*deferred).progress;
         let assembled = (*held).assembled;
         if assembled > HELD_RECORD_CAP as u64 {
-            return;
+            return false;
         }
         let dst = core::slice::from_raw_parts_mut((*scratch).data.as_mut_ptr(), assembled as usize);
         if bpf_probe_read_kernel_buf((*deferred).data.as_ptr(), dst).is_err() {
             // They cannot start this record: send them as one of their own.
             flush_deferred(key);
-            return;
+            return false;
         }
         copy_words(&raw mut (*scratch).walk.record, held);
     }
-    let _ = DEFERRED.remove(key);
+    true
 }
 
 /// Emits a held-back record on its own (the socket is closing, or what follows it is not

@@ -6,6 +6,7 @@
 //! to [`RECORD_DATA_CAP`] as pieces, each followed by the exact length skipped after it. What
 //! cannot be copied is reported the same way, and counted as a loss.
 
+mod inside_body;
 mod whole;
 
 pub use whole::FollowedCopy;
@@ -239,6 +240,13 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         *counter = offset + total;
         (offset, cursor)
     };
+    let held_key = DirectionKey {
+        conn_id,
+        direction: direction as u64,
+    };
+    if !bare_records() && inside_body::skip_inside_body(cursor, &held_key, offset, total) {
+        return;
+    }
     let header = RecordHeader {
         kind: RecordKind::Data as u32,
         tgid: key.tgid,
@@ -445,7 +453,7 @@ fn rearm(cursor: *mut FrameCursor, key: &DirectionKey, offset: u64) {
 }
 
 /// Stream bytes a held-back record may cover: its length field is 32 bits.
-const DEFER_MAX_COVERED: u64 = 1 << 31;
+pub(super) const DEFER_MAX_COVERED: u64 = 1 << 31;
 
 /// Stores the record in progress in [`DEFERRED`] instead of emitting it: over the entry that is
 /// still there if the record was `resumed` from one (a large message moves through a run of

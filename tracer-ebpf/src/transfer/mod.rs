@@ -240,11 +240,11 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         *counter = offset + total;
         (offset, cursor)
     };
-    let held_key = DirectionKey {
+    let direction_key = DirectionKey {
         conn_id,
         direction: direction as u64,
     };
-    if !bare_records() && inside_body::skip_inside_body(cursor, &held_key, offset, total) {
+    if !bare_records() && inside_body::skip_inside_body(cursor, &direction_key, offset, total) {
         return;
     }
     let header = RecordHeader {
@@ -260,7 +260,7 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         send_bare_record(header, direction, op, offset, total);
         return;
     }
-    copy_out(header, direction, op, cursor, offset, total, walk);
+    copy_out(header, &direction_key, op, cursor, offset, total, walk);
 }
 
 /// A data record whose one piece keeps nothing and skips the whole transfer.
@@ -333,12 +333,13 @@ fn mmsg_bytes(mmsghdrs: u64, count: u64) -> u64 {
     total
 }
 
-/// Emits `total` bytes starting at stream `offset` as data records: the bytes `cursor` keeps,
-/// the lengths of those it skips, and a trailing gap for whatever could not be walked.
+/// Emits `total` bytes starting at stream `offset` of the connection direction `key` as data
+/// records: the bytes `cursor` keeps, the lengths of those it skips, and a trailing gap for
+/// whatever could not be walked.
 #[inline(always)]
 fn copy_out(
     header: RecordHeader,
-    direction: Direction,
+    key: &DirectionKey,
     op: SyscallOp,
     cursor: *mut FrameCursor,
     offset: u64,
@@ -354,10 +355,6 @@ fn copy_out(
     // Whether a held-back record was taken up: its entry in DEFERRED is then still there, to
     // be overwritten if this transfer is held back too, or removed.
     let mut resumed = false;
-    let key = DirectionKey {
-        conn_id: header.conn_id,
-        direction: direction as u64,
-    };
     // SAFETY: `scratch` is this CPU's scratch value and `cursor` points into a SOCKETS value.
     unsafe {
         // Word copies: struct assignment would zero parts of them with a byte-wise memset.
@@ -367,21 +364,21 @@ fn copy_out(
             offset: 0,
             captured_len: 0,
             original_len: 0,
-            direction: direction as u32,
+            direction: key.direction as u32,
             syscall: op as u32,
         };
         copy_words(&raw mut (*scratch).record, &record);
         if (*cursor).deferred != 0 {
             (*cursor).deferred = 0;
             if framing::is_following(cursor) {
-                resumed = resume_deferred(scratch, &key);
+                resumed = resume_deferred(scratch, key);
             } else {
                 // Bytes went missing after the held-back ones: they cannot share a record.
-                flush_deferred(&key);
+                flush_deferred(key);
             }
         }
         if (*cursor).state == LOST {
-            rearm(cursor, &key, offset);
+            rearm(cursor, key, offset);
         }
         copy_words(&raw mut (*scratch).cursor, cursor);
     }
@@ -421,7 +418,7 @@ fn copy_out(
         && get!(walk, record.urgent) == 0
         && get!(walk, record.assembled) <= HELD_RECORD_CAP as u64
         && get!(walk, record.covered) < DEFER_MAX_COVERED
-        && hold_back(scratch, &key, resumed)
+        && hold_back(scratch, key, resumed)
     {
         // SAFETY: as above.
         unsafe { (*cursor).deferred = 1 };

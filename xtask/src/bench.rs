@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+pub mod client_core;
 pub mod placement;
 
 use placement::Placement;
@@ -297,7 +298,7 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
             if load.h2load {
                 run_h2load(&release, &address, client_cpu, &args, &body, mode)
             } else {
-                run_client(&release, &address, client_cpu, &args, mode, load.otlp)
+                run_client(&release, &address, client_cpu, &args, mode, load.otlp, None)
             }
         };
         let run = |mode: Mode| run_for(load.seconds, mode);
@@ -488,7 +489,8 @@ impl Drop for CoRunner {
 const PAUSED_RING_BYTES: &str = "268435456";
 
 /// One client run, on `cpu` if given; traced runs attach the tracer (JSON spans to /dev/null)
-/// before the load starts and also return the tracer's own report.
+/// before the load starts and also return the tracer's own report. With `profile`, the client's
+/// CPU is sampled by `perf record` into that file while the load runs.
 fn run_client(
     release: &Path,
     address: &str,
@@ -496,6 +498,7 @@ fn run_client(
     args: &[String],
     mode: Mode,
     otlp: bool,
+    profile: Option<&Path>,
 ) -> Result<(Value, Option<Value>)> {
     let traced = matches!(
         mode,
@@ -568,9 +571,17 @@ fn run_client(
     };
     let before = MachineCpu::now();
     writeln!(client.stdin.take().expect("piped"), "go")?;
+    let sampler = match (profile, cpu) {
+        (Some(path), Some(cpu)) => Some(client_core::Sampler::start(cpu, path)?),
+        (Some(_), None) => bail!("sampling the client needs it on a core of its own"),
+        (None, _) => None,
+    };
     let mut result = String::new();
     stdout.read_line(&mut result)?;
     let busy_cores = before.busy_cores_since();
+    if let Some(sampler) = sampler {
+        sampler.stop()?;
+    }
     let status = client.wait()?;
     if let (Mode::TracerPaused, Some(tracer)) = (mode, &tracer) {
         signal(tracer, libc::SIGCONT)?;
@@ -581,6 +592,7 @@ fn run_client(
     let mut client_report: Value = serde_json::from_str(&result)
         .with_context(|| format!("bench-client printed {result:?}"))?;
     client_report["machine_busy_cores"] = busy_cores.into();
+    client_report["pid"] = client.id().into();
     if let Some(mut idle) = idle.take() {
         // The tracer stops once the process it traces is gone.
         let _ = idle.kill();
@@ -674,8 +686,14 @@ fn signal(process: &std::process::Child, signal: libc::c_int) -> Result<()> {
 
 /// h2load (nghttp2-client) from Debian, installed on first use.
 fn ensure_h2load() -> bool {
+    ensure_debian_tool("h2load", "nghttp2-client")
+}
+
+/// Whether `program` runs (`program --version`), after installing the Debian `package` that
+/// provides it if it did not.
+fn ensure_debian_tool(program: &str, package: &str) -> bool {
     let present = || {
-        Command::new("h2load")
+        Command::new(program)
             .arg("--version")
             .output()
             .is_ok_and(|output| output.status.success())
@@ -683,10 +701,10 @@ fn ensure_h2load() -> bool {
     if present() {
         return true;
     }
-    eprintln!("xtask: installing h2load (Debian package nghttp2-client)");
+    eprintln!("xtask: installing {program} (Debian package {package})");
     let _ = Command::new("apt-get").args(["update", "-q"]).status();
     let _ = Command::new("apt-get")
-        .args(["install", "-y", "-q", "nghttp2-client"])
+        .args(["install", "-y", "-q", package])
         .status();
     present()
 }

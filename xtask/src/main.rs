@@ -32,6 +32,10 @@ enum Task {
         /// Only the loads whose name contains this text (report: target/bench/only.json).
         #[arg(long, value_name = "TEXT")]
         only: Option<String>,
+        /// Instead of the loads: how much of the traced client's own core the kernel's
+        /// syscall-tracing path takes, sampled with perf (target/bench/client-core.json).
+        #[arg(long, conflicts_with_all = ["quick", "only"])]
+        client_core: bool,
     },
     /// Build everything and trace the bundled example client talking to the example server.
     Demo,
@@ -61,7 +65,10 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Bench { quick, only } => {
+        Task::Bench {
+            client_core: true, ..
+        } => setup::run().and_then(|()| bench::client_core::run()),
+        Task::Bench { quick, only, .. } => {
             setup::run().and_then(|()| bench::run(quick, only.as_deref()))
         }
         Task::Demo => setup::run().and_then(|()| demo::run()),

@@ -43,6 +43,10 @@ impl SocketState {
 }
 
 /// What the kernel side expects next in one direction of a connection.
+/// Slots of the kernel's filter in front of its table of traced processes: slot `tgid %
+/// TRACED_FILTER_SLOTS` is set once a process with such a tgid is traced, and never cleared.
+pub const TRACED_FILTER_SLOTS: u32 = 16384;
+
 pub mod framing {
     /// Not following this direction: every byte is copied. Final: it is not HTTP/2.
     pub const OFF: u8 = 0;

@@ -5,16 +5,25 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall,
-    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess,
+    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess, maps::TRACED_FILTER_SLOTS,
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
 #[map]
 pub static TRACED: HashMap<u32, TracedProcess> = HashMap::with_max_entries(4096, 0);
+
+/// A filter in front of [`TRACED`]: slot `tgid % TRACED_FILTER_SLOTS` is non-zero once a
+/// process with such a tgid was traced. The hooks see every syscall of every process on the
+/// machine, nearly all of them untraced, and for those a load from this array (which the
+/// verifier inlines) replaces a hash lookup. A set slot only sends the question to [`TRACED`].
+/// Slots are set before the process enters [`TRACED`] (by userspace, or on fork) and never
+/// cleared, so the filter never turns a traced process away.
+#[map]
+pub static TRACED_FILTER: Array<u8> = Array::with_max_entries(TRACED_FILTER_SLOTS, 0);
 
 /// Stream sockets of traced processes. Seeded by userspace from /proc at attach, then kept up to
 /// date by socket/connect/accept/close. Preallocated: about 4.5 MiB of kernel memory.
@@ -155,8 +164,29 @@ pub fn count_loss(kind: LossKind) {
 
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
-    // SAFETY: only the presence of the entry is read.
-    unsafe { TRACED.get(tgid) }.is_some()
+    traced_process(tgid).is_some()
+}
+
+/// How process `tgid` is traced, if it is.
+#[inline(always)]
+pub fn traced_process(tgid: u32) -> Option<TracedProcess> {
+    if TRACED_FILTER
+        .get(tgid % TRACED_FILTER_SLOTS)
+        .is_none_or(|&slot| slot == 0)
+    {
+        return None;
+    }
+    // SAFETY: the value is copied out immediately.
+    unsafe { TRACED.get(tgid) }.copied()
+}
+
+/// Sets `tgid`'s slot in [`TRACED_FILTER`]; before it enters [`TRACED`].
+#[inline(always)]
+pub fn let_through_filter(tgid: u32) {
+    if let Some(slot) = TRACED_FILTER.get_ptr_mut(tgid % TRACED_FILTER_SLOTS) {
+        // SAFETY: an array map value, valid during this program.
+        unsafe { *slot = 1 };
+    }
 }
 
 /// A connection id unique for this boot: the CPU number in the high bits, a per-CPU sequence

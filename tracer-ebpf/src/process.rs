@@ -8,7 +8,10 @@ use tracer_common::{LossKind, ProcessRecord, RecordHeader, RecordKind};
 
 use crate::{
     lifecycle,
-    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss, is_traced},
+    maps::{
+        EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss, is_traced, let_through_filter,
+        traced_process,
+    },
 };
 
 /// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
@@ -45,8 +48,7 @@ fn emit(kind: RecordKind, pid_tgid: u64, pid: u32) {
 pub fn on_fork(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let parent = (pid_tgid >> 32) as u32;
-    // SAFETY: the value is copied out immediately.
-    let Some(traced) = (unsafe { TRACED.get(parent) }).copied() else {
+    let Some(traced) = traced_process(parent) else {
         return;
     };
     if traced.follow_children == 0 {
@@ -61,6 +63,7 @@ pub fn on_fork(ctx: &TracePointContext) {
     if child == parent {
         return;
     }
+    let_through_filter(child);
     if TRACED.insert(child, traced, 0).is_err() {
         count_loss(LossKind::LifecycleLost);
         return;

@@ -4,7 +4,7 @@ use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
     sys::{Stats, enable_stats},
 };
@@ -58,6 +58,8 @@ pub struct KernelPrograms {
     run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
     pub traced: HashMap<MapData, u32, TracedProcess>,
+    /// The kernel's filter in front of `traced` (see `TRACED_FILTER_SLOTS`).
+    pub traced_filter: Array<MapData, u8>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
     pub resync: HashMap<MapData, DirectionKey, FrameCursor>,
     pub deferred: HashMap<MapData, DirectionKey, HeldRecord>,
@@ -146,6 +148,7 @@ impl KernelPrograms {
         let map_err = |err: aya::maps::MapError| CaptureError::Load(err.to_string());
         let events = RingBuf::try_from(take("EVENTS")?).map_err(map_err)?;
         let traced = HashMap::try_from(take("TRACED")?).map_err(map_err)?;
+        let traced_filter = Array::try_from(take("TRACED_FILTER")?).map_err(map_err)?;
         let sockets = HashMap::try_from(take("SOCKETS")?).map_err(map_err)?;
         let resync = HashMap::try_from(take("RESYNC")?).map_err(map_err)?;
         let deferred = HashMap::try_from(take("DEFERRED")?).map_err(map_err)?;
@@ -156,6 +159,7 @@ impl KernelPrograms {
             run_time_stats,
             events,
             traced,
+            traced_filter,
             sockets,
             resync,
             deferred,

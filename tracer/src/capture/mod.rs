@@ -25,7 +25,7 @@ pub use process_sockets::process_alive;
 pub use record::RecordError;
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
-    maps::{USER_CONN_ID_BIT, framing},
+    maps::{TRACED_FILTER_SLOTS, USER_CONN_ID_BIT, framing},
 };
 pub use tracer_common::{Direction, LossKind, MessageCursor};
 
@@ -417,6 +417,14 @@ impl Capture {
             follow_children: u32::from(follow_children),
             _pad: 0,
         };
+        // The filter first: the kernel only asks TRACED about tgids whose slot is set.
+        self.kernel
+            .traced_filter
+            .set(pid % TRACED_FILTER_SLOTS, 1, 0)
+            .map_err(|err| CaptureError::Map {
+                map: "TRACED_FILTER",
+                detail: err.to_string(),
+            })?;
         self.kernel
             .traced
             .insert(pid, settings, 0)

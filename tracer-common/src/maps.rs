@@ -42,11 +42,17 @@ impl SocketState {
     }
 }
 
-/// What the kernel side expects next in one direction of a connection.
-/// Slots of the kernel's filter in front of its table of traced processes: slot `tgid %
-/// TRACED_FILTER_SLOTS` is set once a process with such a tgid is traced, and never cleared.
+/// Slots of the kernel's filter in front of its table of traced processes: the slot of a tgid
+/// ([`traced_filter_slot`]) is set once a process with that tgid is traced, and never cleared.
 pub const TRACED_FILTER_SLOTS: u32 = 16384;
 
+/// The filter slot of process `tgid`; the kernel and userspace must agree on it.
+#[inline(always)]
+pub const fn traced_filter_slot(tgid: u32) -> u32 {
+    tgid % TRACED_FILTER_SLOTS
+}
+
+/// What the kernel side expects next in one direction of a connection.
 pub mod framing {
     /// Not following this direction: every byte is copied. Final: it is not HTTP/2.
     pub const OFF: u8 = 0;

@@ -9,15 +9,16 @@ use aya_ebpf::{
 };
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall,
-    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess, maps::TRACED_FILTER_SLOTS,
+    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess,
+    maps::{TRACED_FILTER_SLOTS, traced_filter_slot},
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
 #[map]
 pub static TRACED: HashMap<u32, TracedProcess> = HashMap::with_max_entries(4096, 0);
 
-/// A filter in front of [`TRACED`]: slot `tgid % TRACED_FILTER_SLOTS` is non-zero once a
-/// process with such a tgid was traced. The hooks see every syscall of every process on the
+/// A filter in front of [`TRACED`]: a tgid's slot ([`traced_filter_slot`]) is non-zero once a
+/// process with that tgid was traced. The hooks see every syscall of every process on the
 /// machine, nearly all of them untraced, and for those a load from this array (which the
 /// verifier inlines) replaces a hash lookup. A set slot only sends the question to [`TRACED`].
 /// Slots are set before the process enters [`TRACED`] (by userspace, or on fork) and never
@@ -171,7 +172,7 @@ pub fn is_traced(tgid: u32) -> bool {
 #[inline(always)]
 pub fn traced_process(tgid: u32) -> Option<TracedProcess> {
     if TRACED_FILTER
-        .get(tgid % TRACED_FILTER_SLOTS)
+        .get(traced_filter_slot(tgid))
         .is_none_or(|&slot| slot == 0)
     {
         return None;
@@ -183,7 +184,7 @@ pub fn traced_process(tgid: u32) -> Option<TracedProcess> {
 /// Sets `tgid`'s slot in [`TRACED_FILTER`]; before it enters [`TRACED`].
 #[inline(always)]
 pub fn let_through_filter(tgid: u32) {
-    if let Some(slot) = TRACED_FILTER.get_ptr_mut(tgid % TRACED_FILTER_SLOTS) {
+    if let Some(slot) = TRACED_FILTER.get_ptr_mut(traced_filter_slot(tgid)) {
         // SAFETY: an array map value, valid during this program.
         unsafe { *slot = 1 };
     }

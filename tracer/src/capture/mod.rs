@@ -25,7 +25,7 @@ pub use process_sockets::process_alive;
 pub use record::RecordError;
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
-    maps::{TRACED_FILTER_SLOTS, USER_CONN_ID_BIT, framing},
+    maps::{USER_CONN_ID_BIT, framing, traced_filter_slot},
 };
 pub use tracer_common::{Direction, LossKind, MessageCursor};
 
@@ -420,7 +420,7 @@ impl Capture {
         // The filter first: the kernel only asks TRACED about tgids whose slot is set.
         self.kernel
             .traced_filter
-            .set(pid % TRACED_FILTER_SLOTS, 1, 0)
+            .set(traced_filter_slot(pid), 1, 0)
             .map_err(|err| CaptureError::Map {
                 map: "TRACED_FILTER",
                 detail: err.to_string(),

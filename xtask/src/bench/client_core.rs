@@ -365,6 +365,16 @@ impl Sampler {
     }
 }
 
+impl Drop for Sampler {
+    /// A run that failed before [`Sampler::stop`] must not leave perf sampling the CPU.
+    fn drop(&mut self) {
+        if let Ok(None) = self.perf.try_wait() {
+            let _ = self.perf.kill();
+            let _ = self.perf.wait();
+        }
+    }
+}
+
 /// How many of the samples of process `pid` in a `perf record` file there are, and how many
 /// passed through the tracing path.
 fn tracing_samples(path: &Path, pid: u32) -> Result<Samples> {

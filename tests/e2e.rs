@@ -17,7 +17,7 @@ use integration_tests::{
     scenarios::NOT_FOUND_MESSAGE,
 };
 use serde_json::Value;
-use tracer_common::{DataRecord, PIECE_HEADER_LEN};
+use tracer_common::{DataRecord, PIECE_HEADER_LEN, maps::WHOLE_TRANSFER_MAX};
 
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
@@ -426,41 +426,60 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
     assert_payload_skipped(&stats, "tonic");
 }
 
-/// The benchmark's floor (`--bench-bare-records`): the kernel still reports every transfer, but
-/// copies none of its bytes, and nothing is decoded.
-#[test]
-fn bare_records_report_every_transfer_without_its_bytes() {
+/// The benchmark's floors: the kernel still reports every transfer, with none or only part of
+/// its bytes, and nothing is decoded. The ring buffer records and bytes the run took.
+fn capture_floor_traffic(flag: &str, label: &str) -> (u64, u64) {
     let server = Server::start();
-    let stats = stats_path("bare");
+    let stats = stats_path(label);
     launch_traced_client(
         &server,
         &[
             "--output",
             "json",
-            "--bench-bare-records",
+            flag,
             "--stats-json",
             stats.to_str().unwrap(),
         ],
         &[],
     );
-    let report = take_stats(&stats, "bare");
+    let report = take_stats(&stats, label);
     for key in ["calls", "spans_exported", "kernel_losses"] {
-        assert_eq!(report[key], 0, "{key}: {report}");
+        assert_eq!(report[key], 0, "{label}: {key}: {report}");
     }
     // Only measured when asked for (`--hook-time`).
     assert!(report["hook_time"].is_null(), "{report}");
     let records = report["ring_buffer_records"].as_u64().unwrap();
-    let bytes = report["ring_buffer_bytes"].as_u64().unwrap();
     // Every call writes its request and reads its reply.
-    assert!(records >= 2 * SCENARIO_CALLS as u64, "{report}");
-    // A bare record is a data record header and one piece header that skips the whole
-    // transfer. The connection's few lifecycle records (open, close, exit), shared out over
-    // the others, add a few bytes each; records that carry header blocks, as every call's do
-    // when bytes are copied, average far more.
-    let bare = (size_of::<DataRecord>() + PIECE_HEADER_LEN) as u64;
+    assert!(records >= 2 * SCENARIO_CALLS as u64, "{label}: {report}");
+    (records, report["ring_buffer_bytes"].as_u64().unwrap())
+}
+
+/// A bare record is a data record header and one piece header that skips the whole transfer.
+const BARE_RECORD_LEN: u64 = (size_of::<DataRecord>() + PIECE_HEADER_LEN) as u64;
+
+/// `--bench-bare-records`: no byte is copied.
+#[test]
+fn bare_records_report_every_transfer_without_its_bytes() {
+    let (records, bytes) = capture_floor_traffic("--bench-bare-records", "bare");
+    // The connection's few lifecycle records (open, close, exit), shared out over the others,
+    // add a few bytes each; records that carry header blocks, as every call's do when bytes
+    // are copied, average far more.
     assert!(
-        bytes < records * (bare + 8),
+        bytes < records * (BARE_RECORD_LEN + 8),
         "{bytes} bytes in {records} records: bytes were copied"
+    );
+}
+
+/// `--bench-copied-records`: each transfer's first segment is copied, up to 2 KiB, and the
+/// rest skipped. Every transfer of the scenarios moves at least a frame header, and most a
+/// whole small call or the first 2 KiB of a large message's read.
+#[test]
+fn copied_records_report_every_transfer_with_its_first_bytes() {
+    let (records, bytes) = capture_floor_traffic("--bench-copied-records", "copied");
+    let copied_per_record = bytes / records - BARE_RECORD_LEN;
+    assert!(
+        (64..=WHOLE_TRANSFER_MAX).contains(&copied_per_record),
+        "{bytes} bytes in {records} records: {copied_per_record} copied per record"
     );
 }
 

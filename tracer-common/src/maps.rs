@@ -52,6 +52,21 @@ pub const fn traced_filter_slot(tgid: u32) -> u32 {
     tgid % TRACED_FILTER_SLOTS
 }
 
+/// For benchmarking only: what the kernel side sends for a data move instead of following its
+/// framing. Each is a floor under the full capture's cost: what any capture that does at least
+/// that much must pay.
+pub mod floor {
+    /// The full capture.
+    pub const NONE: u8 = 0;
+    /// A bare record: which connection and direction, where in the stream, how many bytes,
+    /// when. No byte is read.
+    pub const BARE_RECORDS: u8 = 1;
+    /// A record keeping the bytes of the transfer's first segment (up to
+    /// [`super::WHOLE_TRANSFER_MAX`]), read with the fewest user-memory reads a capture of
+    /// the bytes can make (the iovec, then the bytes), and no framing followed.
+    pub const COPIED_RECORDS: u8 = 2;
+}
+
 /// What the kernel side expects next in one direction of a connection.
 pub mod framing {
     /// Not following this direction: every byte is copied. Final: it is not HTTP/2.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall,
     RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess,
-    maps::{TRACED_FILTER_SLOTS, traced_filter_slot},
+    maps::{TRACED_FILTER_SLOTS, floor, traced_filter_slot},
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
@@ -72,17 +72,15 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 #[unsafe(no_mangle)]
 static WAKEUP_THRESHOLD_BYTES: u64 = 1 << 20;
 
-/// For benchmarking only: when userspace sets it, a data move sends a bare record (which
-/// connection and direction, where in the stream, how many bytes, when) and copies none of its
-/// bytes. What that costs is the least any capture that hears of every syscall must pay. The
-/// value is frozen at load time, so the verifier prunes the branch that is not taken.
+/// For benchmarking only: a [`tracer_common::maps::floor`] value that userspace may set at load
+/// time. The value is frozen then, so the verifier prunes the branches not taken.
 #[unsafe(no_mangle)]
-static BARE_RECORDS: u8 = 0;
+static CAPTURE_FLOOR: u8 = floor::NONE;
 
 #[inline(always)]
-pub fn bare_records() -> bool {
+pub fn capture_floor() -> u8 {
     // SAFETY: a plain read of a constant that userspace may have overridden at load time.
-    unsafe { core::ptr::read_volatile(&BARE_RECORDS) != 0 }
+    unsafe { core::ptr::read_volatile(&CAPTURE_FLOOR) }
 }
 
 /// Bytes of data records this CPU wrote since it last woke userspace.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::{
-    capture::DEFAULT_RING_BUFFER_BYTES,
+    capture::{CaptureFloor, DEFAULT_RING_BUFFER_BYTES},
     export::{Conventions, OtlpConfig, OtlpProtocol, parse_key_values},
 };
 
@@ -82,6 +82,12 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub bench_bare_records: bool,
 
+    /// Benchmarking only: capture a record per data move keeping its first segment's bytes,
+    /// follow no framing and decode nothing (no spans): the floor under any capture that
+    /// reads the bytes.
+    #[arg(long, hide = true, conflicts_with = "bench_bare_records")]
+    pub bench_copied_records: bool,
+
     /// The command to launch and trace from its first connection (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -147,7 +153,7 @@ pub struct Config {
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
     pub hook_time: bool,
-    pub bench_bare_records: bool,
+    pub bench_floor: CaptureFloor,
     pub stats_json: Option<std::path::PathBuf>,
 }
 
@@ -297,7 +303,13 @@ impl Cli {
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
             hook_time: self.hook_time,
-            bench_bare_records: self.bench_bare_records,
+            bench_floor: if self.bench_bare_records {
+                CaptureFloor::BareRecords
+            } else if self.bench_copied_records {
+                CaptureFloor::CopiedRecords
+            } else {
+                CaptureFloor::None
+            },
             stats_json: self.stats_json.clone(),
         })
     }

@@ -49,7 +49,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let capture = Capture::new(&CaptureConfig {
         ring_buffer_bytes: config.ring_buffer_bytes,
-        bare_records: config.bench_bare_records,
+        floor: config.bench_floor,
         hook_time: config.hook_time,
     })?;
     let mut session = Session::new(capture, Limits::default());

@@ -20,7 +20,7 @@ use tracer_common::{
     PendingCall, PieceHeader, RECORD_DATA_CAP, RecordHeader, RecordInProgress, RecordKind,
     SocketKey, SyscallOp,
     maps::{
-        MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL,
+        MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL, WHOLE_TRANSFER_MAX, floor,
         framing::{HEADER, LOST},
     },
 };
@@ -28,7 +28,7 @@ use tracer_common::{
 use crate::{
     framing::{self, Run, Urgency},
     maps::{
-        DATA_SCRATCH, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, bare_records, count_loss,
+        DATA_SCRATCH, DEFERRED, DataScratch, EVENTS, RESYNC, SOCKETS, capture_floor, count_loss,
         data_record_flags,
     },
     volatile::copy_words,
@@ -244,7 +244,9 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         conn_id,
         direction: direction as u64,
     };
-    if !bare_records() && inside_body::skip_inside_body(cursor, &direction_key, offset, total) {
+    let floor = capture_floor();
+    if floor == floor::NONE && inside_body::skip_inside_body(cursor, &direction_key, offset, total)
+    {
         return;
     }
     let header = RecordHeader {
@@ -256,9 +258,10 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         // SAFETY: no preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },
     };
-    if bare_records() {
-        send_bare_record(header, direction, op, offset, total);
-        return;
+    match floor {
+        floor::NONE => {}
+        floor::BARE_RECORDS => return send_bare_record(header, direction, op, offset, total),
+        _ => return send_copied_record(header, direction, op, offset, total, walk),
     }
     copy_out(header, &direction_key, op, cursor, offset, total, walk);
 }
@@ -270,7 +273,7 @@ struct BareRecord {
     piece: PieceHeader,
 }
 
-/// Sends the transfer as a [`BareRecord`] (see [`bare_records`]).
+/// Sends the transfer as a [`BareRecord`] ([`floor::BARE_RECORDS`]).
 #[inline(always)]
 fn send_bare_record(
     header: RecordHeader,
@@ -296,6 +299,56 @@ fn send_bare_record(
     let flags = data_record_flags(size_of::<BareRecord>() as u64);
     if EVENTS.output::<BareRecord>(&bare, flags).is_err() {
         count_loss(LossKind::RingBufferFull);
+    }
+}
+
+/// Sends the transfer as one record keeping its first segment's bytes, up to
+/// [`WHOLE_TRANSFER_MAX`], and skipping the rest ([`floor::COPIED_RECORDS`]).
+#[inline(always)]
+fn send_copied_record(
+    header: RecordHeader,
+    direction: Direction,
+    op: SyscallOp,
+    offset: u64,
+    total: u64,
+    mut walk: SegmentWalk,
+) {
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    if walk.segment_left == 0 && !advance(&mut walk) {
+        walk.segment_left = 0;
+    }
+    let kept = walk.segment_left.min(total).min(WHOLE_TRANSFER_MAX);
+    let record = DataRecord {
+        header,
+        offset: 0,
+        captured_len: 0,
+        original_len: 0,
+        direction: direction as u32,
+        syscall: op as u32,
+    };
+    let piece = PieceHeader {
+        kept: kept as u32,
+        skipped: (total - kept) as u32,
+    };
+    // SAFETY: `scratch` is this CPU's scratch value; `PIECE_HEADER + kept` is at most
+    // `PIECE_HEADER + WHOLE_TRANSFER_MAX`, inside its data area.
+    unsafe {
+        copy_words(&raw mut (*scratch).record, &record);
+        let data = (*scratch).data.as_mut_ptr();
+        core::ptr::write_unaligned(data.cast::<PieceHeader>(), piece);
+        let dst = core::slice::from_raw_parts_mut(data.add(PIECE_HEADER as usize), kept as usize);
+        if bpf_probe_read_user_buf(walk.segment as *const u8, dst).is_err() {
+            count_loss(LossKind::UserReadFailed);
+            return;
+        }
+        send_record(
+            &raw mut (*scratch).record,
+            offset,
+            PIECE_HEADER + kept,
+            total,
+        );
     }
 }
 

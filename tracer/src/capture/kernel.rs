@@ -83,7 +83,7 @@ impl KernelPrograms {
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &exit_group_dead_offset, true)
             .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true)
-            .override_global("BARE_RECORDS", &u8::from(config.bare_records), true)
+            .override_global("CAPTURE_FLOOR", &config.floor.kernel_value(), true)
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
         // On before any program is attached, so that every run is counted.

@@ -25,7 +25,7 @@ pub use process_sockets::process_alive;
 pub use record::RecordError;
 use tracer_common::{
     DataRecord, DirectionKey, FrameCursor, OpenRole, SocketKey, SocketState, TracedProcess,
-    maps::{USER_CONN_ID_BIT, framing, traced_filter_slot},
+    maps::{USER_CONN_ID_BIT, floor, framing, traced_filter_slot},
 };
 pub use tracer_common::{Direction, LossKind, MessageCursor};
 
@@ -140,15 +140,40 @@ pub enum Closing {
     ProcessExited,
 }
 
+/// For benchmarking only: what the kernel sends for a data move instead of following its
+/// framing. Those records are counted, not delivered (nothing is decoded), so what tracing
+/// costs the traced process then is a floor under the full capture's cost: what any capture
+/// that does at least as much must pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureFloor {
+    /// The full capture.
+    None,
+    /// A bare record per data move (connection, direction, offset, length, time), no bytes:
+    /// the least any capture that hears of every syscall pays.
+    BareRecords,
+    /// A record per data move keeping the bytes of its first segment, read with the fewest
+    /// user-memory reads (the iovec, then the bytes), and no framing followed: the least any
+    /// capture that reads the bytes pays.
+    CopiedRecords,
+}
+
+impl CaptureFloor {
+    /// The kernel's `CAPTURE_FLOOR` value.
+    pub fn kernel_value(self) -> u8 {
+        match self {
+            CaptureFloor::None => floor::NONE,
+            CaptureFloor::BareRecords => floor::BARE_RECORDS,
+            CaptureFloor::CopiedRecords => floor::COPIED_RECORDS,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     /// Size of the kernel-to-user ring buffer: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
-    /// For benchmarking only: the kernel sends a bare record per data move (connection,
-    /// direction, offset, length, time) and copies no bytes, and those records are counted,
-    /// not delivered. What the capture costs then is the floor under any capture that hears
-    /// of every syscall.
-    pub bare_records: bool,
+    /// For benchmarking only: see [`CaptureFloor`].
+    pub floor: CaptureFloor,
     /// Turn on the kernel's BPF run-time statistics, for [`Capture::hook_time`].
     pub hook_time: bool,
 }
@@ -157,7 +182,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
-            bare_records: false,
+            floor: CaptureFloor::None,
             hook_time: false,
         }
     }
@@ -271,8 +296,8 @@ pub struct Capture {
     queued: Vec<CaptureEvent<'static>>,
     malformed_records: u64,
     traffic: CaptureTraffic,
-    /// See [`CaptureConfig::bare_records`].
-    bare_records: bool,
+    /// See [`CaptureConfig::floor`].
+    floor: CaptureFloor,
 }
 
 /// The connections being captured, by id, and what became of the closed ones.
@@ -396,7 +421,7 @@ impl Capture {
             queued: Vec::new(),
             malformed_records: 0,
             traffic: CaptureTraffic::default(),
-            bare_records: config.bare_records,
+            floor: config.floor,
         })
     }
 
@@ -533,7 +558,7 @@ impl Capture {
                 }
             };
             match record {
-                KernelRecord::Data { .. } if self.bare_records => {}
+                KernelRecord::Data { .. } if self.floor != CaptureFloor::None => {}
                 KernelRecord::Data {
                     record,
                     direction,

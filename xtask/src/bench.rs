@@ -353,7 +353,7 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
                     Mode::BareRecords => bare_records.push(result),
                     Mode::CoRunner => co_runner.push(result),
                     Mode::Traced => traced.push(result),
-                    Mode::HookTime => unreachable!("run apart"),
+                    Mode::HookTime | Mode::CopiedRecords => unreachable!("run apart"),
                 }
             }
         }
@@ -420,6 +420,9 @@ enum Mode {
     TracerPaused,
     /// The tracer capturing bare records (see [`Load::capture_floor`]).
     BareRecords,
+    /// The tracer copying each data move's first segment and following no framing: the floor
+    /// under any capture that reads the bytes (`--client-core` only).
+    CopiedRecords,
     /// Untraced, next to a [`CoRunner`] (see [`Load::co_runner_floor`]).
     CoRunner,
     Traced,
@@ -502,7 +505,11 @@ fn run_client(
 ) -> Result<(Value, Option<Value>)> {
     let traced = matches!(
         mode,
-        Mode::Traced | Mode::TracerPaused | Mode::BareRecords | Mode::HookTime
+        Mode::Traced
+            | Mode::TracerPaused
+            | Mode::BareRecords
+            | Mode::CopiedRecords
+            | Mode::HookTime
     );
     let mut collector = (otlp && mode != Mode::Untraced)
         .then(|| Collector::start(release))
@@ -544,6 +551,7 @@ fn run_client(
             .args(match mode {
                 Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
                 Mode::BareRecords => &["--bench-bare-records"],
+                Mode::CopiedRecords => &["--bench-copied-records"],
                 Mode::HookTime => &["--hook-time"],
                 _ => &[],
             })
@@ -753,6 +761,7 @@ fn run_h2load(
             .arg(&stats)
             .args(match mode {
                 Mode::BareRecords => &["--bench-bare-records"][..],
+                Mode::CopiedRecords => &["--bench-copied-records"],
                 Mode::HookTime => &["--hook-time"],
                 _ => &[],
             })

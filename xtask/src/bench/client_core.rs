@@ -43,8 +43,8 @@ const SECONDS: u32 = 4;
 
 /// The modes compared, each with a short name for its files and a label: nothing attached; the
 /// hooks attached for another process (the client's syscalls only pass through them); bare
-/// records; the real capture.
-const MODES: [(Mode, &str, &str); 4] = [
+/// records; copied records (the bytes read, no framing followed); the real capture.
+const MODES: [(Mode, &str, &str); 5] = [
     (Mode::Untraced, "untraced", "untraced"),
     (
         Mode::HooksOnly,
@@ -52,6 +52,11 @@ const MODES: [(Mode, &str, &str); 4] = [
         "hooks only: tracer attached to an idle process",
     ),
     (Mode::BareRecords, "bare", "bare records"),
+    (
+        Mode::CopiedRecords,
+        "copied",
+        "copied records: bytes read, no framing followed",
+    ),
     (Mode::Traced, "traced", "traced"),
 ];
 

@@ -19,7 +19,7 @@ use tracer_common::{LossKind, PendingCall, SocketKey, SyscallOp};
 
 use crate::{
     lifecycle,
-    maps::{PENDING, SOCKETS, count_loss, is_traced},
+    maps::{PENDING, SOCKETS, count_loss, is_traced, may_be_traced},
     transfer,
 };
 
@@ -210,6 +210,11 @@ pub fn on_transfer_exit(ctx: &TracePointContext, op: SyscallOp) {
 #[inline(always)]
 pub fn on_exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Entries are only saved for traced processes, which the filter never turns away; for
+    // every other process on the machine this spares a hash lookup.
+    if !may_be_traced((pid_tgid >> 32) as u32) {
+        return;
+    }
     // SAFETY: the value is copied out before the entry is removed.
     let Some(call) = (unsafe { PENDING.get(pid_tgid) }).copied() else {
         return;

@@ -169,14 +169,20 @@ pub fn is_traced(tgid: u32) -> bool {
 /// How process `tgid` is traced, if it is.
 #[inline(always)]
 pub fn traced_process(tgid: u32) -> Option<TracedProcess> {
-    if TRACED_FILTER
-        .get(traced_filter_slot(tgid))
-        .is_none_or(|&slot| slot == 0)
-    {
+    if !may_be_traced(tgid) {
         return None;
     }
     // SAFETY: the value is copied out immediately.
     unsafe { TRACED.get(tgid) }.copied()
+}
+
+/// Whether `tgid` passes [`TRACED_FILTER`]. False means it was never traced; true only that it
+/// may be.
+#[inline(always)]
+pub fn may_be_traced(tgid: u32) -> bool {
+    TRACED_FILTER
+        .get(traced_filter_slot(tgid))
+        .is_some_and(|&slot| slot != 0)
 }
 
 /// Sets `tgid`'s slot in [`TRACED_FILTER`]; before it enters [`TRACED`].

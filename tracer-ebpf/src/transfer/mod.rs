@@ -316,8 +316,12 @@ fn send_copied_record(
     let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    if walk.segment_left == 0 && !advance(&mut walk) {
-        walk.segment_left = 0;
+    // The first segment of an iovec array is one step away; of an mmsghdr array, two. If they
+    // cannot be read, nothing is kept.
+    for _ in 0..2 {
+        if walk.segment_left > 0 || !advance(&mut walk) {
+            break;
+        }
     }
     let kept = walk.segment_left.min(total).min(WHOLE_TRANSFER_MAX);
     let record = DataRecord {

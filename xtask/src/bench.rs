@@ -431,6 +431,19 @@ enum Mode {
     HookTime,
 }
 
+impl Mode {
+    /// The tracer flags this mode runs it with, whichever client it traces.
+    fn tracer_flags(self) -> &'static [&'static str] {
+        match self {
+            Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES],
+            Mode::BareRecords => &["--bench-bare-records"],
+            Mode::CopiedRecords => &["--bench-copied-records"],
+            Mode::HookTime => &["--hook-time"],
+            Mode::Untraced | Mode::HooksOnly | Mode::CoRunner | Mode::Traced => &[],
+        }
+    }
+}
+
 /// The share of one core the tracer kept busy over its runs (its CPU per second of load).
 fn tracer_core_share(traced: &[(Value, Option<Value>)]) -> f64 {
     let seconds: f64 = traced
@@ -548,13 +561,7 @@ fn run_client(
             .args(output)
             .args(["--pid", &target.to_string(), "--stats-json"])
             .arg(&stats)
-            .args(match mode {
-                Mode::TracerPaused => &["--ring-buffer-bytes", PAUSED_RING_BYTES][..],
-                Mode::BareRecords => &["--bench-bare-records"],
-                Mode::CopiedRecords => &["--bench-copied-records"],
-                Mode::HookTime => &["--hook-time"],
-                _ => &[],
-            })
+            .args(mode.tracer_flags())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -759,12 +766,7 @@ fn run_h2load(
         command
             .args(["--output", "json", "--stats-json"])
             .arg(&stats)
-            .args(match mode {
-                Mode::BareRecords => &["--bench-bare-records"][..],
-                Mode::CopiedRecords => &["--bench-copied-records"],
-                Mode::HookTime => &["--hook-time"],
-                _ => &[],
-            })
+            .args(mode.tracer_flags())
             .args(["--", "sh", "-c", &script]);
         command
     } else {
@@ -908,10 +910,14 @@ fn client_rate(client: &Value) -> f64 {
     number(client, "calls") / number(client, "elapsed_s")
 }
 
-/// A client run's own CPU (user + system) per call, in µs.
+/// A client run's own CPU (user + system), in µs.
+fn client_cpu_us(client: &Value) -> f64 {
+    number(client, "cpu_user_us") + number(client, "cpu_system_us")
+}
+
+/// A client run's own CPU per call, in µs.
 fn client_cpu_per_call(client: &Value) -> f64 {
-    (number(client, "cpu_user_us") + number(client, "cpu_system_us"))
-        / number(client, "calls").max(1.0)
+    client_cpu_us(client) / number(client, "calls").max(1.0)
 }
 
 fn total_calls(runs: &[(Value, Option<Value>)]) -> f64 {

@@ -24,7 +24,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use super::{Mode, client_cpu_per_call, client_rate, mean, number, placement::Placement};
+use super::{
+    Mode, client_cpu_per_call, client_cpu_us, client_rate, mean, number, placement::Placement,
+};
 
 /// Kernel functions on the syscall-tracing path, and the prefix of BPF programs' symbols.
 const TRACING_PATH: [&str; 5] = [
@@ -252,8 +254,7 @@ fn summarise(label: &str, rounds: &[Round]) -> Value {
         "calls_per_s": mean(rounds.iter().map(|round| client_rate(&round.report))),
         "client_cpu_per_call_us": mean(rounds.iter().map(|round| client_cpu_per_call(&round.report))),
         "client_core_busy": mean(rounds.iter().map(|round| {
-            (number(&round.report, "cpu_user_us") + number(&round.report, "cpu_system_us"))
-                / (number(&round.report, "elapsed_s") * 1e6)
+            client_cpu_us(&round.report) / (number(&round.report, "elapsed_s") * 1e6)
         })),
     })
 }

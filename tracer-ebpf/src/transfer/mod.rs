@@ -324,14 +324,7 @@ fn send_copied_record(
         }
     }
     let kept = walk.segment_left.min(total).min(WHOLE_TRANSFER_MAX);
-    let record = DataRecord {
-        header,
-        offset: 0,
-        captured_len: 0,
-        original_len: 0,
-        direction: direction as u32,
-        syscall: op as u32,
-    };
+    stage_record(scratch, header, direction as u32, op);
     let piece = PieceHeader {
         kept: kept as u32,
         skipped: (total - kept) as u32,
@@ -339,7 +332,6 @@ fn send_copied_record(
     // SAFETY: `scratch` is this CPU's scratch value; `PIECE_HEADER + kept` is at most
     // `PIECE_HEADER + WHOLE_TRANSFER_MAX`, inside its data area.
     unsafe {
-        copy_words(&raw mut (*scratch).record, &record);
         let data = (*scratch).data.as_mut_ptr();
         core::ptr::write_unaligned(data.cast::<PieceHeader>(), piece);
         let dst = core::slice::from_raw_parts_mut(data.add(PIECE_HEADER as usize), kept as usize);
@@ -412,19 +404,11 @@ fn copy_out(
     // Whether a held-back record was taken up: its entry in DEFERRED is then still there, to
     // be overwritten if this transfer is held back too, or removed.
     let mut resumed = false;
+    stage_record(scratch, header, key.direction as u32, op);
     // SAFETY: `scratch` is this CPU's scratch value and `cursor` points into a SOCKETS value.
     unsafe {
-        // Word copies: struct assignment would zero parts of them with a byte-wise memset.
+        // A word copy: struct assignment would zero parts of it with a byte-wise memset.
         copy_words(&raw mut (*scratch).walk, &start);
-        let record = DataRecord {
-            header,
-            offset: 0,
-            captured_len: 0,
-            original_len: 0,
-            direction: key.direction as u32,
-            syscall: op as u32,
-        };
-        copy_words(&raw mut (*scratch).record, &record);
         if (*cursor).deferred != 0 {
             (*cursor).deferred = 0;
             if framing::is_following(cursor) {
@@ -487,6 +471,23 @@ fn copy_out(
     if get!(walk, record.covered) != 0 {
         emit(scratch);
     }
+}
+
+/// Starts the scratch record of a transfer: its header, direction and syscall. Its extent is
+/// filled in when it is sent ([`send_record`]).
+#[inline(always)]
+fn stage_record(scratch: *mut DataScratch, header: RecordHeader, direction: u32, op: SyscallOp) {
+    let record = DataRecord {
+        header,
+        offset: 0,
+        captured_len: 0,
+        original_len: 0,
+        direction,
+        syscall: op as u32,
+    };
+    // SAFETY: `scratch` is this CPU's scratch value. A word copy: struct assignment would zero
+    // parts of the record with a byte-wise memset.
+    unsafe { copy_words(&raw mut (*scratch).record, &record) };
 }
 
 /// Takes up the cursor userspace left in [`RESYNC`], if it was made for exactly this point of

@@ -476,7 +476,9 @@ fn bare_records_report_every_transfer_without_its_bytes() {
 #[test]
 fn copied_records_report_every_transfer_with_its_first_bytes() {
     let (records, bytes) = capture_floor_traffic("--bench-copied-records", "copied");
-    let copied_per_record = bytes / records - BARE_RECORD_LEN;
+    // Saturating, so that records smaller than bare ones fail the assertion below, with its
+    // message, rather than the subtraction.
+    let copied_per_record = (bytes / records).saturating_sub(BARE_RECORD_LEN);
     assert!(
         (64..=WHOLE_TRANSFER_MAX).contains(&copied_per_record),
         "{bytes} bytes in {records} records: {copied_per_record} copied per record"

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 pub mod client_core;
 pub mod placement;
+mod targets;
 
 use placement::Placement;
 
@@ -136,6 +137,20 @@ const ONE_MIB_EACH_WAY: [&str; 8] = [
     "1048576",
 ];
 
+/// The names of the loads that targets are judged on (see [`targets`]).
+pub mod load_name {
+    /// The judged load: the highest rate one connection reaches.
+    pub const SATURATING: &str = "unary 100 B, saturating, 1 connection";
+    pub const AT_2000: &str = "unary 100 B, 2000 calls/s, 1 connection";
+    pub const AT_10000: &str = "unary 100 B, 10000 calls/s, 1 connection";
+    pub const OPEN_STREAMS: &str = "10,000 concurrent open streams (memory)";
+}
+
+/// The name of a load in a summary.
+fn name_of(load: &Value) -> &str {
+    load["load"].as_str().unwrap_or("?")
+}
+
 fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
     // The quick run has the first five loads, without the floors.
@@ -148,13 +163,13 @@ fn loads(quick: bool) -> Vec<Load> {
             hooks_floor: full,
             capture_floor: full,
             ..Load::tonic(
-                "unary 100 B, saturating, 1 connection",
+                load_name::SATURATING,
                 &["--connections", "1", "--concurrency", "8"],
                 seconds,
             )
         },
         Load::tonic(
-            "unary 100 B, 2000 calls/s, 1 connection",
+            load_name::AT_2000,
             &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
             seconds,
         ),
@@ -211,7 +226,7 @@ fn loads(quick: bool) -> Vec<Load> {
         )
         .with_capture_floor(true),
         Load::tonic(
-            "unary 100 B, 10000 calls/s, 1 connection",
+            load_name::AT_10000,
             &[
                 "--connections",
                 "1",
@@ -237,7 +252,7 @@ fn loads(quick: bool) -> Vec<Load> {
         Load {
             traced_only: true,
             ..Load::tonic(
-                "10,000 concurrent open streams (memory)",
+                load_name::OPEN_STREAMS,
                 &["--hold", "10000", "--connections", "10"],
                 seconds,
             )
@@ -385,8 +400,9 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
         let _ = server.wait();
     }
 
-    let table = render(&results);
-    println!("{table}");
+    let targets = targets::check(&results);
+    println!("{}", render(&results));
+    println!("{}", targets::render(&targets));
     let directory = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&directory)?;
     let report = json!({
@@ -395,6 +411,7 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
         "server_cpu": placement.map(|cores| cores.server_cpu),
         "client_cpu": placement.map(|cores| cores.client_cpu),
         "loads": results,
+        "targets": targets,
     });
     let name = match (quick, only) {
         (_, Some(_)) => "only.json",
@@ -1118,7 +1135,7 @@ fn render(results: &[Value]) -> String {
         let get = |key: &str| number(result, key);
         out.push_str(&format!(
             "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>6} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
-            result["load"].as_str().unwrap_or("?"),
+            name_of(result),
             get("calls_per_s_untraced"),
             get("calls_per_s_traced"),
             get("throughput_ratio"),
@@ -1146,7 +1163,7 @@ fn render(results: &[Value]) -> String {
         ));
     }
     for result in results {
-        let name = result["load"].as_str().unwrap_or("?");
+        let name = name_of(result);
         let floor = &result["hooks_only"];
         if floor.is_object() {
             out.push_str(&format!(

@@ -25,7 +25,9 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use super::{
-    Mode, client_cpu_per_call, client_cpu_us, client_rate, mean, number, placement::Placement,
+    Mode, client_cpu_per_call, client_cpu_us, client_rate, load_name, mean, number,
+    placement::Placement,
+    targets::{CLIENT_CPU_INCREASE_MAX, RATE_RATIO_MIN},
 };
 
 /// Kernel functions on the syscall-tracing path, and the prefix of BPF programs' symbols.
@@ -65,12 +67,8 @@ const MODES: [(Mode, &str, &str); 5] = [
 /// The loads sampled: the judged one, which keeps the client's core busy, and a fixed rate, at
 /// which the client mostly waits and its CPU per call is all that the target speaks of.
 const LOADS: [(&str, &str, Option<&str>); 2] = [
-    ("saturating", "unary 100 B, saturating, 1 connection", None),
-    (
-        "2000",
-        "unary 100 B, 2000 calls/s, 1 connection",
-        Some("2000"),
-    ),
+    ("saturating", load_name::SATURATING, None),
+    ("2000", load_name::AT_2000, Some("2000")),
 ];
 
 pub fn run() -> Result<()> {
@@ -164,17 +162,51 @@ fn sample_load(
         .zip(&rounds)
         .map(|(&(_, _, label), rounds)| summarise(label, rounds))
         .collect();
-    if rate.is_none() {
-        // If the client's own work per call stays what it was, its CPU per call is the untraced
-        // one over (1 - s); its core gives it at most all of its time, where the untraced client
-        // used `busy` of it: the rate is at most (1 - s) / busy of the untraced one.
-        let busy_untraced = number(&modes[0], "client_core_busy");
+    let budgets = Budgets::judge(&mut modes, rate.is_none());
+    Ok(json!({
+        "name": name,
+        "saturating": rate.is_none(),
+        "tracing_path_budget_rate": budgets.rate,
+        "tracing_path_budget_cpu": budgets.cpu,
+        "modes": modes,
+    }))
+}
+
+/// The largest share of the client's CPU that the tracing path may take under each target, if
+/// the client's own work per call stays what it was.
+struct Budgets {
+    /// On a saturating load: how much of its core the untraced client kept busy.
+    busy_untraced: Option<f64>,
+    /// Traced calls/s at least [`RATE_RATIO_MIN`] of untraced (saturating loads): the client's
+    /// CPU per call becomes the untraced one over `1 - s`, and its core gives it at most all of
+    /// its time where the untraced client used `busy` of it, so the rate is at most
+    /// `(1 - s) / busy` of the untraced one.
+    rate: Option<f64>,
+    /// The client's CPU per call at most [`CLIENT_CPU_INCREASE_MAX`] above untraced: the path
+    /// adds `s / (1 - s)` to it.
+    cpu: f64,
+}
+
+impl Budgets {
+    /// The budgets of a load whose summarised `modes` start with the untraced one, and whether
+    /// each traced mode fits in them, written into that mode.
+    fn judge(modes: &mut [Value], saturating: bool) -> Budgets {
+        let busy_untraced = saturating.then(|| number(&modes[0], "client_core_busy"));
+        let budgets = Budgets {
+            busy_untraced,
+            rate: busy_untraced.map(|busy| 1.0 - RATE_RATIO_MIN * busy),
+            cpu: CLIENT_CPU_INCREASE_MAX / (1.0 + CLIENT_CPU_INCREASE_MAX),
+        };
         for mode in modes.iter_mut().skip(1) {
             let share = number(mode, "tracing_path_share");
-            mode["rate_ratio_at_most"] = ((1.0 - share) / busy_untraced).into();
+            if let Some(busy_untraced) = budgets.busy_untraced {
+                mode["rate_ratio_at_most"] = ((1.0 - share) / busy_untraced).into();
+            }
+            mode["within_rate_budget"] = budgets.rate.map(|budget| share <= budget).into();
+            mode["within_cpu_budget"] = (share <= budgets.cpu).into();
         }
+        budgets
     }
-    Ok(json!({ "name": name, "saturating": rate.is_none(), "modes": modes }))
 }
 
 /// One sampled run.
@@ -323,7 +355,53 @@ fn render(loads: &[Value]) -> String {
             );
         }
     }
-    table
+    table + &render_budgets(loads)
+}
+
+/// What the targets leave the tracing path, and which modes fit in it. A mode that does less
+/// than the tracer and already takes more proves that no capture doing at least as much meets
+/// that target here.
+fn render_budgets(loads: &[Value]) -> String {
+    let mut out =
+        String::from("\nWhat the targets leave the tracing path (share of the client's CPU):\n");
+    for load in loads {
+        let cpu = 100.0 * number(load, "tracing_path_budget_cpu");
+        let rate = load["tracing_path_budget_rate"].as_f64();
+        out += &format!("  {}: ", load["name"].as_str().unwrap_or("?"));
+        if let Some(rate) = rate {
+            out += &format!(
+                "{:.0}% of the untraced rate leaves it at most {:.1}% (1 - {RATE_RATIO_MIN} x the untraced client's busy share), ",
+                100.0 * RATE_RATIO_MIN,
+                100.0 * rate,
+            );
+        }
+        out += &format!(
+            "{:.0}% more client CPU per call at most {cpu:.1}%\n",
+            100.0 * CLIENT_CPU_INCREASE_MAX
+        );
+        for mode in load["modes"].as_array().into_iter().flatten().skip(1) {
+            let fits = |key: &str| match mode[key].as_bool() {
+                Some(true) => "within",
+                Some(false) => "OVER",
+                None => "",
+            };
+            let verdict = if rate.is_some() {
+                format!(
+                    "{} the rate's, {} the CPU's",
+                    fits("within_rate_budget"),
+                    fits("within_cpu_budget")
+                )
+            } else {
+                format!("{} the CPU's", fits("within_cpu_budget"))
+            };
+            out += &format!(
+                "    {:.1}% {}: {verdict}\n",
+                100.0 * number(mode, "tracing_path_share"),
+                mode["mode"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+    out
 }
 
 /// `perf record` sampling one CPU (with kernel call chains) until stopped. The CPU rather than
@@ -489,5 +567,44 @@ mod tests {
         assert_eq!(part(&["bpf_task_pt_regs"]), Some(6));
         assert_eq!(part_of(&path), Some(0));
         assert_eq!(part_of(&["tcp_sendmsg_locked", "do_syscall_64"]), None);
+    }
+
+    #[test]
+    fn a_mode_fits_a_budget_when_its_share_leaves_the_target_reachable() {
+        let mode = |name: &str, share: f64, busy: f64| json!({ "mode": name, "tracing_path_share": share, "client_core_busy": busy });
+        let mut modes = vec![
+            mode("untraced", 0.0, 0.92),
+            mode("bare records", 0.045, 0.94),
+            mode("copied records", 0.059, 0.93),
+            mode("traced", 0.12, 0.95),
+        ];
+        let budgets = Budgets::judge(&mut modes, true);
+        // 97% of the rate: 1 - 0.97 x 0.92; 5% more CPU per call: 0.05 / 1.05.
+        assert!((budgets.rate.unwrap() - 0.1076).abs() < 1e-9);
+        assert!((budgets.cpu - 0.047_619).abs() < 1e-6);
+        let fits = |index: usize| {
+            (
+                modes[index]["within_rate_budget"].clone(),
+                modes[index]["within_cpu_budget"].clone(),
+            )
+        };
+        assert_eq!(fits(1), (json!(true), json!(true)));
+        assert_eq!(fits(2), (json!(true), json!(false)));
+        assert_eq!(fits(3), (json!(false), json!(false)));
+        assert!((number(&modes[3], "rate_ratio_at_most") - 0.88 / 0.92).abs() < 1e-9);
+
+        let mut at_a_fixed_rate = vec![mode("untraced", 0.0, 0.2), mode("traced", 0.04, 0.2)];
+        let budgets = Budgets::judge(&mut at_a_fixed_rate, false);
+        assert_eq!(budgets.rate, None);
+        assert_eq!(at_a_fixed_rate[1]["within_rate_budget"], Value::Null);
+        assert_eq!(at_a_fixed_rate[1]["within_cpu_budget"], true);
+        assert!(at_a_fixed_rate[1].get("rate_ratio_at_most").is_none());
+        let report = json!({
+            "name": "a load",
+            "tracing_path_budget_rate": budgets.rate,
+            "tracing_path_budget_cpu": budgets.cpu,
+            "modes": at_a_fixed_rate,
+        });
+        assert!(render_budgets(&[report]).contains("4.0% traced: within the CPU's"));
     }
 }

@@ -103,6 +103,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         config.duration,
     )?;
     let (report, capture) = session.finish(reason, sink.as_mut());
+    let finished_cpu = tracer::session::CpuTime::of_this_process();
     let rendered = report.render();
     match config.output {
         // Console output is for people: the summary follows the calls.
@@ -119,7 +120,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .transpose()
         .context("waiting for the command")?;
     if let Some(path) = &config.stats_json {
-        let mut stats = report.to_json(attached_cpu);
+        let mut stats = report.to_json(attached_cpu, finished_cpu);
         if let Some(exit) = exit {
             stats["launched_command_cpu_us"] = exit.cpu_us.into();
         }

@@ -281,6 +281,11 @@ impl CpuTime {
             max_rss_kib: usage.ru_maxrss,
         }
     }
+
+    /// User and system time together.
+    pub fn total_us(self) -> u64 {
+        self.user_us + self.system_us
+    }
 }
 
 impl SessionReport {
@@ -340,9 +345,11 @@ impl SessionReport {
     }
 
     /// The report as JSON, with this process's resource usage: for automation and benchmarks.
-    /// `attached` is the CPU time spent up to attaching (loading and verifying the programs),
-    /// so the steady-state cost per call can be told apart from the one-time cost.
-    pub fn to_json(&self, attached: CpuTime) -> serde_json::Value {
+    /// `attached` is the CPU time spent up to attaching (loading and verifying the programs)
+    /// and `finished` up to the end of tracing (the last records drained, the sink flushed),
+    /// before the programs were detached; so the steady-state cost per call can be told apart
+    /// from the one-time costs on either side of it.
+    pub fn to_json(&self, attached: CpuTime, finished: CpuTime) -> serde_json::Value {
         let now = CpuTime::of_this_process();
         let counters: serde_json::Map<String, serde_json::Value> = self
             .counters()
@@ -361,8 +368,9 @@ impl SessionReport {
             "counters": counters,
             "cpu_user_us": now.user_us,
             "cpu_system_us": now.system_us,
-            "cpu_attach_us": attached.user_us + attached.system_us,
-            "cpu_after_attach_us": (now.user_us + now.system_us).saturating_sub(attached.user_us + attached.system_us),
+            "cpu_attach_us": attached.total_us(),
+            "cpu_after_attach_us": finished.total_us().saturating_sub(attached.total_us()),
+            "cpu_detach_us": now.total_us().saturating_sub(finished.total_us()),
             "max_rss_kib": now.max_rss_kib,
             "hook_time": self.hook_time.as_ref().map(|programs| serde_json::json!({
                 "runs": programs.iter().map(|program| program.runs).sum::<u64>(),

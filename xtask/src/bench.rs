@@ -970,9 +970,11 @@ fn summarise(
     };
     let tracer = |key: &str| tracer_figures(traced, key);
     let calls = total_calls(traced);
-    // Steady state: the one-time cost of loading and verifying the programs is reported apart.
+    // Steady state: the one-time costs of loading and verifying the programs, and of detaching
+    // them at the end, are reported apart.
     let tracer_cpu = tracer_total(traced, "cpu_after_attach_us");
     let attach_cpu = mean(tracer("cpu_attach_us").into_iter());
+    let detach_cpu = mean(tracer("cpu_detach_us").into_iter());
     let spans = tracer_total(traced, "spans_exported");
     let ring_bytes = tracer_total(traced, "ring_buffer_bytes");
     let (untraced_rate, traced_rate) = (rate(untraced), rate(traced));
@@ -1065,6 +1067,7 @@ fn summarise(
         "machine_cpu_us_per_call_untraced": machine_cpu_per_call,
         "throughput_ceiling": ceiling,
         "tracer_attach_cpu_ms": attach_cpu / 1000.0,
+        "tracer_detach_cpu_ms": detach_cpu / 1000.0,
         "p50_us_untraced": latency(untraced, "p50_us"),
         "p50_us_traced": latency(traced, "p50_us"),
         "p99_us_untraced": latency(untraced, "p99_us"),

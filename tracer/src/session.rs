@@ -59,12 +59,15 @@ pub struct Session {
 struct Tracking {
     limits: Limits,
     trackers: HashMap<u64, ConnectionTracker>,
+    /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
     ignored: HashSet<u64>,
     alive: HashSet<u32>,
     connection_stats: TrackerStats,
     finished: Vec<CallRecord>,
     /// The connection directions that data came for since the last poll.
     fed: HashSet<(u64, Direction)>,
+    /// The last of them, which the next chunk is most likely for.
+    last_fed: Option<(u64, Direction)>,
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -82,6 +85,7 @@ impl Session {
                 connection_stats: TrackerStats::default(),
                 finished: Vec::new(),
                 fed: HashSet::default(),
+                last_fed: None,
             },
             summary: Summary::default(),
             last_liveness_check: Instant::now(),
@@ -130,6 +134,7 @@ impl Session {
         self.offer_frame_sync(&fed);
         fed.clear();
         self.tracking.fed = fed;
+        self.tracking.last_fed = None;
         let finished = &mut self.tracking.finished;
         if !finished.is_empty() {
             // Read in place: a call record is a few hundred bytes, not worth moving again.
@@ -219,13 +224,15 @@ impl Tracking {
                 direction,
                 chunk,
             } => {
-                if self.ignored.contains(&conn_id) {
-                    return;
-                }
-                self.fed.insert((conn_id, direction));
+                // Ignored connections have no tracker.
                 let Some(tracker) = self.trackers.get_mut(&conn_id) else {
                     return;
                 };
+                // A record's pieces come as consecutive chunks of one direction.
+                if self.last_fed != Some((conn_id, direction)) {
+                    self.fed.insert((conn_id, direction));
+                    self.last_fed = Some((conn_id, direction));
+                }
                 tracker.on_chunk(direction, &chunk, &mut self.finished);
                 // Not HTTP/2 (a database, a TLS connection...): stop spending time on it.
                 if tracker.stats().not_http2 && tracker.open_calls() == 0 {

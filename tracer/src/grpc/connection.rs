@@ -98,9 +98,8 @@ struct PendingBlock {
     lost: bool,
 }
 
-/// One direction of the connection.
+/// One direction of the connection, past its frame reader.
 struct Half {
-    reader: FrameReader,
     decoder: hpack::Decoder,
     pending: Option<PendingBlock>,
     /// The pending block's fragments, joined; emptied rather than freed between blocks, up to
@@ -129,7 +128,18 @@ struct StreamState {
     response: MessageCounter,
 }
 
+/// Follows one connection: its two directions' frames, and the calls they carry.
 pub struct ConnectionTracker {
+    /// Indexed by [`Direction`]: egress (what the traced process wrote), ingress. Kept apart
+    /// from the calls, so that a reader runs in place while the frames it finds update them.
+    readers: [FrameReader; 2],
+    /// Per [`Direction`]: the stream offset right after the last chunk fed.
+    next_offset: [Option<u64>; 2],
+    calls: CallAssembly,
+}
+
+/// What the frames of a connection's two directions make of its calls.
+struct CallAssembly {
     facts: Arc<ConnectionFacts>,
     /// Indexed by [`Direction`]: egress (what the traced process wrote), ingress.
     halves: [Half; 2],
@@ -141,8 +151,9 @@ pub struct ConnectionTracker {
     first_request_stream: Option<u32>,
     limits: Limits,
     stats: TrackerStats,
-    /// Per [`Direction`]: the stream offset right after the last chunk fed.
-    next_offset: [Option<u64>; 2],
+    /// Per [`Direction`]: a SETTINGS_MAX_FRAME_SIZE that the opposite direction's SETTINGS
+    /// frame set for this direction's reader, applied once the running reader has returned.
+    max_frame_size: [Option<u32>; 2],
 }
 
 fn opposite(direction: Direction) -> Direction {
@@ -155,12 +166,14 @@ fn opposite(direction: Direction) -> Direction {
 impl ConnectionTracker {
     pub fn new(facts: ConnectionFacts, limits: Limits) -> ConnectionTracker {
         let from_start = facts.seen_from_start;
-        let half = || Half {
-            reader: if from_start {
+        let reader = || {
+            if from_start {
                 FrameReader::at_stream_start()
             } else {
                 FrameReader::joined_late()
-            },
+            }
+        };
+        let half = || Half {
             decoder: if from_start {
                 hpack::Decoder::new(is_retained)
             } else {
@@ -172,45 +185,50 @@ impl ConnectionTracker {
             meanings: KnownMeanings::default(),
         };
         ConnectionTracker {
-            facts: Arc::new(facts),
-            halves: [half(), half()],
-            client_direction: None,
-            streams: HashMap::default(),
-            first_request_stream: None,
-            limits,
-            stats: TrackerStats::default(),
+            readers: [reader(), reader()],
             next_offset: [None; 2],
+            calls: CallAssembly {
+                facts: Arc::new(facts),
+                halves: [half(), half()],
+                client_direction: None,
+                streams: HashMap::default(),
+                first_request_stream: None,
+                limits,
+                stats: TrackerStats::default(),
+                max_frame_size: [None; 2],
+            },
         }
     }
 
     pub fn stats(&self) -> &TrackerStats {
-        &self.stats
+        &self.calls.stats
     }
 
     pub fn facts(&self) -> &ConnectionFacts {
-        &self.facts
+        &self.calls.facts
     }
 
     /// Calls currently in flight.
     pub fn open_calls(&self) -> usize {
-        self.streams.len()
+        self.calls.streams.len()
     }
 
     /// Feeds the next chunk of one direction; completed calls are appended to `out`.
     pub fn on_chunk(&mut self, direction: Direction, chunk: &Chunk<'_>, out: &mut Vec<CallRecord>) {
         let now = chunk.timestamp_ns;
-        // The reader is moved out while it runs so its events can update the rest of `self`.
         let index = direction as usize;
-        let mut reader =
-            std::mem::replace(&mut self.halves[index].reader, FrameReader::joined_late());
-        {
-            let mut sink = |event: ReaderEvent<'_>| self.on_event(direction, event, now, out);
-            match &chunk.payload {
-                Payload::Bytes(bytes) => reader.push_bytes(bytes, now, &mut sink),
-                Payload::Gap(len) => reader.push_gap(*len, &mut sink),
+        let calls = &mut self.calls;
+        let mut sink = |event: ReaderEvent<'_>| calls.on_event(direction, event, now, out);
+        let reader = &mut self.readers[index];
+        match &chunk.payload {
+            Payload::Bytes(bytes) => reader.push_bytes(bytes, now, &mut sink),
+            Payload::Gap(len) => reader.push_gap(*len, &mut sink),
+        }
+        for (reader, size) in self.readers.iter_mut().zip(&mut self.calls.max_frame_size) {
+            if let Some(size) = size.take() {
+                reader.set_max_frame_size(size);
             }
         }
-        self.halves[index].reader = reader;
         self.next_offset[index] = Some(chunk.offset + chunk.payload.len());
     }
 
@@ -222,12 +240,12 @@ impl ConnectionTracker {
     /// are already marked inexact.
     pub fn frame_sync_offer(&self, direction: Direction) -> Option<(u64, Vec<MessageCursor>)> {
         let offset = self.next_offset[direction as usize]?;
-        if !self.halves[direction as usize].reader.at_frame_boundary() {
+        if !self.readers[direction as usize].at_frame_boundary() {
             return None;
         }
-        let client = self.client_direction?;
+        let client = self.calls.client_direction?;
         let mut parked = Vec::new();
-        for (&stream_id, stream) in &self.streams {
+        for (&stream_id, stream) in &self.calls.streams {
             let counter = if client == direction {
                 &stream.request
             } else {
@@ -248,13 +266,16 @@ impl ConnectionTracker {
     /// The connection ended (`reason`: closed, or its process exited): every call still open
     /// ends here.
     pub fn on_close(&mut self, timestamp_ns: u64, reason: EndReason, out: &mut Vec<CallRecord>) {
-        let mut open: Vec<u32> = self.streams.keys().copied().collect();
+        let calls = &mut self.calls;
+        let mut open: Vec<u32> = calls.streams.keys().copied().collect();
         open.sort_unstable();
         for stream_id in open {
-            self.complete(stream_id, reason, timestamp_ns, out);
+            calls.complete(stream_id, reason, timestamp_ns, out);
         }
     }
+}
 
+impl CallAssembly {
     fn on_event(
         &mut self,
         direction: Direction,
@@ -395,13 +416,13 @@ impl ConnectionTracker {
                 settings,
             } => {
                 // The sender's limits apply to what its peer sends: the opposite direction.
-                let other = &mut self.halves[opposite(direction) as usize];
+                let other = opposite(direction) as usize;
                 for setting in settings {
                     match setting {
                         Setting::HeaderTableSize(size) => {
-                            other.decoder.set_protocol_max(size as usize)
+                            self.halves[other].decoder.set_protocol_max(size as usize)
                         }
-                        Setting::MaxFrameSize(size) => other.reader.set_max_frame_size(size),
+                        Setting::MaxFrameSize(size) => self.max_frame_size[other] = Some(size),
                         _ => {}
                     }
                 }

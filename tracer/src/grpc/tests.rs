@@ -864,3 +864,60 @@ fn end_reason_labels_are_the_debug_names() {
         assert_eq!(reason.label(), format!("{reason:?}"));
     }
 }
+
+#[test]
+fn a_larger_frame_size_from_the_peer_lets_the_reader_find_larger_frames_after_a_gap() {
+    // After a gap over a frame header, the reader finds the frames again where two plausible
+    // headers follow each other; a frame longer than 16 KiB is plausible only once the
+    // receiving peer has allowed it (SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2). The client's
+    // frames are limited by what the server advertised.
+    let methods = |advertised: Option<u32>| {
+        let mut wire = Wire::new();
+        if let Some(size) = advertised {
+            let mut setting = vec![0, 5]; // SETTINGS_MAX_FRAME_SIZE
+            setting.extend(size.to_be_bytes());
+            wire.write(Direction::Ingress, frame(SETTINGS, 0, 0, &setting));
+        }
+        wire.request(1, "/a.B/Small", &[]);
+        let lost_header_at = wire.writes.len();
+        wire.message(Direction::Egress, 1, 100, true);
+        wire.response_headers(1);
+        wire.trailers(1, "0", None);
+        wire.request(3, "/a.B/Large", &[]);
+        wire.message(Direction::Egress, 3, 30_000, true);
+        wire.response_headers(3);
+        wire.trailers(3, "0", None);
+        wire.unary(5, "/a.B/After");
+
+        let mut tracker = tracker(true);
+        let mut out = Vec::new();
+        let mut offsets = [0u64; 2];
+        for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
+            let offset = &mut offsets[*direction as usize];
+            let mut push = |payload: Payload<'_>, out: &mut Vec<CallRecord>| {
+                let len = payload.len();
+                let chunk = Chunk {
+                    offset: *offset,
+                    timestamp_ns: *at,
+                    payload,
+                };
+                tracker.on_chunk(*direction, &chunk, out);
+                *offset += len;
+            };
+            if index == lost_header_at {
+                push(Payload::Gap(9), &mut out);
+                push(Payload::Bytes(&bytes[9..]), &mut out);
+            } else {
+                push(Payload::Bytes(bytes), &mut out);
+            }
+        }
+        let mut methods: Vec<String> = out.iter().map(|call| call.name().to_owned()).collect();
+        methods.sort();
+        methods
+    };
+    assert_eq!(methods(None), ["a.B/After", "a.B/Small"]);
+    assert_eq!(
+        methods(Some(65_536)),
+        ["a.B/After", "a.B/Large", "a.B/Small"]
+    );
+}

@@ -610,7 +610,7 @@ fn run_client(
     };
     let mut result = String::new();
     stdout.read_line(&mut result)?;
-    let busy_cores = before.busy_cores_since();
+    let machine = before.use_since();
     if let Some(sampler) = sampler {
         sampler.stop()?;
     }
@@ -623,7 +623,8 @@ fn run_client(
     }
     let mut client_report: Value = serde_json::from_str(&result)
         .with_context(|| format!("bench-client printed {result:?}"))?;
-    client_report["machine_busy_cores"] = busy_cores.into();
+    client_report["machine_busy_cores"] = machine.busy_cores.into();
+    client_report["machine_steal_share"] = machine.steal_share.into();
     client_report["pid"] = client.id().into();
     if let Some(mut idle) = idle.take() {
         // The tracer stops once the process it traces is gone.
@@ -807,7 +808,7 @@ fn run_h2load(
     {
         bail!("h2load run failed (traced: {traced})");
     }
-    let busy_cores = before.busy_cores_since();
+    let machine = before.use_since();
     let text = std::fs::read_to_string(&output).context("reading h2load's output")?;
     let field = |line_start: &str, index: usize| -> f64 {
         text.lines()
@@ -851,7 +852,8 @@ fn run_h2load(
         "p99_us": f64::NAN,
         "cpu_user_us": cpu,
         "cpu_system_us": 0,
-        "machine_busy_cores": busy_cores,
+        "machine_busy_cores": machine.busy_cores,
+        "machine_steal_share": machine.steal_share,
     });
     std::thread::sleep(Duration::from_millis(200));
     Ok((client, tracer))
@@ -861,8 +863,19 @@ fn run_h2load(
 /// kept busy.
 struct MachineCpu {
     busy: u64,
+    /// Time the hypervisor ran something else while this machine's CPUs had work (part of
+    /// `busy`): a run during which it took much is slower for reasons of the host, not ours.
+    steal: u64,
     total: u64,
     cores: usize,
+}
+
+/// How the whole machine was used during a run.
+struct MachineUse {
+    /// Cores kept busy, on average.
+    busy_cores: f64,
+    /// The share of the machine's CPU time the hypervisor took.
+    steal_share: f64,
 }
 
 impl MachineCpu {
@@ -886,16 +899,20 @@ impl MachineCpu {
         let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
         MachineCpu {
             busy: total - idle,
+            steal: ticks.get(7).copied().unwrap_or(0),
             total,
             cores,
         }
     }
 
-    /// Cores kept busy on average since `self` was taken.
-    fn busy_cores_since(&self) -> f64 {
+    /// How the machine was used since `self` was taken.
+    fn use_since(&self) -> MachineUse {
         let now = MachineCpu::now();
-        let total = now.total.saturating_sub(self.total).max(1);
-        now.busy.saturating_sub(self.busy) as f64 / total as f64 * self.cores as f64
+        let total = now.total.saturating_sub(self.total).max(1) as f64;
+        MachineUse {
+            busy_cores: now.busy.saturating_sub(self.busy) as f64 / total * self.cores as f64,
+            steal_share: now.steal.saturating_sub(self.steal) as f64 / total,
+        }
     }
 }
 
@@ -987,6 +1004,12 @@ fn summarise(
             .map(|(client, _)| number(client, "machine_busy_cores")),
     );
     let machine_cpu_per_call = busy_untraced * 1e6 / untraced_rate;
+    let steal = mean(
+        untraced
+            .iter()
+            .chain(traced)
+            .map(|(client, _)| number(client, "machine_steal_share")),
+    );
     let tracer_cpu_per_call = tracer_cpu / calls.max(1.0);
     // Only meaningful when the untraced load left (almost) no core idle.
     let cpu_bound = busy_untraced >= 0.9 * MachineCpu::now().cores as f64;
@@ -1064,6 +1087,7 @@ fn summarise(
         "client_cpu_increase": traced_cpu / untraced_cpu - 1.0,
         "tracer_cpu_us_per_call": tracer_cpu_per_call,
         "machine_busy_cores_untraced": busy_untraced,
+        "machine_steal_share": steal,
         "machine_cpu_us_per_call_untraced": machine_cpu_per_call,
         "throughput_ceiling": ceiling,
         "tracer_attach_cpu_ms": attach_cpu / 1000.0,
@@ -1113,13 +1137,14 @@ fn against_untraced(floor: &Value) -> String {
 
 fn render(results: &[Value]) -> String {
     let mut out = format!(
-        "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>6} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
+        "{:<42} {:>9} {:>9} {:>6} {:>11} {:>5} {:>6} {:>5} {:>8} {:>8} {:>6} {:>11} {:>8} {:>6} {:>13} {:>13} {:>7} {:>9} {:>6} {:>8}\n",
         "load",
         "calls/s A",
         "calls/s B",
         "B/A",
         "B/A rounds",
         "busy",
+        "steal",
         "ceil",
         "cliCPU A",
         "cliCPU B",
@@ -1137,13 +1162,14 @@ fn render(results: &[Value]) -> String {
     for result in results {
         let get = |key: &str| number(result, key);
         out.push_str(&format!(
-            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>6} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
+            "{:<42} {:>9.0} {:>9.0} {:>6.3} {:>11} {:>5.2} {:>5.1}% {:>5} {:>8.2} {:>8.2} {:>6.1} {:>11} {:>8.2} {:>6} {:>13} {:>13} {:>7.4} {:>9.0} {:>6.0} {:>8.1}\n",
             name_of(result),
             get("calls_per_s_untraced"),
             get("calls_per_s_traced"),
             get("throughput_ratio"),
             range(&result["throughput_ratio_rounds"], 1.0, 2),
             get("machine_busy_cores_untraced"),
+            get("machine_steal_share") * 100.0,
             match result["throughput_ceiling"].as_f64() {
                 Some(ceiling) => format!("{ceiling:.3}"),
                 None => "-".to_owned(),
@@ -1225,6 +1251,6 @@ fn render(results: &[Value]) -> String {
             ));
         }
     }
-    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\nrounds: the lowest and highest of the same figure taken round by round (each traced run against the\nuntraced run of its round), a measure of the noise. hooks: µs per call in the kernel programs (every\nprocess's syscalls they saw), from one more traced run with BPF run-time statistics on (`--hook-time`),\nby program as ns per run × runs per call.\n");
+    out.push_str("A: untraced, B: traced. CPU in µs per call (client: user+sys from its rusage, which includes the\nin-kernel hooks; tracer: its own process after attaching). ring B: bytes through the ring buffer per call.\nbusy: cores in use during the untraced runs. steal: the share of the machine's CPU time the hypervisor\ntook during the runs (a host busy with other guests; figures within a few points of a target then say\nlittle). ceil: when they were all busy, the best B/A possible\ngiven the tracer's own CPU per call (machine CPU per call / (that + tracer CPU per call)).\nrounds: the lowest and highest of the same figure taken round by round (each traced run against the\nuntraced run of its round), a measure of the noise. hooks: µs per call in the kernel programs (every\nprocess's syscalls they saw), from one more traced run with BPF run-time statistics on (`--hook-time`),\nby program as ns per run × runs per call.\n");
     out
 }

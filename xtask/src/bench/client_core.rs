@@ -285,6 +285,7 @@ fn summarise(label: &str, rounds: &[Round]) -> Value {
         // Measured while sampled, which slows the client and adds to its CPU.
         "calls_per_s": mean(rounds.iter().map(|round| client_rate(&round.report))),
         "client_cpu_per_call_us": mean(rounds.iter().map(|round| client_cpu_per_call(&round.report))),
+        "machine_steal_share": mean(rounds.iter().map(|round| number(&round.report, "machine_steal_share"))),
         "client_core_busy": mean(rounds.iter().map(|round| {
             client_cpu_us(&round.report) / (number(&round.report, "elapsed_s") * 1e6)
         })),
@@ -379,6 +380,19 @@ fn render_budgets(loads: &[Value]) -> String {
             "{:.0}% more client CPU per call at most {cpu:.1}%\n",
             100.0 * CLIENT_CPU_INCREASE_MAX
         );
+        let steal = mean(
+            load["modes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|mode| number(mode, "machine_steal_share")),
+        );
+        if steal > 0.0 {
+            out += &format!(
+                "    (the hypervisor took {:.1}% of the machine's CPU time during these runs)\n",
+                100.0 * steal
+            );
+        }
         for mode in load["modes"].as_array().into_iter().flatten().skip(1) {
             let fits = |key: &str| match mode[key].as_bool() {
                 Some(true) => "within",

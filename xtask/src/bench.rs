@@ -143,6 +143,10 @@ pub mod load_name {
     pub const SATURATING: &str = "unary 100 B, saturating, 1 connection";
     pub const AT_2000: &str = "unary 100 B, 2000 calls/s, 1 connection";
     pub const AT_10000: &str = "unary 100 B, 10000 calls/s, 1 connection";
+    /// Two 1 MiB calls at a time, each way, on a connection seen from its first byte.
+    pub const ONE_MIB: &str = "unary 1 MiB each way, 1 connection";
+    /// The same on a connection opened (and used) before the tracer attached.
+    pub const ONE_MIB_JOINED: &str = "unary 1 MiB each way, connection open before attach";
     pub const OPEN_STREAMS: &str = "10,000 concurrent open streams (memory)";
 }
 
@@ -173,11 +177,7 @@ fn loads(quick: bool) -> Vec<Load> {
             &["--connections", "1", "--concurrency", "8", "--rate", "2000"],
             seconds,
         ),
-        Load::tonic(
-            "unary 1 MiB each way, 1 connection",
-            &ONE_MIB_EACH_WAY,
-            seconds,
-        ),
+        Load::tonic(load_name::ONE_MIB, &ONE_MIB_EACH_WAY, seconds),
         Load::h2load(
             "h2load unary 100 B, saturating, 1 connection",
             "1",
@@ -208,7 +208,7 @@ fn loads(quick: bool) -> Vec<Load> {
             .with_short_rounds()
         },
         Load::tonic(
-            "unary 1 MiB each way, connection open before attach",
+            load_name::ONE_MIB_JOINED,
             &[&["--warm"][..], &ONE_MIB_EACH_WAY].concat(),
             seconds,
         ),

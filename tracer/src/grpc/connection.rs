@@ -224,10 +224,10 @@ impl ConnectionTracker {
             Payload::Bytes(bytes) => reader.push_bytes(bytes, now, &mut sink),
             Payload::Gap(len) => reader.push_gap(*len, &mut sink),
         }
-        for (reader, size) in self.readers.iter_mut().zip(&mut self.calls.max_frame_size) {
-            if let Some(size) = size.take() {
-                reader.set_max_frame_size(size);
-            }
+        // Only this direction's SETTINGS can have set a size, for the opposite reader.
+        let other = opposite(direction) as usize;
+        if let Some(size) = self.calls.max_frame_size[other].take() {
+            self.readers[other].set_max_frame_size(size);
         }
         self.next_offset[index] = Some(chunk.offset + chunk.payload.len());
     }

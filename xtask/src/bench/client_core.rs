@@ -163,11 +163,13 @@ fn sample_load(
         .map(|(&(_, _, label), rounds)| summarise(label, rounds))
         .collect();
     let budgets = Budgets::judge(&mut modes, rate.is_none());
+    let steal = mean(modes.iter().map(|mode| number(mode, "machine_steal_share")));
     Ok(json!({
         "name": name,
         "saturating": rate.is_none(),
         "tracing_path_budget_rate": budgets.rate,
         "tracing_path_budget_cpu": budgets.cpu,
+        "machine_steal_share": steal,
         "modes": modes,
     }))
 }
@@ -175,8 +177,6 @@ fn sample_load(
 /// The largest share of the client's CPU that the tracing path may take under each target, if
 /// the client's own work per call stays what it was.
 struct Budgets {
-    /// On a saturating load: how much of its core the untraced client kept busy.
-    busy_untraced: Option<f64>,
     /// Traced calls/s at least [`RATE_RATIO_MIN`] of untraced (saturating loads): the client's
     /// CPU per call becomes the untraced one over `1 - s`, and its core gives it at most all of
     /// its time where the untraced client used `busy` of it, so the rate is at most
@@ -193,13 +193,12 @@ impl Budgets {
     fn judge(modes: &mut [Value], saturating: bool) -> Budgets {
         let busy_untraced = saturating.then(|| number(&modes[0], "client_core_busy"));
         let budgets = Budgets {
-            busy_untraced,
             rate: busy_untraced.map(|busy| 1.0 - RATE_RATIO_MIN * busy),
             cpu: CLIENT_CPU_INCREASE_MAX / (1.0 + CLIENT_CPU_INCREASE_MAX),
         };
         for mode in modes.iter_mut().skip(1) {
             let share = number(mode, "tracing_path_share");
-            if let Some(busy_untraced) = budgets.busy_untraced {
+            if let Some(busy_untraced) = busy_untraced {
                 mode["rate_ratio_at_most"] = ((1.0 - share) / busy_untraced).into();
             }
             mode["within_rate_budget"] = budgets.rate.map(|budget| share <= budget).into();
@@ -380,13 +379,7 @@ fn render_budgets(loads: &[Value]) -> String {
             "{:.0}% more client CPU per call at most {cpu:.1}%\n",
             100.0 * CLIENT_CPU_INCREASE_MAX
         );
-        let steal = mean(
-            load["modes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|mode| number(mode, "machine_steal_share")),
-        );
+        let steal = number(load, "machine_steal_share");
         if steal > 0.0 {
             out += &format!(
                 "    (the hypervisor took {:.1}% of the machine's CPU time during these runs)\n",

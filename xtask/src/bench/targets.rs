@@ -79,7 +79,8 @@ impl Figure {
 enum Bound {
     AtLeast(f64),
     AtMost(f64),
-    /// No bound: the figure is reported (the memory with many open streams).
+    /// No bound: the figure is reported beside the targets (the memory with many open
+    /// streams, and figures that a target's wording leaves out).
     Reported,
 }
 
@@ -166,7 +167,7 @@ fn targets() -> [Target; 11] {
         },
         Target {
             // Until userspace re-arms the kernel's frame cursor, what moves is copied whole:
-            // about one call's worth per connection joined, spread over the run's calls.
+            // a few calls' worth per connection joined, spread over the run's calls.
             what: "ring buffer per 1 MiB call, on a connection joined before frame sync",
             loads: Loads::One(load_name::ONE_MIB_JOINED),
             figure: RING_BYTES,

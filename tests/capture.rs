@@ -10,7 +10,10 @@ use integration_tests::{
     http2_stream,
     pattern::pattern,
 };
-use tracer::capture::{Capture, CaptureConfig, Closing, Direction, Endpoint, Origin};
+use tracer::{
+    capture::{Capture, CaptureConfig, Closing, Origin},
+    stream::{Direction, Endpoint},
+};
 use tracer_common::{LossKind, PIECE_HEADER_LEN, RECORD_DATA_CAP, maps::MAX_RECORDS_PER_SYSCALL};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_socket-workload");

@@ -11,8 +11,8 @@ use integration_tests::{
     scenarios::{self, ClientCall, NOT_FOUND_MESSAGE},
 };
 use tracer::{
-    capture::{Chunk, Payload},
     grpc::{CallRecord, Code, ConnectionFacts, ConnectionTracker, EndReason, Limits},
+    stream::{Chunk, Payload},
 };
 
 /// Runs every client scenario through the proxy; returns the client's view and the recording.

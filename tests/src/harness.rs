@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracer::capture::{
-    Capture, CaptureConfig, CaptureEvent, Chunk, Closing, ConnectionInfo, Direction, LossReport,
-    OwnedChunk, Payload,
+use tracer::{
+    capture::{Capture, CaptureConfig, CaptureEvent, Closing, ConnectionInfo, LossReport},
+    stream::{Chunk, Direction, OwnedChunk, Payload},
 };
 
 /// A started workload, stopped before it does anything so the test can attach first.

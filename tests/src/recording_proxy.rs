@@ -14,7 +14,7 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
 };
-use tracer::capture::{Direction, monotonic_now_ns};
+use tracer::stream::{Direction, monotonic_now_ns};
 
 /// One read, as the traced client would have seen it: egress is client-to-server.
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 //! smoke run in the ordinary test suite.
 
 use crate::{
-    capture::{Chunk, Direction, Payload},
     grpc::{ConnectionFacts, ConnectionTracker, EndReason, Limits},
+    stream::{Chunk, Direction, Payload},
 };
 
 /// Interprets `input` as a connection's life and runs it through a [`ConnectionTracker`].

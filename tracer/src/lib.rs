@@ -2,6 +2,7 @@
 pub mod capture;
 pub mod cli;
 pub mod export;
+pub mod frame_sync;
 pub mod fuzzing;
 pub mod grpc;
 pub mod hpack;
@@ -9,3 +10,4 @@ pub mod http2;
 pub mod launch;
 pub mod recent;
 pub mod session;
+pub mod stream;

@@ -7,77 +7,7 @@
 
 use std::collections::BTreeMap;
 
-/// What one stretch of a byte stream holds. The bytes are borrowed: a chunk that arrives in
-/// order is read where the ring buffer holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Payload<'a> {
-    Bytes(&'a [u8]),
-    /// This many bytes went by but were not captured.
-    Gap(u64),
-}
-
-impl Payload<'_> {
-    pub fn len(&self) -> u64 {
-        match self {
-            Payload::Bytes(bytes) => bytes.len() as u64,
-            Payload::Gap(len) => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A stretch of a byte stream starting at `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Chunk<'a> {
-    pub offset: u64,
-    /// CLOCK_MONOTONIC nanoseconds when the syscall that moved it returned.
-    pub timestamp_ns: u64,
-    pub payload: Payload<'a>,
-}
-
-/// A chunk with its bytes copied out of the ring buffer, to be kept: one that has to wait for an
-/// earlier one, or one a test collects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedChunk {
-    pub offset: u64,
-    pub timestamp_ns: u64,
-    /// `None` for a gap of `len` bytes.
-    bytes: Option<Vec<u8>>,
-    len: u64,
-}
-
-impl OwnedChunk {
-    pub fn copy_of(chunk: Chunk<'_>) -> OwnedChunk {
-        let (bytes, len) = match chunk.payload {
-            Payload::Bytes(bytes) => (Some(bytes.to_vec()), bytes.len() as u64),
-            Payload::Gap(len) => (None, len),
-        };
-        OwnedChunk {
-            offset: chunk.offset,
-            timestamp_ns: chunk.timestamp_ns,
-            bytes,
-            len,
-        }
-    }
-
-    pub fn as_chunk(&self) -> Chunk<'_> {
-        Chunk {
-            offset: self.offset,
-            timestamp_ns: self.timestamp_ns,
-            payload: match &self.bytes {
-                Some(bytes) => Payload::Bytes(bytes),
-                None => Payload::Gap(self.len),
-            },
-        }
-    }
-
-    fn end(&self) -> u64 {
-        self.offset + self.len
-    }
-}
+use crate::stream::{Chunk, OwnedChunk, Payload};
 
 /// Records held back while waiting for an earlier one, per direction.
 const MAX_HELD_CHUNKS: usize = 256;
@@ -140,12 +70,7 @@ impl StreamOrder {
         let timestamp_ns = first.timestamp_ns;
         self.missing_bytes += missing;
         self.deliver(
-            OwnedChunk {
-                offset: self.next_offset,
-                timestamp_ns,
-                bytes: None,
-                len: missing,
-            },
+            OwnedChunk::gap(self.next_offset, timestamp_ns, missing),
             ready,
         );
         self.release(ready);
@@ -171,7 +96,7 @@ impl StreamOrder {
 
     fn deliver(&mut self, chunk: OwnedChunk, ready: &mut Vec<OwnedChunk>) {
         self.next_offset = chunk.end();
-        if chunk.len > 0 {
+        if !chunk.is_empty() {
             ready.push(chunk);
         }
     }

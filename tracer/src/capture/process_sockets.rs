@@ -8,7 +8,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
 };
 
-use super::endpoint::Endpoint;
+use crate::stream::Endpoint;
 
 /// A process handle that stays valid (and never points at a recycled pid) while we hold it.
 pub struct ProcessHandle {

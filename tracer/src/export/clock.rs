@@ -1,6 +1,6 @@
 //! Kernel timestamps (CLOCK_MONOTONIC) to wall-clock time.
 
-use crate::capture::monotonic_now_ns;
+use crate::stream::monotonic_now_ns;
 
 /// The offset between CLOCK_REALTIME and CLOCK_MONOTONIC, measured once at start. (A wall
 /// clock step during the run shifts later spans; monotonic durations stay exact.)

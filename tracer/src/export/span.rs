@@ -5,9 +5,9 @@
 use std::{borrow::Cow, sync::Arc};
 
 use crate::{
-    capture::Endpoint,
     grpc::{CallRecord, Code, ConnectionFacts, Side},
     hpack::Text,
+    stream::Endpoint,
 };
 
 use super::clock::WallClock;
@@ -425,7 +425,7 @@ impl RandomIds {
         let mut seed = [0u8; 8];
         // SAFETY: the buffer is valid for its length.
         let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-        let fallback = crate::capture::monotonic_now_ns() ^ u64::from(std::process::id()) << 32;
+        let fallback = crate::stream::monotonic_now_ns() ^ u64::from(std::process::id()) << 32;
         RandomIds {
             state: if filled == 8 {
                 u64::from_ne_bytes(seed)

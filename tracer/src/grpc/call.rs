@@ -3,7 +3,7 @@
 use std::{rc::Rc, sync::Arc, time::Duration};
 
 use super::{headers::RequestHeaders, message::MessageStats, metadata::split_path, status::Code};
-use crate::{capture::Endpoint, hpack::Text, http2::ErrorCode};
+use crate::{hpack::Text, http2::ErrorCode, stream::Endpoint};
 
 /// The connection a call ran on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use httlib_hpack::Encoder;
 
 use super::*;
 use crate::{
-    capture::{Chunk, Direction, MessageCursor, Payload},
     http2::{CLIENT_PREFACE, frame::flags, reader::tests::frame},
+    stream::{Chunk, Direction, Payload},
 };
 
 const DATA: u8 = 0;
@@ -795,7 +795,7 @@ fn header_table_size_changes_are_followed() {
 }
 
 #[test]
-fn frame_sync_is_offered_only_at_frame_boundaries() {
+fn a_frame_position_is_given_only_at_frame_boundaries() {
     let mut wire = Wire::new();
     wire.request(1, "/a.B/C", &[]);
     wire.request(3, "/a.B/D", &[]);
@@ -815,20 +815,23 @@ fn frame_sync_is_offered_only_at_frame_boundaries() {
     let mut tracker = tracker(true);
     let mut out = Vec::new();
     wire.replay_into(&mut tracker, 7, &mut out);
-    let (offset, mut parked) = tracker
-        .frame_sync_offer(Direction::Egress)
+    let FramePosition {
+        offset,
+        mut mid_message,
+    } = tracker
+        .frame_position(Direction::Egress)
         .expect("at a frame boundary");
-    parked.sort_by_key(|message| message.stream_id);
+    mid_message.sort_by_key(|message| message.stream_id);
     assert_eq!(offset, egress_len);
     assert_eq!(
-        parked,
+        mid_message,
         [
-            MessageCursor {
+            MessageProgress {
                 stream_id: 1,
                 prefix_seen: 0,
                 value: 60
             },
-            MessageCursor {
+            MessageProgress {
                 stream_id: 3,
                 prefix_seen: 2,
                 value: 0
@@ -844,7 +847,7 @@ fn frame_sync_is_offered_only_at_frame_boundaries() {
         payload: Payload::Bytes(&data[..4]),
     };
     tracker.on_chunk(Direction::Egress, &chunk, &mut out);
-    assert_eq!(tracker.frame_sync_offer(Direction::Egress), None);
+    assert_eq!(tracker.frame_position(Direction::Egress), None);
 }
 
 #[test]

@@ -1,0 +1,169 @@
+//! The connections being captured: each direction's stream order, and the kernel socket entry
+//! it belongs to.
+
+use std::time::Instant;
+
+use foldhash::HashMap;
+use tracer_common::{DataRecord, SocketKey};
+
+use super::{
+    events::{CaptureEvent, Closing, ConnectionInfo, Origin},
+    ordering::StreamOrder,
+    record::Pieces,
+};
+use crate::stream::{Chunk, Direction, OwnedChunk, Payload};
+
+impl Connection {
+    /// Stops waiting for missing ranges in both directions: they become gaps, and everything
+    /// held back behind them is delivered.
+    fn flush(&mut self, conn_id: u64, sink: &mut dyn FnMut(CaptureEvent)) {
+        let mut ready = Vec::new();
+        for (direction, order) in [Direction::Egress, Direction::Ingress]
+            .into_iter()
+            .zip(&mut self.order)
+        {
+            order.flush(&mut ready);
+            for chunk in ready.drain(..) {
+                sink(CaptureEvent::Data {
+                    conn_id,
+                    direction,
+                    chunk: chunk.as_chunk(),
+                });
+            }
+        }
+    }
+}
+
+pub(super) struct Connection {
+    /// Its entry in the kernel's socket table.
+    pub(super) socket: SocketKey,
+    /// Per [`Direction`] (egress, ingress).
+    pub(super) order: [StreamOrder; 2],
+    /// Poll rounds that ended with chunks still held back.
+    stalled_rounds: u32,
+    /// Per [`Direction`]: when a frame sync offer is next worth checking.
+    pub(super) next_sync_check: [Instant; 2],
+}
+
+impl Connection {
+    pub(super) fn new(pid: u32, fd: u32) -> Connection {
+        let now = Instant::now();
+        Connection {
+            socket: SocketKey { tgid: pid, fd },
+            order: Default::default(),
+            stalled_rounds: 0,
+            next_sync_check: [now; 2],
+        }
+    }
+}
+
+/// The connections being captured, by id, and what became of the closed ones.
+#[derive(Default)]
+pub(super) struct Connections {
+    pub(super) by_id: HashMap<u64, Connection>,
+    pub(super) missing_bytes_closed: u64,
+}
+
+impl Connections {
+    /// Hands a data record's pieces to its connection direction's ordering, and delivers what
+    /// that made ready.
+    pub(super) fn deliver(
+        &mut self,
+        record: &DataRecord,
+        direction: Direction,
+        pieces: Pieces<'_>,
+        ready: &mut Vec<OwnedChunk>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        let conn_id = record.header.conn_id;
+        let connection = match self.by_id.get_mut(&conn_id) {
+            Some(connection) => connection,
+            None => {
+                // Its open record was lost (and counted); still deliver the data.
+                sink(CaptureEvent::Opened(ConnectionInfo {
+                    id: conn_id,
+                    pid: record.header.tgid,
+                    fd: record.header.fd,
+                    origin: Origin::Unannounced,
+                    local: None,
+                    peer: None,
+                    timestamp_ns: record.header.timestamp_ns,
+                }));
+                self.by_id
+                    .entry(conn_id)
+                    .or_insert_with(|| Connection::new(record.header.tgid, record.header.fd))
+            }
+        };
+        let timestamp_ns = record.header.timestamp_ns;
+        let mut offset = record.offset;
+        for (kept, skipped) in pieces {
+            for payload in [Payload::Bytes(kept), Payload::Gap(skipped)] {
+                if payload.is_empty() {
+                    continue;
+                }
+                let chunk = Chunk {
+                    offset,
+                    timestamp_ns,
+                    payload,
+                };
+                offset += payload.len();
+                let order = &mut connection.order[direction as usize];
+                if order.take_in_order(&chunk) {
+                    sink(CaptureEvent::Data {
+                        conn_id,
+                        direction,
+                        chunk,
+                    });
+                    continue;
+                }
+                order.push(chunk, ready);
+                for chunk in ready.drain(..) {
+                    sink(CaptureEvent::Data {
+                        conn_id,
+                        direction,
+                        chunk: chunk.as_chunk(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The connection is gone: what it still held back is delivered, and it is announced closed.
+    pub(super) fn close(
+        &mut self,
+        conn_id: u64,
+        timestamp_ns: u64,
+        how: Closing,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        if let Some(mut connection) = self.by_id.remove(&conn_id) {
+            connection.flush(conn_id, sink);
+            self.missing_bytes_closed += connection
+                .order
+                .iter()
+                .map(|order| order.missing_bytes)
+                .sum::<u64>();
+        }
+        sink(CaptureEvent::Closed {
+            conn_id,
+            timestamp_ns,
+            how,
+        });
+    }
+
+    /// Chunks held back for two rounds in a row wait for a record that was lost: move on.
+    pub fn flush_stalled(&mut self, sink: &mut dyn FnMut(CaptureEvent)) {
+        for (&conn_id, connection) in &mut self.by_id {
+            if !connection.order.iter().any(StreamOrder::has_held) {
+                connection.stalled_rounds = 0;
+                continue;
+            }
+            connection.stalled_rounds += 1;
+            if connection.stalled_rounds < 2 {
+                continue;
+            }
+            connection.stalled_rounds = 0;
+            connection.flush(conn_id, sink);
+        }
+    }
+}

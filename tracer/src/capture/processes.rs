@@ -1,0 +1,184 @@
+//! The traced processes: starting to trace one, and following it through fork, exec and exit.
+//! Sockets a process already had open are adopted, joined mid-flight.
+
+use tracer_common::{
+    DirectionKey, SocketKey, SocketState, TracedProcess, maps::traced_filter_slot,
+};
+
+use super::{
+    Capture, CaptureError,
+    connections::Connection,
+    events::{CaptureEvent, Closing, ConnectionInfo, Origin},
+    process_sockets::{self, ProcessHandle, SocketFacts},
+    record::{self, KernelRecord},
+};
+use crate::stream::{Direction, OwnedChunk, monotonic_now_ns};
+
+impl Capture {
+    /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
+    /// reported as connections joined mid-flight.
+    pub fn trace_process(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
+        if !process_sockets::process_alive(pid) {
+            return Err(CaptureError::NoSuchProcess(pid));
+        }
+        let handle = ProcessHandle::open(pid).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ESRCH) {
+                CaptureError::NoSuchProcess(pid)
+            } else {
+                CaptureError::Inspect { pid, source }
+            }
+        })?;
+        let settings = TracedProcess {
+            follow_children: u32::from(follow_children),
+            _pad: 0,
+        };
+        // The filter first: the kernel only asks TRACED about tgids whose slot is set.
+        self.kernel
+            .traced_filter
+            .set(traced_filter_slot(pid), 1, 0)
+            .map_err(|err| CaptureError::Map {
+                map: "TRACED_FILTER",
+                detail: err.to_string(),
+            })?;
+        self.kernel
+            .traced
+            .insert(pid, settings, 0)
+            .map_err(|err| CaptureError::Map {
+                map: "TRACED",
+                detail: err.to_string(),
+            })?;
+        // Sockets opened from here on are tracked by the kernel; now add those that already were.
+        let fds = handle
+            .socket_fds()
+            .map_err(|source| CaptureError::Inspect { pid, source })?;
+        self.adopt_sockets(&handle, fds);
+        self.processes.insert(pid, handle);
+        Ok(())
+    }
+
+    /// Pids currently traced (including followed children), as far as userspace knows.
+    pub fn traced_processes(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.processes.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Adopts, joined mid-flight, the stream sockets among `fds` (descriptors of the process
+    /// `handle` holds).
+    fn adopt_sockets(&mut self, handle: &ProcessHandle, fds: Vec<u32>) {
+        for fd in fds {
+            if let Some(facts) = handle.inspect_socket(fd) {
+                self.adopt_existing_socket(handle.pid, fd, facts);
+            }
+        }
+    }
+
+    fn adopt_existing_socket(&mut self, pid: u32, fd: u32, facts: SocketFacts) {
+        let key = SocketKey { tgid: pid, fd };
+        let conn_id = if facts.is_connection() {
+            self.next_user_conn_id
+        } else {
+            0
+        };
+        // Joined mid-stream: where its frames start is unknown, so every byte is copied.
+        let state = SocketState::new(conn_id, false);
+        // BPF_NOEXIST: if the kernel already saw this fd being (re)created since the process
+        // became traced, its entry is fresher than what we read.
+        const BPF_NOEXIST: u64 = 1;
+        if self.kernel.sockets.insert(key, state, BPF_NOEXIST).is_err() || conn_id == 0 {
+            return;
+        }
+        self.next_user_conn_id += 1;
+        self.connections
+            .by_id
+            .insert(conn_id, Connection::new(pid, fd));
+        self.queued.push(CaptureEvent::Opened(ConnectionInfo {
+            id: conn_id,
+            pid,
+            fd,
+            origin: Origin::OpenBeforeAttach,
+            local: facts.local,
+            peer: facts.peer,
+            timestamp_ns: monotonic_now_ns(),
+        }));
+    }
+
+    /// A traced process exited. Exit closes its sockets without `close()`, so the kernel side
+    /// never lets go of them: their socket entries and held-back records are removed here (the
+    /// records delivered first), and the connections end.
+    pub(super) fn forget_exited(
+        &mut self,
+        sockets: &[(u64, SocketKey)],
+        timestamp_ns: u64,
+        ready: &mut Vec<OwnedChunk>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        for &(conn_id, socket) in sockets {
+            if self
+                .kernel
+                .sockets
+                .get(&socket, 0)
+                .is_ok_and(|state| state.conn_id == conn_id)
+            {
+                let _ = self.kernel.sockets.remove(&socket);
+            }
+            for direction in [Direction::Egress, Direction::Ingress] {
+                let key = DirectionKey {
+                    conn_id,
+                    direction: direction as u64,
+                };
+                let _ = self.kernel.resync.remove(&key);
+                let Ok(held) = self.kernel.deferred.get(&key, 0) else {
+                    continue;
+                };
+                let _ = self.kernel.deferred.remove(&key);
+                let bytes = record::held_record_bytes(&held);
+                match bytes.as_deref().map(KernelRecord::parse) {
+                    Some(Ok(KernelRecord::Data {
+                        record,
+                        direction,
+                        pieces,
+                    })) => self
+                        .connections
+                        .deliver(&record, direction, pieces, ready, sink),
+                    _ => self.malformed_records += 1,
+                }
+            }
+            self.connections
+                .close(conn_id, timestamp_ns, Closing::ProcessExited, sink);
+        }
+    }
+
+    /// The kernel added a forked task of a traced process. Threads share their process's
+    /// sockets and need no entry of their own; a new process inherits its parent's sockets.
+    pub(super) fn on_fork(&mut self, parent: u32, child: u32, sink: &mut dyn FnMut(CaptureEvent)) {
+        if process_sockets::thread_group_of(child) != Some(child) {
+            let _ = self.kernel.traced.remove(&child);
+            return;
+        }
+        let Ok(handle) = ProcessHandle::open(child) else {
+            return; // Already gone; its exit record will follow.
+        };
+        self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
+        self.processes.insert(child, handle);
+        sink(CaptureEvent::ProcessStarted { parent, pid: child });
+        for event in self.queued.drain(..) {
+            sink(event);
+        }
+    }
+
+    /// A traced process replaced its program. exec closes the descriptors marked close-on-exec,
+    /// and the kernel side, which cannot tell which those were, reported every socket of the
+    /// process closed: those still open are adopted again, joined mid-flight.
+    pub(super) fn on_exec(&mut self, pid: u32, sink: &mut dyn FnMut(CaptureEvent)) {
+        // Taken out while its sockets are adopted, which needs the rest of `self`.
+        let Some(handle) = self.processes.remove(&pid) else {
+            return;
+        };
+        self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
+        self.processes.insert(pid, handle);
+        for event in self.queued.drain(..) {
+            sink(event);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! What a session reports when it ends: the summary, every loss and gap by cause, and the
+//! tracer's own cost; rendered for people, or as JSON (`--stats-json`).
+
+use crate::{
+    capture::{CaptureTraffic, LossReport, ProgramTime},
+    export::{ExportReport, Summary},
+    grpc::TrackerStats,
+};
+
+use super::StopReason;
+
+/// Everything reported when the session ends.
+#[derive(Debug, Clone)]
+pub struct SessionReport {
+    pub stop: StopReason,
+    pub summary: Summary,
+    pub capture_losses: LossReport,
+    pub traffic: CaptureTraffic,
+    pub connections: TrackerStats,
+    /// Non-HTTP/2 connections that were recognised and ignored.
+    pub ignored_connections: u64,
+    /// Calls still in flight when tracing stopped (not reported: they have no outcome yet).
+    pub in_flight_at_exit: u64,
+    /// Times the kernel side was handed our frame position after it lost track of a
+    /// connection direction (see [`Capture::offer_frame_sync`]).
+    pub frame_sync_offers: u64,
+    pub export: ExportReport,
+    /// Time spent in the kernel programs (`--hook-time`), busiest first.
+    pub hook_time: Option<Vec<ProgramTime>>,
+}
+
+/// CPU time and peak memory of this process so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kib: i64,
+}
+
+impl CpuTime {
+    pub fn of_this_process() -> CpuTime {
+        // SAFETY: rusage is plain old data; getrusage fills it.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+        CpuTime {
+            user_us: micros(usage.ru_utime),
+            system_us: micros(usage.ru_stime),
+            max_rss_kib: usage.ru_maxrss,
+        }
+    }
+
+    /// User and system time together.
+    pub fn total_us(self) -> u64 {
+        self.user_us + self.system_us
+    }
+}
+
+impl SessionReport {
+    /// The loss and coverage counters, as `(what, count)` for every non-zero one.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut counters = self.capture_losses.nonzero();
+        let connections = &self.connections;
+        for (name, value) in [
+            (
+                "calls without a decodable method (joined mid-connection)",
+                connections.calls_without_method,
+            ),
+            (
+                "calls without a decodable status",
+                connections.calls_without_status,
+            ),
+            (
+                "calls in flight when their process exited (reported, no status)",
+                connections.calls_cut_by_exit,
+            ),
+            (
+                "calls in flight when tracing stopped (not reported)",
+                self.in_flight_at_exit,
+            ),
+            (
+                "responses to requests sent before attach (not reported)",
+                connections.streams_joined_mid_call,
+            ),
+            (
+                "streams over the per-connection limit (not followed)",
+                connections.streams_over_limit,
+            ),
+            ("non-gRPC HTTP/2 streams", connections.non_grpc_streams),
+            (
+                "header blocks lost to capture gaps",
+                connections.header_blocks_lost,
+            ),
+            (
+                "header blocks too large",
+                connections.header_blocks_too_large,
+            ),
+            ("HPACK decoding errors", connections.hpack_errors),
+            ("times frame sync was lost", connections.sync_losses),
+            ("non-HTTP/2 connections ignored", self.ignored_connections),
+            (
+                "spans dropped: export queue full",
+                self.export.dropped_queue_full,
+            ),
+            ("spans the collector did not accept", self.export.failed),
+            ("calls that could not be printed", self.export.not_printed),
+        ] {
+            if value > 0 {
+                counters.push((name, value));
+            }
+        }
+        counters
+    }
+
+    /// The report as JSON, with this process's resource usage: for automation and benchmarks.
+    /// `attached` is the CPU time spent up to attaching (loading and verifying the programs)
+    /// and `finished` up to the end of tracing (the last records drained, the sink flushed),
+    /// before the programs were detached; so the steady-state cost per call can be told apart
+    /// from the one-time costs on either side of it.
+    pub fn to_json(&self, attached: CpuTime, finished: CpuTime) -> serde_json::Value {
+        let now = CpuTime::of_this_process();
+        let counters: serde_json::Map<String, serde_json::Value> = self
+            .counters()
+            .into_iter()
+            .map(|(what, count)| (what.to_owned(), count.into()))
+            .collect();
+        serde_json::json!({
+            "stop": format!("{:?}", self.stop),
+            "calls": self.summary.calls(),
+            "spans_exported": self.export.exported,
+            "ring_buffer_records": self.traffic.records,
+            "ring_buffer_bytes": self.traffic.ring_bytes,
+            "kernel_losses": self.capture_losses.total_kernel(),
+            "calls_in_flight_at_exit": self.in_flight_at_exit,
+            "frame_sync_offers": self.frame_sync_offers,
+            "counters": counters,
+            "cpu_user_us": now.user_us,
+            "cpu_system_us": now.system_us,
+            "cpu_attach_us": attached.total_us(),
+            "cpu_after_attach_us": finished.total_us().saturating_sub(attached.total_us()),
+            "cpu_detach_us": now.total_us().saturating_sub(finished.total_us()),
+            "max_rss_kib": now.max_rss_kib,
+            "hook_time": self.hook_time.as_ref().map(|programs| serde_json::json!({
+                "runs": programs.iter().map(|program| program.runs).sum::<u64>(),
+                "ns": hook_nanos(programs),
+                "programs": programs.iter().map(|program| serde_json::json!({
+                    "name": program.name,
+                    "runs": program.runs,
+                    "ns": program.time.as_nanos() as u64,
+                })).collect::<Vec<_>>(),
+            })),
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!("\n{} calls traced\n", self.summary.calls());
+        if self.summary.calls() > 0 {
+            out.push_str(&self.summary.render());
+        }
+        let counters = self.counters();
+        if counters.is_empty() {
+            out.push_str("nothing lost\n");
+        } else {
+            out.push_str("losses and gaps:\n");
+            for (what, count) in counters {
+                out.push_str(&format!("  {count:>10}  {what}\n"));
+            }
+        }
+        if let Some(programs) = &self.hook_time {
+            out.push_str(&render_hook_time(programs, self.summary.calls()));
+        }
+        out
+    }
+}
+
+fn hook_nanos(programs: &[ProgramTime]) -> u64 {
+    programs
+        .iter()
+        .map(|program| program.time.as_nanos() as u64)
+        .sum()
+}
+
+/// `--hook-time`: the kernel programs' time, per call and by program.
+fn render_hook_time(programs: &[ProgramTime], calls: u64) -> String {
+    let total = hook_nanos(programs);
+    let runs: u64 = programs.iter().map(|program| program.runs).sum();
+    let mut out = format!(
+        "in-kernel hooks (every process's syscalls they saw): {runs} runs, {:.3} s",
+        total as f64 / 1e9
+    );
+    let per_call = |value: f64| value / calls as f64;
+    if calls > 0 {
+        out.push_str(&format!(", {:.0} ns per call", per_call(total as f64)));
+    }
+    out.push('\n');
+    // The programs that take at least 1% of the time.
+    for program in programs
+        .iter()
+        .filter(|program| program.time.as_nanos() as u64 * 100 >= total)
+    {
+        let nanos = program.time.as_nanos() as f64;
+        out.push_str(&format!(
+            "  {:<22} {:>6.0} ns per run",
+            program.name,
+            nanos / program.runs as f64
+        ));
+        if calls > 0 {
+            out.push_str(&format!(
+                ", {:>6.2} runs and {:>6.0} ns per call",
+                per_call(program.runs as f64),
+                per_call(nanos)
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}

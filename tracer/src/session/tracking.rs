@@ -1,0 +1,96 @@
+//! What capture events do to the session's state: a connection tracker per connection, the
+//! calls they finish, and the traced processes still alive.
+
+use foldhash::{HashMap, HashSet};
+
+use crate::{
+    capture::{CaptureEvent, Closing},
+    frame_sync::FrameSync,
+    grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
+};
+
+/// What capture events update: a tracker per connection, the calls they finished, and the
+/// processes still alive. Events are handled as the capture produces them, while the bytes
+/// they borrow are still in the ring buffer.
+pub(super) struct Tracking {
+    pub limits: Limits,
+    pub trackers: HashMap<u64, ConnectionTracker>,
+    /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
+    pub ignored: HashSet<u64>,
+    pub alive: HashSet<u32>,
+    pub connection_stats: TrackerStats,
+    pub finished: Vec<CallRecord>,
+    /// The connection directions that data came for, for the next frame sync offers.
+    pub frame_sync: FrameSync,
+}
+
+impl Tracking {
+    pub fn new(limits: Limits) -> Tracking {
+        Tracking {
+            limits,
+            trackers: HashMap::default(),
+            ignored: HashSet::default(),
+            alive: HashSet::default(),
+            connection_stats: TrackerStats::default(),
+            finished: Vec::new(),
+            frame_sync: FrameSync::default(),
+        }
+    }
+
+    pub fn handle(&mut self, event: CaptureEvent<'_>) {
+        match event {
+            CaptureEvent::Opened(info) => {
+                let facts = ConnectionFacts::new(
+                    info.id,
+                    info.pid,
+                    info.local,
+                    info.peer,
+                    info.origin.sees_stream_start(),
+                );
+                self.ignored.remove(&info.id);
+                self.trackers
+                    .insert(info.id, ConnectionTracker::new(facts, self.limits));
+            }
+            CaptureEvent::Data {
+                conn_id,
+                direction,
+                chunk,
+            } => {
+                // Ignored connections have no tracker.
+                let Some(tracker) = self.trackers.get_mut(&conn_id) else {
+                    return;
+                };
+                self.frame_sync.fed(conn_id, direction);
+                tracker.on_chunk(direction, &chunk, &mut self.finished);
+                // Not HTTP/2 (a database, a TLS connection...): stop spending time on it.
+                if tracker.stats().not_http2 && tracker.open_calls() == 0 {
+                    if let Some(tracker) = self.trackers.remove(&conn_id) {
+                        self.connection_stats.add(tracker.stats());
+                    }
+                    self.ignored.insert(conn_id);
+                }
+            }
+            CaptureEvent::Closed {
+                conn_id,
+                timestamp_ns,
+                how,
+            } => {
+                self.ignored.remove(&conn_id);
+                if let Some(mut tracker) = self.trackers.remove(&conn_id) {
+                    let reason = match how {
+                        Closing::Closed => EndReason::ConnectionClosed,
+                        Closing::ProcessExited => EndReason::ProcessExited,
+                    };
+                    tracker.on_close(timestamp_ns, reason, &mut self.finished);
+                    self.connection_stats.add(tracker.stats());
+                }
+            }
+            CaptureEvent::ProcessStarted { pid, .. } => {
+                self.alive.insert(pid);
+            }
+            CaptureEvent::ProcessExited { pid, .. } => {
+                self.alive.remove(&pid);
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Header block decoding (RFC 7541 §6).
 
 use super::{
+    field::{FieldValue, HeaderField},
     huffman::{self, HuffmanError},
     integer,
     repeated_blocks::RepeatedBlocks,
@@ -12,46 +13,6 @@ use crate::recent::Recent;
 
 /// Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldValue {
-    Known(Text),
-    /// The name is not on the allowlist, or the value is not text: only its length was kept.
-    Redacted {
-        len: usize,
-    },
-    /// The field referenced a table entry from before we were watching.
-    Unknown,
-}
-
-impl FieldValue {
-    fn len(&self) -> usize {
-        match self {
-            FieldValue::Known(text) => text.len(),
-            FieldValue::Redacted { len } => *len,
-            FieldValue::Unknown => 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderField {
-    /// `None` when the name came from a table entry from before we were watching. A name that
-    /// is not UTF-8 (HTTP/2 allows only lowercase ASCII) has its non-ASCII bytes replaced by
-    /// `?`, which keeps its length (the table's sizes count it) and matches no header we read.
-    pub name: Option<Text>,
-    pub value: FieldValue,
-}
-
-impl HeaderField {
-    /// The value, if it was kept.
-    pub fn text(&self) -> Option<&Text> {
-        match &self.value {
-            FieldValue::Known(text) => Some(text),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -9,6 +9,7 @@
 //!   table; every other value is reduced to its length the moment it is decoded.
 
 mod decoder;
+mod field;
 mod huffman;
 mod huffman_code;
 mod integer;
@@ -17,7 +18,8 @@ mod static_table;
 mod table;
 mod text;
 
-pub use decoder::{DecodeError, Decoded, Decoder, FieldValue, HeaderField};
+pub use decoder::{DecodeError, Decoded, Decoder};
+pub use field::{FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
 pub use text::Text;
 

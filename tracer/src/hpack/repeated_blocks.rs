@@ -6,7 +6,7 @@
 //! for as long as the table stays the same, so its fields are kept and handed out again
 //! instead of being decoded once more.
 
-use super::decoder::HeaderField;
+use super::field::HeaderField;
 use crate::recent::Recent;
 
 /// The last few blocks that did not change the table, with their fields.

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::{decoder::FieldValue, text::Text};
+use super::{field::FieldValue, text::Text};
 
 /// Per-entry overhead counted in the table size (§4.1).
 pub const ENTRY_OVERHEAD: usize = 32;

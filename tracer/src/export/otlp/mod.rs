@@ -1,7 +1,7 @@
 //! OTLP export (gRPC or HTTP/protobuf): spans through a bounded queue drained by a background
 //! thread, and the `rpc.client.call.duration` histogram through the SDK's periodic reader.
 //!
-//! The capture loop encodes each span (see [`super::otlp_encoding`]) and only ever does a
+//! The capture loop encodes each span (see [`encoding`]) and only ever does a
 //! non-blocking `try_send` and a histogram update: when the collector is slow or unreachable
 //! the queue fills and further spans are dropped and counted, never waited for. Span export
 //! and the metrics exporter run on one small tokio runtime owned by the sink.
@@ -18,7 +18,7 @@ use std::{
 };
 
 use opentelemetry::{
-    KeyValue, Value,
+    KeyValue,
     metrics::{Histogram, MeterProvider as _},
     trace::TraceState,
 };
@@ -33,35 +33,22 @@ use opentelemetry_sdk::{
 };
 use tokio::runtime::Handle;
 
+mod config;
+mod encoding;
+mod metric_attributes;
+mod transport;
+
+pub use config::{OtlpConfig, OtlpProtocol};
+
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, WallClock,
-    metric_attributes::MetricAttributeSets,
-    otlp_encoding::{RequestFrame, encode_attributes, put_span},
-    otlp_transport::SpanTransport,
     series::SeriesCache,
 };
 use crate::grpc::CallRecord;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    Grpc,
-    HttpProtobuf,
-}
-
-#[derive(Debug, Clone)]
-pub struct OtlpConfig {
-    /// For gRPC the collector's base URL; for HTTP the full traces URL.
-    pub endpoint: String,
-    /// Where metrics go (same rules); `None` exports no metrics.
-    pub metrics_endpoint: Option<String>,
-    pub protocol: OtlpProtocol,
-    /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`).
-    pub headers: Vec<(String, String)>,
-    /// Per export request.
-    pub timeout: Duration,
-    /// Spans waiting for export; beyond it they are dropped and counted.
-    pub queue_capacity: usize,
-}
+use config::metadata;
+use encoding::{RequestFrame, encode_attributes, put_span};
+use metric_attributes::{MetricAttributeSets, otel_value};
+use transport::SpanTransport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
@@ -225,14 +212,6 @@ struct SeriesAttributes {
     owned: Vec<(&'static str, AttributeValue<'static>)>,
 }
 
-pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
-    match value {
-        AttributeValue::Str(text) => Value::from(text.into_owned()),
-        AttributeValue::Int(number) => Value::from(number),
-        AttributeValue::Bool(flag) => Value::from(flag),
-    }
-}
-
 fn to_resource(resource: &ResourceInfo) -> Resource {
     Resource::builder_empty()
         .with_attributes(
@@ -351,21 +330,6 @@ impl Drop for OtlpSink {
 }
 
 /// `config.headers` as gRPC metadata.
-pub(super) fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataMap, String> {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    for (key, value) in &config.headers {
-        let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
-            .map_err(|err| format!("header {key}: {err}"))?;
-        metadata.insert(
-            key,
-            value
-                .parse()
-                .map_err(|err| format!("header value: {err}"))?,
-        );
-    }
-    Ok(metadata)
-}
-
 fn build_metric_exporter(
     config: &OtlpConfig,
     endpoint: &str,

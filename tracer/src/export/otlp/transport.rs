@@ -1,6 +1,6 @@
 //! Delivering encoded OTLP trace export requests to a collector: a POST per request over
 //! HTTP/protobuf, or a unary call of the collector's `TraceService/Export` over gRPC. The
-//! request bytes come from [`super::otlp_encoding`] and are sent as they are.
+//! request bytes come from [`super::encoding`] and are sent as they are.
 
 use bytes::{Buf as _, BufMut as _, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, header::CONTENT_TYPE, uri::PathAndQuery};
@@ -16,7 +16,7 @@ use tonic::{
     transport::Channel,
 };
 
-use super::otlp::{OtlpConfig, OtlpProtocol, metadata};
+use super::config::{OtlpConfig, OtlpProtocol, metadata};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 

@@ -12,9 +12,9 @@ use std::{
 };
 
 use foldhash::HashMap;
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, Value};
 
-use super::{AttributeValue, otlp::otel_value};
+use crate::export::AttributeValue;
 
 const KEPT: [&str; 9] = [
     "rpc.system",
@@ -132,5 +132,13 @@ mod tests {
             .find(|pair| pair.key.as_str() == "rpc.response.status_code")
             .map(|pair| pair.value.to_string());
         assert_eq!(status.as_deref(), Some("OK"));
+    }
+}
+
+pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
+    match value {
+        AttributeValue::Str(text) => Value::from(text.into_owned()),
+        AttributeValue::Int(number) => Value::from(number),
+        AttributeValue::Bool(flag) => Value::from(flag),
     }
 }

@@ -11,7 +11,7 @@
 //! `common/v1/common.proto`, `resource/v1/resource.proto` and
 //! `collector/trace/v1/trace_service.proto`; field numbers are named where they are used.
 
-use super::{AttributeValue, ResourceInfo, SpanKind, SpanRecord, SpanStatus};
+use crate::export::{AttributeValue, ResourceInfo, SpanKind, SpanRecord, SpanStatus};
 
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;

@@ -448,3 +448,46 @@ fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
     }
     assert!(observed.losses.is_empty(), "{:?}", observed.losses);
 }
+
+/// Every program's verifier work stays within its budget: a change that makes a program much
+/// harder to verify fails here, long before it nears the kernel's limit of a million processed
+/// instructions per program (or fails to load on an older verifier).
+#[test]
+fn every_program_stays_within_its_verifier_budget() {
+    let capture = Capture::new(&CaptureConfig::default()).expect("load the programs");
+    let counts = capture.verified_instructions();
+    for (program, count) in &counts {
+        eprintln!("{program:<24} {count:>8?} instructions verified");
+    }
+    for (program, count) in counts {
+        let Some(count) = count else {
+            eprintln!("skipped: this kernel does not report verified instructions (before 5.16)");
+            return;
+        };
+        let budget = VERIFIER_BUDGETS
+            .iter()
+            .find(|(name, _)| *name == program)
+            .unwrap_or_else(|| panic!("{program} has no verifier budget: add one"))
+            .1;
+        assert!(
+            count <= budget,
+            "{program}: {count} instructions verified, over its budget of {budget}"
+        );
+    }
+}
+
+/// Instructions the verifier may process per program: about twice what each took on 6.18 when
+/// the budget was set, and for `sys_exit_transfer` (405,000 then) well under the kernel's limit.
+const VERIFIER_BUDGETS: &[(&str, u32)] = &[
+    ("sched_process_exec", 10_000),
+    ("sched_process_exit", 1_000),
+    ("sched_process_fork", 1_000),
+    ("sys_enter_accept", 1_000),
+    ("sys_enter_close", 1_000),
+    ("sys_enter_connect", 1_000),
+    ("sys_enter_socket", 1_000),
+    ("sys_exit", 5_000),
+    ("sys_exit_close_range", 10_000),
+    ("sys_exit_dup", 5_000),
+    ("sys_exit_transfer", 800_000),
+];

@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, ChildStderr, ChildStdout, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -24,7 +24,19 @@ const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 const SCENARIO_CALLS: usize = 110;
 
 fn tracer_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/tracer");
+    release_binary("tracer")
+}
+
+/// The tracer built with the benchmark's capture floors (`--bench-*`), which the release
+/// build leaves out.
+fn bench_floors_binary() -> PathBuf {
+    release_binary("tracer-bench-floors")
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/release")
+        .join(name);
     assert!(
         path.is_file(),
         "{} is missing: run `cargo xtask test` (it builds it)",
@@ -308,7 +320,16 @@ fn launch_traced_client(
     tracer_args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let output = Command::new(tracer_binary())
+    launch_client_traced_by(&tracer_binary(), server, tracer_args, env)
+}
+
+fn launch_client_traced_by(
+    tracer: &Path,
+    server: &Server,
+    tracer_args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let output = Command::new(tracer)
         .args(tracer_args)
         .args(["--", ECHO_CLIENT, "--target", &server.url()])
         .envs(env.iter().copied())
@@ -431,7 +452,8 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
 fn capture_floor_traffic(flag: &str, label: &str) -> (u64, u64) {
     let server = Server::start();
     let stats = stats_path(label);
-    launch_traced_client(
+    launch_client_traced_by(
+        &bench_floors_binary(),
         &server,
         &[
             "--output",
@@ -468,6 +490,22 @@ fn bare_records_report_every_transfer_without_its_bytes() {
         bytes < records * (BARE_RECORD_LEN + 8),
         "{bytes} bytes in {records} records: bytes were copied"
     );
+}
+
+/// The floors are for benchmarking only: the release build does not have them.
+#[test]
+fn the_release_build_has_no_bench_floors() {
+    for flag in ["--bench-bare-records", "--bench-copied-records"] {
+        let output = Command::new(tracer_binary())
+            .args([flag, "--", "true"])
+            .output()
+            .expect("run tracer");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("unexpected argument"),
+            "{flag}: {output:?}"
+        );
+    }
 }
 
 /// `--bench-copied-records`: each transfer's first segment is copied, up to 2 KiB, and the

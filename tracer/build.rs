@@ -17,6 +17,11 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package {
             name: "tracer-ebpf",
             root_dir: ebpf_dir,
+            features: if env::var_os("CARGO_FEATURE_BENCH_FLOORS").is_some() {
+                &["bench-floors"]
+            } else {
+                &[]
+            },
             ..Default::default()
         }],
         aya_build::Toolchain::Nightly,

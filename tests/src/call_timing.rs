@@ -27,9 +27,11 @@ impl CallTiming {
     /// Checks one call of `scenario` (as the example clients name them).
     pub fn check(&mut self, scenario: &str, traced: Duration, measured: Duration) {
         let label = &self.label;
-        // A cancelled call ends on the wire when the reset is written, which the client library
-        // may do just after the caller gave up and stopped its clock.
-        let late = Duration::from_millis(if scenario == "cancelled" { 5 } else { 2 });
+        // A cancelled call, and one whose deadline passed, ends on the wire when the client's
+        // reset is written, which its library may do just after the caller gave up and stopped
+        // its clock (tonic's connection task writes it; once 2.7 ms later on this 2-core VM).
+        let client_reset = matches!(scenario, "cancelled" | "deadline_exceeded");
+        let late = Duration::from_millis(if client_reset { 5 } else { 2 });
         assert!(
             traced <= measured + late,
             "{label} {scenario}: traced {traced:?}, longer than the client measured, {measured:?}"

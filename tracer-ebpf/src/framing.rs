@@ -18,6 +18,8 @@ use tracer_common::{
     wire::{self, flags, frame_type},
 };
 
+use crate::volatile::Volatile;
+
 /// What the cursor wants done with the next bytes: at most this many kept, or skipped.
 pub enum Run {
     Keep(u64),
@@ -38,14 +40,14 @@ pub const DATA_INDEX_MASK: u64 = 2 * tracer_common::RECORD_DATA_CAP as u64 - 1;
 
 /// Whether the cursor is following the framing (as opposed to copying everything).
 #[inline(always)]
-pub fn is_following(cursor: *const FrameCursor) -> bool {
+pub fn is_following(cursor: Volatile<FrameCursor>) -> bool {
     let state = get!(cursor, state);
     (START..=DATA_PADDING).contains(&state)
 }
 
 /// A transfer is about to be walked from stream `offset`.
 #[inline(always)]
-pub fn begin(cursor: *mut FrameCursor, offset: u64) {
+pub fn begin(cursor: Volatile<FrameCursor>, offset: u64) {
     if is_following(cursor) && get!(cursor, position) != offset {
         // Bytes went by unseen (a lost event, or a syscall the walk could not follow).
         lose_track(cursor);
@@ -55,7 +57,7 @@ pub fn begin(cursor: *mut FrameCursor, offset: u64) {
 /// A transfer was walked up to stream offset `end`; `complete` is false when some of it was
 /// not (the step budget ran out, or user memory could not be read).
 #[inline(always)]
-pub fn end(cursor: *mut FrameCursor, end: u64, complete: bool) {
+pub fn end(cursor: Volatile<FrameCursor>, end: u64, complete: bool) {
     if !complete && is_following(cursor) {
         lose_track(cursor);
     }
@@ -64,18 +66,18 @@ pub fn end(cursor: *mut FrameCursor, end: u64, complete: bool) {
 
 /// Stops following until userspace re-arms the cursor.
 #[inline(always)]
-pub fn lose_track(cursor: *mut FrameCursor) {
+pub fn lose_track(cursor: Volatile<FrameCursor>) {
     set!(cursor, state, LOST);
 }
 
 /// Stops following for good: the direction does not carry HTTP/2.
 #[inline(always)]
-fn give_up(cursor: *mut FrameCursor) {
+fn give_up(cursor: Volatile<FrameCursor>) {
     set!(cursor, state, OFF);
 }
 
 #[inline(always)]
-pub fn next_run(cursor: *mut FrameCursor) -> Run {
+pub fn next_run(cursor: Volatile<FrameCursor>) -> Run {
     let seen = u64::from(get!(cursor, seen));
     match get!(cursor, state) {
         START | HEADER => Run::Keep(FRAME_HEADER_LEN.saturating_sub(seen)),
@@ -114,7 +116,7 @@ pub enum Urgency {
 
 /// `len` bytes of the run asked for by [`next_run`] were kept; they are at `data[at..]`.
 #[inline(always)]
-pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urgency {
+pub fn kept(cursor: Volatile<FrameCursor>, data: *const u8, at: u64, len: u64) -> Urgency {
     let state = get!(cursor, state);
     match state {
         START | HEADER => {
@@ -124,7 +126,7 @@ pub fn kept(cursor: *mut FrameCursor, data: *const u8, at: u64, len: u64) -> Urg
                     let byte = data_byte(data, at + i);
                     // SAFETY: the index is masked into the 16-byte header buffer.
                     unsafe {
-                        let slot = (&raw mut (*cursor).header)
+                        let slot = (&raw mut (*cursor.as_ptr()).header)
                             .cast::<u8>()
                             .add(((seen + i) & 15) as usize);
                         core::ptr::write_volatile(slot, byte);
@@ -221,7 +223,7 @@ pub struct WholeFrame {
 /// the header in place instead of collecting it byte by byte, and takes one step per frame.
 #[inline(always)]
 pub fn whole_frame(
-    cursor: *mut FrameCursor,
+    cursor: Volatile<FrameCursor>,
     data: *const u8,
     at: u64,
     left: u64,
@@ -285,7 +287,7 @@ pub fn whole_frame(
 
 /// `len` bytes of the run asked for by [`next_run`] were skipped.
 #[inline(always)]
-pub fn skipped(cursor: *mut FrameCursor, len: u64) {
+pub fn skipped(cursor: Volatile<FrameCursor>, len: u64) {
     let len = len as u32;
     match get!(cursor, state) {
         DATA => {
@@ -320,14 +322,14 @@ fn is_preface_head(header: &[u8; 16]) -> bool {
 }
 
 #[inline(always)]
-fn expect_header(cursor: *mut FrameCursor) {
+fn expect_header(cursor: Volatile<FrameCursor>) {
     set!(cursor, seen, 0);
     set!(cursor, state, HEADER);
 }
 
 /// A complete frame header arrived; `first` when it is the direction's very first frame.
 #[inline(always)]
-fn frame_header(cursor: *mut FrameCursor, header: &[u8; 16], first: bool) {
+fn frame_header(cursor: Volatile<FrameCursor>, header: &[u8; 16], first: bool) {
     let FrameHead {
         len,
         kind,
@@ -393,7 +395,7 @@ impl FrameHead {
 /// A frame other than DATA arrived: if it means this side sends no more DATA on its stream,
 /// a message parked there was cut short.
 #[inline(always)]
-fn forget_if_stream_ends(cursor: *mut FrameCursor, kind: u8, flags: u8, stream_id: u32) {
+fn forget_if_stream_ends(cursor: Volatile<FrameCursor>, kind: u8, flags: u8, stream_id: u32) {
     match kind {
         frame_type::RST_STREAM => drop_parked(cursor, stream_id),
         frame_type::HEADERS if flags & flags::END_STREAM != 0 => drop_parked(cursor, stream_id),
@@ -402,7 +404,7 @@ fn forget_if_stream_ends(cursor: *mut FrameCursor, kind: u8, flags: u8, stream_i
 }
 
 #[inline(always)]
-fn consume_data(cursor: *mut FrameCursor, len: u32) {
+fn consume_data(cursor: Volatile<FrameCursor>, len: u32) {
     let frame_left = get!(cursor, frame_left).saturating_sub(len);
     set!(cursor, frame_left, frame_left);
     if frame_left <= get!(cursor, padding) {
@@ -412,7 +414,7 @@ fn consume_data(cursor: *mut FrameCursor, len: u32) {
 
 /// The current DATA frame's data is over: park its stream if it stopped inside a message.
 #[inline(always)]
-fn data_done(cursor: *mut FrameCursor) {
+fn data_done(cursor: Volatile<FrameCursor>) {
     let message = get!(cursor, message);
     let mid_message = message.prefix_seen != 0 || message.value != 0;
     if mid_message && get!(cursor, flags) & flags::END_STREAM == 0 && !park(cursor, message) {
@@ -427,12 +429,12 @@ fn data_done(cursor: *mut FrameCursor) {
 }
 
 #[inline(always)]
-fn take_parked(cursor: *mut FrameCursor, stream_id: u32) -> MessageCursor {
+fn take_parked(cursor: Volatile<FrameCursor>, stream_id: u32) -> MessageCursor {
     for slot in 0..MESSAGE_CURSOR_SLOTS {
         let parked = slot_ptr(cursor, slot);
         if get!(parked, stream_id) == stream_id {
-            // SAFETY: `parked` points at a slot of the cursor in map memory.
-            let message = unsafe { core::ptr::read_volatile(parked) };
+            // SAFETY: `parked` is a `Volatile`, valid while the program runs.
+            let message = unsafe { core::ptr::read_volatile(parked.as_ptr()) };
             set!(parked, stream_id, 0);
             return message;
         }
@@ -444,12 +446,12 @@ fn take_parked(cursor: *mut FrameCursor, stream_id: u32) -> MessageCursor {
 }
 
 #[inline(always)]
-fn park(cursor: *mut FrameCursor, message: MessageCursor) -> bool {
+fn park(cursor: Volatile<FrameCursor>, message: MessageCursor) -> bool {
     for slot in 0..MESSAGE_CURSOR_SLOTS {
         let parked = slot_ptr(cursor, slot);
         if get!(parked, stream_id) == 0 {
-            // SAFETY: `parked` points at a slot of the cursor in map memory.
-            unsafe { core::ptr::write_volatile(parked, message) };
+            // SAFETY: `parked` is a `Volatile`, valid while the program runs.
+            unsafe { core::ptr::write_volatile(parked.as_ptr(), message) };
             return true;
         }
     }
@@ -457,7 +459,7 @@ fn park(cursor: *mut FrameCursor, message: MessageCursor) -> bool {
 }
 
 #[inline(always)]
-fn is_parked(cursor: *mut FrameCursor, stream_id: u32) -> bool {
+fn is_parked(cursor: Volatile<FrameCursor>, stream_id: u32) -> bool {
     let mut parked = false;
     for slot in 0..MESSAGE_CURSOR_SLOTS {
         parked |= get!(slot_ptr(cursor, slot), stream_id) == stream_id;
@@ -466,7 +468,7 @@ fn is_parked(cursor: *mut FrameCursor, stream_id: u32) -> bool {
 }
 
 #[inline(always)]
-fn drop_parked(cursor: *mut FrameCursor, stream_id: u32) {
+fn drop_parked(cursor: Volatile<FrameCursor>, stream_id: u32) {
     for slot in 0..MESSAGE_CURSOR_SLOTS {
         let parked = slot_ptr(cursor, slot);
         if get!(parked, stream_id) == stream_id {
@@ -476,11 +478,14 @@ fn drop_parked(cursor: *mut FrameCursor, stream_id: u32) {
 }
 
 #[inline(always)]
-fn slot_ptr(cursor: *mut FrameCursor, slot: usize) -> *mut MessageCursor {
-    // SAFETY: callers pass a loop index below the slot count.
+fn slot_ptr(cursor: Volatile<FrameCursor>, slot: usize) -> Volatile<MessageCursor> {
+    // SAFETY: callers pass a loop index below the slot count, so the slot lies inside the
+    // cursor, which stays valid and unshared while the program runs.
     unsafe {
-        (&raw mut (*cursor).parked)
-            .cast::<MessageCursor>()
-            .add(slot)
+        Volatile::new(
+            (&raw mut (*cursor.as_ptr()).parked)
+                .cast::<MessageCursor>()
+                .add(slot),
+        )
     }
 }

@@ -13,13 +13,12 @@ use tracer_common::{
 };
 
 use crate::{
-    context::{
-        DUP_SYSCALLS, socket_state, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return,
-    },
     maps::{
-        EVENTS, FD_BATCH, FD_BATCH_CAP, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS,
-        count_loss, is_traced, next_conn_id,
+        EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS, count_loss, fd_batch,
+        is_traced, next_conn_id, socket_conn_id,
     },
+    scratch::FD_BATCH_CAP,
+    syscall::{DUP_SYSCALLS, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return},
     transfer::flush_deferred,
 };
 
@@ -168,7 +167,7 @@ pub fn on_dup_exit(ctx: &TracePointContext) {
 /// one stream that moves through its own descriptor.
 #[inline(always)]
 fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
-    let Some(original) = socket_state((pid_tgid >> 32) as u32, old_fd) else {
+    let Some(original) = socket_conn_id((pid_tgid >> 32) as u32, old_fd) else {
         return;
     };
     if original == 0 {
@@ -197,23 +196,23 @@ const FORGET_PASSES: usize = 8;
 /// each were closed.
 #[inline(always)]
 fn forget_fds(pid_tgid: u64, first: u32, last: u32) {
-    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+    let Some(batch) = fd_batch() else {
         return;
     };
     for _ in 0..FORGET_PASSES {
         // SAFETY: `batch` is this CPU's scratch value; the callbacks only use it on this CPU.
         let count = unsafe {
-            (*batch).pid_tgid = pid_tgid;
-            (*batch).first = first;
-            (*batch).last = last;
-            (*batch).count = 0;
+            (*batch.as_ptr()).pid_tgid = pid_tgid;
+            (*batch.as_ptr()).first = first;
+            (*batch.as_ptr()).last = last;
+            (*batch.as_ptr()).count = 0;
             bpf_for_each_map_elem(
                 (&raw const SOCKETS).cast_mut().cast(),
                 collect_fd as *mut _,
                 core::ptr::null_mut(),
                 0,
             );
-            let count = (*batch).count;
+            let count = (*batch.as_ptr()).count;
             bpf_loop(
                 count,
                 forget_collected_fd as *mut _,
@@ -239,7 +238,7 @@ extern "C" fn collect_fd(
     _value: *mut core::ffi::c_void,
     _context: *mut core::ffi::c_void,
 ) -> i64 {
-    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+    let Some(batch) = fd_batch() else {
         return 1;
     };
     // SAFETY: the kernel passes the entry's key.
@@ -257,7 +256,7 @@ extern "C" fn collect_fd(
     // the very register used, which the compiler would not keep from the check above.
     let slot = get!(batch, count) as usize & (FD_BATCH_CAP - 1);
     // SAFETY: `batch` is this CPU's scratch value, and `slot` is inside its array.
-    unsafe { (*batch).fds[slot] = fd };
+    unsafe { (*batch.as_ptr()).fds[slot] = fd };
     set!(batch, count, slot as u32 + 1);
     0
 }
@@ -265,14 +264,14 @@ extern "C" fn collect_fd(
 /// Forgets the `index`th collected socket: 0 to go on, 1 to stop.
 #[inline(never)]
 extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) -> i64 {
-    let Some(batch) = FD_BATCH.get_ptr_mut(0) else {
+    let Some(batch) = fd_batch() else {
         return 1;
     };
     // `index` is below the batch's count, at most FD_BATCH_CAP: the mask is a no-op the
     // verifier needs.
     let slot = index as usize & (FD_BATCH_CAP - 1);
     // SAFETY: `batch` is this CPU's scratch value.
-    let (pid_tgid, fd) = unsafe { ((*batch).pid_tgid, (*batch).fds[slot]) };
+    let (pid_tgid, fd) = unsafe { ((*batch.as_ptr()).pid_tgid, (*batch.as_ptr()).fds[slot]) };
     forget_socket(pid_tgid, fd);
     0
 }

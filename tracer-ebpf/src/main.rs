@@ -11,6 +11,8 @@ mod framing;
 mod lifecycle;
 mod maps;
 mod process;
+mod scratch;
+mod syscall;
 mod transfer;
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
@@ -51,7 +53,7 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 /// verifier checks it once.
 #[tracepoint]
 pub fn sys_exit_transfer(ctx: TracePointContext) -> u32 {
-    if let Some(op) = context::transfer_op(&ctx) {
+    if let Some(op) = syscall::transfer_op(&ctx) {
         context::on_transfer_exit(&ctx, op);
     }
     0

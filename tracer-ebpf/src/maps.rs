@@ -1,6 +1,9 @@
 //! The maps shared by all programs, and small helpers over them.
 
-use crate::transfer::{FollowedCopy, SegmentWalk};
+use crate::{
+    scratch::{DataScratch, FdBatch},
+    volatile::Volatile,
+};
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_smp_processor_id,
@@ -8,9 +11,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    DataRecord, DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall,
-    RECORD_DATA_CAP, SocketKey, SocketState, TracedProcess,
-    maps::{TRACED_FILTER_SLOTS, floor, traced_filter_slot},
+    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall, SocketKey,
+    SocketState, TracedProcess,
+    maps::{TRACED_FILTER_SLOTS, traced_filter_slot},
 };
 
 /// Processes whose sockets are captured, by tgid. Filled by userspace, extended on fork.
@@ -35,22 +38,6 @@ pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(
 #[map]
 pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(1, 0);
 
-/// How many sockets one pass of [`crate::lifecycle::forget_fds`] collects before forgetting
-/// them. A power of two: indices are masked with `FD_BATCH_CAP - 1` for the verifier.
-pub const FD_BATCH_CAP: usize = 32;
-const _: () = assert!(FD_BATCH_CAP.is_power_of_two());
-
-/// The sockets of one process in one range of descriptors, collected from [`SOCKETS`] so that
-/// they can be forgotten once the walk over the map is done.
-#[repr(C)]
-pub struct FdBatch {
-    pub pid_tgid: u64,
-    pub first: u32,
-    pub last: u32,
-    pub count: u32,
-    pub fds: [u32; FD_BATCH_CAP],
-}
-
 /// Where [`FdBatch`]es are collected.
 #[map]
 pub static FD_BATCH: PerCpuArray<FdBatch> = PerCpuArray::with_max_entries(1, 0);
@@ -71,17 +58,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// shared out among the CPUs.
 #[unsafe(no_mangle)]
 static WAKEUP_THRESHOLD_BYTES: u64 = 1 << 20;
-
-/// For benchmarking only: a [`tracer_common::maps::floor`] value that userspace may set at load
-/// time. The value is frozen then, so the verifier prunes the branches not taken.
-#[unsafe(no_mangle)]
-static CAPTURE_FLOOR: u8 = floor::NONE;
-
-#[inline(always)]
-pub fn capture_floor() -> u8 {
-    // SAFETY: a plain read of a constant that userspace may have overridden at load time.
-    unsafe { core::ptr::read_volatile(&CAPTURE_FLOOR) }
-}
 
 /// Bytes of data records this CPU wrote since it last woke userspace.
 #[map]
@@ -121,24 +97,6 @@ pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_KIND_CO
 /// Per-CPU counter behind [`next_conn_id`].
 #[map]
 static CONN_SEQUENCE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Where a data record is assembled before it is copied into the ring buffer: the stack is only
-/// 512 bytes. The data area is twice the record cap so that the verifier can prove every
-/// `offset + length` copy stays inside it while the code keeps `offset, length <= cap`.
-#[repr(C)]
-pub struct DataScratch {
-    pub walk: SegmentWalk,
-    /// The walk as it was before a transfer was copied whole, to go back to if that fails.
-    pub walk_before_copy: SegmentWalk,
-    /// Where the cursor stands in a transfer copied whole.
-    pub followed: FollowedCopy,
-    /// Where a held-back record is assembled before it is stored in [`DEFERRED`].
-    pub deferred: HeldRecord,
-    /// The connection direction's cursor, copied in for the walk and back out after it.
-    pub cursor: FrameCursor,
-    pub record: DataRecord,
-    pub data: [u8; 2 * RECORD_DATA_CAP],
-}
 
 #[map]
 pub static DATA_SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
@@ -208,4 +166,29 @@ pub fn next_conn_id() -> u64 {
         *sequence
     };
     ((cpu + 1) << 48) | (next & 0xffff_ffff_ffff)
+}
+
+/// The connection id of a known stream socket (0 when not connected yet).
+#[inline(always)]
+pub fn socket_conn_id(tgid: u32, fd: u32) -> Option<u64> {
+    // SAFETY: the value is copied out immediately.
+    unsafe { SOCKETS.get(SocketKey { tgid, fd }) }.map(|state| state.conn_id)
+}
+
+/// This CPU's scratch value.
+#[inline(always)]
+pub fn data_scratch() -> Option<Volatile<DataScratch>> {
+    let scratch = DATA_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU array value: valid while the program runs, and only this CPU's programs
+    // use it, one at a time.
+    Some(unsafe { Volatile::new(scratch) })
+}
+
+/// This CPU's [`FdBatch`].
+#[inline(always)]
+pub fn fd_batch() -> Option<Volatile<FdBatch>> {
+    let batch = FD_BATCH.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU array value: valid while the program runs, and only this CPU's programs
+    // use it, one at a time.
+    Some(unsafe { Volatile::new(batch) })
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+#[cfg(feature = "bench-floors")]
+use crate::capture::CaptureFloor;
 use crate::{
-    capture::{CaptureFloor, DEFAULT_RING_BUFFER_BYTES},
+    capture::DEFAULT_RING_BUFFER_BYTES,
     export::{Conventions, OtlpConfig, OtlpProtocol, parse_key_values},
 };
 
@@ -79,13 +81,15 @@ pub struct Cli {
     /// Benchmarking only: capture a bare record per data move, with none of its bytes, and
     /// decode nothing (no spans). `cargo xtask bench` uses it to measure the floor under the
     /// capture's cost.
-    #[arg(long, hide = true)]
+    #[cfg(feature = "bench-floors")]
+    #[arg(long)]
     pub bench_bare_records: bool,
 
     /// Benchmarking only: capture a record per data move keeping its first segment's bytes,
     /// follow no framing and decode nothing (no spans): the floor under any capture that
     /// reads the bytes.
-    #[arg(long, hide = true, conflicts_with = "bench_bare_records")]
+    #[cfg(feature = "bench-floors")]
+    #[arg(long, conflicts_with = "bench_bare_records")]
     pub bench_copied_records: bool,
 
     /// The command to launch and trace from its first connection (after `--`).
@@ -153,6 +157,7 @@ pub struct Config {
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
     pub hook_time: bool,
+    #[cfg(feature = "bench-floors")]
     pub bench_floor: CaptureFloor,
     pub stats_json: Option<std::path::PathBuf>,
 }
@@ -303,6 +308,7 @@ impl Cli {
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
             hook_time: self.hook_time,
+            #[cfg(feature = "bench-floors")]
             bench_floor: if self.bench_bare_records {
                 CaptureFloor::BareRecords
             } else if self.bench_copied_records {

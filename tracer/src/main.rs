@@ -49,6 +49,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let capture = Capture::new(&CaptureConfig {
         ring_buffer_bytes: config.ring_buffer_bytes,
+        #[cfg(feature = "bench-floors")]
         floor: config.bench_floor,
         hook_time: config.hook_time,
     })?;
@@ -120,11 +121,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .transpose()
         .context("waiting for the command")?;
     if let Some(path) = &config.stats_json {
-        let mut stats = report.to_json(attached_cpu, finished_cpu);
-        if let Some(exit) = exit {
-            stats["launched_command_cpu_us"] = exit.cpu_us.into();
-        }
-        std::fs::write(path, stats.to_string())
+        let mut stats = report.stats(attached_cpu, finished_cpu);
+        stats.launched_command_cpu_us = exit.map(|exit| exit.cpu_us);
+        std::fs::write(path, serde_json::to_string(&stats)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(match exit {

@@ -9,7 +9,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-/// Builds the tracer and the example binaries (release) and returns their directory.
+/// Builds the tracer (also with the bench floors) and the example binaries (release) and
+/// returns their directory.
 pub fn build() -> Result<PathBuf> {
     crate::cargo(&[
         "build",
@@ -20,6 +21,7 @@ pub fn build() -> Result<PathBuf> {
         "integration-tests",
         "--bins",
     ])?;
+    crate::build_bench_floors()?;
     Ok(crate::workspace_root().join("target/release"))
 }
 

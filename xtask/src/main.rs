@@ -6,6 +6,7 @@ mod demo;
 mod ebpf_toolchain;
 mod example;
 mod fuzz;
+mod install;
 mod python;
 mod setup;
 mod test;
@@ -91,6 +92,27 @@ fn main() -> ExitCode {
 pub fn build_release() -> Result<()> {
     cargo(&["build", "--release", "--package", "tracer"])
 }
+
+/// The tracer with the benchmark's capture floors (the `--bench-*` flags), which release builds
+/// leave out: `target/release/tracer-bench-floors`, for the bench and the floors' own tests.
+/// `target/release/tracer` is the release build again afterwards.
+pub fn build_bench_floors() -> Result<()> {
+    let features = ["--features", "bench-floors"];
+    cargo(
+        &[
+            &["build", "--release", "--package", "tracer"][..],
+            &features,
+        ]
+        .concat(),
+    )?;
+    let release = workspace_root().join("target/release");
+    std::fs::copy(release.join("tracer"), release.join(BENCH_FLOORS_BINARY))
+        .context("copying the tracer built with the bench floors")?;
+    build_release()
+}
+
+/// The name of the binary [`build_bench_floors`] makes.
+pub const BENCH_FLOORS_BINARY: &str = "tracer-bench-floors";
 
 /// Runs cargo from the workspace root with the given arguments, failing on a non-zero exit.
 pub fn cargo(args: &[&str]) -> Result<()> {

@@ -25,6 +25,14 @@ pub fn ensure_grpcio_python() -> Result<PathBuf> {
     if python.is_file() && ready(&python) {
         return Ok(python);
     }
+    crate::install::announce(
+        &format!(
+            "grpcio {GRPCIO_VERSION} into a virtualenv in {}",
+            venv.display()
+        ),
+        "PyPI",
+        "for the Python client and server of the end-to-end tests",
+    );
     crate::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
         .context("creating the Python virtualenv (python3 -m venv)")?;
     crate::run(Command::new(&python).args([

@@ -27,6 +27,11 @@ fn ensure_rust_src() -> Result<()> {
     {
         return Ok(());
     }
+    crate::install::announce(
+        "rust-src for the nightly toolchain",
+        "rustup",
+        "to build the eBPF programs' core library",
+    );
     crate::run(Command::new("rustup").args([
         "component",
         "add",
@@ -61,9 +66,14 @@ fn ensure_bpf_linker(nightly: &NightlyLlvm) -> Result<()> {
             symlink(&library, &link).with_context(|| format!("linking {}", link.display()))?;
         }
     }
-    eprintln!(
-        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {} (about a minute)",
-        nightly.llvm_major_minor
+    crate::install::announce(
+        &format!(
+            "bpf-linker {BPF_LINKER_VERSION}, built against the nightly's LLVM {}, into {}",
+            nightly.llvm_major_minor,
+            nightly.bpf_linker_root().display()
+        ),
+        "crates.io",
+        "to link the eBPF programs (a few minutes)",
     );
     crate::run(
         Command::new(env!("CARGO"))

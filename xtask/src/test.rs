@@ -17,7 +17,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     if !is_root() {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
-    crate::build_release()?;
+    // The release tracer, and a copy with the bench floors for their own tests.
+    crate::build_bench_floors()?;
     let python = crate::python::ensure_grpcio_python()?;
     // They share kernel state (tracepoints, traced processes): one at a time.
     let mut integration = vec!["test", "--package", "integration-tests"];

@@ -10,10 +10,11 @@ use tracer_common::{
     maps::WHOLE_TRANSFER_MAX,
 };
 
-use super::DEFER_MAX_COVERED;
+use super::held_back::DEFER_MAX_COVERED;
 use crate::{
     framing::{self, Run},
     maps::DEFERRED,
+    volatile::Volatile,
 };
 
 /// The last offset in a held-back record's data at which a piece header fits.
@@ -25,7 +26,7 @@ const LAST_PIECE_AT: u64 = (HELD_RECORD_CAP - PIECE_HEADER_LEN) as u64;
 /// [`super::whole`], whatever lies in them.
 #[inline(always)]
 pub fn skip_inside_body(
-    cursor: *mut FrameCursor,
+    cursor: Volatile<FrameCursor>,
     key: &DirectionKey,
     offset: u64,
     total: u64,

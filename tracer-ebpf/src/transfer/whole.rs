@@ -15,27 +15,20 @@ use tracer_common::{
 };
 
 use super::{
-    FRAMING_STEPS, MAX_STEPS, SegmentWalk, advance, append_from_segment, open_piece_keeps,
+    FRAMING_STEPS, MAX_STEPS,
+    record::{append_from_segment, open_piece_keeps, start_piece},
+    segments::advance,
 };
 use crate::{
     framing::{self, Run, Urgency},
-    maps::{DATA_SCRATCH, DataScratch},
-    volatile::copy_words,
+    maps::data_scratch,
+    scratch::DataScratch,
+    volatile::{Volatile, copy_words},
 };
 
 const WHOLE_MAX: u64 = WHOLE_TRANSFER_MAX;
 /// Most message body and padding bytes a whole copy may carry to userspace.
 const WASTE_MAX: u64 = WHOLE_TRANSFER_SKIPPABLE_MAX;
-
-/// Where the cursor stands in the copy it follows.
-#[repr(C)]
-pub struct FollowedCopy {
-    /// Index in the scratch data area of the next byte to follow, and how many are left.
-    at: u64,
-    left: u64,
-    /// Message body and padding bytes seen so far.
-    waste: u64,
-}
 
 /// Copies the transfer the walk in `scratch` describes as one kept piece of the record in
 /// progress and follows the framing over it. False, with the walk and the scratch cursor as
@@ -43,18 +36,18 @@ pub struct FollowedCopy {
 /// message bodies or padding: the caller then walks it run by run. `cursor` is the connection
 /// direction's own cursor, which the scratch cursor is a copy of.
 #[inline(always)]
-pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool {
-    // SAFETY: `scratch` is this CPU's scratch value.
-    let walk = unsafe { &raw mut (*scratch).walk };
+pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>) -> bool {
+    let walk = field!(scratch, walk);
     let total = get!(walk, remaining);
     // An empty transfer (sendmmsg/recvmmsg of empty messages) must not open an empty piece.
     if total == 0 || total > WHOLE_MAX {
         return false;
     }
-    // SAFETY: as above; both are plain words.
-    unsafe { copy_words(&raw mut (*scratch).walk_before_copy, walk) };
+    let walk_before_copy = field!(scratch, walk_before_copy);
+    // SAFETY: both are this CPU's scratch value's, and plain words.
+    unsafe { copy_words(walk_before_copy.as_ptr(), walk.as_ptr()) };
     if !open_piece_keeps(walk) {
-        super::start_piece(scratch);
+        start_piece(scratch);
     }
     let start = get!(walk, record.assembled);
     if get!(walk, segment_left) == 0 && get!(walk, iovecs_left) == 1 {
@@ -65,16 +58,15 @@ pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool
         // One buffer: no loop needed.
         append_from_segment(scratch, total);
     } else {
-        // SAFETY: as above. The callback only uses this CPU's scratch value.
+        // SAFETY: the callback only uses this CPU's scratch value.
         unsafe { bpf_loop(MAX_STEPS, copy_step as *mut _, core::ptr::null_mut(), 0) };
     }
     if get!(walk, remaining) == 0 {
-        // SAFETY: as above.
-        let copy = unsafe { &raw mut (*scratch).followed };
+        let copy = field!(scratch, followed);
         set!(copy, at, start);
         set!(copy, left, total);
         set!(copy, waste, 0);
-        // SAFETY: as above.
+        // SAFETY: the callback only uses this CPU's scratch value.
         unsafe {
             bpf_loop(
                 FRAMING_STEPS,
@@ -87,10 +79,11 @@ pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool
             return true;
         }
     }
-    // SAFETY: as above; `cursor` points into a SOCKETS value.
+    let scratch_cursor = field!(scratch, cursor);
+    // SAFETY: this CPU's scratch value's, and `cursor`, a SOCKETS value's: plain words.
     unsafe {
-        copy_words(walk, &raw const (*scratch).walk_before_copy);
-        copy_words(&raw mut (*scratch).cursor, cursor);
+        copy_words(walk.as_ptr(), walk_before_copy.as_ptr());
+        copy_words(scratch_cursor.as_ptr(), cursor.as_ptr());
     }
     false
 }
@@ -98,11 +91,10 @@ pub fn copy_whole(scratch: *mut DataScratch, cursor: *const FrameCursor) -> bool
 /// One segment of the copy, or the move to the next segment: 0 to go on, 1 to stop.
 #[inline(never)]
 extern "C" fn copy_step(_index: u32, _context: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = data_scratch() else {
         return 1;
     };
-    // SAFETY: `scratch` is this CPU's scratch value.
-    let walk: *mut SegmentWalk = unsafe { &raw mut (*scratch).walk };
+    let walk = field!(scratch, walk);
     let remaining = get!(walk, remaining);
     if remaining == 0 {
         return 1;
@@ -125,23 +117,20 @@ const FRAMES_PER_STEP: u32 = 4;
 /// to go on, 1 to stop.
 #[inline(never)]
 extern "C" fn follow_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
-    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+    let Some(scratch) = data_scratch() else {
         return 1;
     };
-    // SAFETY: `scratch` is this CPU's scratch value.
-    let (copy, cursor, record) = unsafe {
-        (
-            &raw mut (*scratch).followed,
-            &raw mut (*scratch).cursor,
-            &raw mut (*scratch).walk.record,
-        )
-    };
+    let (copy, cursor, record) = (
+        field!(scratch, followed),
+        field!(scratch, cursor),
+        field!(scratch, walk.record),
+    );
     if index + 1 >= FRAMING_STEPS {
         // Too dense to follow: the rest is copied anyway, and userspace re-arms the cursor.
         framing::lose_track(cursor);
     }
-    // SAFETY: as above.
-    let data = unsafe { (*scratch).data.as_ptr() };
+    // SAFETY: `scratch` is this CPU's scratch value.
+    let data = unsafe { (*scratch.as_ptr()).data.as_ptr() };
     let mut frames = 0;
     while frames < FRAMES_PER_STEP {
         let (at, left) = (get!(copy, at), get!(copy, left));

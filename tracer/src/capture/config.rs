@@ -1,10 +1,12 @@
 //! How capture is set up.
 
+#[cfg(feature = "bench-floors")]
 use tracer_common::maps::floor;
 
 /// Default ring buffer size: room for a burst of large transfers.
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 << 20;
 
+#[cfg(feature = "bench-floors")]
 /// For benchmarking only: what the kernel sends for a data move instead of following its
 /// framing. Those records are counted, not delivered (nothing is decoded), so what tracing
 /// costs the traced process then is a floor under the full capture's cost: what any capture
@@ -22,6 +24,7 @@ pub enum CaptureFloor {
     CopiedRecords,
 }
 
+#[cfg(feature = "bench-floors")]
 impl CaptureFloor {
     /// The kernel's `CAPTURE_FLOOR` value.
     pub fn kernel_value(self) -> u8 {
@@ -38,6 +41,7 @@ pub struct CaptureConfig {
     /// Size of the kernel-to-user ring buffer: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
     /// For benchmarking only: see [`CaptureFloor`].
+    #[cfg(feature = "bench-floors")]
     pub floor: CaptureFloor,
     /// Turn on the kernel's BPF run-time statistics, for [`Capture::hook_time`].
     pub hook_time: bool,
@@ -47,6 +51,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            #[cfg(feature = "bench-floors")]
             floor: CaptureFloor::None,
             hook_time: false,
         }

@@ -78,12 +78,17 @@ impl KernelPrograms {
         // otherwise the session drains it on its poll timer.
         let cpus = aya::util::nr_cpus().map_or(1, |cpus| cpus.max(1)) as u64;
         let wakeup_threshold = (u64::from(ring_buffer_bytes / 4) / cpus).max(4096);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
             .override_global("EXIT_GROUP_DEAD_OFFSET", &exit_group_dead_offset, true)
-            .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true)
-            .override_global("CAPTURE_FLOOR", &config.floor.kernel_value(), true)
+            .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true);
+        #[cfg(feature = "bench-floors")]
+        let floor = config.floor.kernel_value();
+        #[cfg(feature = "bench-floors")]
+        loader.override_global("CAPTURE_FLOOR", &floor, true);
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
         // On before any program is attached, so that every run is counted.
@@ -165,6 +170,25 @@ impl KernelPrograms {
             deferred,
             losses,
         })
+    }
+
+    /// How many instructions the verifier processed for each program, by name: what the
+    /// kernel's limit of a million per program applies to. `None` for a program the kernel did
+    /// not say it for (before 5.16).
+    pub fn verified_instructions(&self) -> Vec<(String, Option<u32>)> {
+        let mut programs: Vec<(String, Option<u32>)> = self
+            .ebpf
+            .programs()
+            .map(|(name, program)| {
+                let count = program
+                    .info()
+                    .ok()
+                    .and_then(|info| info.verified_instruction_count());
+                (name.to_owned(), count)
+            })
+            .collect();
+        programs.sort();
+        programs
     }
 
     /// The time each program has run so far, busiest first; `None` unless these programs

@@ -28,7 +28,9 @@ use foldhash::HashMap;
 use tracer_common::{OpenRole, SocketKey, maps::USER_CONN_ID_BIT};
 
 pub use accounting::{CaptureTraffic, LossReport};
-pub use config::{CaptureConfig, CaptureFloor, DEFAULT_RING_BUFFER_BYTES};
+#[cfg(feature = "bench-floors")]
+pub use config::CaptureFloor;
+pub use config::{CaptureConfig, DEFAULT_RING_BUFFER_BYTES};
 pub use error::CaptureError;
 pub use events::{CaptureEvent, Closing, ConnectionInfo, Origin};
 pub use frame_sync::SyncOffer;
@@ -56,6 +58,7 @@ pub struct Capture {
     malformed_records: u64,
     traffic: CaptureTraffic,
     /// See [`CaptureConfig::floor`].
+    #[cfg(feature = "bench-floors")]
     floor: CaptureFloor,
 }
 
@@ -76,6 +79,7 @@ impl Capture {
             queued: Vec::new(),
             malformed_records: 0,
             traffic: CaptureTraffic::default(),
+            #[cfg(feature = "bench-floors")]
             floor: config.floor,
         })
     }
@@ -125,6 +129,8 @@ impl Capture {
                 }
             };
             match record {
+                // Counted, not decoded.
+                #[cfg(feature = "bench-floors")]
                 KernelRecord::Data { .. } if self.floor != CaptureFloor::None => {}
                 KernelRecord::Data {
                     record,
@@ -197,6 +203,11 @@ impl Capture {
         for pid in execs {
             self.on_exec(pid, sink);
         }
+    }
+
+    /// How many instructions the verifier processed for each kernel program, by name.
+    pub fn verified_instructions(&self) -> Vec<(String, Option<u32>)> {
+        self.kernel.verified_instructions()
     }
 
     /// The time the kernel programs ran since they were attached, busiest first; `None`

@@ -2,9 +2,11 @@
 //! out to a sink, until every traced process has exited, time is up, or a signal arrives.
 
 mod report;
+mod stats;
 mod tracking;
 
 pub use report::{CpuTime, SessionReport};
+pub use stats::{HookTime, ProgramRuns, SessionStats};
 
 use std::time::{Duration, Instant};
 
@@ -127,6 +129,7 @@ impl Session {
             frame_sync_offers: self.tracking.frame_sync.placed(),
             export: sink.finish(),
             hook_time: self.capture.hook_time(),
+            verified_instructions: self.capture.verified_instructions(),
         };
         (report, self.capture)
     }

@@ -7,7 +7,10 @@ use crate::{
     grpc::TrackerStats,
 };
 
-use super::StopReason;
+use super::{
+    StopReason,
+    stats::{HookTime, ProgramRuns, SessionStats},
+};
 
 /// Everything reported when the session ends.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct SessionReport {
     pub export: ExportReport,
     /// Time spent in the kernel programs (`--hook-time`), busiest first.
     pub hook_time: Option<Vec<ProgramTime>>,
+    /// Instructions the verifier processed for each kernel program.
+    pub verified_instructions: Vec<(String, Option<u32>)>,
 }
 
 /// CPU time and peak memory of this process so far.
@@ -118,39 +123,47 @@ impl SessionReport {
     /// and `finished` up to the end of tracing (the last records drained, the sink flushed),
     /// before the programs were detached; so the steady-state cost per call can be told apart
     /// from the one-time costs on either side of it.
-    pub fn to_json(&self, attached: CpuTime, finished: CpuTime) -> serde_json::Value {
+    pub fn stats(&self, attached: CpuTime, finished: CpuTime) -> SessionStats {
         let now = CpuTime::of_this_process();
-        let counters: serde_json::Map<String, serde_json::Value> = self
-            .counters()
-            .into_iter()
-            .map(|(what, count)| (what.to_owned(), count.into()))
-            .collect();
-        serde_json::json!({
-            "stop": format!("{:?}", self.stop),
-            "calls": self.summary.calls(),
-            "spans_exported": self.export.exported,
-            "ring_buffer_records": self.traffic.records,
-            "ring_buffer_bytes": self.traffic.ring_bytes,
-            "kernel_losses": self.capture_losses.total_kernel(),
-            "calls_in_flight_at_exit": self.in_flight_at_exit,
-            "frame_sync_offers": self.frame_sync_offers,
-            "counters": counters,
-            "cpu_user_us": now.user_us,
-            "cpu_system_us": now.system_us,
-            "cpu_attach_us": attached.total_us(),
-            "cpu_after_attach_us": finished.total_us().saturating_sub(attached.total_us()),
-            "cpu_detach_us": now.total_us().saturating_sub(finished.total_us()),
-            "max_rss_kib": now.max_rss_kib,
-            "hook_time": self.hook_time.as_ref().map(|programs| serde_json::json!({
-                "runs": programs.iter().map(|program| program.runs).sum::<u64>(),
-                "ns": hook_nanos(programs),
-                "programs": programs.iter().map(|program| serde_json::json!({
-                    "name": program.name,
-                    "runs": program.runs,
-                    "ns": program.time.as_nanos() as u64,
-                })).collect::<Vec<_>>(),
-            })),
-        })
+        SessionStats {
+            stop: format!("{:?}", self.stop),
+            calls: self.summary.calls(),
+            spans_exported: self.export.exported,
+            ring_buffer_records: self.traffic.records,
+            ring_buffer_bytes: self.traffic.ring_bytes,
+            kernel_losses: self.capture_losses.total_kernel(),
+            calls_in_flight_at_exit: self.in_flight_at_exit,
+            frame_sync_offers: self.frame_sync_offers,
+            counters: self
+                .counters()
+                .into_iter()
+                .map(|(what, count)| (what.to_owned(), count))
+                .collect(),
+            cpu_user_us: now.user_us,
+            cpu_system_us: now.system_us,
+            cpu_attach_us: attached.total_us(),
+            cpu_after_attach_us: finished.total_us().saturating_sub(attached.total_us()),
+            cpu_detach_us: now.total_us().saturating_sub(finished.total_us()),
+            max_rss_kib: now.max_rss_kib,
+            verified_instructions: self
+                .verified_instructions
+                .iter()
+                .filter_map(|(program, count)| Some((program.clone(), (*count)?)))
+                .collect(),
+            hook_time: self.hook_time.as_ref().map(|programs| HookTime {
+                runs: programs.iter().map(|program| program.runs).sum(),
+                ns: hook_nanos(programs),
+                programs: programs
+                    .iter()
+                    .map(|program| ProgramRuns {
+                        name: program.name.clone(),
+                        runs: program.runs,
+                        ns: program.time.as_nanos() as u64,
+                    })
+                    .collect(),
+            }),
+            launched_command_cpu_us: None,
+        }
     }
 
     pub fn render(&self) -> String {

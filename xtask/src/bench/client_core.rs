@@ -81,7 +81,7 @@ pub fn run() -> Result<()> {
              the kernel's time on its syscalls is all taken from that core"
         );
     };
-    if !super::ensure_debian_tool("perf", "linux-perf") {
+    if !crate::install::debian_tool("perf", "linux-perf", "to sample the client's core") {
         bail!("--client-core needs perf (Debian package linux-perf), which could not be installed");
     }
     let release = crate::example::build()?;

@@ -88,6 +88,14 @@ impl MetricAttributeSets {
     }
 }
 
+pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
+    match value {
+        AttributeValue::Str(text) => Value::from(text.into_owned()),
+        AttributeValue::Int(number) => Value::from(number),
+        AttributeValue::Bool(flag) => Value::from(flag),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,13 +140,5 @@ mod tests {
             .find(|pair| pair.key.as_str() == "rpc.response.status_code")
             .map(|pair| pair.value.to_string());
         assert_eq!(status.as_deref(), Some("OK"));
-    }
-}
-
-pub(super) fn otel_value(value: AttributeValue<'_>) -> Value {
-    match value {
-        AttributeValue::Str(text) => Value::from(text.into_owned()),
-        AttributeValue::Int(number) => Value::from(number),
-        AttributeValue::Bool(flag) => Value::from(flag),
     }
 }

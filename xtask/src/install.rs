@@ -1,0 +1,33 @@
+//! Everything `cargo xtask` installs on a machine goes through here, and says what it installs,
+//! from where and why, before it does.
+
+use std::process::Command;
+
+/// Tells the user what is about to be installed.
+pub fn announce(what: &str, from: &str, why: &str) {
+    eprintln!("xtask: installing {what} from {from}, {why} (first use only)");
+}
+
+/// Whether `program` runs (`program --version`), after installing the Debian `package` that
+/// provides it if it did not; `why` says what needs it.
+pub fn debian_tool(program: &str, package: &str, why: &str) -> bool {
+    let present = || {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if present() {
+        return true;
+    }
+    announce(
+        &format!("{program} (package {package})"),
+        "Debian's archive with apt-get",
+        why,
+    );
+    let _ = Command::new("apt-get").args(["update", "-q"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-q", package])
+        .status();
+    present()
+}

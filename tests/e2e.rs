@@ -553,6 +553,12 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
     assert!(total > 0 && hooks["ns"] == total, "{hooks}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in-kernel hooks"), "{stderr}");
+    // What the verifier did for each program is in the report too.
+    let verified = &report["verified_instructions"];
+    assert!(
+        verified["sys_exit_transfer"].as_u64() > Some(1000),
+        "{verified}"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::{
     ordering::StreamOrder,
     record::Pieces,
 };
-use crate::stream::{Chunk, Direction, OwnedChunk, Payload};
+use crate::stream::{Chunk, Direction, OwnedChunk, Payload, Source};
 
 impl Connection {
     /// Stops waiting for missing ranges in both directions: they become gaps, and everything
@@ -85,6 +85,7 @@ impl Connections {
                     pid: record.header.tgid,
                     fd: record.header.fd,
                     origin: Origin::Unannounced,
+                    source: Source::SocketSyscalls,
                     local: None,
                     peer: None,
                     timestamp_ns: record.header.timestamp_ns,

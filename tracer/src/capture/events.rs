@@ -1,7 +1,7 @@
 //! What capture reports: connections opening and closing, their ordered bytes, and the traced
 //! processes starting and exiting.
 
-use crate::stream::{Chunk, Direction, Endpoint};
+use crate::stream::{Chunk, Direction, Endpoint, Source};
 
 /// How the tracer learned about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct ConnectionInfo {
     pub pid: u32,
     pub fd: u32,
     pub origin: Origin,
+    /// Where its bytes come from.
+    pub source: Source,
     pub local: Option<Endpoint>,
     pub peer: Option<Endpoint>,
     /// CLOCK_MONOTONIC nanoseconds.

@@ -44,7 +44,7 @@ use kernel::KernelPrograms;
 use process_sockets::ProcessHandle;
 use record::KernelRecord;
 
-use crate::stream::Endpoint;
+use crate::stream::{Endpoint, Source};
 
 /// Attached kernel programs plus the userspace state that orders their output.
 /// Dropping it detaches everything.
@@ -157,6 +157,7 @@ impl Capture {
                             OpenRole::Accept => Origin::Accepted,
                             OpenRole::Duplicate => Origin::Duplicated,
                         },
+                        source: Source::SocketSyscalls,
                         local: facts.as_ref().and_then(|facts| facts.local.clone()),
                         // What the syscall saw is authoritative; the socket may be gone already.
                         peer: reported_peer.or_else(|| facts.and_then(|facts| facts.peer)),

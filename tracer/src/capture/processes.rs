@@ -12,7 +12,7 @@ use super::{
     process_sockets::{self, ProcessHandle, SocketFacts},
     record::{self, KernelRecord},
 };
-use crate::stream::{Direction, OwnedChunk, monotonic_now_ns};
+use crate::stream::{Direction, OwnedChunk, Source, monotonic_now_ns};
 
 impl Capture {
     /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
@@ -97,6 +97,7 @@ impl Capture {
             pid,
             fd,
             origin: Origin::OpenBeforeAttach,
+            source: Source::SocketSyscalls,
             local: facts.local,
             peer: facts.peer,
             timestamp_ns: monotonic_now_ns(),

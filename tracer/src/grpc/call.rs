@@ -3,7 +3,11 @@
 use std::{rc::Rc, sync::Arc, time::Duration};
 
 use super::{headers::RequestHeaders, message::MessageStats, metadata::split_path, status::Code};
-use crate::{hpack::Text, http2::ErrorCode, stream::Endpoint};
+use crate::{
+    hpack::Text,
+    http2::ErrorCode,
+    stream::{Endpoint, Source},
+};
 
 /// The connection a call ran on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +18,8 @@ pub struct ConnectionFacts {
     pub peer: Option<Endpoint>,
     /// False when the tracer joined the connection mid-flight.
     pub seen_from_start: bool,
+    /// Where its bytes were captured.
+    pub source: Source,
     /// The peer's IP address as text: formatted once per connection, not once per span.
     peer_ip: Option<String>,
 }
@@ -36,6 +42,7 @@ impl ConnectionFacts {
             local,
             peer,
             seen_from_start,
+            source: Source::default(),
             peer_ip,
         }
     }

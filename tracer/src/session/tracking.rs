@@ -40,13 +40,14 @@ impl Tracking {
     pub fn handle(&mut self, event: CaptureEvent<'_>) {
         match event {
             CaptureEvent::Opened(info) => {
-                let facts = ConnectionFacts::new(
+                let mut facts = ConnectionFacts::new(
                     info.id,
                     info.pid,
                     info.local,
                     info.peer,
                     info.origin.sees_stream_start(),
                 );
+                facts.source = info.source;
                 self.ignored.remove(&info.id);
                 self.trackers
                     .insert(info.id, ConnectionTracker::new(facts, self.limits));

@@ -5,8 +5,10 @@
 mod chunk;
 mod clock;
 mod endpoint;
+mod source;
 
 pub use chunk::{Chunk, OwnedChunk, Payload};
 pub use clock::monotonic_now_ns;
 pub use endpoint::Endpoint;
+pub use source::Source;
 pub use tracer_common::Direction;

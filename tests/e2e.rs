@@ -15,6 +15,7 @@ use integration_tests::{
     call_timing::CallTiming,
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     scenarios::NOT_FOUND_MESSAGE,
+    tracer_run::{bench_floors_binary, stats_path, take_stats, tracer_binary},
 };
 use serde_json::Value;
 use tracer_common::{DataRecord, PIECE_HEADER_LEN, maps::WHOLE_TRANSFER_MAX};
@@ -22,28 +23,6 @@ use tracer_common::{DataRecord, PIECE_HEADER_LEN, maps::WHOLE_TRANSFER_MAX};
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
 const SCENARIO_CALLS: usize = 110;
-
-fn tracer_binary() -> PathBuf {
-    release_binary("tracer")
-}
-
-/// The tracer built with the benchmark's capture floors (`--bench-*`), which the release
-/// build leaves out.
-fn bench_floors_binary() -> PathBuf {
-    release_binary("tracer-bench-floors")
-}
-
-fn release_binary(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/release")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask test` (it builds it)",
-        path.display()
-    );
-    path
-}
 
 fn python() -> String {
     std::env::var("TRACER_TEST_PYTHON")
@@ -344,21 +323,6 @@ fn launch_client_traced_by(
 /// Message bytes the scenarios move through one connection in the "large" call alone
 /// (2 MiB each way); copying them would take at least this much ring buffer.
 const LARGE_CALL_PAYLOAD: u64 = 4 << 20;
-
-/// A stats file path unique to this test run.
-fn stats_path(label: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("tracer-e2e-{label}-{}.json", std::process::id()))
-}
-
-/// The report the tracer wrote to `stats` (`--stats-json`); the file is removed.
-fn take_stats(stats: &PathBuf, label: &str) -> Value {
-    let report = serde_json::from_str(
-        &std::fs::read_to_string(stats).unwrap_or_else(|err| panic!("{label}: stats: {err}")),
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(stats);
-    report
-}
 
 /// On connections seen from their first byte the kernel side skips DATA payload: all the
 /// scenarios together, 2 MiB messages included, must pass through the ring buffer in a small

@@ -9,3 +9,4 @@ pub mod otlp_receiver;
 pub mod pattern;
 pub mod recording_proxy;
 pub mod scenarios;
+pub mod tracer_run;

@@ -20,6 +20,14 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     // The release tracer, and a copy with the bench floors for their own tests.
     crate::build_bench_floors()?;
     let python = crate::python::ensure_grpcio_python()?;
+    // Real HTTP/2 peers that do not speak gRPC, for tests/not_grpc.rs.
+    for (program, package) in [("nghttpd", "nghttp2-server"), ("h2load", "nghttp2-client")] {
+        if !crate::install::debian_tool(program, package, "for the tests of non-gRPC HTTP/2") {
+            bail!(
+                "{program} (Debian's {package}) is needed by the tests and could not be installed"
+            );
+        }
+    }
     // They share kernel state (tracepoints, traced processes): one at a time.
     let mut integration = vec!["test", "--package", "integration-tests"];
     integration.extend(filter);

@@ -388,6 +388,10 @@ fn call_attributes<'a>(
         ));
     }
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
+    if !call.content_type_known() {
+        // Rare (calls joined mid-flight): only then said, as it is not the rule.
+        attributes.push(("tracer.content_type_known", Bool(false)));
+    }
     attributes.push((
         "tracer.end_reason",
         AttributeValue::Str(call.end_reason.label()),

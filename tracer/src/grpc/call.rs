@@ -160,6 +160,15 @@ impl CallRecord {
         self.path().and_then(|path| split_path(path))
     }
 
+    /// Whether the request's `content-type` was read, which is what makes it gRPC; when it
+    /// was not (joined mid-flight, or the request headers were lost), the call was taken for
+    /// gRPC from what else was known.
+    pub fn content_type_known(&self) -> bool {
+        self.request_headers
+            .as_ref()
+            .is_some_and(|headers| headers.content_type_known)
+    }
+
     /// Whether `:path` was decoded (false for some calls on connections joined mid-flight).
     pub fn method_resolved(&self) -> bool {
         self.path().is_some()

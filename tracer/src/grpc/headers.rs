@@ -26,6 +26,9 @@ pub struct RequestHeaders {
     pub traceparent: Option<Text>,
     pub tracestate: Option<Text>,
     pub grpc_trace_bin: Option<Text>,
+    /// False when the request is taken for gRPC without its `content-type` having been read
+    /// (it referenced header table state from before attach): see [`BlockMeaning::of`].
+    pub content_type_known: bool,
 }
 
 /// What a response header block (headers or trailers) says of the call's outcome. A field that
@@ -47,17 +50,23 @@ pub struct BlockMeaning {
     /// It has request pseudo-headers (`:method`, `:path` or `:scheme`).
     pub has_request_pseudo_headers: bool,
     pub has_status: bool,
-    /// As a request; `None` when its content-type says it is not gRPC (an unreadable one is
-    /// given the benefit of the doubt).
+    /// As a request; `None` when it is not a gRPC request (see [`BlockMeaning::of`]).
     pub request: Option<Rc<RequestHeaders>>,
     pub response: ResponseHeaders,
 }
 
 impl BlockMeaning {
+    /// Reads a decoded block. A request is gRPC when its `content-type` says so
+    /// (`application/grpc`, `application/grpc+proto`, ...: gRPC over HTTP/2, "Requests"); one
+    /// that has none, or another, is some other HTTP/2 request. When the content-type cannot
+    /// be read (it referenced table state from before attach), the request is taken for gRPC
+    /// unless its `:path` could not be a gRPC method (`/Service/Method`), and the request says
+    /// that its content-type was not known.
     pub fn of(fields: &[HeaderField]) -> BlockMeaning {
         let mut meaning = BlockMeaning::default();
         let mut request = RequestHeaders::default();
-        let mut grpc = true;
+        // `None`: no content-type seen; `Some(None)`: one whose value is unknown.
+        let mut content_type: Option<Option<bool>> = None;
         for field in fields {
             let Some(name) = field.name.as_deref() else {
                 meaning.response.had_unknown_fields = true;
@@ -82,9 +91,7 @@ impl BlockMeaning {
                 "tracestate" => request.tracestate = text.cloned(),
                 "grpc-trace-bin" => request.grpc_trace_bin = text.cloned(),
                 "grpc-timeout" => request.timeout = text.and_then(|text| parse_timeout(text)),
-                "content-type" => {
-                    grpc &= text.is_none_or(|text| text.starts_with("application/grpc"))
-                }
+                "content-type" => content_type = Some(text.map(|text| is_grpc_content_type(text))),
                 ":status" => {
                     meaning.has_status = true;
                     meaning.response.http_status = text.and_then(|text| text.parse().ok());
@@ -98,9 +105,35 @@ impl BlockMeaning {
                 _ => {}
             }
         }
+        let grpc = match content_type {
+            Some(Some(grpc)) => {
+                request.content_type_known = true;
+                grpc
+            }
+            // Absent for sure only when every field of the block could be read.
+            None if !meaning.response.had_unknown_fields => false,
+            None | Some(None) => request.path.as_deref().is_none_or(is_grpc_path),
+        };
         meaning.request = grpc.then(|| Rc::new(request));
         meaning
     }
+}
+
+/// `application/grpc`, alone or with a `+format` or parameters (gRPC over HTTP/2,
+/// "Content-Type"). gRPC-Web's `application/grpc-web` is another protocol.
+fn is_grpc_content_type(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+}
+
+/// Whether `:path` has the shape of a gRPC method: `/Service-Name/method-name`.
+fn is_grpc_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(service, method)| {
+            !service.is_empty() && !method.is_empty() && !method.contains('/')
+        })
 }
 
 /// The meaning of the last few blocks a decoder handed out as repeats, by their serial number.
@@ -155,9 +188,40 @@ mod tests {
         assert_eq!(request.user_agent.as_deref(), Some("grpc-go/1.70"));
         assert_eq!(request.timeout, Some(Duration::from_millis(100)));
         assert_eq!(request.authority, None);
+        assert!(request.content_type_known);
         let mut not_grpc = fields.to_vec();
         not_grpc[2] = field("content-type", "text/html");
         assert_eq!(BlockMeaning::of(&not_grpc).request, None);
+        not_grpc[2] = field("content-type", "application/grpc-web");
+        assert_eq!(BlockMeaning::of(&not_grpc).request, None);
+    }
+
+    #[test]
+    fn a_request_without_a_content_type_is_not_grpc() {
+        // What h2load sends to a web server.
+        let fields = [
+            field(":method", "GET"),
+            field(":path", "/shop.Catalog/GetItem"),
+            field(":scheme", "http"),
+        ];
+        assert_eq!(BlockMeaning::of(&fields).request, None);
+    }
+
+    #[test]
+    fn an_unreadable_content_type_leaves_the_path_to_decide_and_says_so() {
+        let unknown = HeaderField {
+            name: None,
+            value: FieldValue::Unknown,
+        };
+        let with_path = |path: &str| [field(":path", path), unknown.clone()];
+        let request = BlockMeaning::of(&with_path("/shop.Catalog/GetItem"))
+            .request
+            .expect("taken for gRPC");
+        assert!(!request.content_type_known);
+        assert_eq!(BlockMeaning::of(&with_path("/index.html")).request, None);
+        assert_eq!(BlockMeaning::of(&with_path("/a/b/c")).request, None);
+        // Neither the content-type nor the path is known: a call whose method is unknown.
+        assert!(BlockMeaning::of(&[unknown]).request.is_some());
     }
 
     #[test]

@@ -829,6 +829,37 @@ fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
     );
 }
 
+/// A traced server's calls are SERVER spans, and their durations go to the server's histogram,
+/// `rpc.server.call.duration`, not the client's.
+#[test]
+fn a_traced_server_records_its_calls_as_server_call_durations() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    let (tracer, _lines) = attach_tracer(
+        server.child.id(),
+        &["--otlp-endpoint", &receiver.endpoint()],
+    );
+    let client = Command::new(ECHO_CLIENT)
+        .args(["--target", &server.url()])
+        .output()
+        .expect("run echo-client");
+    assert!(client.status.success(), "{client:?}");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    const SPAN_KIND_SERVER: i32 = 2;
+    assert!(spans.iter().all(|span| span.kind == SPAN_KIND_SERVER));
+    // The tracer stops once the server has exited, exporting the histograms last.
+    drop(server);
+    wait_success(tracer, "traced server");
+    let server_durations = receiver.histogram("rpc.server.call.duration");
+    assert_eq!(
+        server_durations.values().sum::<u64>(),
+        SCENARIO_CALLS as u64,
+        "{server_durations:#?}"
+    );
+    let client_durations = receiver.histogram("rpc.client.call.duration");
+    assert!(client_durations.is_empty(), "{client_durations:#?}");
+}
+
 #[test]
 fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
     let server = Server::start();

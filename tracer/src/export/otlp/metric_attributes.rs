@@ -1,4 +1,4 @@
-//! The attributes of the `rpc.client.call.duration` histogram: the span's, minus the
+//! The attributes of the call duration histograms: the span's, minus the
 //! high-cardinality ones (peer address and port, message sizes, per-call facts).
 //!
 //! A call has the attribute set of its series (method, status, server), and there are few

@@ -1,5 +1,7 @@
 //! OTLP export (gRPC or HTTP/protobuf): spans through a bounded queue drained by a background
-//! thread, and the `rpc.client.call.duration` histogram through the SDK's periodic reader.
+//! thread, and the call duration histograms (`rpc.client.call.duration` for the calls the
+//! traced process made, `rpc.server.call.duration` for those it answered) through the SDK's
+//! periodic reader.
 //!
 //! The capture loop encodes each span (see [`encoding`]) and only ever does a
 //! non-blocking `try_send` and a histogram update: when the collector is slow or unreachable
@@ -44,7 +46,7 @@ use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, WallClock,
     series::SeriesCache,
 };
-use crate::grpc::CallRecord;
+use crate::grpc::{CallRecord, Side};
 use config::metadata;
 use encoding::{RequestFrame, encode_attributes, put_span};
 use metric_attributes::{MetricAttributeSets, otel_value};
@@ -73,6 +75,44 @@ const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// How long `finish` keeps trying to deliver what is queued.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The call duration histograms (RPC metric semantic conventions), by the side the traced
+/// process was on.
+struct CallDurations {
+    client: Histogram<f64>,
+    server: Histogram<f64>,
+}
+
+impl CallDurations {
+    fn new(provider: &SdkMeterProvider) -> CallDurations {
+        let meter = provider.meter(SCOPE_NAME);
+        let histogram = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(DURATION_BOUNDARIES.to_vec())
+                .build()
+        };
+        CallDurations {
+            client: histogram(
+                "rpc.client.call.duration",
+                "Duration of the gRPC calls the process made, as observed on the wire",
+            ),
+            server: histogram(
+                "rpc.server.call.duration",
+                "Duration of the gRPC calls the process answered, as observed on the wire",
+            ),
+        }
+    }
+
+    fn of(&self, side: Side) -> &Histogram<f64> {
+        match side {
+            Side::Client => &self.client,
+            Side::Server => &self.server,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     exported: AtomicU64,
@@ -94,7 +134,8 @@ pub struct OtlpSink {
     /// Spans encoded since the last hand-over.
     pending: SpanBatch,
     thread: Option<JoinHandle<()>>,
-    metrics: Option<(SdkMeterProvider, Histogram<f64>)>,
+    /// The provider, and the duration histograms of client and server calls.
+    metrics: Option<(SdkMeterProvider, CallDurations)>,
     metric_attributes: MetricAttributeSets,
     /// Each series' attributes, encoded once and copied into its spans.
     series: SeriesCache<SeriesAttributes>,
@@ -149,14 +190,8 @@ impl OtlpSink {
                     .with_reader(reader)
                     .with_resource(resource.clone())
                     .build();
-                let histogram = provider
-                    .meter(SCOPE_NAME)
-                    .f64_histogram("rpc.client.call.duration")
-                    .with_unit("s")
-                    .with_description("Duration of gRPC calls, as observed on the wire")
-                    .with_boundaries(DURATION_BOUNDARIES.to_vec())
-                    .build();
-                Some((provider, histogram))
+                let durations = CallDurations::new(&provider);
+                Some((provider, durations))
             }
             None => None,
         };
@@ -238,8 +273,8 @@ impl CallSink for OtlpSink {
                     .collect(),
             },
         );
-        if let Some((_, histogram)) = &self.metrics {
-            histogram.record(
+        if let Some((_, durations)) = &self.metrics {
+            durations.of(call.side).record(
                 call.duration().as_secs_f64(),
                 &self
                     .metric_attributes

@@ -27,6 +27,8 @@ impl ConsoleSink {
         let (status, color) = match call.code {
             Some(Code::OK) => ("OK".to_owned(), "\x1b[32m"),
             Some(code) => (code.name().to_owned(), "\x1b[31m"),
+            // Failed, with the code unknown.
+            None if call.failure_without_code().is_some() => ("ERROR?".to_owned(), "\x1b[31m"),
             None => ("?".to_owned(), "\x1b[33m"),
         };
         let status = if self.color {

@@ -5,7 +5,7 @@
 use std::{borrow::Cow, sync::Arc};
 
 use crate::{
-    grpc::{CallRecord, Code, ConnectionFacts, Side},
+    grpc::{CallRecord, Code, ConnectionFacts, KnownFailure, Side},
     hpack::Text,
     stream::Endpoint,
 };
@@ -159,6 +159,15 @@ pub trait IdSource {
 
 /// Codes a server span reports as errors (the semantic conventions for gRPC servers); a client
 /// span treats every non-OK code as an error.
+/// A failed call's status message when only its HTTP status is known.
+fn unknown_code_with_http_status(http: u16) -> &'static str {
+    match http {
+        400..=499 => "status code unknown; HTTP 4xx",
+        500..=599 => "status code unknown; HTTP 5xx",
+        _ => "status code unknown; HTTP status not 200",
+    }
+}
+
 fn server_error(code: Code) -> bool {
     matches!(
         code,
@@ -204,10 +213,21 @@ impl<'a> SpanRecord<'a> {
             Side::Client => SpanKind::Client,
             Side::Server => SpanKind::Server,
         };
-        let status = match call.code {
-            Some(code) if code != Code::OK && (kind == SpanKind::Client || server_error(code)) => {
+        let client = kind == SpanKind::Client;
+        let status = match (call.code, call.failure_without_code()) {
+            (Some(code), _) if code != Code::OK && (client || server_error(code)) => {
                 SpanStatus::Error(call.grpc_message.as_deref().unwrap_or(code.name()))
             }
+            // The code is unknown but the call failed: an error all the same, never a success.
+            // For a server only a 5xx is its own error, as with the codes above.
+            (None, Some(KnownFailure::HttpStatus(http))) if client || http >= 500 => {
+                SpanStatus::Error(
+                    call.grpc_message
+                        .as_deref()
+                        .unwrap_or(unknown_code_with_http_status(http)),
+                )
+            }
+            (None, Some(KnownFailure::Message(message))) if client => SpanStatus::Error(message),
             _ => SpanStatus::Unset,
         };
         let mut attributes = Vec::with_capacity(24);
@@ -388,6 +408,9 @@ fn call_attributes<'a>(
         ));
     }
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
+    if let Some(KnownFailure::HttpStatus(http)) = call.failure_without_code() {
+        attributes.push(("http.response.status_code", Int(i64::from(http))));
+    }
     if !call.content_type_known() {
         // Rare (calls joined mid-flight): only then said, as it is not the rule.
         attributes.push(("tracer.content_type_known", Bool(false)));
@@ -553,6 +576,42 @@ pub(super) mod tests {
             .iter()
             .find(|(name, _)| *name == key)
             .map(|(_, value)| value)
+    }
+
+    #[test]
+    fn a_failed_call_whose_code_is_unknown_is_an_error_not_a_success() {
+        fn status_of(call: &CallRecord) -> (SpanStatus<'_>, Option<i64>) {
+            let span = SpanRecord::from_call(
+                call,
+                Conventions::Legacy,
+                WallClock::measure(),
+                &mut Counter(0),
+            );
+            let http = match attribute(&span, "http.response.status_code") {
+                Some(AttributeValue::Int(http)) => Some(*http),
+                _ => None,
+            };
+            (span.status, http)
+        }
+        // Joined mid-flight: grpc-status referenced an entry from before attach.
+        let mut call = call();
+        (call.code, call.grpc_status) = (None, None);
+        assert_eq!(status_of(&call), (SpanStatus::Error("no such item"), None));
+        // Nothing shows a failure: unknown, not an error.
+        call.grpc_message = None;
+        assert_eq!(status_of(&call), (SpanStatus::Unset, None));
+        call.http_status = Some(503);
+        let unavailable = (
+            SpanStatus::Error("status code unknown; HTTP 5xx"),
+            Some(503),
+        );
+        assert_eq!(status_of(&call), unavailable);
+        // On a server, as with known codes, only a 5xx is its own error.
+        call.side = Side::Server;
+        assert_eq!(status_of(&call), unavailable);
+        call.http_status = Some(404);
+        call.grpc_message = Some("no such item".into());
+        assert_eq!(status_of(&call).0, SpanStatus::Unset);
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl Summary {
         match call.code {
             Some(Code::OK) => {}
             Some(_) => stats.errors += 1,
+            None if call.failure_without_code().is_some() => stats.errors += 1,
             None => stats.unknown_status += 1,
         }
         stats.latency.record(call.duration());

@@ -125,7 +125,31 @@ pub struct CallRecord {
     pub response: MessageStats,
 }
 
+/// What shows that a call failed when its status code is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownFailure<'a> {
+    /// The response's `:status` was not 200 (gRPC over HTTP/2: a gRPC response is 200).
+    HttpStatus(u16),
+    /// A `grpc-message` came, which gRPC sends only with an error.
+    Message(&'a str),
+}
+
 impl CallRecord {
+    /// When the status code is unknown (joined mid-flight, a capture gap) but the call is
+    /// known to have failed: what shows it.
+    pub fn failure_without_code(&self) -> Option<KnownFailure<'_>> {
+        if self.code.is_some() {
+            return None;
+        }
+        if let Some(status) = self.http_status.filter(|&status| status != 200) {
+            return Some(KnownFailure::HttpStatus(status));
+        }
+        self.grpc_message
+            .as_deref()
+            .filter(|message| !message.is_empty())
+            .map(KnownFailure::Message)
+    }
+
     /// `:path`; `None` when it referenced header table state from before attach.
     pub fn path(&self) -> Option<&Text> {
         self.request_headers.as_ref()?.path.as_ref()

@@ -22,7 +22,7 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use call::{CallRecord, ConnectionFacts, EndReason, Side};
+pub use call::{CallRecord, ConnectionFacts, EndReason, KnownFailure, Side};
 pub use connection::ConnectionTracker;
 pub use frame_position::{FramePosition, MessageProgress};
 pub use headers::RequestHeaders;

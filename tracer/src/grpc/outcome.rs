@@ -42,8 +42,18 @@ pub(super) fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) 
         }
         EndReason::GoAway | EndReason::ConnectionClosed => Some(Code::UNAVAILABLE),
         EndReason::FinalHeadersLost => None,
-        // Its process never learnt an outcome.
-        EndReason::ProcessExited => None,
+        // Its process exited with the call in flight. If that was after the call's deadline
+        // (by our clock, which starts after the client's), the client's library had already
+        // ended the call with DEADLINE_EXCEEDED; before it, the process never learnt an outcome.
+        EndReason::ProcessExited => {
+            let elapsed = Duration::from_nanos(end_ns.saturating_sub(stream.start_ns));
+            stream
+                .request_headers
+                .as_ref()
+                .and_then(|headers| headers.timeout)
+                .is_some_and(|timeout| elapsed >= timeout)
+                .then_some(Code::DEADLINE_EXCEEDED)
+        }
     }
 }
 
@@ -116,11 +126,35 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_exits_after_its_calls_deadline_saw_the_deadline_pass() {
+        let stream = with_timeout(100);
+        let exit = |elapsed_ms: u64| {
+            status_code(
+                &stream,
+                EndReason::ProcessExited,
+                stream.start_ns + elapsed_ms * MS,
+            )
+        };
+        assert_eq!(exit(100), Some(Code::DEADLINE_EXCEEDED));
+        assert_eq!(exit(3_000), Some(Code::DEADLINE_EXCEEDED));
+        // Before its deadline, or without one, the call never had an outcome.
+        assert_eq!(exit(99), None);
+        let untimed = StreamState::default();
+        assert_eq!(
+            status_code(&untimed, EndReason::ProcessExited, 10_000 * MS),
+            None
+        );
+    }
+
+    #[test]
     fn calls_without_a_final_word_have_no_code() {
         let stream = with_timeout(1);
-        for reason in [EndReason::ProcessExited, EndReason::FinalHeadersLost] {
-            assert_eq!(status_code(&stream, reason, u64::MAX), None, "{reason:?}");
-        }
+        assert_eq!(
+            status_code(&stream, EndReason::FinalHeadersLost, u64::MAX),
+            None
+        );
+        let exited_in_time = status_code(&stream, EndReason::ProcessExited, stream.start_ns);
+        assert_eq!(exited_in_time, None);
         for reason in [EndReason::GoAway, EndReason::ConnectionClosed] {
             let code = status_code(&stream, reason, 0);
             assert_eq!(code, Some(Code::UNAVAILABLE), "{reason:?}");

@@ -937,3 +937,78 @@ fn calls_in_flight_when_the_client_is_killed_end_without_a_status() {
         assert_eq!(span["name"], "grpctrace.demo.Echo/ServerStream", "{span}");
     }
 }
+
+/// The tracer stopped (SIGSTOP) for a second under load, with a ring buffer far too small for
+/// what the client does meanwhile: the kernel loses records, and the connection's streams have
+/// a gap. Every call is still accounted for, as a span or as lost (counted from the stream ids),
+/// and none is reported failed: the client saw none fail. A call cut by the gap has an unknown
+/// outcome, not UNAVAILABLE when the connection closes.
+#[test]
+fn calls_cut_by_a_capture_gap_are_accounted_for_and_never_reported_failed() {
+    let server = Server::start();
+    let (mut client, mut client_stdout) = waiting_bench_client(
+        &server,
+        &[
+            "--connections",
+            "1",
+            "--rate",
+            "2000",
+            "--duration-ms",
+            "3000",
+        ],
+    );
+    let stats = stats_path("capture-gap");
+    let spans_file = stats_path("capture-gap-spans");
+    let (tracer, _lines) = attach_tracer(
+        client.id(),
+        &[
+            "--output",
+            "json",
+            "--output-file",
+            spans_file.to_str().unwrap(),
+            "--ring-buffer-bytes",
+            "65536",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let signal = |signal| {
+        // SAFETY: a plain syscall on a child we own and have not reaped.
+        assert_eq!(unsafe { libc::kill(tracer.id() as libc::pid_t, signal) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(libc::SIGCONT);
+    let mut result = String::new();
+    client_stdout.read_line(&mut result).unwrap();
+    assert!(client.wait().unwrap().success());
+    let client_report: Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(client_report["errors"], 0, "{client_report}");
+    let calls = client_report["calls"].as_u64().unwrap();
+    wait_success(tracer, "capture gap");
+    let report = take_stats(&stats, "capture gap");
+    let spans: Vec<Value> = std::fs::read_to_string(&spans_file)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&spans_file);
+    assert!(
+        report["kernel_losses"].as_u64() > Some(0),
+        "no gap: {report}"
+    );
+    let lost = report["calls_lost"].as_u64().unwrap();
+    assert_eq!(
+        spans.len() as u64 + lost,
+        calls,
+        "{} spans + {lost} lost for {calls} calls: {report}",
+        spans.len()
+    );
+    for span in &spans {
+        let code = &span["attributes"]["rpc.grpc.status_code"];
+        assert!(code.is_null() || code == 0, "reported failed: {span}");
+        assert_ne!(span["status"]["code"], "ERROR", "{span}");
+    }
+}

@@ -79,6 +79,10 @@ pub enum EndReason {
     ProcessExited,
     /// The frame that ended it was seen, but its header block was lost to a capture gap.
     FinalHeadersLost,
+    /// It was in flight when bytes of its connection went uncaptured, and nothing of it was
+    /// seen afterwards: it ended in the gap, or later, unseen. The record ends when the gap
+    /// was found; its outcome is unknown.
+    CaptureGap,
 }
 
 impl EndReason {
@@ -92,6 +96,7 @@ impl EndReason {
             EndReason::ConnectionClosed => "ConnectionClosed".into(),
             EndReason::ProcessExited => "ProcessExited".into(),
             EndReason::FinalHeadersLost => "FinalHeadersLost".into(),
+            EndReason::CaptureGap => "CaptureGap".into(),
             EndReason::ResetByClient(_) | EndReason::ResetByServer(_) => format!("{self:?}").into(),
         }
     }

@@ -38,6 +38,8 @@ struct CallAssembly {
     /// The direction the client writes in, once known (preface or request headers).
     client_direction: Option<Direction>,
     streams: Streams,
+    /// The highest client-initiated stream whose request was seen (see [`Self::saw_request`]).
+    last_request_stream: Option<u32>,
     stats: TrackerStats,
     /// Per [`Direction`]: a SETTINGS_MAX_FRAME_SIZE that the opposite direction's SETTINGS
     /// frame set for this direction's reader, applied once the running reader has returned.
@@ -70,6 +72,7 @@ impl ConnectionTracker {
                 blocks: [blocks(), blocks()],
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
+                last_request_stream: None,
                 stats: TrackerStats::default(),
                 max_frame_size: [None; 2],
             },
@@ -164,9 +167,11 @@ impl CallAssembly {
             ReaderEvent::SyncLost => {
                 self.stats.sync_losses += 1;
                 self.blocks[direction as usize].lose_state();
-                // DATA frames of any stream may have gone by unseen.
+                // Any frame of any stream may have gone by unseen: DATA, and the ones that end
+                // a call.
                 let client = self.client_direction;
                 for stream in self.streams.states_mut() {
+                    stream.unseen_since_gap.get_or_insert(now);
                     match client {
                         Some(client) => stream.messages(client == direction).lose_sync(),
                         None => {
@@ -187,6 +192,7 @@ impl CallAssembly {
             ReaderEvent::Data { stream_id, piece } => {
                 let is_request = self.client_direction == Some(direction);
                 if let Some(stream) = self.streams.get_mut(stream_id) {
+                    stream.unseen_since_gap = None;
                     let counter = stream.messages(is_request);
                     match piece {
                         DataPiece::Bytes(bytes) => counter.push_bytes(bytes, now),
@@ -340,6 +346,7 @@ impl CallAssembly {
         match self.client_direction {
             // A request whose headers are unknown: still a call, without a method.
             Some(client) if client == direction && !self.streams.contains(stream_id) => {
+                self.saw_request(stream_id);
                 let stream = StreamState {
                     start_ns: now,
                     ..StreamState::default()
@@ -383,6 +390,7 @@ impl CallAssembly {
             if self.streams.contains(stream_id) {
                 return; // Client trailers: gRPC does not use them.
             }
+            self.saw_request(stream_id);
             match &meaning.request {
                 Some(request) => {
                     let stream = StreamState {
@@ -424,6 +432,25 @@ impl CallAssembly {
         }
     }
 
+    /// A request opened `stream_id`. A client opens its streams with consecutive odd ids
+    /// (RFC 9113 §5.1.1 requires them to rise; gRPC clients take the next one each time), so the
+    /// ids skipped since the last request seen belong to calls whose every frame fell into a
+    /// capture gap: they are counted as lost.
+    fn saw_request(&mut self, stream_id: u32) {
+        if stream_id.is_multiple_of(2) {
+            return;
+        }
+        match self.last_request_stream {
+            Some(last) if stream_id > last => {
+                self.stats.calls_lost += u64::from((stream_id - last) / 2 - 1);
+                self.last_request_stream = Some(stream_id);
+            }
+            Some(_) => {}
+            // The first request seen: older streams predate the tracer, not a gap.
+            None => self.last_request_stream = Some(stream_id),
+        }
+    }
+
     /// The call on `stream_id` ended: its record goes to `out`.
     fn complete(
         &mut self,
@@ -434,6 +461,15 @@ impl CallAssembly {
     ) {
         let Some(stream) = self.streams.remove(stream_id) else {
             return;
+        };
+        // Ended by what ends every call still open, but bytes went uncaptured since anything
+        // of it was seen: it may have ended in the gap, with an outcome we did not see.
+        let (reason, end_ns) = match (reason, stream.unseen_since_gap) {
+            (
+                EndReason::ConnectionClosed | EndReason::GoAway | EndReason::ProcessExited,
+                Some(gap_ns),
+            ) => (EndReason::CaptureGap, gap_ns),
+            _ => (reason, end_ns),
         };
         let code = outcome::status_code(&stream, reason, end_ns);
         let reset = match reason {

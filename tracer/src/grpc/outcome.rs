@@ -41,7 +41,7 @@ pub(super) fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) 
             Some(Code::from_reset(error))
         }
         EndReason::GoAway | EndReason::ConnectionClosed => Some(Code::UNAVAILABLE),
-        EndReason::FinalHeadersLost => None,
+        EndReason::FinalHeadersLost | EndReason::CaptureGap => None,
         // Its process exited with the call in flight. If that was after the call's deadline
         // (by our clock, which starts after the client's), the client's library had already
         // ended the call with DEADLINE_EXCEEDED; before it, the process never learnt an outcome.

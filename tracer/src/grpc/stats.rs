@@ -10,6 +10,9 @@ pub struct TrackerStats {
     pub calls_without_status: u64,
     /// Calls still in flight when their process exited: they never had a status.
     pub calls_cut_by_exit: u64,
+    /// Calls none of whose frames were captured (they fell into a capture gap), counted from
+    /// the client's stream ids: they have no record.
+    pub calls_lost: u64,
     /// Streams not followed because `max_open_streams` were already open.
     pub streams_over_limit: u64,
     /// Responses for streams whose request was not seen (in flight at attach).
@@ -32,6 +35,7 @@ impl TrackerStats {
         self.calls_without_method += other.calls_without_method;
         self.calls_without_status += other.calls_without_status;
         self.calls_cut_by_exit += other.calls_cut_by_exit;
+        self.calls_lost += other.calls_lost;
         self.streams_over_limit += other.streams_over_limit;
         self.streams_joined_mid_call += other.streams_joined_mid_call;
         self.non_grpc_streams += other.non_grpc_streams;

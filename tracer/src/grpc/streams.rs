@@ -22,6 +22,9 @@ pub(super) struct StreamState {
     pub response_had_unknown_fields: bool,
     pub request: MessageCounter,
     pub response: MessageCounter,
+    /// When bytes of the connection went uncaptured while this call was in flight, if nothing
+    /// of the call has been seen since: its end may have been among them.
+    pub unseen_since_gap: Option<u64>,
 }
 
 impl StreamState {
@@ -36,6 +39,7 @@ impl StreamState {
 
     /// Response headers arrived (decoded or not) at `now`.
     pub fn saw_response_headers(&mut self, now: u64) -> bool {
+        self.unseen_since_gap = None;
         let first = !self.response_headers_seen;
         if first {
             self.response_headers_seen = true;

@@ -568,6 +568,86 @@ fn gaps_in_message_bodies_do_not_disturb_the_call() {
 }
 
 #[test]
+fn calls_wholly_inside_a_capture_gap_are_counted_as_lost() {
+    let mut wire = Wire::new();
+    for stream_id in [1, 3, 5, 7, 9] {
+        wire.unary(stream_id, "/a.B/C");
+    }
+    // Streams 3 and 5 went by while nothing was captured: each direction's bytes of those
+    // calls became one gap.
+    let writes_per_call = 5;
+    let first = 2; // after the preface and SETTINGS of both sides
+    let lost = first + writes_per_call..first + 3 * writes_per_call;
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    let mut offsets = [0u64; 2];
+    for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
+        let offset = &mut offsets[*direction as usize];
+        let payload = if lost.contains(&index) {
+            Payload::Gap(bytes.len() as u64)
+        } else {
+            Payload::Bytes(bytes)
+        };
+        let chunk = Chunk {
+            offset: *offset,
+            timestamp_ns: *at,
+            payload,
+        };
+        *offset += bytes.len() as u64;
+        tracker.on_chunk(*direction, &chunk, &mut out);
+    }
+    let seen: Vec<u32> = out.iter().map(|call| call.stream_id).collect();
+    assert_eq!(seen, [1, 7, 9]);
+    assert_eq!(tracker.stats().calls_lost, 2);
+}
+
+#[test]
+fn a_call_whose_end_may_have_been_in_a_capture_gap_has_no_outcome() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/a.B/C");
+    // Stream 3's request is seen; all its response goes by uncaptured.
+    wire.request(3, "/a.B/C", &[]);
+    wire.message(Direction::Egress, 3, 10, true);
+    let gap_from = wire.writes.len();
+    wire.response_headers(3);
+    wire.message(Direction::Ingress, 3, 20, false);
+    let gap_at = wire.trailers(3, "0", None);
+    let gap_to = wire.writes.len();
+    wire.unary(5, "/a.B/C");
+    let mut tracker = tracker(true);
+    let mut out = Vec::new();
+    let mut offsets = [0u64; 2];
+    for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
+        let offset = &mut offsets[*direction as usize];
+        let payload = if (gap_from..gap_to).contains(&index) {
+            Payload::Gap(bytes.len() as u64)
+        } else {
+            Payload::Bytes(bytes)
+        };
+        let chunk = Chunk {
+            offset: *offset,
+            timestamp_ns: *at,
+            payload,
+        };
+        *offset += bytes.len() as u64;
+        tracker.on_chunk(*direction, &chunk, &mut out);
+    }
+    tracker.on_close(gap_at + 60_000_000, EndReason::ConnectionClosed, &mut out);
+    let cut = out
+        .iter()
+        .find(|call| call.stream_id == 3)
+        .expect("stream 3");
+    // Not UNAVAILABLE at the close a minute later: the client may well have seen OK.
+    assert_eq!(cut.end_reason, EndReason::CaptureGap);
+    assert_eq!(cut.code, None);
+    assert!(
+        cut.end_ns <= gap_at + 10_000_000,
+        "ends when the gap was found"
+    );
+    assert!(out.iter().any(|call| call.stream_id == 5));
+}
+
+#[test]
 fn late_join_resolves_what_was_inserted_after_attach() {
     let mut wire = Wire::new();
     // Before attach: a call to Old inserts its path (and everything else) into the tables.
@@ -863,6 +943,7 @@ fn end_reason_labels_are_the_debug_names() {
         EndReason::ConnectionClosed,
         EndReason::ProcessExited,
         EndReason::FinalHeadersLost,
+        EndReason::CaptureGap,
     ] {
         assert_eq!(reason.label(), format!("{reason:?}"));
     }

@@ -69,6 +69,10 @@ impl SessionReport {
         let connections = &self.connections;
         for (name, value) in [
             (
+                "calls lost: none of their frames captured (not reported)",
+                connections.calls_lost,
+            ),
+            (
                 "calls without a decodable method (joined mid-connection)",
                 connections.calls_without_method,
             ),
@@ -128,6 +132,7 @@ impl SessionReport {
         SessionStats {
             stop: format!("{:?}", self.stop),
             calls: self.summary.calls(),
+            calls_lost: self.connections.calls_lost,
             spans_exported: self.export.exported,
             ring_buffer_records: self.traffic.records,
             ring_buffer_bytes: self.traffic.ring_bytes,

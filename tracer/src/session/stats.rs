@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct SessionStats {
     /// Why the session ended (`TracedProcessesExited`, `DurationElapsed`, `Signal`).
     pub stop: String,
+    /// Calls traced, and calls that fell wholly into capture gaps (counted from stream ids).
     pub calls: u64,
+    pub calls_lost: u64,
     pub spans_exported: u64,
     /// Kernel-to-user ring buffer records read, and their bytes with headers.
     pub ring_buffer_records: u64,

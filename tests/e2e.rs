@@ -213,9 +213,17 @@ fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
 
 /// Starts `tracer ARGS --pid PID` and waits until it reports it is tracing.
 fn attach_tracer(pid: u32, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    attach_tracer_to(&[pid], args)
+}
+
+/// Starts `tracer ARGS --pid PID...` and waits until it reports it is tracing.
+fn attach_tracer_to(pids: &[u32], args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut tracer = Command::new(tracer_binary())
         .args(args)
-        .args(["--pid", &pid.to_string()])
+        .args(
+            pids.iter()
+                .flat_map(|pid| ["--pid".to_owned(), pid.to_string()]),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1011,4 +1019,50 @@ fn calls_cut_by_a_capture_gap_are_accounted_for_and_never_reported_failed() {
         assert!(code.is_null() || code == 0, "reported failed: {span}");
         assert_ne!(span["status"]["code"], "ERROR", "{span}");
     }
+}
+
+/// A Python client and the tonic server it calls, both traced by pid in one tracer: each span
+/// carries the resource of the process it was observed in (its own pid, executable and
+/// command line), the histograms too, and `--service-name` still names them all.
+#[test]
+fn each_traced_process_reports_under_its_own_resource() {
+    let server = Server::start();
+    let receiver = OtlpReceiver::start();
+    let client = waiting_python_client(&server, 0, &[]);
+    let (client_pid, server_pid) = (client.id(), server.child.id());
+    let (tracer, _lines) = attach_tracer_to(
+        &[client_pid, server_pid],
+        &["--otlp-endpoint", &receiver.endpoint()],
+    );
+    release_and_collect(client);
+    // Both sides of every call.
+    let spans = receiver.wait_for(2 * SCENARIO_CALLS, Duration::from_secs(10));
+    drop(server);
+    wait_success(tracer, "two processes");
+    const SPAN_KIND_CLIENT: i32 = 3;
+    for span in &spans {
+        let (pid, executable) = if span.kind == SPAN_KIND_CLIENT {
+            (client_pid, "python3.11")
+        } else {
+            (server_pid, "echo-server")
+        };
+        let resource = &span.resource;
+        assert_eq!(
+            resource.get("process.pid"),
+            Some(&pid.to_string()),
+            "{span:?}"
+        );
+        assert_eq!(
+            resource.get("process.executable.name").map(String::as_str),
+            Some(executable),
+            "{span:?}"
+        );
+        assert_eq!(
+            resource.get("service.name"),
+            resource.get("process.executable.name")
+        );
+    }
+    let durations = |metric| receiver.histogram(metric).values().sum::<u64>();
+    assert_eq!(durations("rpc.client.call.duration"), SCENARIO_CALLS as u64);
+    assert_eq!(durations("rpc.server.call.duration"), SCENARIO_CALLS as u64);
 }

@@ -207,7 +207,7 @@ impl Observed {
                 }
             }
             CaptureEvent::ProcessExited { pid, .. } => self.exited.push(pid),
-            CaptureEvent::ProcessStarted { .. } => {}
+            CaptureEvent::ProcessStarted { .. } | CaptureEvent::ProcessExec { .. } => {}
         }
     }
 }

@@ -14,7 +14,10 @@ use clap::Parser as _;
 use tracer::{
     capture::{Capture, CaptureConfig, CaptureError},
     cli::{Cli, Config, OutputConfig, Target},
-    export::{CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceInfo, WallClock},
+    export::{
+        CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceInfo,
+        ResourceOverrides, WallClock,
+    },
     grpc::Limits,
     launch,
     session::Session,
@@ -53,7 +56,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         floor: config.bench_floor,
         hook_time: config.hook_time,
     })?;
-    let mut session = Session::new(capture, Limits::default());
+    let overrides = ResourceOverrides {
+        service_name: config.service_name.clone(),
+        env_service_name: config.env_service_name.clone(),
+        env_attributes: config.env_resource_attributes.clone(),
+    };
+    let mut session = Session::new(capture, Limits::default(), overrides.clone());
     // Created (emptied if it exists) only once tracing can start, and before a command is
     // launched: a path that cannot be written stops everything here.
     let lines_to = match &config.output_file {
@@ -77,25 +85,24 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     for &pid in &pids {
         session.trace(pid, config.follow_children)?;
     }
-    let resource = ResourceInfo::for_process(
-        pids[0],
-        match &config.target {
-            Target::Command(command) => Some(command),
-            Target::Pids(_) => None,
-        },
-        config.service_name.as_deref(),
-        config.env_service_name.as_deref(),
-        config.env_resource_attributes.as_deref(),
-    );
-    let mut sink = make_sink(&config, &resource, lines_to)?;
+    let mut sink = make_sink(&config, lines_to)?;
     let launched_pid = launched.as_ref().map(|child| child.pid);
     let attached_cpu = tracer::session::CpuTime::of_this_process();
     match launched {
         Some(child) => child.release().context("starting the command")?,
-        None => eprintln!(
-            "tracer: tracing {pids:?} ({}); Ctrl-C to stop",
-            resource.service_name()
-        ),
+        None => {
+            let services: Vec<String> = pids
+                .iter()
+                .map(|&pid| {
+                    let resource = ResourceInfo::for_process(pid, &overrides);
+                    resource.service_name().to_owned()
+                })
+                .collect();
+            eprintln!(
+                "tracer: tracing {pids:?} ({}); Ctrl-C to stop",
+                services.join(", ")
+            );
+        }
     }
 
     let reason = session.run(
@@ -132,23 +139,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn make_sink(
-    config: &Config,
-    resource: &ResourceInfo,
-    lines_to: LineDestination,
-) -> anyhow::Result<Box<dyn CallSink>> {
+fn make_sink(config: &Config, lines_to: LineDestination) -> anyhow::Result<Box<dyn CallSink>> {
     let clock = WallClock::measure();
     Ok(match &config.output {
         OutputConfig::Console => Box::new(ConsoleSink::new(clock, lines_to)),
-        OutputConfig::Json => {
-            Box::new(JsonSink::new(clock, config.conventions, resource, lines_to))
+        OutputConfig::Json => Box::new(JsonSink::new(clock, config.conventions, lines_to)),
+        OutputConfig::Otlp(otlp) => {
+            Box::new(OtlpSink::start(otlp.clone(), clock, config.conventions)?)
         }
-        OutputConfig::Otlp(otlp) => Box::new(OtlpSink::start(
-            otlp.clone(),
-            resource,
-            clock,
-            config.conventions,
-        )?),
     })
 }
 

@@ -61,6 +61,10 @@ pub enum CaptureEvent<'a> {
         parent: u32,
         pid: u32,
     },
+    /// A traced process replaced its program (exec).
+    ProcessExec {
+        pid: u32,
+    },
     ProcessExited {
         pid: u32,
         timestamp_ns: u64,

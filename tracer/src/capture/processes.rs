@@ -178,6 +178,7 @@ impl Capture {
         };
         self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
         self.processes.insert(pid, handle);
+        sink(CaptureEvent::ProcessExec { pid });
         for event in self.queued.drain(..) {
             sink(event);
         }

@@ -1,7 +1,7 @@
 //! One readable line per finished call.
 
 use super::{
-    CallSink, ExportReport, WallClock,
+    CallSink, ExportReport, ResourceInfo, WallClock,
     clock::time_of_day,
     line_output::{LineDestination, LineOutput},
     summary::format_duration,
@@ -70,7 +70,7 @@ fn bytes(count: u64) -> String {
 }
 
 impl CallSink for ConsoleSink {
-    fn on_call(&mut self, call: &CallRecord) {
+    fn on_call(&mut self, call: &CallRecord, _resource: &ResourceInfo) {
         let line = self.line(call);
         self.out.push(|out| {
             out.extend_from_slice(line.as_bytes());

@@ -10,14 +10,16 @@ use super::{
     line_output::{LineDestination, LineOutput},
     series::SeriesCache,
 };
+use foldhash::HashMap;
+
 use crate::grpc::CallRecord;
 
 pub struct JsonSink {
     clock: WallClock,
     conventions: Conventions,
     ids: RandomIds,
-    /// The resource object, serialised once.
-    resource: String,
+    /// Each traced process's resource object, serialised once, by resource id.
+    resources: HashMap<u64, String>,
     /// The JSON members of each series' attributes, written once: they are most of a span's
     /// attributes (method, server, peer), and every call of the series repeats them.
     series: SeriesCache<Vec<u8>>,
@@ -164,33 +166,37 @@ impl JsonSink {
     pub fn new(
         clock: WallClock,
         conventions: Conventions,
-        resource: &ResourceInfo,
         destination: LineDestination,
     ) -> JsonSink {
-        let mut resource_json = Vec::new();
-        resource_json.push(b'{');
-        for (index, (key, value)) in resource.attributes.iter().enumerate() {
-            if index > 0 {
-                resource_json.push(b',');
-            }
-            write_str(&mut resource_json, key);
-            resource_json.push(b':');
-            write_value(&mut resource_json, value);
-        }
-        resource_json.push(b'}');
         JsonSink {
             clock,
             conventions,
             ids: RandomIds::new(),
-            resource: String::from_utf8(resource_json).expect("JSON is UTF-8"),
+            resources: HashMap::default(),
             series: SeriesCache::default(),
             out: LineOutput::new(destination),
         }
     }
 }
 
+/// A resource as a JSON object.
+fn resource_json(resource: &ResourceInfo) -> String {
+    let mut json = Vec::new();
+    json.push(b'{');
+    for (index, (key, value)) in resource.attributes.iter().enumerate() {
+        if index > 0 {
+            json.push(b',');
+        }
+        write_str(&mut json, key);
+        json.push(b':');
+        write_value(&mut json, value);
+    }
+    json.push(b'}');
+    String::from_utf8(json).expect("JSON is UTF-8")
+}
+
 impl CallSink for JsonSink {
-    fn on_call(&mut self, call: &CallRecord) {
+    fn on_call(&mut self, call: &CallRecord, resource: &ResourceInfo) {
         let (span, series_json) = self.series.span(
             call,
             self.conventions,
@@ -198,7 +204,10 @@ impl CallSink for JsonSink {
             &mut self.ids,
             render_members,
         );
-        let resource = &self.resource;
+        let resource = self
+            .resources
+            .entry(resource.id)
+            .or_insert_with(|| resource_json(resource));
         self.out
             .push(|line| write_span(line, &span, series_json, resource));
     }

@@ -15,7 +15,7 @@ pub use console::ConsoleSink;
 pub use json::JsonSink;
 pub use line_output::LineDestination;
 pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink};
-pub use resource::{ResourceInfo, parse_key_values};
+pub use resource::{ProcessResources, ResourceInfo, ResourceOverrides, parse_key_values};
 pub use span::{
     AttributeValue, Conventions, IdSource, RandomIds, SpanAttributes, SpanKind, SpanRecord,
     SpanStatus, TraceParent, to_hex,
@@ -26,7 +26,8 @@ use crate::grpc::CallRecord;
 
 /// Where finished calls go. Implementations never block the capture loop for long.
 pub trait CallSink {
-    fn on_call(&mut self, call: &CallRecord);
+    /// A finished call, made or answered by the process `resource` describes.
+    fn on_call(&mut self, call: &CallRecord, resource: &ResourceInfo);
     /// Pushes out what is buffered; called after every batch of calls.
     fn flush(&mut self) {}
     /// Flushes what is pending (bounded in time) and reports what could not be delivered.
@@ -43,4 +44,7 @@ pub struct ExportReport {
     pub failed: u64,
     /// Could not be written to stdout or the output file (console and JSON output).
     pub not_printed: u64,
+    /// Calls left out of the duration histograms: their process came after as many others as
+    /// get histograms of their own (OTLP).
+    pub not_in_histograms: u64,
 }

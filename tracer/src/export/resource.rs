@@ -1,51 +1,74 @@
 //! The OpenTelemetry resource: which process the spans describe.
 
-use std::fs;
+use std::{
+    fs,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use foldhash::HashMap;
 
 use super::span::AttributeValue;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceInfo {
+    /// Unique to this resource (a process, as it was after its last exec), so that a sink can
+    /// keep it encoded.
+    pub id: u64,
     pub attributes: Vec<(String, AttributeValue<'static>)>,
 }
 
+/// What the user said of the resource (flags and environment), applied to every traced
+/// process's.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceOverrides {
+    /// `--service-name`.
+    pub service_name: Option<String>,
+    /// `OTEL_SERVICE_NAME`.
+    pub env_service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`.
+    pub env_attributes: Option<String>,
+}
+
 impl ResourceInfo {
-    /// Resource of traced process `pid` (or of `launched`, the command it is about to exec).
-    /// `service.name` comes from, in order: the flag, `OTEL_SERVICE_NAME`, `service.name` in
-    /// `OTEL_RESOURCE_ATTRIBUTES`, the executable name.
-    pub fn for_process(
-        pid: u32,
-        launched: Option<&[String]>,
-        service_name: Option<&str>,
-        env_service_name: Option<&str>,
-        env_attributes: Option<&str>,
-    ) -> ResourceInfo {
-        let mut attributes: Vec<(String, AttributeValue<'static>)> = env_attributes
+    /// A resource with these attributes.
+    pub fn new(attributes: Vec<(String, AttributeValue<'static>)>) -> ResourceInfo {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        ResourceInfo {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            attributes,
+        }
+    }
+
+    /// Resource of traced process `pid`, read from /proc. `service.name` comes from, in order:
+    /// the flag, `OTEL_SERVICE_NAME`, `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, the
+    /// executable's name. The executable is the file /proc/PID/exe names (the semantic
+    /// conventions' rule), whether the tracer launched the process or attached to it.
+    pub fn for_process(pid: u32, overrides: &ResourceOverrides) -> ResourceInfo {
+        let mut attributes: Vec<(String, AttributeValue<'static>)> = overrides
+            .env_attributes
+            .as_deref()
             .map(parse_key_values)
             .unwrap_or_default()
             .into_iter()
             .map(|(key, value)| (key, AttributeValue::Str(value.into())))
             .collect();
-        let executable = match launched {
-            Some(command) => command
-                .first()
-                .map(|program| program.rsplit('/').next().unwrap_or(program).to_owned()),
-            None => executable_name(pid),
-        };
-        let command_line = match launched {
-            Some(command) => Some(command.join(" ")),
-            None => command_line(pid),
-        };
+        let executable = executable_name(pid);
+        let command_line = command_line(pid);
         let from_attributes = attributes.iter().find_map(|(key, value)| match value {
             AttributeValue::Str(value) if key == "service.name" => Some(value.to_string()),
             _ => None,
         });
-        let service = service_name
-            .map(str::to_owned)
+        let service = overrides
+            .service_name
+            .clone()
             .or_else(|| {
-                env_service_name
+                overrides
+                    .env_service_name
+                    .clone()
                     .filter(|name| !name.is_empty())
-                    .map(str::to_owned)
             })
             .or(from_attributes)
             .or_else(|| executable.clone())
@@ -75,7 +98,7 @@ impl ResourceInfo {
             "telemetry.sdk.name",
             AttributeValue::Str("grpc-tracer".into()),
         );
-        ResourceInfo { attributes }
+        ResourceInfo::new(attributes)
     }
 
     pub fn service_name(&self) -> &str {
@@ -86,6 +109,52 @@ impl ResourceInfo {
                 _ => None,
             })
             .unwrap_or("unknown_service")
+    }
+}
+
+/// The resource of every traced process: read when the process is first traced or started,
+/// again after it execs, and let go once it has exited and its last calls are out.
+pub struct ProcessResources {
+    overrides: ResourceOverrides,
+    by_pid: HashMap<u32, Arc<ResourceInfo>>,
+    /// Exited processes, let go at the next [`ProcessResources::let_go_of_exited`].
+    exited: Vec<u32>,
+}
+
+impl ProcessResources {
+    pub fn new(overrides: ResourceOverrides) -> ProcessResources {
+        ProcessResources {
+            overrides,
+            by_pid: HashMap::default(),
+            exited: Vec::new(),
+        }
+    }
+
+    /// The resource of `pid`, read now if it was not yet.
+    pub fn of(&mut self, pid: u32) -> Arc<ResourceInfo> {
+        let overrides = &self.overrides;
+        Arc::clone(
+            self.by_pid
+                .entry(pid)
+                .or_insert_with(|| Arc::new(ResourceInfo::for_process(pid, overrides))),
+        )
+    }
+
+    /// `pid` replaced its program (exec): its executable and command line changed.
+    pub fn refresh(&mut self, pid: u32) {
+        let resource = ResourceInfo::for_process(pid, &self.overrides);
+        self.by_pid.insert(pid, Arc::new(resource));
+    }
+
+    /// `pid` exited; calls it still had may come before [`Self::let_go_of_exited`].
+    pub fn exited(&mut self, pid: u32) {
+        self.exited.push(pid);
+    }
+
+    pub fn let_go_of_exited(&mut self) {
+        for pid in self.exited.drain(..) {
+            self.by_pid.remove(&pid);
+        }
     }
 }
 
@@ -145,19 +214,20 @@ mod tests {
     #[test]
     fn service_name_precedence_and_process_facts() {
         let me = std::process::id();
-        let attributes = Some("deployment.environment=staging,service.name=from-attrs,bad");
-        let flag =
-            ResourceInfo::for_process(me, None, Some("from-flag"), Some("from-env"), attributes);
+        let attributes = Some("deployment.environment=staging,service.name=from-attrs,bad".into());
+        let overrides =
+            |service_name: Option<&str>, env_service_name: Option<&str>| ResourceOverrides {
+                service_name: service_name.map(str::to_owned),
+                env_service_name: env_service_name.map(str::to_owned),
+                env_attributes: attributes.clone(),
+            };
+        let flag = ResourceInfo::for_process(me, &overrides(Some("from-flag"), Some("from-env")));
         assert_eq!(flag.service_name(), "from-flag");
-        assert_eq!(
-            ResourceInfo::for_process(me, None, None, Some("from-env"), attributes).service_name(),
-            "from-env"
-        );
-        assert_eq!(
-            ResourceInfo::for_process(me, None, None, None, attributes).service_name(),
-            "from-attrs"
-        );
-        let plain = ResourceInfo::for_process(me, None, None, None, None);
+        let env = ResourceInfo::for_process(me, &overrides(None, Some("from-env")));
+        assert_eq!(env.service_name(), "from-env");
+        let from_attributes = ResourceInfo::for_process(me, &overrides(None, None));
+        assert_eq!(from_attributes.service_name(), "from-attrs");
+        let plain = ResourceInfo::for_process(me, &ResourceOverrides::default());
         let executable = plain
             .attributes
             .iter()
@@ -167,6 +237,10 @@ mod tests {
             AttributeValue::Str(plain.service_name().to_owned().into()),
             executable.1
         );
+        // The file /proc/PID/exe names.
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(plain.service_name(), name);
         assert!(flag.attributes.contains(&(
             "deployment.environment".to_owned(),
             AttributeValue::Str("staging".into())
@@ -175,18 +249,25 @@ mod tests {
             flag.attributes
                 .contains(&("process.pid".to_owned(), AttributeValue::Int(i64::from(me))))
         );
-        let launched = ResourceInfo::for_process(
-            me,
-            Some(&["/usr/bin/python3".into(), "client.py".into()]),
-            None,
-            None,
-            None,
+        assert_ne!(flag.id, env.id);
+    }
+
+    #[test]
+    fn each_process_has_its_own_resource_until_it_has_exited() {
+        let me = std::process::id();
+        let mut resources = ProcessResources::new(ResourceOverrides::default());
+        let first = resources.of(me);
+        assert!(Arc::ptr_eq(&first, &resources.of(me)), "read once");
+        resources.refresh(me);
+        assert_ne!(resources.of(me).id, first.id, "read again after exec");
+        let before_exit = resources.of(me);
+        resources.exited(me);
+        assert!(
+            Arc::ptr_eq(&before_exit, &resources.of(me)),
+            "kept for its last calls"
         );
-        assert_eq!(launched.service_name(), "python3");
-        assert!(launched.attributes.contains(&(
-            "process.command_line".to_owned(),
-            AttributeValue::Str("/usr/bin/python3 client.py".into())
-        )));
+        resources.let_go_of_exited();
+        assert_ne!(resources.of(me).id, before_exit.id);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     capture::{Capture, CaptureError, process_alive},
-    export::{CallSink, Summary},
+    export::{CallSink, ResourceOverrides, Summary},
     grpc::Limits,
 };
 use tracking::Tracking;
@@ -39,10 +39,11 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Session {
-    pub fn new(capture: Capture, limits: Limits) -> Session {
+    /// `resources` says what the user set of every traced process's resource.
+    pub fn new(capture: Capture, limits: Limits, resources: ResourceOverrides) -> Session {
         Session {
             capture,
-            tracking: Tracking::new(limits),
+            tracking: Tracking::new(limits, resources),
             summary: Summary::default(),
             last_liveness_check: Instant::now(),
         }
@@ -51,6 +52,7 @@ impl Session {
     pub fn trace(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
         self.capture.trace_process(pid, follow_children)?;
         self.tracking.alive.insert(pid);
+        self.tracking.resources.of(pid);
         Ok(())
     }
 
@@ -89,16 +91,21 @@ impl Session {
         tracking
             .frame_sync
             .offer(&mut self.capture, &tracking.trackers);
-        let finished = &mut self.tracking.finished;
+        let Tracking {
+            finished,
+            resources,
+            ..
+        } = &mut self.tracking;
         if !finished.is_empty() {
             // Read in place: a call record is a few hundred bytes, not worth moving again.
             for call in finished.iter() {
                 self.summary.record(call);
-                sink.on_call(call);
+                sink.on_call(call, &resources.of(call.connection.pid));
             }
             finished.clear();
             sink.flush();
         }
+        resources.let_go_of_exited();
         Ok(())
     }
 

@@ -114,6 +114,10 @@ impl SessionReport {
             ),
             ("spans the collector did not accept", self.export.failed),
             ("calls that could not be printed", self.export.not_printed),
+            (
+                "calls not in the duration histograms (too many processes)",
+                self.export.not_in_histograms,
+            ),
         ] {
             if value > 0 {
                 counters.push((name, value));

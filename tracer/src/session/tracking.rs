@@ -5,6 +5,7 @@ use foldhash::{HashMap, HashSet};
 
 use crate::{
     capture::{CaptureEvent, Closing},
+    export::{ProcessResources, ResourceOverrides},
     frame_sync::FrameSync,
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
 };
@@ -22,10 +23,12 @@ pub(super) struct Tracking {
     pub finished: Vec<CallRecord>,
     /// The connection directions that data came for, for the next frame sync offers.
     pub frame_sync: FrameSync,
+    /// The resource (the process) each finished call is reported under.
+    pub resources: ProcessResources,
 }
 
 impl Tracking {
-    pub fn new(limits: Limits) -> Tracking {
+    pub fn new(limits: Limits, resources: ResourceOverrides) -> Tracking {
         Tracking {
             limits,
             trackers: HashMap::default(),
@@ -34,6 +37,7 @@ impl Tracking {
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
             frame_sync: FrameSync::default(),
+            resources: ProcessResources::new(resources),
         }
     }
 
@@ -88,9 +92,13 @@ impl Tracking {
             }
             CaptureEvent::ProcessStarted { pid, .. } => {
                 self.alive.insert(pid);
+                // Read while it still runs: its calls may outlive it.
+                self.resources.of(pid);
             }
+            CaptureEvent::ProcessExec { pid } => self.resources.refresh(pid),
             CaptureEvent::ProcessExited { pid, .. } => {
                 self.alive.remove(&pid);
+                self.resources.exited(pid);
             }
         }
     }

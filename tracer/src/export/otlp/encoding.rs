@@ -11,6 +11,8 @@
 //! `common/v1/common.proto`, `resource/v1/resource.proto` and
 //! `collector/trace/v1/trace_service.proto`; field numbers are named where they are used.
 
+use std::sync::Arc;
+
 use crate::export::{AttributeValue, ResourceInfo, SpanKind, SpanRecord, SpanStatus};
 
 const VARINT: u32 = 0;
@@ -167,49 +169,66 @@ pub fn put_span(
     put_bytes(out, 2, body);
 }
 
-/// The parts of an export request that every request repeats: the `resource = 1` field of a
-/// `ResourceSpans` and the `scope = 1` field of a `ScopeSpans`, encoded once.
+/// A `ResourceSpans`' `resource = 1` field: the resource of one traced process, encoded once.
+pub fn resource_field(resource: &ResourceInfo) -> Vec<u8> {
+    // `Resource`: `attributes = 1`.
+    let mut attributes = Vec::new();
+    for (key, value) in &resource.attributes {
+        put_key_value(&mut attributes, 1, key, value);
+    }
+    let mut field = Vec::new();
+    put_bytes(&mut field, 1, &attributes);
+    field
+}
+
+/// Encoded spans behind the resource (a [`resource_field`]) they belong to.
+pub type ResourceGroup = (Arc<[u8]>, Vec<u8>);
+
+/// What every export request repeats: the `scope = 1` field of a `ScopeSpans`, encoded once.
 pub struct RequestFrame {
-    resource_field: Vec<u8>,
     scope_field: Vec<u8>,
 }
 
 impl RequestFrame {
-    pub fn new(resource: &ResourceInfo, scope_name: &str, scope_version: &str) -> RequestFrame {
-        // `Resource`: `attributes = 1`.
-        let mut attributes = Vec::new();
-        for (key, value) in &resource.attributes {
-            put_key_value(&mut attributes, 1, key, value);
-        }
-        let mut resource_field = Vec::new();
-        put_bytes(&mut resource_field, 1, &attributes);
+    pub fn new(scope_name: &str, scope_version: &str) -> RequestFrame {
         // `InstrumentationScope`: `name = 1`, `version = 2`.
         let mut scope = Vec::new();
         put_bytes(&mut scope, 1, scope_name.as_bytes());
         put_bytes(&mut scope, 2, scope_version.as_bytes());
         let mut scope_field = Vec::new();
         put_bytes(&mut scope_field, 1, &scope);
-        RequestFrame {
-            resource_field,
-            scope_field,
-        }
+        RequestFrame { scope_field }
     }
 
-    /// An `ExportTraceServiceRequest` (`resource_spans = 1`) of one `ResourceSpans`
-    /// (`resource = 1`, `scope_spans = 2`) of one `ScopeSpans` holding `spans`, each encoded by
-    /// [`put_span`].
-    pub fn request(&self, spans: &[Vec<u8>]) -> Vec<u8> {
-        let scope_spans_len = self.scope_field.len() + spans.iter().map(Vec::len).sum::<usize>();
-        let resource_spans_len = self.resource_field.len() + field_len(2, scope_spans_len);
-        let mut out = Vec::with_capacity(field_len(1, resource_spans_len));
-        put_tag(&mut out, 1, LENGTH_DELIMITED);
-        put_varint(&mut out, resource_spans_len as u64);
-        out.extend_from_slice(&self.resource_field);
-        put_tag(&mut out, 2, LENGTH_DELIMITED);
-        put_varint(&mut out, scope_spans_len as u64);
-        out.extend_from_slice(&self.scope_field);
-        for span in spans {
-            out.extend_from_slice(span);
+    /// An `ExportTraceServiceRequest` with a `ResourceSpans` (`resource_spans = 1`: `resource =
+    /// 1`, `scope_spans = 2`) per resource among `groups`, in the order they first come, each of
+    /// one `ScopeSpans` holding that resource's spans, each encoded by [`put_span`].
+    pub fn request(&self, groups: &[ResourceGroup]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut done: Vec<&Arc<[u8]>> = Vec::new();
+        for (resource, _) in groups {
+            if done.iter().any(|seen| Arc::ptr_eq(seen, resource)) {
+                continue;
+            }
+            done.push(resource);
+            let spans = || {
+                groups
+                    .iter()
+                    .filter(move |(other, _)| Arc::ptr_eq(other, resource))
+                    .map(|(_, spans)| spans)
+            };
+            let scope_spans_len = self.scope_field.len() + spans().map(Vec::len).sum::<usize>();
+            let resource_spans_len = resource.len() + field_len(2, scope_spans_len);
+            out.reserve(field_len(1, resource_spans_len));
+            put_tag(&mut out, 1, LENGTH_DELIMITED);
+            put_varint(&mut out, resource_spans_len as u64);
+            out.extend_from_slice(resource);
+            put_tag(&mut out, 2, LENGTH_DELIMITED);
+            put_varint(&mut out, scope_spans_len as u64);
+            out.extend_from_slice(&self.scope_field);
+            for encoded in spans() {
+                out.extend_from_slice(encoded);
+            }
         }
         out
     }
@@ -268,11 +287,15 @@ mod tests {
     }
 
     /// What prost, through opentelemetry-proto's generated messages, reads back.
-    fn decode(frame: &RequestFrame, spans: &[SpanRecord<'_>]) -> ExportTraceServiceRequest {
+    /// Encodes `spans` as the sink does, each behind its resource, and decodes the request.
+    fn decode(
+        frame: &RequestFrame,
+        spans: &[(&Arc<[u8]>, SpanRecord<'_>)],
+    ) -> ExportTraceServiceRequest {
         let mut scratch = Vec::new();
-        let encoded: Vec<Vec<u8>> = spans
+        let groups: Vec<ResourceGroup> = spans
             .iter()
-            .map(|span| {
+            .map(|(resource, span)| {
                 // The series attributes go in encoded apart, as the sink does.
                 let series = encode_attributes(&span.attributes[..span.series_len]);
                 let own = SpanRecord {
@@ -282,10 +305,10 @@ mod tests {
                 };
                 let mut out = Vec::new();
                 put_span(&mut out, &own, &series, &mut scratch);
-                out
+                (Arc::clone(resource), out)
             })
             .collect();
-        ExportTraceServiceRequest::decode(&frame.request(&encoded)[..]).expect("valid protobuf")
+        ExportTraceServiceRequest::decode(&frame.request(&groups)[..]).expect("valid protobuf")
     }
 
     fn value(value: &Option<AnyValue>) -> Option<&Value> {
@@ -294,21 +317,23 @@ mod tests {
 
     #[test]
     fn spans_decode_as_the_otlp_messages() {
-        let resource = ResourceInfo {
-            attributes: vec![
-                (
-                    "service.name".to_owned(),
-                    AttributeValue::Str("client".into()),
-                ),
-                ("process.pid".to_owned(), AttributeValue::Int(42)),
-            ],
-        };
-        let frame = RequestFrame::new(&resource, "grpc-tracer", "1.2.3");
+        let resource: Arc<[u8]> = resource_field(&ResourceInfo::new(vec![
+            (
+                "service.name".to_owned(),
+                AttributeValue::Str("client".into()),
+            ),
+            ("process.pid".to_owned(), AttributeValue::Int(42)),
+        ]))
+        .into();
+        let frame = RequestFrame::new("grpc-tracer", "1.2.3");
         let request = decode(
             &frame,
             &[
-                span(SpanStatus::Unset, None),
-                span(SpanStatus::Error("deadline exceeded"), Some([0x33; 8])),
+                (&resource, span(SpanStatus::Unset, None)),
+                (
+                    &resource,
+                    span(SpanStatus::Error("deadline exceeded"), Some([0x33; 8])),
+                ),
             ],
         );
         assert_eq!(request.resource_spans.len(), 1);
@@ -372,6 +397,44 @@ mod tests {
         assert_eq!(
             (status.code, status.message.as_str()),
             (2, "deadline exceeded")
+        );
+    }
+
+    #[test]
+    fn each_process_gets_a_resource_spans_of_its_own() {
+        let of = |pid: i64| -> Arc<[u8]> {
+            resource_field(&ResourceInfo::new(vec![(
+                "process.pid".to_owned(),
+                AttributeValue::Int(pid),
+            )]))
+            .into()
+        };
+        let (client, server) = (of(1), of(2));
+        let frame = RequestFrame::new("grpc-tracer", "1.2.3");
+        // Interleaved as calls end; grouped by process in the request.
+        let request = decode(
+            &frame,
+            &[
+                (&client, span(SpanStatus::Unset, None)),
+                (&server, span(SpanStatus::Unset, None)),
+                (&client, span(SpanStatus::Unset, None)),
+            ],
+        );
+        let per_resource: Vec<(Option<&Value>, usize)> = request
+            .resource_spans
+            .iter()
+            .map(|resource_spans| {
+                let resource = resource_spans.resource.as_ref().expect("resource");
+                let spans = resource_spans.scope_spans[0].spans.len();
+                (value(&resource.attributes[0].value), spans)
+            })
+            .collect();
+        assert_eq!(
+            per_resource,
+            [
+                (Some(&Value::IntValue(1)), 2),
+                (Some(&Value::IntValue(2)), 1)
+            ]
         );
     }
 }

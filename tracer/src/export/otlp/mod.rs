@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use foldhash::HashMap;
 use opentelemetry::{
     KeyValue,
     metrics::{Histogram, MeterProvider as _},
@@ -48,7 +49,7 @@ use super::{
 };
 use crate::grpc::{CallRecord, Side};
 use config::metadata;
-use encoding::{RequestFrame, encode_attributes, put_span};
+use encoding::{RequestFrame, ResourceGroup, encode_attributes, put_span, resource_field};
 use metric_attributes::{MetricAttributeSets, otel_value};
 use transport::SpanTransport;
 
@@ -119,10 +120,12 @@ struct Counters {
     failed: AtomicU64,
 }
 
-/// Spans encoded one after another (each by [`put_span`]), handed to the export thread together:
-/// one channel message and one wakeup per poll of the capture rather than per call.
+/// Spans encoded one after another (each by [`put_span`]) behind their process's resource,
+/// handed to the export thread together: one channel message and one wakeup per poll of the
+/// capture rather than per call.
+#[derive(Default)]
 struct SpanBatch {
-    encoded: Vec<u8>,
+    groups: Vec<ResourceGroup>,
     spans: u64,
 }
 
@@ -134,8 +137,10 @@ pub struct OtlpSink {
     /// Spans encoded since the last hand-over.
     pending: SpanBatch,
     thread: Option<JoinHandle<()>>,
-    /// The provider, and the duration histograms of client and server calls.
-    metrics: Option<(SdkMeterProvider, CallDurations)>,
+    /// Each traced process's resource, encoded once, by resource id.
+    resource_fields: HashMap<u64, Arc<[u8]>>,
+    /// The duration histograms, each process's under its own resource.
+    metrics: Option<Metrics>,
     metric_attributes: MetricAttributeSets,
     /// Each series' attributes, encoded once and copied into its spans.
     series: SeriesCache<SeriesAttributes>,
@@ -155,7 +160,6 @@ impl OtlpSink {
     /// here if they cannot be configured, so a bad endpoint is reported at start.
     pub fn start(
         config: OtlpConfig,
-        resource: &ResourceInfo,
         clock: WallClock,
         conventions: Conventions,
     ) -> Result<OtlpSink, OtlpError> {
@@ -165,7 +169,7 @@ impl OtlpSink {
             .enable_all()
             .build()
             .map_err(OtlpError::Thread)?;
-        let frame = RequestFrame::new(resource, SCOPE_NAME, env!("CARGO_PKG_VERSION"));
+        let frame = RequestFrame::new(SCOPE_NAME, env!("CARGO_PKG_VERSION"));
         let transport = {
             let _context = runtime.enter();
             SpanTransport::new(&config).map_err(|detail| OtlpError::Exporter {
@@ -173,25 +177,22 @@ impl OtlpSink {
                 detail,
             })?
         };
-        let resource = to_resource(resource);
         let metrics = match &config.metrics_endpoint {
             Some(endpoint) => {
-                let exporter = {
+                // Built now, so that a bad endpoint is reported at start; the first process's
+                // histograms take it.
+                let spare = {
                     let _context = runtime.enter();
                     build_metric_exporter(&config, endpoint)?
                 };
-                let reader = PeriodicReader::builder(OnRuntime {
+                Some(Metrics {
+                    config: config.clone(),
+                    endpoint: endpoint.clone(),
                     handle: runtime.handle().clone(),
-                    exporter,
+                    spare: Some(spare),
+                    by_resource: HashMap::default(),
+                    unrecorded: 0,
                 })
-                .with_interval(METRICS_INTERVAL)
-                .build();
-                let provider = SdkMeterProvider::builder()
-                    .with_reader(reader)
-                    .with_resource(resource.clone())
-                    .build();
-                let durations = CallDurations::new(&provider);
-                Some((provider, durations))
             }
             None => None,
         };
@@ -220,11 +221,9 @@ impl OtlpSink {
             sender: Some(sender),
             queued,
             queue_capacity,
-            pending: SpanBatch {
-                encoded: Vec::new(),
-                spans: 0,
-            },
+            pending: SpanBatch::default(),
             thread: Some(thread),
+            resource_fields: HashMap::default(),
             metrics,
             metric_attributes: MetricAttributeSets::default(),
             series: SeriesCache::default(),
@@ -258,8 +257,76 @@ fn to_resource(resource: &ResourceInfo) -> Resource {
         .build()
 }
 
+/// Processes whose calls get duration histograms of their own; each has a meter provider and
+/// its periodic reader. Calls of processes beyond are not recorded, and counted.
+const MAX_METRIC_RESOURCES: usize = 32;
+
+/// The duration histograms of each traced process, under its own resource (OTLP: a
+/// `ResourceMetrics` each).
+struct Metrics {
+    config: OtlpConfig,
+    endpoint: String,
+    handle: Handle,
+    /// The exporter built at start, for the first process.
+    spare: Option<opentelemetry_otlp::MetricExporter>,
+    by_resource: HashMap<u64, (SdkMeterProvider, CallDurations)>,
+    /// Calls not recorded: their process came after [`MAX_METRIC_RESOURCES`] others.
+    unrecorded: u64,
+}
+
+impl Metrics {
+    /// The histograms of `resource`'s process, set up on its first call.
+    fn of(&mut self, resource: &ResourceInfo) -> Option<&CallDurations> {
+        if !self.by_resource.contains_key(&resource.id) {
+            if self.by_resource.len() >= MAX_METRIC_RESOURCES {
+                self.unrecorded += 1;
+                return None;
+            }
+            let exporter = match self.spare.take() {
+                Some(exporter) => exporter,
+                None => {
+                    let _context = self.handle.enter();
+                    match build_metric_exporter(&self.config, &self.endpoint) {
+                        Ok(exporter) => exporter,
+                        Err(err) => {
+                            log::warn!("OTLP metrics for another process: {err}");
+                            self.unrecorded += 1;
+                            return None;
+                        }
+                    }
+                }
+            };
+            let reader = PeriodicReader::builder(OnRuntime {
+                handle: self.handle.clone(),
+                exporter,
+            })
+            .with_interval(METRICS_INTERVAL)
+            .build();
+            let provider = SdkMeterProvider::builder()
+                .with_reader(reader)
+                .with_resource(to_resource(resource))
+                .build();
+            let durations = CallDurations::new(&provider);
+            self.by_resource.insert(resource.id, (provider, durations));
+        }
+        self.by_resource
+            .get(&resource.id)
+            .map(|(_, durations)| durations)
+    }
+
+    /// Exports the final histograms; returns the calls left out of them.
+    fn shut_down(self) -> u64 {
+        for (provider, _) in self.by_resource.into_values() {
+            if let Err(err) = provider.shutdown_with_timeout(FLUSH_DEADLINE) {
+                log::warn!("OTLP metrics export failed: {err}");
+            }
+        }
+        self.unrecorded
+    }
+}
+
 impl CallSink for OtlpSink {
-    fn on_call(&mut self, call: &CallRecord) {
+    fn on_call(&mut self, call: &CallRecord, resource: &ResourceInfo) {
         let (mut span, series) = self.series.span(
             call,
             self.conventions,
@@ -273,7 +340,11 @@ impl CallSink for OtlpSink {
                     .collect(),
             },
         );
-        if let Some((_, durations)) = &self.metrics {
+        if let Some(durations) = self
+            .metrics
+            .as_mut()
+            .and_then(|metrics| metrics.of(resource))
+        {
             durations.of(call.side).record(
                 call.duration().as_secs_f64(),
                 &self
@@ -285,12 +356,19 @@ impl CallSink for OtlpSink {
         span.trace_state = span
             .trace_state
             .filter(|state| TraceState::from_str(state).is_ok());
-        put_span(
-            &mut self.pending.encoded,
-            &span,
-            &series.encoded,
-            &mut self.scratch,
-        );
+        let field = self
+            .resource_fields
+            .entry(resource.id)
+            .or_insert_with(|| resource_field(resource).into());
+        let groups = &mut self.pending.groups;
+        if groups
+            .last()
+            .is_none_or(|(last, _)| !Arc::ptr_eq(last, field))
+        {
+            groups.push((Arc::clone(field), Vec::new()));
+        }
+        let (_, encoded) = groups.last_mut().expect("pushed above");
+        put_span(encoded, &span, &series.encoded, &mut self.scratch);
         self.pending.spans += 1;
         if self.pending.spans >= MAX_BATCH {
             self.hand_over();
@@ -308,12 +386,7 @@ impl CallSink for OtlpSink {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        if let Some((provider, _)) = self.metrics.take() {
-            // Exports the final histogram.
-            if let Err(err) = provider.shutdown_with_timeout(FLUSH_DEADLINE) {
-                log::warn!("OTLP metrics export failed: {err}");
-            }
-        }
+        let not_in_histograms = self.metrics.take().map_or(0, Metrics::shut_down);
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
@@ -321,6 +394,7 @@ impl CallSink for OtlpSink {
             exported: self.counters.exported.load(Ordering::Relaxed),
             dropped_queue_full: self.dropped_queue_full,
             failed: self.counters.failed.load(Ordering::Relaxed),
+            not_in_histograms,
             ..ExportReport::default()
         }
     }
@@ -334,14 +408,7 @@ impl OtlpSink {
         if spans == 0 {
             return;
         }
-        let capacity = self.pending.encoded.capacity();
-        let batch = std::mem::replace(
-            &mut self.pending,
-            SpanBatch {
-                encoded: Vec::with_capacity(capacity),
-                spans: 0,
-            },
-        );
+        let batch = std::mem::take(&mut self.pending);
         // Counted before sending, so the export thread never takes more than was counted.
         let room = self.queued.fetch_add(spans, Ordering::Relaxed) + spans <= self.queue_capacity;
         let sent = room
@@ -429,12 +496,12 @@ fn export_spans(
     counters: Arc<Counters>,
 ) {
     // The encoded spans of the next request, in the pieces they came in.
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<ResourceGroup> = Vec::new();
     let mut count = 0;
-    let take = |taken: SpanBatch, batch: &mut Vec<Vec<u8>>, count: &mut u64| {
+    let take = |taken: SpanBatch, batch: &mut Vec<ResourceGroup>, count: &mut u64| {
         queued.fetch_sub(taken.spans, Ordering::Relaxed);
         *count += taken.spans;
-        batch.push(taken.encoded);
+        batch.extend(taken.groups);
     };
     let mut last_export = Instant::now();
     let mut closing_since: Option<Instant> = None;
@@ -513,21 +580,18 @@ mod tests {
             timeout: Duration::from_secs(1),
             queue_capacity: 4,
         };
-        let resource = ResourceInfo {
-            attributes: Vec::new(),
-        };
-        let mut sink =
-            OtlpSink::start(config, &resource, WallClock::measure(), Conventions::Both).unwrap();
+        let resource = ResourceInfo::new(Vec::new());
+        let mut sink = OtlpSink::start(config, WallClock::measure(), Conventions::Both).unwrap();
         let call = call();
-        sink.on_call(&call);
+        sink.on_call(&call, &resource);
         sink.flush();
         // The export thread has taken that span and is waiting for the collector's answer.
         let _connection = silent.accept().unwrap();
         assert_eq!(sink.queued.load(Ordering::Relaxed), 0);
         // Two batches of two fill the queue; the third finds no room.
         for _ in 0..3 {
-            sink.on_call(&call);
-            sink.on_call(&call);
+            sink.on_call(&call, &resource);
+            sink.on_call(&call, &resource);
             sink.flush();
         }
         let report = sink.finish();

@@ -25,7 +25,7 @@ fn record_session() -> (Vec<ClientCall>, Vec<Recorded>) {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_address = listener.local_addr().unwrap();
-        tokio::spawn(echo::serve(listener));
+        tokio::spawn(echo::serve(listener, echo::MAX_CONCURRENT_STREAMS));
         let (proxy, recording) = recording_proxy::start(server_address).await;
         let channel = tonic::transport::Channel::from_shared(format!("http://{proxy}"))
             .unwrap()

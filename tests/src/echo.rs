@@ -134,10 +134,17 @@ impl Echo for EchoService {
 }
 
 /// Serves the echo service on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
+/// Room for the benchmark, which holds 10,000 calls open on one connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 20_000;
+
+/// Serves the Echo service, allowing `max_streams` concurrent streams per connection (the
+/// SETTINGS_MAX_CONCURRENT_STREAMS it sends).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    max_streams: u32,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        // The benchmark holds 10,000 calls open on one connection.
-        .max_concurrent_streams(Some(20_000))
+        .max_concurrent_streams(Some(max_streams))
         .add_service(
             EchoServer::new(EchoService)
                 .max_decoding_message_size(64 << 20)

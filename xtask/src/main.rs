@@ -7,6 +7,7 @@ mod ebpf_toolchain;
 mod example;
 mod fuzz;
 mod install;
+mod node;
 mod python;
 mod setup;
 mod test;

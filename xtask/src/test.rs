@@ -20,6 +20,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     // The release tracer, and a copy with the bench floors for their own tests.
     crate::build_bench_floors()?;
     let python = crate::python::ensure_grpcio_python()?;
+    let node_modules = crate::node::ensure_grpc_js()?;
     // Real HTTP/2 peers that do not speak gRPC, for tests/not_grpc.rs.
     for (program, package) in [("nghttpd", "nghttp2-server"), ("h2load", "nghttp2-client")] {
         if !crate::install::debian_tool(program, package, "for the tests of non-gRPC HTTP/2") {
@@ -35,7 +36,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     totals.add(run_counting(
         Command::new(env!("CARGO"))
             .args(&integration)
-            .env("TRACER_TEST_PYTHON", python),
+            .env("TRACER_TEST_PYTHON", python)
+            .env("TRACER_TEST_NODE_PATH", node_modules),
     )?);
     // One closing line for the whole run (cargo's last line may be an empty doc-test run).
     println!("{} passed, {} failed", totals.passed, totals.failed);

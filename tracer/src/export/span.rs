@@ -5,7 +5,7 @@
 use std::{borrow::Cow, sync::Arc};
 
 use crate::{
-    grpc::{CallRecord, Code, ConnectionFacts, KnownFailure, Side},
+    grpc::{CANCELLED_OR_DEADLINE, CallRecord, Code, ConnectionFacts, KnownFailure, Side},
     hpack::Text,
     stream::Endpoint,
 };
@@ -159,6 +159,16 @@ pub trait IdSource {
 
 /// Codes a server span reports as errors (the semantic conventions for gRPC servers); a client
 /// span treats every non-OK code as an error.
+/// A failed call's status message when its code is one of `codes`.
+fn one_of_message(codes: &[Code]) -> &'static str {
+    if codes == CANCELLED_OR_DEADLINE {
+        "CANCELLED or DEADLINE_EXCEEDED: the request may have waited for a stream slot, and the wire \
+         cannot tell the client's cancel from its deadline"
+    } else {
+        "status code unknown; one of several errors"
+    }
+}
+
 /// A failed call's status message when only its HTTP status is known.
 fn unknown_code_with_http_status(http: u16) -> &'static str {
     match http {
@@ -228,6 +238,11 @@ impl<'a> SpanRecord<'a> {
                 )
             }
             (None, Some(KnownFailure::Message(message))) if client => SpanStatus::Error(message),
+            (None, Some(KnownFailure::OneOf(codes)))
+                if client || codes.iter().all(|&code| server_error(code)) =>
+            {
+                SpanStatus::Error(one_of_message(codes))
+            }
             _ => SpanStatus::Unset,
         };
         let mut attributes = Vec::with_capacity(24);
@@ -408,8 +423,17 @@ fn call_attributes<'a>(
         ));
     }
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
-    if let Some(KnownFailure::HttpStatus(http)) = call.failure_without_code() {
-        attributes.push(("http.response.status_code", Int(i64::from(http))));
+    match call.failure_without_code() {
+        Some(KnownFailure::HttpStatus(http)) => {
+            attributes.push(("http.response.status_code", Int(i64::from(http))));
+        }
+        Some(KnownFailure::OneOf(codes)) if codes == CANCELLED_OR_DEADLINE => {
+            attributes.push((
+                "tracer.status_candidates",
+                text("CANCELLED|DEADLINE_EXCEEDED"),
+            ));
+        }
+        _ => {}
     }
     if !call.content_type_known() {
         // Rare (calls joined mid-flight): only then said, as it is not the rule.
@@ -552,6 +576,7 @@ pub(super) mod tests {
             grpc_status: Some(5),
             grpc_message: Some("no such item".into()),
             code: Some(Code::NOT_FOUND),
+            code_candidates: &[],
             reset: None,
             end_reason: EndReason::TrailersOnly,
             start_ns: 1_000,

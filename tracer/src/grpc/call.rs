@@ -118,6 +118,9 @@ pub struct CallRecord {
     /// The status the client ends up with: grpc-status, else derived from the HTTP status, the
     /// reset code, or the deadline. `None` when the final status was lost to a capture gap.
     pub code: Option<Code>,
+    /// When `code` is unknown but the wire says it is one of a few (a client's cancel that may
+    /// have been its deadline): those.
+    pub code_candidates: &'static [Code],
     /// RST_STREAM error code, when the stream was reset.
     pub reset: Option<ErrorCode>,
     pub end_reason: EndReason,
@@ -133,6 +136,8 @@ pub struct CallRecord {
 /// What shows that a call failed when its status code is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KnownFailure<'a> {
+    /// It ended with one of these codes, all failures; the wire cannot tell which.
+    OneOf(&'static [Code]),
     /// The response's `:status` was not 200 (gRPC over HTTP/2: a gRPC response is 200).
     HttpStatus(u16),
     /// A `grpc-message` came, which gRPC sends only with an error.
@@ -145,6 +150,9 @@ impl CallRecord {
     pub fn failure_without_code(&self) -> Option<KnownFailure<'_>> {
         if self.code.is_some() {
             return None;
+        }
+        if !self.code_candidates.is_empty() {
+            return Some(KnownFailure::OneOf(self.code_candidates));
         }
         if let Some(status) = self.http_status.filter(|&status| status != 200) {
             return Some(KnownFailure::HttpStatus(status));

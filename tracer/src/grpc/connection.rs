@@ -40,6 +40,8 @@ struct CallAssembly {
     streams: Streams,
     /// The highest client-initiated stream whose request was seen (see [`Self::saw_request`]).
     last_request_stream: Option<u32>,
+    /// Whether requests may be waiting for a stream slot (see [`StreamSlots`]).
+    slots: StreamSlots,
     stats: TrackerStats,
     /// Per [`Direction`]: a SETTINGS_MAX_FRAME_SIZE that the opposite direction's SETTINGS
     /// frame set for this direction's reader, applied once the running reader has returned.
@@ -73,6 +75,7 @@ impl ConnectionTracker {
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
                 last_request_stream: None,
+                slots: StreamSlots::default(),
                 stats: TrackerStats::default(),
                 max_frame_size: [None; 2],
             },
@@ -295,6 +298,9 @@ impl CallAssembly {
                         Setting::HeaderTableSize(size) => {
                             self.blocks[other].set_table_size(size as usize)
                         }
+                        Setting::MaxConcurrentStreams(max) => {
+                            self.slots.max_set_by[direction as usize] = Some(max)
+                        }
                         Setting::MaxFrameSize(size) => self.max_frame_size[other] = Some(size),
                         _ => {}
                     }
@@ -351,7 +357,7 @@ impl CallAssembly {
                     start_ns: now,
                     ..StreamState::default()
                 };
-                self.streams.open(stream_id, stream, &mut self.stats);
+                self.open_stream(stream_id, stream);
             }
             Some(client) if client == direction => {}
             Some(_) => {
@@ -398,7 +404,7 @@ impl CallAssembly {
                         request_headers: Some(std::rc::Rc::clone(request)),
                         ..StreamState::default()
                     };
-                    self.streams.open(stream_id, stream, &mut self.stats);
+                    self.open_stream(stream_id, stream);
                 }
                 None => self.stats.non_grpc_streams += 1,
             }
@@ -451,6 +457,18 @@ impl CallAssembly {
         }
     }
 
+    /// A request opens `stream_id`.
+    fn open_stream(&mut self, stream_id: u32, mut stream: StreamState) {
+        let max = self.slots.max(self.client_direction);
+        stream.queued_since = self.slots.take_freed(stream.start_ns);
+        self.streams.open(stream_id, stream, &mut self.stats);
+        if max.is_some_and(|max| self.streams.len() >= max as usize) {
+            self.slots
+                .full_since
+                .get_or_insert(self.streams.get_start(stream_id));
+        }
+    }
+
     /// The call on `stream_id` ended: its record goes to `out`.
     fn complete(
         &mut self,
@@ -459,9 +477,14 @@ impl CallAssembly {
         end_ns: u64,
         out: &mut Vec<CallRecord>,
     ) {
+        let max = self.slots.max(self.client_direction);
+        let was_full = max.is_some_and(|max| self.streams.len() >= max as usize);
         let Some(stream) = self.streams.remove(stream_id) else {
             return;
         };
+        if was_full {
+            self.slots.freed(end_ns);
+        }
         // Ended by what ends every call still open, but bytes went uncaptured since anything
         // of it was seen: it may have ended in the gap, with an outcome we did not see.
         let (reason, end_ns) = match (reason, stream.unseen_since_gap) {
@@ -471,7 +494,8 @@ impl CallAssembly {
             ) => (EndReason::CaptureGap, gap_ns),
             _ => (reason, end_ns),
         };
-        let code = outcome::status_code(&stream, reason, end_ns);
+        let outcome = outcome::outcome(&stream, reason, end_ns);
+        let code = outcome.code();
         let reset = match reason {
             EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),
             _ => None,
@@ -501,6 +525,7 @@ impl CallAssembly {
             grpc_status: stream.grpc_status,
             grpc_message: stream.grpc_message,
             code,
+            code_candidates: outcome.candidates(),
             reset,
             end_reason: reason,
             start_ns: stream.start_ns,
@@ -509,5 +534,45 @@ impl CallAssembly {
             request: stream.request.stats,
             response: stream.response.stats,
         });
+    }
+}
+
+/// Whether a request may have waited for a stream slot: the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS bounds the streams a client has open (RFC 9113 §5.1.2), and
+/// a client keeps a request that would go over it until a stream ends. Such a request goes out
+/// right after a stream of a full connection ended; it may have started any time since the
+/// connection became full.
+#[derive(Default)]
+struct StreamSlots {
+    /// Per [`Direction`]: SETTINGS_MAX_CONCURRENT_STREAMS as that direction's sender set it.
+    max_set_by: [Option<u32>; 2],
+    /// Since when the client's streams have filled the server's limit.
+    full_since: Option<u64>,
+    /// When a stream of the full connection last ended, and since when it had been full.
+    freed: Option<(u64, u64)>,
+}
+
+/// How soon after a slot frees a waiting request goes out, at most: a client writes it at
+/// once, but the write can wait for the CPU.
+const SLOT_TAKEN_WITHIN_NS: u64 = 20_000_000;
+
+impl StreamSlots {
+    /// The limit on the client's streams: what the server (the other side) set.
+    fn max(&self, client: Option<Direction>) -> Option<u32> {
+        self.max_set_by[opposite(client?) as usize]
+    }
+
+    /// A stream of the full connection ended at `now`.
+    fn freed(&mut self, now: u64) {
+        if let Some(full_since) = self.full_since.take() {
+            self.freed = Some((now, full_since));
+        }
+    }
+
+    /// A request's headers went out at `now`: if that was as a slot freed, it may have waited
+    /// since the connection became full (returned). Each freed slot takes one request.
+    fn take_freed(&mut self, now: u64) -> Option<u64> {
+        let (freed_at, full_since) = self.freed.take()?;
+        (now.saturating_sub(freed_at) <= SLOT_TAKEN_WITHIN_NS).then_some(full_since)
     }
 }

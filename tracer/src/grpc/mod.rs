@@ -29,5 +29,6 @@ pub use headers::RequestHeaders;
 pub use limits::Limits;
 pub use message::MessageStats;
 pub use metadata::{RETAINED_HEADERS, is_retained, parse_timeout, percent_decode};
+pub use outcome::CANCELLED_OR_DEADLINE;
 pub use stats::TrackerStats;
 pub use status::Code;

@@ -1,15 +1,56 @@
 //! The status code a call ended with, from what ended it. When `grpc-status` is missing, the
 //! code is derived as a gRPC client derives it (gRPC's "HTTP to gRPC status code mapping" and
-//! RST_STREAM rules); when the wire cannot say, the outcome is unknown (`None`), never a guess.
+//! RST_STREAM rules); when the wire cannot say, the outcome is unknown, or one of a few, never a
+//! guess.
 
 use std::time::Duration;
 
 use super::{call::EndReason, status::Code, streams::StreamState};
 use crate::http2::ErrorCode;
 
-/// The code `stream` ended with, ended by `reason` at `end_ns`; `None` when it is unknown.
-pub(super) fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) -> Option<Code> {
-    match reason {
+/// What the wire says of a call's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Known(Code),
+    /// One of these; the wire cannot tell which.
+    OneOf(&'static [Code]),
+    Unknown,
+}
+
+impl Outcome {
+    pub fn code(self) -> Option<Code> {
+        match self {
+            Outcome::Known(code) => Some(code),
+            Outcome::OneOf(_) | Outcome::Unknown => None,
+        }
+    }
+
+    /// The codes it may be, when it is one of a few.
+    pub fn candidates(self) -> &'static [Code] {
+        match self {
+            Outcome::OneOf(codes) => codes,
+            Outcome::Known(_) | Outcome::Unknown => &[],
+        }
+    }
+}
+
+/// The two a client's RST_STREAM(CANCEL) can mean when its request may have waited for a
+/// stream slot (see [`status_code`]).
+pub const CANCELLED_OR_DEADLINE: &[Code] = &[Code::CANCELLED, Code::DEADLINE_EXCEEDED];
+
+/// What `stream`, ended by `reason` at `end_ns`, ended with.
+///
+/// A client cancels with RST_STREAM(CANCEL) both when its application cancels and when its
+/// deadline fires; the deadline is told by the time since the request headers, against their
+/// `grpc-timeout`. Some clients (grpc-go, grpc-js, grpc-java) compute that timeout when the
+/// call starts, and a request that waited for a stream slot (the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS reached) goes out later: its deadline fires sooner after
+/// its headers than their timeout says. For such a request ([`StreamState::queued_since`]),
+/// a cancel that comes when its deadline could have fired, counted from the earliest the call
+/// could have started, is either: the wire cannot tell which.
+pub(super) fn outcome(stream: &StreamState, reason: EndReason, end_ns: u64) -> Outcome {
+    let known = |code: Option<Code>| code.map_or(Outcome::Unknown, Outcome::Known);
+    known(match reason {
         EndReason::Trailers | EndReason::TrailersOnly => {
             match (stream.grpc_status, stream.http_status) {
                 (Some(status), _) => Some(Code(status)),
@@ -26,16 +67,21 @@ pub(super) fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) 
                 .map_or(Code::UNKNOWN, Code::from_http_status),
         ),
         EndReason::ResetByClient(ErrorCode::CANCEL) => {
-            let elapsed = Duration::from_nanos(end_ns.saturating_sub(stream.start_ns));
+            let since = |start_ns: u64| Duration::from_nanos(end_ns.saturating_sub(start_ns));
             let timeout = stream
                 .request_headers
                 .as_ref()
                 .and_then(|headers| headers.timeout);
-            Some(if deadline_passed(timeout, elapsed) {
-                Code::DEADLINE_EXCEEDED
+            if deadline_passed(timeout, since(stream.start_ns)) {
+                Some(Code::DEADLINE_EXCEEDED)
+            } else if stream
+                .queued_since
+                .is_some_and(|queued| deadline_passed(timeout, since(queued)))
+            {
+                return Outcome::OneOf(CANCELLED_OR_DEADLINE);
             } else {
-                Code::CANCELLED
-            })
+                Some(Code::CANCELLED)
+            }
         }
         EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => {
             Some(Code::from_reset(error))
@@ -54,7 +100,7 @@ pub(super) fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) 
                 .is_some_and(|timeout| elapsed >= timeout)
                 .then_some(Code::DEADLINE_EXCEEDED)
         }
-    }
+    })
 }
 
 /// A client cancels with RST_STREAM(CANCEL) when its deadline fires. Its timer starts before
@@ -72,6 +118,10 @@ mod tests {
     use crate::grpc::RequestHeaders;
 
     const MS: u64 = 1_000_000;
+
+    fn status_code(stream: &StreamState, reason: EndReason, end_ns: u64) -> Option<Code> {
+        outcome(stream, reason, end_ns).code()
+    }
 
     fn with_timeout(timeout_ms: u64) -> StreamState {
         StreamState {
@@ -144,6 +194,25 @@ mod tests {
             status_code(&untimed, EndReason::ProcessExited, 10_000 * MS),
             None
         );
+    }
+
+    #[test]
+    fn a_cancel_of_a_request_that_may_have_waited_for_a_slot_may_be_its_deadline() {
+        let mut stream = with_timeout(100);
+        let cancel = EndReason::ResetByClient(ErrorCode::CANCEL);
+        let at = |stream: &StreamState, elapsed_ms: u64| {
+            outcome(stream, cancel, stream.start_ns + elapsed_ms * MS)
+        };
+        // The headers went out when a slot freed; the connection had been full for 60 ms.
+        stream.queued_since = Some(stream.start_ns - 60 * MS);
+        // 40 ms after the headers is 100 ms after the call may have started.
+        assert_eq!(at(&stream, 40), Outcome::OneOf(CANCELLED_OR_DEADLINE));
+        // Too soon for any deadline: the application cancelled.
+        assert_eq!(at(&stream, 10), Outcome::Known(Code::CANCELLED));
+        assert_eq!(at(&stream, 100), Outcome::Known(Code::DEADLINE_EXCEEDED));
+        // Not queued: as before.
+        stream.queued_since = None;
+        assert_eq!(at(&stream, 40), Outcome::Known(Code::CANCELLED));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub(super) struct StreamState {
     /// When bytes of the connection went uncaptured while this call was in flight, if nothing
     /// of the call has been seen since: its end may have been among them.
     pub unseen_since_gap: Option<u64>,
+    /// Set when the request may have waited for a stream slot before its headers went out:
+    /// the earliest the call can have started (when the connection became full).
+    pub queued_since: Option<u64>,
 }
 
 impl StreamState {
@@ -77,6 +80,13 @@ impl Streams {
 
     pub fn get_mut(&mut self, stream_id: u32) -> Option<&mut StreamState> {
         self.open.get_mut(&stream_id)
+    }
+
+    /// When the call on `stream_id` started (0 if it is not open).
+    pub fn get_start(&self, stream_id: u32) -> u64 {
+        self.open
+            .get(&stream_id)
+            .map_or(0, |stream| stream.start_ns)
     }
 
     pub fn remove(&mut self, stream_id: u32) -> Option<StreamState> {

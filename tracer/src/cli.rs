@@ -59,11 +59,13 @@ pub struct Cli {
     #[arg(long)]
     pub service_name: Option<String>,
 
-    /// Size of the kernel-to-user ring buffer in bytes (a power of two).
+    /// Size of the kernel-to-user ring buffer in bytes: a power of two from 4 KiB to 256 MiB.
+    /// It is kernel memory, locked for as long as the tracer runs.
     #[arg(long, default_value_t = DEFAULT_RING_BUFFER_BYTES, value_name = "BYTES")]
     pub ring_buffer_bytes: u32,
 
-    /// Spans that may wait for the collector; beyond this they are dropped and counted.
+    /// Spans that may wait for the collector (1 to 1,048,576); beyond this they are dropped
+    /// and counted.
     #[arg(long, default_value_t = 16_384, value_name = "SPANS")]
     pub export_queue: usize,
 
@@ -125,9 +127,21 @@ pub enum ConfigError {
          or --output console"
     )]
     OutputFileWithOtlp,
-    #[error("--ring-buffer-bytes must be a power of two of at least 4096, got {0}")]
+    #[error(
+        "--ring-buffer-bytes must be a power of two from 4096 (4 KiB) to 268435456 (256 MiB), \
+         got {0}"
+    )]
     RingBufferSize(u32),
+    #[error("--export-queue must be from 1 to {MAX_EXPORT_QUEUE} spans, got {0}")]
+    ExportQueue(usize),
 }
+
+/// The largest ring buffer: kernel memory, locked while tracing. The bench's largest (a whole
+/// paused run) is this size.
+pub const MAX_RING_BUFFER_BYTES: u32 = 256 << 20;
+
+/// The most spans that may wait for the collector: about 1 GiB of encoded spans.
+pub const MAX_EXPORT_QUEUE: usize = 1 << 20;
 
 /// What to trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,8 +234,13 @@ impl Cli {
             (false, true) => Target::Pids(self.pids.clone()),
             (true, false) => Target::Command(self.command.clone()),
         };
-        if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
+        if !self.ring_buffer_bytes.is_power_of_two()
+            || !(4096..=MAX_RING_BUFFER_BYTES).contains(&self.ring_buffer_bytes)
+        {
             return Err(ConfigError::RingBufferSize(self.ring_buffer_bytes));
+        }
+        if !(1..=MAX_EXPORT_QUEUE).contains(&self.export_queue) {
+            return Err(ConfigError::ExportQueue(self.export_queue));
         }
         let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
         let protocol_text = self
@@ -289,7 +308,7 @@ impl Cli {
                     protocol,
                     headers,
                     timeout: Duration::from_secs(5),
-                    queue_capacity: self.export_queue.max(1),
+                    queue_capacity: self.export_queue,
                 })
             }
         };
@@ -483,6 +502,17 @@ mod tests {
         assert_eq!(
             resolve(&["--pid", "1", "--ring-buffer-bytes", "5000"], &[]).unwrap_err(),
             ConfigError::RingBufferSize(5000)
+        );
+        // 2 GiB: kernel memory the tracer would lock (4.2 GB of RSS was reported).
+        let two_gib = &["--pid", "1", "--ring-buffer-bytes", "2147483648"];
+        assert_eq!(
+            resolve(two_gib, &[]).unwrap_err(),
+            ConfigError::RingBufferSize(1 << 31)
+        );
+        assert!(resolve(&["--pid", "1", "--ring-buffer-bytes", "268435456"], &[]).is_ok());
+        assert_eq!(
+            resolve(&["--pid", "1", "--export-queue", "0"], &[]).unwrap_err(),
+            ConfigError::ExportQueue(0)
         );
     }
 

@@ -358,6 +358,7 @@ fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
             &receiver.endpoint(),
             "--stats-json",
             stats.to_str().unwrap(),
+            "--export-command-line",
         ],
     );
     let lines = release_and_collect(client);
@@ -415,6 +416,8 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
         resource.get("process.executable.name").map(String::as_str),
         Some("echo-client")
     );
+    // Its command line (the server's address here, a secret elsewhere) only when asked for.
+    assert_eq!(resource.get("process.command_line"), None);
     assert_spans_match(spans, &client_calls(&lines), "tonic");
     assert_payload_skipped(&stats, "tonic");
 }

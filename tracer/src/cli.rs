@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 use crate::capture::CaptureFloor;
 use crate::{
     capture::DEFAULT_RING_BUFFER_BYTES,
-    export::{Conventions, OtlpConfig, OtlpProtocol, parse_key_values},
+    export::{Conventions, OtlpConfig, OtlpProtocol, parse_key_values, redacted},
 };
 
 const EXAMPLES: &str = "\
@@ -73,6 +73,11 @@ pub struct Cli {
     /// time and peak memory) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<std::path::PathBuf>,
+
+    /// Also export each traced process's full command line (`process.command_line`), which may
+    /// carry secrets such as `--token=...`. Without it, only the executable is.
+    #[arg(long)]
+    pub export_command_line: bool,
 
     /// Measure the time the kernel hooks take and add it to the final report (in-kernel time
     /// per call, by hook). This turns on the kernel's BPF run-time statistics while tracing,
@@ -171,6 +176,7 @@ pub struct Config {
     pub env_resource_attributes: Option<String>,
     pub ring_buffer_bytes: u32,
     pub hook_time: bool,
+    pub export_command_line: bool,
     #[cfg(feature = "bench-floors")]
     pub bench_floor: CaptureFloor,
     pub stats_json: Option<std::path::PathBuf>,
@@ -203,7 +209,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// rather than failing at the first export.
 fn validate_endpoint(url: &str, source_name: &'static str) -> Result<(), ConfigError> {
     let invalid = |reason: &str| ConfigError::InvalidEndpoint {
-        url: url.to_owned(),
+        url: redacted(url).into_owned(),
         source_name,
         reason: reason.to_owned(),
     };
@@ -327,6 +333,7 @@ impl Cli {
             env_resource_attributes: env("OTEL_RESOURCE_ATTRIBUTES"),
             ring_buffer_bytes: self.ring_buffer_bytes,
             hook_time: self.hook_time,
+            export_command_line: self.export_command_line,
             #[cfg(feature = "bench-floors")]
             bench_floor: if self.bench_bare_records {
                 CaptureFloor::BareRecords
@@ -488,6 +495,10 @@ mod tests {
                 "{url}: {err}"
             );
         }
+        // The error names the endpoint, but never a password in it.
+        let with_password = "https://user:s3cret@collector:4317";
+        let err = resolve(&["--pid", "1", "--otlp-endpoint", with_password], &[]).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
         assert_eq!(
             resolve(
                 &["--pid", "1"],

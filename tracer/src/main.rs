@@ -60,6 +60,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         service_name: config.service_name.clone(),
         env_service_name: config.env_service_name.clone(),
         env_attributes: config.env_resource_attributes.clone(),
+        command_line: config.export_command_line,
     };
     let mut session = Session::new(capture, Limits::default(), overrides.clone());
     // Created (emptied if it exists) only once tracing can start, and before a command is

@@ -14,7 +14,7 @@ pub use clock::WallClock;
 pub use console::ConsoleSink;
 pub use json::JsonSink;
 pub use line_output::LineDestination;
-pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink};
+pub use otlp::{OtlpConfig, OtlpProtocol, OtlpSink, redacted};
 pub use resource::{ProcessResources, ResourceInfo, ResourceOverrides, parse_key_values};
 pub use span::{
     AttributeValue, Conventions, IdSource, RandomIds, SpanAttributes, SpanKind, SpanRecord,

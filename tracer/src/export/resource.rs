@@ -30,6 +30,9 @@ pub struct ResourceOverrides {
     pub env_service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`.
     pub env_attributes: Option<String>,
+    /// `--export-command-line`: the full command line, which may carry secrets, is exported
+    /// only when asked for.
+    pub command_line: bool,
 }
 
 impl ResourceInfo {
@@ -55,8 +58,13 @@ impl ResourceInfo {
             .into_iter()
             .map(|(key, value)| (key, AttributeValue::Str(value.into())))
             .collect();
-        let executable = executable_name(pid);
-        let command_line = command_line(pid);
+        let executable_path = executable_path(pid);
+        let executable = executable_path
+            .as_deref()
+            .and_then(|path| path.rsplit('/').next())
+            .map(str::to_owned)
+            .or_else(|| comm(pid));
+        let command_line = overrides.command_line.then(|| command_line(pid)).flatten();
         let from_attributes = attributes.iter().find_map(|(key, value)| match value {
             AttributeValue::Str(value) if key == "service.name" => Some(value.to_string()),
             _ => None,
@@ -84,6 +92,9 @@ impl ResourceInfo {
                 "process.executable.name",
                 AttributeValue::Str(executable.into()),
             );
+        }
+        if let Some(path) = executable_path {
+            set("process.executable.path", AttributeValue::Str(path.into()));
         }
         if let Some(command_line) = command_line {
             set(
@@ -170,18 +181,18 @@ pub fn parse_key_values(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn executable_name(pid: u32) -> Option<String> {
+/// The file `/proc/PID/exe` names.
+fn executable_path(pid: u32) -> Option<String> {
     fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
-        .and_then(|path| {
-            path.file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-        })
-        .or_else(|| {
-            fs::read_to_string(format!("/proc/{pid}/comm"))
-                .ok()
-                .map(|comm| comm.trim().to_owned())
-        })
+        .map(|path| path.to_string_lossy().into_owned())
+}
+
+/// The process's name as the kernel keeps it, for when its executable cannot be read.
+fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|comm| comm.trim().to_owned())
 }
 
 fn command_line(pid: u32) -> Option<String> {
@@ -220,6 +231,7 @@ mod tests {
                 service_name: service_name.map(str::to_owned),
                 env_service_name: env_service_name.map(str::to_owned),
                 env_attributes: attributes.clone(),
+                command_line: false,
             };
         let flag = ResourceInfo::for_process(me, &overrides(Some("from-flag"), Some("from-env")));
         assert_eq!(flag.service_name(), "from-flag");
@@ -250,6 +262,20 @@ mod tests {
                 .contains(&("process.pid".to_owned(), AttributeValue::Int(i64::from(me))))
         );
         assert_ne!(flag.id, env.id);
+        // The command line may carry secrets: only when asked for.
+        let has = |resource: &ResourceInfo, key: &str| {
+            resource.attributes.iter().any(|(name, _)| name == key)
+        };
+        assert!(!has(&plain, "process.command_line"));
+        assert!(has(&plain, "process.executable.path"));
+        let asked = ResourceOverrides {
+            command_line: true,
+            ..ResourceOverrides::default()
+        };
+        assert!(has(
+            &ResourceInfo::for_process(me, &asked),
+            "process.command_line"
+        ));
     }
 
     #[test]

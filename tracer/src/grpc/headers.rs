@@ -8,7 +8,7 @@
 
 use std::{rc::Rc, time::Duration};
 
-use super::metadata::{parse_timeout, percent_decode};
+use super::metadata::{grpc_message, parse_timeout};
 use crate::{
     hpack::{FieldValue, HeaderField, Text},
     recent::Recent,
@@ -100,7 +100,7 @@ impl BlockMeaning {
                     meaning.response.grpc_status = text.and_then(|text| text.parse().ok())
                 }
                 "grpc-message" => {
-                    meaning.response.grpc_message = text.map(|text| percent_decode(text))
+                    meaning.response.grpc_message = text.map(|text| grpc_message(text))
                 }
                 _ => {}
             }

@@ -49,6 +49,28 @@ pub fn parse_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// The most of a `grpc-message` a call record keeps, in bytes. An application may put anything
+/// in it (a 200 KB message became a 201 KB JSON line); what is cut is marked.
+pub const MAX_GRPC_MESSAGE: usize = 1024;
+
+/// What marks a `grpc-message` cut at [`MAX_GRPC_MESSAGE`].
+pub const TRUNCATED: &str = "…[truncated]";
+
+/// A `grpc-message` as a call record keeps it: percent-decoded, and cut to
+/// [`MAX_GRPC_MESSAGE`] bytes (at a character boundary), marked [`TRUNCATED`].
+pub fn grpc_message(value: &str) -> String {
+    let mut message = percent_decode(value);
+    if message.len() > MAX_GRPC_MESSAGE {
+        let mut end = MAX_GRPC_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(TRUNCATED);
+    }
+    message
+}
+
 /// `grpc-message` is percent-encoded UTF-8; invalid escapes are kept literally, as gRPC
 /// implementations do.
 pub fn percent_decode(value: &str) -> String {
@@ -94,6 +116,18 @@ fn find_byte(text: &str, byte: u8) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_grpc_message_is_cut_and_marked() {
+        assert_eq!(grpc_message("no%20such%20item"), "no such item");
+        let long = grpc_message(&"é".repeat(100_000));
+        assert!(long.ends_with(TRUNCATED), "{}", &long[..20]);
+        let kept = long.len() - TRUNCATED.len();
+        assert!(
+            (MAX_GRPC_MESSAGE - 1..=MAX_GRPC_MESSAGE).contains(&kept),
+            "{kept}"
+        );
+    }
 
     #[test]
     fn timeouts() {

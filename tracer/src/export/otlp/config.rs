@@ -38,3 +38,32 @@ pub(super) fn metadata(config: &OtlpConfig) -> Result<tonic::metadata::MetadataM
     }
     Ok(metadata)
 }
+
+/// `url` as it may be shown: a password (or any user information) before the host is replaced
+/// by `***`, wherever an endpoint is printed or logged.
+pub fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| after_scheme + at);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..after_scheme], &url[after_scheme + at..]).into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_information_in_an_endpoint_is_never_shown() {
+        assert_eq!(
+            redacted("http://user:s3cret@collector:4318/v1/traces"),
+            "http://***@collector:4318/v1/traces"
+        );
+        assert_eq!(redacted("http://collector:4317"), "http://collector:4317");
+        // An @ after the host is not user information.
+        assert_eq!(redacted("http://collector/a@b"), "http://collector/a@b");
+    }
+}

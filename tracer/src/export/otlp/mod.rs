@@ -41,7 +41,7 @@ mod encoding;
 mod metric_attributes;
 mod transport;
 
-pub use config::{OtlpConfig, OtlpProtocol};
+pub use config::{OtlpConfig, OtlpProtocol, redacted};
 
 use super::{
     AttributeValue, CallSink, Conventions, ExportReport, RandomIds, ResourceInfo, WallClock,
@@ -173,7 +173,7 @@ impl OtlpSink {
         let transport = {
             let _context = runtime.enter();
             SpanTransport::new(&config).map_err(|detail| OtlpError::Exporter {
-                endpoint: config.endpoint.clone(),
+                endpoint: redacted(&config.endpoint).into_owned(),
                 detail,
             })?
         };
@@ -437,7 +437,7 @@ fn build_metric_exporter(
     endpoint: &str,
 ) -> Result<opentelemetry_otlp::MetricExporter, OtlpError> {
     let failed = |detail: String| OtlpError::Exporter {
-        endpoint: endpoint.to_owned(),
+        endpoint: redacted(endpoint).into_owned(),
         detail,
     };
     let exporter = match config.protocol {
@@ -542,7 +542,7 @@ fn export_spans(
                     counters.failed.fetch_add(count, Ordering::Relaxed);
                     log::warn!(
                         "OTLP export of {count} spans to {} failed: {reason}",
-                        config.endpoint
+                        redacted(&config.endpoint)
                     );
                 }
             }

@@ -779,6 +779,26 @@ fn launched_command_exit_status_and_bad_targets() {
         String::from_utf8_lossy(&missing.stderr).trim(),
         "tracer: process 999999999 does not exist"
     );
+    // Not the tracer itself (it would trace its own exports forever), nor a kernel thread.
+    let own = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {} --pid $$", tracer_binary().display()))
+        .output()
+        .unwrap();
+    assert_eq!(own.status.code(), Some(2), "{own:?}");
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("is this tracer"),
+        "{own:?}"
+    );
+    let kthreadd = Command::new(tracer_binary())
+        .args(["--pid", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(kthreadd.status.code(), Some(2), "{kthreadd:?}");
+    assert!(
+        String::from_utf8_lossy(&kthreadd.stderr).contains("is a kernel thread"),
+        "{kthreadd:?}"
+    );
     let bad_url = Command::new(tracer_binary())
         .args(["--otlp-endpoint", "collector:4317", "--pid", "1"])
         .output()

@@ -9,10 +9,10 @@ use std::{
     },
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser as _;
 use tracer::{
-    capture::{Capture, CaptureConfig, CaptureError},
+    capture::{Capture, CaptureConfig},
     cli::{Cli, Config, OutputConfig, Target},
     export::{
         CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceInfo,
@@ -40,9 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     // Fail on a wrong pid before spending a second loading programs.
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
-            if !tracer::capture::process_alive(pid) {
-                bail!(CaptureError::NoSuchProcess(pid));
-            }
+            tracer::capture::check_target(pid)?;
         }
     }
     let stop = Arc::new(AtomicBool::new(false));

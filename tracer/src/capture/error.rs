@@ -4,6 +4,10 @@
 pub enum CaptureError {
     #[error("process {0} does not exist")]
     NoSuchProcess(u32),
+    #[error("process {0} is this tracer: it does not trace itself")]
+    OwnProcess(u32),
+    #[error("process {0} is a kernel thread, which makes no gRPC calls: give a user process")]
+    KernelThread(u32),
     #[error(
         "insufficient privileges: missing {0} (run as root, or grant CAP_BPF, CAP_PERFMON and \
          CAP_SYS_PTRACE)"

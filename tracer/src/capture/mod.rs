@@ -36,6 +36,7 @@ pub use events::{CaptureEvent, Closing, ConnectionInfo, Origin};
 pub use frame_sync::SyncOffer;
 pub use kernel::ProgramTime;
 pub use process_sockets::process_alive;
+pub use processes::check_target;
 pub use record::RecordError;
 pub use tracer_common::{LossKind, MessageCursor};
 

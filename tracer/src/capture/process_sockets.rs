@@ -165,6 +165,19 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether `pid` is a kernel thread (PF_KTHREAD in the flags of its `stat` file): it has no
+/// user memory and no sockets of its own to trace.
+pub fn is_kernel_thread(pid: u32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // After the parenthesised name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+}
+
 fn main_thread_exited(pid: u32) -> bool {
     thread_state(pid, pid).is_some_and(exited)
 }

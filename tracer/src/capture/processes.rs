@@ -14,13 +14,26 @@ use super::{
 };
 use crate::stream::{Direction, OwnedChunk, Source, monotonic_now_ns};
 
+/// Whether `pid` can be traced: a live process, not a kernel thread, and not the tracer itself
+/// (whose own exports it would then capture, and export, forever).
+pub fn check_target(pid: u32) -> Result<(), CaptureError> {
+    if !process_sockets::process_alive(pid) {
+        return Err(CaptureError::NoSuchProcess(pid));
+    }
+    if pid == std::process::id() {
+        return Err(CaptureError::OwnProcess(pid));
+    }
+    if process_sockets::is_kernel_thread(pid) {
+        return Err(CaptureError::KernelThread(pid));
+    }
+    Ok(())
+}
+
 impl Capture {
     /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
     /// reported as connections joined mid-flight.
     pub fn trace_process(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
-        if !process_sockets::process_alive(pid) {
-            return Err(CaptureError::NoSuchProcess(pid));
-        }
+        check_target(pid)?;
         let handle = ProcessHandle::open(pid).map_err(|source| {
             if source.raw_os_error() == Some(libc::ESRCH) {
                 CaptureError::NoSuchProcess(pid)

@@ -1089,3 +1089,121 @@ fn each_traced_process_reports_under_its_own_resource() {
     assert_eq!(durations("rpc.client.call.duration"), SCENARIO_CALLS as u64);
     assert_eq!(durations("rpc.server.call.duration"), SCENARIO_CALLS as u64);
 }
+
+/// `--output-file` and `--stats-json` in a world-writable sticky directory (as /tmp is), where
+/// another user planted symlinks to a file of root's: the tracer, running as root, refuses
+/// rather than truncate the file they point at.
+#[test]
+fn output_files_planted_as_symlinks_are_refused() {
+    let root = std::env::temp_dir().join(format!("tracer-sticky-{}", std::process::id()));
+    let sticky = root.join("shared");
+    std::fs::create_dir_all(&sticky).unwrap();
+    std::fs::set_permissions(
+        &sticky,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let victim = root.join("precious");
+    std::fs::write(&victim, "keep me").unwrap();
+    for (flag, name) in [
+        ("--output-file", "spans.jsonl"),
+        ("--stats-json", "report.json"),
+    ] {
+        let planted = sticky.join(name);
+        // Planted by an unprivileged user.
+        let status = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "ln",
+                "-s",
+            ])
+            .args([&victim, &planted])
+            .status()
+            .expect("setpriv");
+        assert!(status.success());
+        let output = Command::new(tracer_binary())
+            .args(["--output", "json", flag])
+            .arg(&planted)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("symbolic link"),
+            "{flag}: {output:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "keep me",
+            "{flag}"
+        );
+    }
+    // A file the tracer creates is its owner's alone.
+    let created = sticky.join("created.jsonl");
+    let status = Command::new(tracer_binary())
+        .args(["--output", "json", "--output-file"])
+        .arg(&created)
+        .args(["--", "true"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&created).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// On a full disk the output file keeps whole lines only: what part of a write got in before
+/// the disk filled is cut off again, and the calls not printed are counted.
+#[test]
+fn a_full_disk_leaves_only_whole_lines_in_the_output_file() {
+    struct Mount(PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let server = Server::start();
+    let disk = Mount(std::env::temp_dir().join(format!("tracer-full-{}", std::process::id())));
+    std::fs::create_dir_all(&disk.0).unwrap();
+    // 40 KiB: a fraction of the scenarios' spans (about 1 KiB each).
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=40k", "tracer-test-full"])
+        .arg(&disk.0)
+        .status()
+        .expect("mount");
+    assert!(status.success());
+    let spans_file = disk.0.join("spans.jsonl");
+    let stats = stats_path("full-disk");
+    launch_traced_client(
+        &server,
+        &[
+            "--output",
+            "json",
+            "--output-file",
+            spans_file.to_str().unwrap(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let written = std::fs::read_to_string(&spans_file).unwrap();
+    assert!(
+        written.is_empty() || written.ends_with('\n'),
+        "a partial line"
+    );
+    let lines = written.lines().count() as u64;
+    for line in written.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+    }
+    let report = take_stats(&stats, "full disk");
+    let not_printed = report["counters"]["calls that could not be printed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(not_printed > 0, "the disk never filled: {report}");
+    assert_eq!(lines + not_printed, SCENARIO_CALLS as u64, "{report}");
+}

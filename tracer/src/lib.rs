@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod hpack;
 pub mod http2;
 pub mod launch;
+pub mod output_file;
 pub mod recent;
 pub mod session;
 pub mod stream;

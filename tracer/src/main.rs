@@ -1,7 +1,7 @@
 //! `tracer`: attach to processes (or launch one), report every gRPC call they make.
 
 use std::{
-    fs::File,
+    io::Write as _,
     process::ExitCode,
     sync::{
         Arc,
@@ -19,7 +19,7 @@ use tracer::{
         ResourceOverrides, WallClock,
     },
     grpc::Limits,
-    launch,
+    launch, output_file,
     session::Session,
 };
 
@@ -65,12 +65,21 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     // launched: a path that cannot be written stops everything here.
     let lines_to = match &config.output_file {
         Some(path) => LineDestination::File {
-            file: File::create(path)
+            file: output_file::create(path)
                 .with_context(|| format!("cannot create the output file {}", path.display()))?,
             path: path.clone(),
         },
         None => LineDestination::Stdout,
     };
+    // Likewise the report's file: a path that cannot be written fails now, not after the session.
+    let stats_file = config
+        .stats_json
+        .as_ref()
+        .map(|path| {
+            output_file::create(path)
+                .with_context(|| format!("cannot create the --stats-json file {}", path.display()))
+        })
+        .transpose()?;
 
     // A launched command is forked before any thread exists (the export thread starts later)
     // and held before exec until it is traced.
@@ -126,10 +135,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         .map(launch::wait_exit)
         .transpose()
         .context("waiting for the command")?;
-    if let Some(path) = &config.stats_json {
+    if let (Some(mut file), Some(path)) = (stats_file, &config.stats_json) {
         let mut stats = report.stats(attached_cpu, finished_cpu);
         stats.launched_command_cpu_us = exit.map(|exit| exit.cpu_us);
-        std::fs::write(path, serde_json::to_string(&stats)?)
+        file.write_all(serde_json::to_string(&stats)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(match exit {

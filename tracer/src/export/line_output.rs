@@ -8,10 +8,12 @@
 //! a write to a pipe or socket holds at most `PIPE_BUF` bytes (or one longer line).
 //!
 //! A line that cannot be written (a closed pipe, a full disk) is counted, never lost silently.
+//! In a file, what part of a write got in before the disk filled up is cut off again, so the
+//! file only ever holds whole lines.
 
 use std::{
     fs::File,
-    io::{self, IsTerminal as _},
+    io::{self, IsTerminal as _, Seek as _},
     os::{
         fd::{AsFd, BorrowedFd},
         unix::fs::FileTypeExt as _,
@@ -55,19 +57,24 @@ pub struct LineOutput<Out: io::Write = Box<dyn io::Write>> {
     written: u64,
     not_written: u64,
     warned: bool,
+    /// For a regular file: the file again, and the bytes of whole lines in it, to cut a write
+    /// that failed half-way back to.
+    rollback: Option<(File, u64)>,
 }
 
 impl LineOutput {
     pub fn new(destination: LineDestination) -> LineOutput {
-        let (out, name, pipe): (Box<dyn io::Write>, String, bool) = match destination {
+        let (out, name, pipe, rollback): (Box<dyn io::Write>, String, bool, _) = match destination {
             LineDestination::Stdout => {
                 let stdout = io::stdout();
                 let pipe = is_pipe_or_socket(stdout.as_fd());
-                (Box::new(stdout), "stdout".to_owned(), pipe)
+                let rollback = rollback_for(stdout.as_fd());
+                (Box::new(stdout), "stdout".to_owned(), pipe, rollback)
             }
             LineDestination::File { file, path } => {
                 let pipe = is_pipe_or_socket(file.as_fd());
-                (Box::new(file), path.display().to_string(), pipe)
+                let rollback = rollback_for(file.as_fd());
+                (Box::new(file), path.display().to_string(), pipe, rollback)
             }
         };
         let write_limit = if pipe {
@@ -75,8 +82,20 @@ impl LineOutput {
         } else {
             FILE_WRITE_BYTES
         };
-        LineOutput::with_output(out, name, write_limit)
+        let mut output = LineOutput::with_output(out, name, write_limit);
+        output.rollback = rollback;
+        output
     }
+}
+
+/// For a regular file: the file again (sharing its position) and where its whole lines end.
+fn rollback_for(fd: BorrowedFd<'_>) -> Option<(File, u64)> {
+    let mut file = File::from(fd.try_clone_to_owned().ok()?);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let whole = file.stream_position().ok()?;
+    Some((file, whole))
 }
 
 impl<Out: io::Write> LineOutput<Out> {
@@ -90,6 +109,7 @@ impl<Out: io::Write> LineOutput<Out> {
             written: 0,
             not_written: 0,
             warned: false,
+            rollback: None,
         }
     }
 
@@ -127,9 +147,19 @@ impl<Out: io::Write> LineOutput<Out> {
         // Stdout's own line buffer passes text that ends in a newline straight through, in one
         // write(2) unless interrupted.
         match self.out.write_all(&self.pending[..bytes]) {
-            Ok(()) => self.written += lines,
+            Ok(()) => {
+                self.written += lines;
+                if let Some((_, whole)) = &mut self.rollback {
+                    *whole += bytes as u64;
+                }
+            }
             Err(error) => {
                 self.not_written += lines;
+                if let Some((file, whole)) = &mut self.rollback {
+                    // Part of the write may have got in: cut it off, and write on from there.
+                    let _ = file.set_len(*whole);
+                    let _ = file.seek(io::SeekFrom::Start(*whole));
+                }
                 if !self.warned {
                     self.warned = true;
                     log::warn!(

@@ -1207,3 +1207,71 @@ fn a_full_disk_leaves_only_whole_lines_in_the_output_file() {
     assert!(not_printed > 0, "the disk never filled: {report}");
     assert_eq!(lines + not_printed, SCENARIO_CALLS as u64, "{report}");
 }
+
+/// A collector that accepts connections and never answers (a listening socket nothing reads),
+/// with a 60 s request timeout: the tracer's flush at the end is bounded (a few seconds,
+/// whatever it holds), and every span it could not deliver is counted.
+#[test]
+fn a_collector_that_never_answers_holds_up_the_exit_a_bounded_time() {
+    let server = Server::start();
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    let stats = stats_path("black-hole");
+    let started = Instant::now();
+    launch_traced_client(
+        &server,
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "60000")],
+    );
+    let took = started.elapsed();
+    let report = take_stats(&stats, "black hole");
+    assert_eq!(report["spans_exported"], 0, "{report}");
+    assert_eq!(
+        report["counters"]["spans the collector did not accept"], SCENARIO_CALLS,
+        "{report}"
+    );
+    // The scenarios take about 2 s, attaching and detaching 3 s, the flush at most 3 s and
+    // the histograms 1 s more: 6.3 s here. Before, the flush waited out the request timeout.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// While the tracer flushes to a collector that never answers, a second SIGINT ends it at once.
+#[test]
+fn a_second_signal_ends_the_flush_at_once() {
+    let server = Server::start();
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    let (mut tracer, lines) = attach_tracer(server.child.id(), &["--otlp-endpoint", &endpoint]);
+    let client = Command::new(ECHO_CLIENT)
+        .args(["--target", &server.url()])
+        .output()
+        .expect("run echo-client");
+    assert!(client.status.success());
+    let interrupt = || {
+        // SAFETY: a plain syscall on a child we own and have not reaped.
+        assert_eq!(
+            unsafe { libc::kill(tracer.id() as libc::pid_t, libc::SIGINT) },
+            0
+        );
+    };
+    interrupt();
+    // Give it time to start flushing: the first signal ends tracing.
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt();
+    let interrupted = Instant::now();
+    let status = tracer.wait().unwrap();
+    // At once, but for the kernel detaching the programs as the process exits (about 2 s
+    // here); before, the flush went on for its request timeout (10.6 s).
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(5),
+        "{:?} after the second signal",
+        interrupted.elapsed()
+    );
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status}");
+    drop(lines);
+}

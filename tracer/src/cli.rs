@@ -141,6 +141,9 @@ pub enum ConfigError {
     ExportQueue(usize),
 }
 
+/// How long one OTLP export request may take, unless `OTEL_EXPORTER_OTLP_TIMEOUT` says.
+const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The largest ring buffer: kernel memory, locked while tracing. The bench's largest (a whole
 /// paused run) is this size.
 pub const MAX_RING_BUFFER_BYTES: u32 = 256 << 20;
@@ -304,6 +307,11 @@ impl Cli {
                     }
                     _ => url,
                 };
+                // Milliseconds, per export request.
+                let timeout = env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+                    .or_else(|| env("OTEL_EXPORTER_OTLP_TIMEOUT"))
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .map_or(DEFAULT_OTLP_TIMEOUT, Duration::from_millis);
                 let headers = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
                     .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
                     .map(|text| parse_key_values(&text))
@@ -313,7 +321,7 @@ impl Cli {
                     metrics_endpoint,
                     protocol,
                     headers,
-                    timeout: Duration::from_secs(5),
+                    timeout,
                     queue_capacity: self.export_queue,
                 })
             }

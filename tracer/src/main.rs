@@ -45,6 +45,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal stops tracing, flushes (bounded) and reports; a second one, while
+        // that goes on, exits at once (128 + the signal, as a shell reports it). Registered
+        // first, so that it sees whether the flag was already set.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }

@@ -73,8 +73,11 @@ const DURATION_BOUNDARIES: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 const BATCH_DELAY: Duration = Duration::from_millis(500);
-/// How long `finish` keeps trying to deliver what is queued.
-const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long `finish` keeps trying to deliver what is queued, whatever the queue holds and
+/// however slow the collector: spans still undelivered then are counted as failed.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(3);
+/// How long the final histograms may take after that, in all.
+const METRICS_FLUSH_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The call duration histograms (RPC metric semantic conventions), by the side the traced
 /// process was on.
@@ -147,6 +150,8 @@ pub struct OtlpSink {
     /// Runs the span transport's and the metric exporter's network I/O; dropped last.
     runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<Counters>,
+    /// Spans handed to the export thread: each ends exported or failed.
+    handed_over: u64,
     dropped_queue_full: u64,
     clock: WallClock,
     conventions: Conventions,
@@ -229,6 +234,7 @@ impl OtlpSink {
             series: SeriesCache::default(),
             runtime: Some(runtime),
             counters,
+            handed_over: 0,
             dropped_queue_full: 0,
             clock,
             conventions,
@@ -314,11 +320,30 @@ impl Metrics {
             .map(|(_, durations)| durations)
     }
 
-    /// Exports the final histograms; returns the calls left out of them.
-    fn shut_down(self) -> u64 {
-        for (provider, _) in self.by_resource.into_values() {
-            if let Err(err) = provider.shutdown_with_timeout(FLUSH_DEADLINE) {
-                log::warn!("OTLP metrics export failed: {err}");
+    /// Exports the final histograms, waiting for them until `deadline` at most (the SDK's
+    /// reader keeps to its own export timeout, so it runs on a thread of its own that is left
+    /// behind past the deadline); returns the calls left out of them.
+    fn shut_down(self, deadline: Instant) -> u64 {
+        let providers: Vec<SdkMeterProvider> = self
+            .by_resource
+            .into_values()
+            .map(|(provider, _)| provider)
+            .collect();
+        let shutting_down = std::thread::Builder::new()
+            .name("otlp-metrics-end".into())
+            .spawn(move || {
+                for provider in providers {
+                    if let Err(err) = provider.shutdown_with_timeout(FLUSH_DEADLINE) {
+                        log::warn!("OTLP metrics export failed: {err}");
+                    }
+                }
+            });
+        if let Ok(thread) = shutting_down {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !thread.is_finished() {
+                log::warn!("OTLP metrics: the final histograms were not delivered in time");
             }
         }
         self.unrecorded
@@ -381,19 +406,39 @@ impl CallSink for OtlpSink {
 
     fn finish(&mut self) -> ExportReport {
         self.hand_over();
-        // Disconnecting tells the thread to flush what is queued and stop.
+        let deadline = Instant::now() + FLUSH_DEADLINE;
+        // Disconnecting tells the thread to flush what is queued and stop; it gives up on what
+        // is left at the deadline, but a request already out waits for its own timeout, and
+        // that is not waited for.
         self.sender = None;
+        let mut stopped = true;
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stopped = thread.is_finished();
+            if stopped {
+                let _ = thread.join();
+            }
         }
-        let not_in_histograms = self.metrics.take().map_or(0, Metrics::shut_down);
+        let exported = self.counters.exported.load(Ordering::Relaxed);
+        // What was handed over and is neither exported nor failed yet will not be delivered.
+        let failed = self.handed_over - exported;
+        let not_in_histograms = self.metrics.take().map_or(0, |metrics| {
+            metrics.shut_down(Instant::now() + METRICS_FLUSH_DEADLINE)
+        });
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            if stopped {
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            } else {
+                // The export thread still waits on a request: leave both to the process's exit.
+                runtime.shutdown_background();
+            }
         }
         ExportReport {
-            exported: self.counters.exported.load(Ordering::Relaxed),
+            exported,
             dropped_queue_full: self.dropped_queue_full,
-            failed: self.counters.failed.load(Ordering::Relaxed),
+            failed,
             not_in_histograms,
             ..ExportReport::default()
         }
@@ -416,7 +461,9 @@ impl OtlpSink {
                 .sender
                 .as_ref()
                 .is_some_and(|sender| sender.try_send(batch).is_ok());
-        if !sent {
+        if sent {
+            self.handed_over += spans;
+        } else {
             self.queued.fetch_sub(spans, Ordering::Relaxed);
             self.dropped_queue_full += spans;
         }

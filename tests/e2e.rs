@@ -1275,3 +1275,35 @@ fn a_second_signal_ends_the_flush_at_once() {
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status}");
     drop(lines);
 }
+
+/// The collector is down for the first seconds of a run (nothing listens on its port), then
+/// comes up: the export requests that failed meanwhile are retried with backoff, and every
+/// span arrives.
+#[test]
+fn spans_survive_a_short_collector_outage() {
+    let server = Server::start();
+    // A port nothing listens on yet: connections to it are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let stats = stats_path("outage");
+    let tracer = Command::new(tracer_binary())
+        .args(["--otlp-endpoint", &endpoint, "--stats-json"])
+        .arg(&stats)
+        .args(["--", ECHO_CLIENT, "--target", &server.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tracer");
+    // The client's calls take about 2 s, exported every half second: the first requests fail.
+    std::thread::sleep(Duration::from_millis(2500));
+    let receiver = OtlpReceiver::start_on(port);
+    let output = tracer.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report = take_stats(&stats, "outage");
+    assert_eq!(report["spans_exported"], SCENARIO_CALLS, "{report}");
+    assert_eq!(receiver.spans().len(), SCENARIO_CALLS, "{report}");
+}

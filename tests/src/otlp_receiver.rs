@@ -245,6 +245,11 @@ impl OtlpReceiver {
         OtlpReceiver::start_with(Transport::Grpc, false)
     }
 
+    /// An OTLP/gRPC receiver on `port` of 127.0.0.1 (one that was free a moment ago).
+    pub fn start_on(port: u16) -> OtlpReceiver {
+        OtlpReceiver::start_at(Transport::Grpc, false, port)
+    }
+
     /// An OTLP/HTTP receiver (protobuf bodies).
     pub fn start_http() -> OtlpReceiver {
         OtlpReceiver::start_with(Transport::Http, false)
@@ -256,6 +261,10 @@ impl OtlpReceiver {
     }
 
     fn start_with(transport: Transport, count_only: bool) -> OtlpReceiver {
+        OtlpReceiver::start_at(transport, count_only, 0)
+    }
+
+    fn start_at(transport: Transport, count_only: bool, port: u16) -> OtlpReceiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -267,7 +276,7 @@ impl OtlpReceiver {
         let spans = Arc::clone(&collector.spans);
         let histograms = Arc::clone(&collector.histograms);
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .expect("bind receiver");
         let address = listener.local_addr().expect("receiver address");
         match transport {

@@ -12,7 +12,7 @@ use std::{
     str::FromStr as _,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
     },
     thread::JoinHandle,
@@ -51,7 +51,7 @@ use crate::grpc::{CallRecord, Side};
 use config::metadata;
 use encoding::{RequestFrame, ResourceGroup, encode_attributes, put_span, resource_field};
 use metric_attributes::{MetricAttributeSets, otel_value};
-use transport::SpanTransport;
+use transport::{SendError, SpanTransport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
@@ -121,6 +121,8 @@ impl CallDurations {
 struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
+    /// Set when the sink finishes: retries give up at the flush deadline.
+    closing: AtomicBool,
 }
 
 /// Spans encoded one after another (each by [`put_span`]) behind their process's resource,
@@ -407,6 +409,7 @@ impl CallSink for OtlpSink {
     fn finish(&mut self) -> ExportReport {
         self.hand_over();
         let deadline = Instant::now() + FLUSH_DEADLINE;
+        self.counters.closing.store(true, Ordering::Relaxed);
         // Disconnecting tells the thread to flush what is queued and stop; it gives up on what
         // is left at the deadline, but a request already out waits for its own timeout, and
         // that is not waited for.
@@ -534,6 +537,65 @@ impl PushMetricExporter for OnRuntime {
     }
 }
 
+/// The first wait before a retryable export failure is tried again; it doubles each time, up
+/// to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(8);
+/// How long one request is retried for, at most: a collector down longer loses it.
+const MAX_RETRYING: Duration = Duration::from_secs(60);
+
+/// Sends one request, and again with backoff while it fails in a way the OTLP specification
+/// calls retryable (not connected, throttled, unavailable), as the SDKs' exporters do. While
+/// it waits, further spans stay in the bounded queue, which drops (and counts) only what does
+/// not fit. Retries stop at [`MAX_RETRYING`], and once the sink is closing after
+/// [`FLUSH_DEADLINE`].
+fn send_with_retries(
+    config: &OtlpConfig,
+    runtime: &Handle,
+    transport: &SpanTransport,
+    request: &[u8],
+    counters: &Counters,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut closing_since: Option<Instant> = None;
+    loop {
+        let result = runtime.block_on(async {
+            tokio::time::timeout(config.timeout, transport.send(request.to_vec()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::retryable(format!(
+                        "no answer within {:?}",
+                        config.timeout
+                    )))
+                })
+        });
+        let failure = match result {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.retryable => failure,
+            Err(failure) => return Err(failure.reason),
+        };
+        if started.elapsed() + delay > MAX_RETRYING {
+            return Err(failure.reason);
+        }
+        log::debug!(
+            "OTLP export failed ({}); trying again in {delay:?}",
+            failure.reason
+        );
+        let retry_at = Instant::now() + delay;
+        while Instant::now() < retry_at {
+            if counters.closing.load(Ordering::Relaxed) {
+                let since = *closing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= FLUSH_DEADLINE {
+                    return Err(failure.reason);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
 fn export_spans(
     config: OtlpConfig,
     runtime: Handle,
@@ -574,11 +636,7 @@ fn export_spans(
                 Err("still undelivered when the tracer stopped".to_owned())
             } else {
                 let request = frame.request(&batch);
-                runtime.block_on(async {
-                    tokio::time::timeout(config.timeout, transport.send(request))
-                        .await
-                        .unwrap_or_else(|_| Err(format!("no answer within {:?}", config.timeout)))
-                })
+                send_with_retries(&config, &runtime, &transport, &request, &counters)
             };
             batch.clear();
             match outcome {

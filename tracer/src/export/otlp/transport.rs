@@ -73,8 +73,9 @@ impl SpanTransport {
         }
     }
 
-    /// Sends one `ExportTraceServiceRequest`; `Err` tells why it was not accepted.
-    pub async fn send(&self, request: Vec<u8>) -> Result<(), String> {
+    /// Sends one `ExportTraceServiceRequest`; `Err` tells why it was not accepted, and
+    /// whether trying again later may help.
+    pub async fn send(&self, request: Vec<u8>) -> Result<(), SendError> {
         match self {
             SpanTransport::Http {
                 client,
@@ -84,28 +85,78 @@ impl SpanTransport {
                 let mut post = http::Request::post(uri.clone())
                     .header(CONTENT_TYPE, "application/x-protobuf")
                     .body(Full::new(Bytes::from(request)))
-                    .map_err(|err| err.to_string())?;
+                    .map_err(|err| SendError::permanent(err.to_string()))?;
                 post.headers_mut().extend(headers.clone());
-                let response = client.request(post).await.map_err(|err| err.to_string())?;
+                // Not connected, or the connection broke: the collector may be back soon.
+                let response = client
+                    .request(post)
+                    .await
+                    .map_err(|err| SendError::retryable(err.to_string()))?;
                 let status = response.status();
                 // Read to the end, so that the connection can carry the next request.
                 let _ = response.into_body().collect().await;
                 if status.is_success() {
                     Ok(())
                 } else {
-                    Err(format!("the collector answered HTTP {status}"))
+                    // OTLP/HTTP: 429, 502, 503 and 504 are worth retrying.
+                    let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                    let reason = format!("the collector answered HTTP {status}");
+                    Err(SendError { reason, retryable })
                 }
             }
             SpanTransport::Grpc { channel, metadata } => {
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
-                grpc.ready().await.map_err(|err| err.to_string())?;
+                grpc.ready()
+                    .await
+                    .map_err(|err| SendError::retryable(err.to_string()))?;
                 let mut call = tonic::Request::new(request);
                 *call.metadata_mut() = metadata.clone();
                 grpc.unary(call, PathAndQuery::from_static(EXPORT_PATH), EncodedCodec)
                     .await
                     .map(drop)
-                    .map_err(|status| status.to_string())
+                    .map_err(|status| {
+                        // OTLP/gRPC: the codes that say "later" are worth retrying.
+                        use tonic::Code;
+                        let retryable = matches!(
+                            status.code(),
+                            Code::Cancelled
+                                | Code::DeadlineExceeded
+                                | Code::ResourceExhausted
+                                | Code::Aborted
+                                | Code::OutOfRange
+                                | Code::Unavailable
+                                | Code::DataLoss
+                        );
+                        SendError {
+                            reason: status.to_string(),
+                            retryable,
+                        }
+                    })
             }
+        }
+    }
+}
+
+/// Why an export request was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub reason: String,
+    /// The OTLP specification's retryable failures: not connected, throttled, unavailable.
+    pub retryable: bool,
+}
+
+impl SendError {
+    pub fn retryable(reason: String) -> SendError {
+        SendError {
+            reason,
+            retryable: true,
+        }
+    }
+
+    fn permanent(reason: String) -> SendError {
+        SendError {
+            reason,
+            retryable: false,
         }
     }
 }

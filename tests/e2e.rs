@@ -15,6 +15,7 @@ use integration_tests::{
     call_timing::CallTiming,
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     scenarios::NOT_FOUND_MESSAGE,
+    server_process::ServerProcess,
     tracer_run::{bench_floors_binary, stats_path, take_stats, tracer_binary},
 };
 use serde_json::Value;
@@ -33,41 +34,9 @@ fn python_client() -> String {
     format!("{}/python/echo_client.py", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The example server, killed on drop.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(ECHO_SERVER)
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start echo-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("server address");
-        let address = line
-            .trim()
-            .strip_prefix("listening ")
-            .expect("listening line")
-            .to_owned();
-        Server { child, address }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The example server, allowing as many streams as the benchmark needs.
+fn start_server() -> ServerProcess {
+    ServerProcess::start(ECHO_SERVER, None)
 }
 
 /// One call as a client measured it.
@@ -244,7 +213,7 @@ fn attach_tracer_to(pids: &[u32], args: &[&str]) -> (Child, mpsc::Receiver<Strin
 }
 
 /// A Python client that waits on stdin before it goes on; returns it once it printed `ready`.
-fn waiting_python_client(server: &Server, warmup: u32, args: &[&str]) -> Child {
+fn waiting_python_client(server: &ServerProcess, warmup: u32, args: &[&str]) -> Child {
     let mut client = Command::new(python())
         .arg(python_client())
         .arg(&server.address)
@@ -264,7 +233,7 @@ fn waiting_python_client(server: &Server, warmup: u32, args: &[&str]) -> Child {
 
 /// The tonic bench-client with `args`, waiting on stdin; returns it and its stdout once it
 /// printed `ready`.
-fn waiting_bench_client(server: &Server, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
+fn waiting_bench_client(server: &ServerProcess, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
     let mut client = Command::new(env!("CARGO_BIN_EXE_bench-client"))
         .args(["--target", &server.url(), "--wait"])
         .args(args)
@@ -303,7 +272,7 @@ fn wait_success(tracer: Child, label: &str) -> String {
 /// Runs `tracer ARGS -- echo-client --target SERVER` with `env` set; the launched client writes
 /// its own measurements to the stdout it inherits.
 fn launch_traced_client(
-    server: &Server,
+    server: &ServerProcess,
     tracer_args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
@@ -312,7 +281,7 @@ fn launch_traced_client(
 
 fn launch_client_traced_by(
     tracer: &Path,
-    server: &Server,
+    server: &ServerProcess,
     tracer_args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Output {
@@ -347,7 +316,7 @@ fn assert_payload_skipped(stats: &PathBuf, label: &str) {
 
 #[test]
 fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     let client = waiting_python_client(&server, 0, &[]);
     let stats = stats_path("grpcio");
@@ -381,7 +350,7 @@ fn grpcio_client_attached_by_pid_exports_a_span_per_call_over_otlp() {
 
 #[test]
 fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     let stats = stats_path("tonic");
     let tracer = launch_traced_client(
@@ -425,7 +394,7 @@ fn tonic_client_launched_by_the_tracer_exports_a_span_per_call_over_otlp() {
 /// The benchmark's floors: the kernel still reports every transfer, with none or only part of
 /// its bytes, and nothing is decoded. The ring buffer records and bytes the run took.
 fn capture_floor_traffic(flag: &str, label: &str) -> (u64, u64) {
-    let server = Server::start();
+    let server = start_server();
     let stats = stats_path(label);
     launch_client_traced_by(
         &bench_floors_binary(),
@@ -502,7 +471,7 @@ fn copied_records_report_every_transfer_with_its_first_bytes() {
 /// at least once per request sent and reply read.
 #[test]
 fn hook_time_reports_the_kernel_programs_time_by_program() {
-    let server = Server::start();
+    let server = start_server();
     let stats = stats_path("hook-time");
     let output = launch_traced_client(
         &server,
@@ -538,7 +507,7 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
 
 #[test]
 fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     // The connection is open and its header tables are warm before the tracer attaches.
     let client = waiting_python_client(&server, 20, &[]);
@@ -565,7 +534,7 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
 
 #[test]
 fn a_grpcio_client_whose_main_thread_exited_is_traced_until_its_last_thread_ends() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     // Connected and warm; then its main thread exits and it runs on in a second thread.
     let client = waiting_python_client(&server, 20, &["--main-thread-exits"]);
@@ -643,7 +612,7 @@ fn span_of_json_line(line: &str) -> ReceivedSpan {
 
 #[test]
 fn json_output_has_one_span_per_line() {
-    let server = Server::start();
+    let server = start_server();
     let tracer = launch_traced_client(&server, &["--output", "json"], &[]);
     let stdout = String::from_utf8(tracer.stdout).unwrap();
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
@@ -663,7 +632,7 @@ fn json_output_has_one_span_per_line() {
 
 #[test]
 fn output_file_keeps_the_spans_apart_from_the_commands_stdout() {
-    let server = Server::start();
+    let server = start_server();
     let path = std::env::temp_dir().join(format!("tracer-e2e-spans-{}.jsonl", std::process::id()));
     let tracer = launch_traced_client(
         &server,
@@ -708,7 +677,7 @@ fn output_file_keeps_the_spans_apart_from_the_commands_stdout() {
 
 #[test]
 fn an_unreachable_collector_never_blocks_capture() {
-    let server = Server::start();
+    let server = start_server();
     let started = Instant::now();
     // Port 1 on loopback: connections are refused.
     let tracer = launch_traced_client(&server, &["--otlp-endpoint", "http://127.0.0.1:1"], &[]);
@@ -739,7 +708,7 @@ fn an_unreachable_collector_never_blocks_capture() {
 
 #[test]
 fn spans_that_cannot_be_written_to_stdout_are_counted() {
-    let server = Server::start();
+    let server = start_server();
     let client = format!("{ECHO_CLIENT} --target {} > /dev/null", server.url());
     let mut tracer = Command::new(tracer_binary())
         .args(["--output", "json", "--", "sh", "-c", &client])
@@ -826,7 +795,7 @@ fn launched_command_exit_status_and_bad_targets() {
 
 #[test]
 fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start_http();
     // The base endpoint, as in OTEL_EXPORTER_OTLP_ENDPOINT: /v1/traces and /v1/metrics are added.
     let tracer = launch_traced_client(
@@ -864,7 +833,7 @@ fn otlp_over_http_protobuf_delivers_spans_and_the_histogram() {
 /// `rpc.server.call.duration`, not the client's.
 #[test]
 fn a_traced_server_records_its_calls_as_server_call_durations() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     let (tracer, _lines) = attach_tracer(
         server.child.id(),
@@ -893,7 +862,7 @@ fn a_traced_server_records_its_calls_as_server_call_durations() {
 
 #[test]
 fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
-    let server = Server::start();
+    let server = start_server();
     // One warm connection, then 1 MiB calls each way, one at a time, for three seconds.
     let (mut client, mut stdout) = waiting_bench_client(
         &server,
@@ -941,7 +910,7 @@ fn a_connection_joined_mid_stream_stops_copying_payload_once_back_in_sync() {
 
 #[test]
 fn calls_in_flight_when_the_client_is_killed_end_without_a_status() {
-    let server = Server::start();
+    let server = start_server();
     // 50 server-streaming calls whose reply the server holds back for 3 seconds.
     const HELD: usize = 50;
     let (mut client, _stdout) = waiting_bench_client(
@@ -976,7 +945,7 @@ fn calls_in_flight_when_the_client_is_killed_end_without_a_status() {
 /// outcome, not UNAVAILABLE when the connection closes.
 #[test]
 fn calls_cut_by_a_capture_gap_are_accounted_for_and_never_reported_failed() {
-    let server = Server::start();
+    let server = start_server();
     let (mut client, mut client_stdout) = waiting_bench_client(
         &server,
         &[
@@ -1049,7 +1018,7 @@ fn calls_cut_by_a_capture_gap_are_accounted_for_and_never_reported_failed() {
 /// command line), the histograms too, and `--service-name` still names them all.
 #[test]
 fn each_traced_process_reports_under_its_own_resource() {
-    let server = Server::start();
+    let server = start_server();
     let receiver = OtlpReceiver::start();
     let client = waiting_python_client(&server, 0, &[]);
     let (client_pid, server_pid) = (client.id(), server.child.id());
@@ -1167,7 +1136,7 @@ fn a_full_disk_leaves_only_whole_lines_in_the_output_file() {
             let _ = std::fs::remove_dir(&self.0);
         }
     }
-    let server = Server::start();
+    let server = start_server();
     let disk = Mount(std::env::temp_dir().join(format!("tracer-full-{}", std::process::id())));
     std::fs::create_dir_all(&disk.0).unwrap();
     // 40 KiB: a fraction of the scenarios' spans (about 1 KiB each).
@@ -1213,7 +1182,7 @@ fn a_full_disk_leaves_only_whole_lines_in_the_output_file() {
 /// whatever it holds), and every span it could not deliver is counted.
 #[test]
 fn a_collector_that_never_answers_holds_up_the_exit_a_bounded_time() {
-    let server = Server::start();
+    let server = start_server();
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
     let stats = stats_path("black-hole");
@@ -1243,7 +1212,7 @@ fn a_collector_that_never_answers_holds_up_the_exit_a_bounded_time() {
 /// While the tracer flushes to a collector that never answers, a second SIGINT ends it at once.
 #[test]
 fn a_second_signal_ends_the_flush_at_once() {
-    let server = Server::start();
+    let server = start_server();
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
     let (mut tracer, lines) = attach_tracer(server.child.id(), &["--otlp-endpoint", &endpoint]);
@@ -1281,7 +1250,7 @@ fn a_second_signal_ends_the_flush_at_once() {
 /// span arrives.
 #[test]
 fn spans_survive_a_short_collector_outage() {
-    let server = Server::start();
+    let server = start_server();
     // A port nothing listens on yet: connections to it are refused.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

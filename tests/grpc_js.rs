@@ -1,43 +1,13 @@
 //! A Node.js client on @grpc/grpc-js (from npm; `cargo xtask test` installs it and sets
 //! `TRACER_TEST_NODE_PATH`), launched under the real tracer. Needs root.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+use std::{path::PathBuf, process::Command};
+
+use integration_tests::{
+    server_process::ServerProcess,
+    tracer_run::{stats_path, tracer_binary},
 };
-
-use integration_tests::tracer_run::{stats_path, tracer_binary};
 use serde_json::Value;
-
-/// The example server allowing `max_streams` concurrent streams per connection.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(max_streams: u32) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
-            .args(["127.0.0.1:0", &max_streams.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start echo-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line.trim().strip_prefix("listening ").unwrap().to_owned();
-        Server { child, address }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn node_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +50,7 @@ fn trace_node(script: &str, args: &[&str]) -> (Vec<Value>, Vec<Value>) {
 /// cancelling. An explicit cancel on the same connection stays CANCELLED.
 #[test]
 fn a_deadline_on_a_call_that_waited_for_a_stream_slot_is_not_reported_cancelled() {
-    let server = Server::start(1);
+    let server = ServerProcess::start(env!("CARGO_BIN_EXE_echo-server"), Some(1));
     let (client, spans) = trace_node("queued_deadline.js", &[&server.address]);
     let seen: Vec<(&str, i64)> = client
         .iter()

@@ -9,4 +9,5 @@ pub mod otlp_receiver;
 pub mod pattern;
 pub mod recording_proxy;
 pub mod scenarios;
+pub mod server_process;
 pub mod tracer_run;

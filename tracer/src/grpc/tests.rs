@@ -181,6 +181,32 @@ impl Wire {
         }
     }
 
+    /// Feeds every write to a tracker whole, except the writes in `lost`, which went by
+    /// uncaptured: each becomes a gap of its length.
+    fn replay_with_gap(
+        &self,
+        lost: std::ops::Range<usize>,
+        tracker: &mut ConnectionTracker,
+        out: &mut Vec<CallRecord>,
+    ) {
+        let mut offsets = [0u64; 2];
+        for (index, (direction, bytes, at)) in self.writes.iter().enumerate() {
+            let offset = &mut offsets[*direction as usize];
+            let payload = if lost.contains(&index) {
+                Payload::Gap(bytes.len() as u64)
+            } else {
+                Payload::Bytes(bytes)
+            };
+            let chunk = Chunk {
+                offset: *offset,
+                timestamp_ns: *at,
+                payload,
+            };
+            *offset += bytes.len() as u64;
+            tracker.on_chunk(*direction, &chunk, out);
+        }
+    }
+
     fn calls(&self, piece: usize) -> (Vec<CallRecord>, TrackerStats) {
         let mut tracker = tracker(true);
         let mut out = Vec::new();
@@ -580,22 +606,7 @@ fn calls_wholly_inside_a_capture_gap_are_counted_as_lost() {
     let lost = first + writes_per_call..first + 3 * writes_per_call;
     let mut tracker = tracker(true);
     let mut out = Vec::new();
-    let mut offsets = [0u64; 2];
-    for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
-        let offset = &mut offsets[*direction as usize];
-        let payload = if lost.contains(&index) {
-            Payload::Gap(bytes.len() as u64)
-        } else {
-            Payload::Bytes(bytes)
-        };
-        let chunk = Chunk {
-            offset: *offset,
-            timestamp_ns: *at,
-            payload,
-        };
-        *offset += bytes.len() as u64;
-        tracker.on_chunk(*direction, &chunk, &mut out);
-    }
+    wire.replay_with_gap(lost, &mut tracker, &mut out);
     let seen: Vec<u32> = out.iter().map(|call| call.stream_id).collect();
     assert_eq!(seen, [1, 7, 9]);
     assert_eq!(tracker.stats().calls_lost, 2);
@@ -616,22 +627,7 @@ fn a_call_whose_end_may_have_been_in_a_capture_gap_has_no_outcome() {
     wire.unary(5, "/a.B/C");
     let mut tracker = tracker(true);
     let mut out = Vec::new();
-    let mut offsets = [0u64; 2];
-    for (index, (direction, bytes, at)) in wire.writes.iter().enumerate() {
-        let offset = &mut offsets[*direction as usize];
-        let payload = if (gap_from..gap_to).contains(&index) {
-            Payload::Gap(bytes.len() as u64)
-        } else {
-            Payload::Bytes(bytes)
-        };
-        let chunk = Chunk {
-            offset: *offset,
-            timestamp_ns: *at,
-            payload,
-        };
-        *offset += bytes.len() as u64;
-        tracker.on_chunk(*direction, &chunk, &mut out);
-    }
+    wire.replay_with_gap(gap_from..gap_to, &mut tracker, &mut out);
     tracker.on_close(gap_at + 60_000_000, EndReason::ConnectionClosed, &mut out);
     let cut = out
         .iter()

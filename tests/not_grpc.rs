@@ -100,3 +100,36 @@ fn an_h2c_web_server_under_h2load_gives_no_spans() {
         "{report}"
     );
 }
+
+/// An HTTP/1.1 client and server in one process, 200 pages of 10 KB over one connection: once
+/// the tracker finds the connection is not HTTP/2, the kernel stops copying its bytes, so the
+/// 4 MB that cross it (each page leaves one socket and enters the other) cost the ring buffer
+/// next to nothing.
+#[test]
+fn http1_traffic_is_counted_not_copied() {
+    let python = std::env::var("TRACER_TEST_PYTHON")
+        .expect("TRACER_TEST_PYTHON is set by `cargo xtask test`");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/http1_load.py");
+    let stats = stats_path("http1");
+    let output = Command::new(tracer_binary())
+        .args(["--output", "json", "--stats-json"])
+        .arg(&stats)
+        .args(["--", &python])
+        .arg(&script)
+        .output()
+        .expect("run the tracer");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "2000000");
+    let report = take_stats(&stats, "http1");
+    assert_eq!(report["calls"], 0, "{report}");
+    // Both ends of the one connection.
+    assert_eq!(
+        report["counters"]["non-HTTP/2 connections ignored"], 2,
+        "{report}"
+    );
+    let ring_bytes = report["ring_buffer_bytes"].as_u64().unwrap();
+    assert!(
+        ring_bytes < 256 * 1024,
+        "{ring_bytes} ring buffer bytes: {report}"
+    );
+}

@@ -89,6 +89,9 @@ pub mod framing {
     pub const DATA: u8 = 6;
     /// A DATA frame's trailing padding, skipped.
     pub const DATA_PADDING: u8 = 7;
+    /// Not HTTP/2, as userspace found: every byte is skipped (counted, not copied). Set only
+    /// through the `RESYNC` map, at any point of the stream.
+    pub const SKIP: u8 = 9;
 }
 
 /// Where a gRPC stream stands in its length-prefixed messages, between two DATA frames.
@@ -147,6 +150,8 @@ pub struct FrameCursor {
 
 impl FrameCursor {
     pub const LOST: FrameCursor = FrameCursor::in_state(framing::LOST);
+    /// For a direction userspace found not to carry HTTP/2: nothing more is copied.
+    pub const SKIP: FrameCursor = FrameCursor::in_state(framing::SKIP);
     pub const AT_STREAM_START: FrameCursor = FrameCursor::in_state(framing::START);
 
     /// A cursor at a frame boundary at stream offset `position`, with `parked` the streams

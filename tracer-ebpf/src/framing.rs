@@ -38,6 +38,12 @@ const MESSAGE_PREFIX_LEN: u32 = wire::GRPC_MESSAGE_PREFIX_LEN as u32;
 /// The scratch area kept bytes are copied into; indices into it are masked with this.
 pub const DATA_INDEX_MASK: u64 = 2 * tracer_common::RECORD_DATA_CAP as u64 - 1;
 
+/// Whether userspace found the direction not to be HTTP/2: every byte is skipped.
+#[inline(always)]
+pub fn is_skipping(cursor: Volatile<FrameCursor>) -> bool {
+    get!(cursor, state) == SKIP
+}
+
 /// Whether the cursor is following the framing (as opposed to copying everything).
 #[inline(always)]
 pub fn is_following(cursor: Volatile<FrameCursor>) -> bool {
@@ -99,6 +105,7 @@ pub fn next_run(cursor: Volatile<FrameCursor>) -> Run {
             }
         }
         DATA_PADDING => Run::Skip(u64::from(get!(cursor, frame_left))),
+        SKIP => Run::Skip(u64::MAX),
         _ => Run::Keep(u64::MAX),
     }
 }

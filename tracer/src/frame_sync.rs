@@ -9,6 +9,9 @@
 //! ([`ConnectionTracker::frame_position`], a plain protocol position) and hands it to the
 //! capture side ([`Capture::offer_frame_sync`]), the only code that writes the kernel's map. The
 //! kernel takes it up only if its next syscall on that direction starts exactly there.
+//!
+//! The same way back tells the kernel side to stop copying a connection that its tracker found
+//! not to carry HTTP/2: from then on its bytes are only counted.
 
 use foldhash::{HashMap, HashSet};
 
@@ -26,6 +29,8 @@ pub struct FrameSync {
     /// consecutively, so most chunks skip the set insert.
     last_fed: Option<(u64, Direction)>,
     placed: u64,
+    /// Connections found not to carry HTTP/2 since the last round.
+    not_http2: Vec<u64>,
 }
 
 impl FrameSync {
@@ -37,8 +42,17 @@ impl FrameSync {
         }
     }
 
-    /// Offers the kernel side a position for every fed direction it may have lost track of.
+    /// The tracker of `conn_id` found it not to carry HTTP/2.
+    pub fn not_http2(&mut self, conn_id: u64) {
+        self.not_http2.push(conn_id);
+    }
+
+    /// Offers the kernel side a position for every fed direction it may have lost track of,
+    /// and tells it which connections are not HTTP/2.
     pub fn offer(&mut self, capture: &mut Capture, trackers: &HashMap<u64, ConnectionTracker>) {
+        for conn_id in self.not_http2.drain(..) {
+            capture.stop_copying(conn_id);
+        }
         for (conn_id, direction) in self.fed.drain() {
             // Preparing an offer walks the direction's open streams: only when one is due.
             if !capture.frame_sync_due(conn_id, direction) {

@@ -22,7 +22,7 @@ use tracer_common::{
     RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
     maps::{
         MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL, floor,
-        framing::{HEADER, LOST},
+        framing::{HEADER, LOST, OFF, SKIP},
     },
 };
 
@@ -177,19 +177,23 @@ fn copy_out(
         copy_words(&raw mut (*scratch.as_ptr()).walk, &start);
         if (*cursor.as_ptr()).deferred != 0 {
             (*cursor.as_ptr()).deferred = 0;
-            if framing::is_following(cursor) {
+            if framing::is_following(cursor) || framing::is_skipping(cursor) {
                 resumed = resume_deferred(scratch, key);
             } else {
                 // Bytes went missing after the held-back ones: they cannot share a record.
                 flush_deferred(key);
             }
         }
-        if (*cursor.as_ptr()).state == LOST {
+        // Copying everything: userspace may have a cursor for this point, or found the
+        // direction not HTTP/2.
+        let state = (*cursor.as_ptr()).state;
+        if state == LOST || state == OFF {
             rearm(cursor, key, offset);
         }
         copy_words(&raw mut (*scratch.as_ptr()).cursor, cursor.as_ptr());
     }
-    if !whole::copy_whole(scratch, cursor) {
+    // A direction that is skipped has nothing to copy whole.
+    if framing::is_skipping(cursor) || !whole::copy_whole(scratch, cursor) {
         // bpf_loop has the verifier check one step rather than every iteration of an unrolled
         // loop.
         // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches
@@ -210,7 +214,9 @@ fn copy_out(
     // SAFETY: `cursor` is a SOCKETS value's and `followed` this CPU's scratch value's: plain
     // words.
     unsafe { copy_words(cursor.as_ptr(), followed.as_ptr()) };
-    let following = framing::is_following(cursor);
+    // Skipped directions' records hold back like those of followed ones: nothing in them is
+    // urgent, and a run of them costs one record.
+    let following = framing::is_following(cursor) || framing::is_skipping(cursor);
     if remaining > 0 {
         count_loss(if get!(walk, read_failed) != 0 {
             LossKind::UserReadFailed
@@ -248,8 +254,11 @@ fn rearm(cursor: Volatile<FrameCursor>, key: &DirectionKey, offset: u64) {
     // SAFETY: `offered` is a map value and `cursor` points into a SOCKETS value, both valid
     // during this program.
     unsafe {
-        if (*offered).position == offset && (*offered).state == HEADER {
+        let state = (*offered).state;
+        if state == SKIP || ((*offered).position == offset && state == HEADER) {
             copy_words(cursor.as_ptr(), offered);
+            // A skip holds from wherever the stream stands.
+            (*cursor.as_ptr()).position = offset;
         }
     }
     let _ = RESYNC.remove(key);

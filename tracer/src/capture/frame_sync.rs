@@ -76,4 +76,20 @@ impl Capture {
             Err(_) => SyncOffer::Stale,
         }
     }
+
+    /// The connection does not carry HTTP/2, as its tracker found: the kernel side skips its
+    /// bytes from each direction's next syscall on, only counting them.
+    pub fn stop_copying(&mut self, conn_id: u64) {
+        if !self.connections.by_id.contains_key(&conn_id) {
+            return;
+        }
+        for direction in [Direction::Egress, Direction::Ingress] {
+            let key = DirectionKey {
+                conn_id,
+                direction: direction as u64,
+            };
+            // A full map leaves the direction copied, as before: only a cost.
+            let _ = self.kernel.resync.insert(key, FrameCursor::SKIP, 0);
+        }
+    }
 }

@@ -124,7 +124,7 @@ impl Session {
             in_flight_at_exit += tracker.open_calls() as u64;
             self.tracking.connection_stats.add(tracker.stats());
         }
-        let ignored_connections = self.tracking.ignored.len() as u64;
+        let ignored_connections = self.tracking.ignored_total;
         let report = SessionReport {
             stop,
             summary: self.summary,

@@ -18,6 +18,8 @@ pub(super) struct Tracking {
     pub trackers: HashMap<u64, ConnectionTracker>,
     /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
     pub ignored: HashSet<u64>,
+    /// Every connection ignored so far, closed ones included.
+    pub ignored_total: u64,
     pub alive: HashSet<u32>,
     pub connection_stats: TrackerStats,
     pub finished: Vec<CallRecord>,
@@ -33,6 +35,7 @@ impl Tracking {
             limits,
             trackers: HashMap::default(),
             ignored: HashSet::default(),
+            ignored_total: 0,
             alive: HashSet::default(),
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
@@ -67,12 +70,15 @@ impl Tracking {
                 };
                 self.frame_sync.fed(conn_id, direction);
                 tracker.on_chunk(direction, &chunk, &mut self.finished);
-                // Not HTTP/2 (a database, a TLS connection...): stop spending time on it.
+                // Not HTTP/2 (a database, a TLS connection...): stop spending time on it, here
+                // and in the kernel.
                 if tracker.stats().not_http2 && tracker.open_calls() == 0 {
                     if let Some(tracker) = self.trackers.remove(&conn_id) {
                         self.connection_stats.add(tracker.stats());
                     }
                     self.ignored.insert(conn_id);
+                    self.ignored_total += 1;
+                    self.frame_sync.not_http2(conn_id);
                 }
             }
             CaptureEvent::Closed {

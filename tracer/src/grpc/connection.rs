@@ -16,7 +16,7 @@ use super::{
     streams::{StreamState, Streams},
 };
 use crate::{
-    http2::{DataPiece, Frame, FrameReader, ReaderEvent, Setting},
+    http2::{DataPiece, Frame, FrameReader, OtherProtocol, ReaderEvent, Setting},
     stream::{Chunk, Direction, Payload},
 };
 
@@ -166,7 +166,16 @@ impl CallAssembly {
     ) {
         match event {
             ReaderEvent::Preface => self.client_direction = Some(direction),
-            ReaderEvent::NotHttp2 => self.stats.not_http2 = true,
+            ReaderEvent::NotHttp2(what) => {
+                // The client's side says best what it is (a TLS ClientHello, an HTTP request).
+                if self
+                    .stats
+                    .not_http2
+                    .is_none_or(|seen| seen == OtherProtocol::Other)
+                {
+                    self.stats.not_http2 = Some(what);
+                }
+            }
             ReaderEvent::SyncLost => {
                 self.stats.sync_losses += 1;
                 self.blocks[direction as usize].lose_state();

@@ -1,6 +1,8 @@
 //! What happened on a connection besides complete calls: every call that could not be fully
 //! told, and every stream, block or byte that was skipped, is counted here.
 
+use crate::http2::OtherProtocol;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrackerStats {
     pub calls: u64,
@@ -24,8 +26,8 @@ pub struct TrackerStats {
     pub hpack_errors: u64,
     pub sync_losses: u64,
     pub skipped_bytes: u64,
-    /// A direction turned out not to carry HTTP/2.
-    pub not_http2: bool,
+    /// A direction turned out not to carry HTTP/2, and what it carries instead.
+    pub not_http2: Option<OtherProtocol>,
 }
 
 impl TrackerStats {
@@ -44,6 +46,6 @@ impl TrackerStats {
         self.hpack_errors += other.hpack_errors;
         self.sync_losses += other.sync_losses;
         self.skipped_bytes += other.skipped_bytes;
-        self.not_http2 |= other.not_http2;
+        self.not_http2 = self.not_http2.or(other.not_http2);
     }
 }

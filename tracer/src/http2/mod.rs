@@ -5,7 +5,7 @@ pub mod frame;
 pub mod reader;
 
 pub use frame::{ErrorCode, Frame, FrameHeader, Kind, Setting};
-pub use reader::{DataPiece, FrameReader, ReaderEvent, ReaderStats};
+pub use reader::{DataPiece, FrameReader, OtherProtocol, ReaderEvent, ReaderStats};
 
 pub use tracer_common::wire::CLIENT_PREFACE;
 

@@ -56,7 +56,45 @@ pub enum ReaderEvent<'a> {
         skipped: u64,
     },
     /// The stream does not carry HTTP/2; it is ignored from here on.
-    NotHttp2,
+    NotHttp2(OtherProtocol),
+}
+
+/// What a stream that is not HTTP/2 carries, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OtherProtocol {
+    /// A TLS record (the handshake's first): gRPC over TLS is not decoded yet.
+    Tls,
+    /// An HTTP/1.x request or response.
+    Http1,
+    /// Anything else, or a stream joined where its start could not be seen.
+    Other,
+}
+
+impl OtherProtocol {
+    /// Recognises a stream from its first bytes.
+    pub fn of_start(start: &[u8]) -> OtherProtocol {
+        const METHODS: [&[u8]; 9] = [
+            b"GET ",
+            b"POST ",
+            b"PUT ",
+            b"HEAD ",
+            b"DELETE ",
+            b"OPTIONS ",
+            b"PATCH ",
+            b"CONNECT ",
+            b"TRACE ",
+        ];
+        match start {
+            // A handshake record (RFC 8446 §5.1), version 3.x.
+            [0x16, 0x03, ..] => OtherProtocol::Tls,
+            _ if start.starts_with(b"HTTP/1.")
+                || METHODS.iter().any(|method| start.starts_with(method)) =>
+            {
+                OtherProtocol::Http1
+            }
+            _ => OtherProtocol::Other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -443,7 +481,8 @@ impl FrameReader {
         if self.buf.len() < HEADER_LEN {
             // A SETTINGS header starts with a length below 2^16, so its first byte is 0.
             if self.buf[0] != 0 {
-                self.ignore(sink);
+                let what = OtherProtocol::of_start(&self.buf);
+                self.ignore(what, sink);
             }
             return;
         }
@@ -454,15 +493,16 @@ impl FrameReader {
             self.state = State::Header;
             self.push_bytes(&bytes, timestamp_ns, sink);
         } else {
-            self.ignore(sink);
+            let what = OtherProtocol::of_start(&self.buf);
+            self.ignore(what, sink);
         }
     }
 
-    fn ignore(&mut self, sink: &mut Sink<'_>) {
+    fn ignore(&mut self, what: OtherProtocol, sink: &mut Sink<'_>) {
         self.buf = Vec::new();
         self.window_chunks = Vec::new();
         self.state = State::Ignored;
-        sink(ReaderEvent::NotHttp2);
+        sink(ReaderEvent::NotHttp2(what));
     }
 
     /// Scans the window for a position where two plausible frame headers follow each other.
@@ -533,7 +573,8 @@ impl FrameReader {
                 self.push_bytes(&bytes[start..end], timestamp_ns, sink);
             }
         } else if total_skipped > GIVE_UP_AFTER {
-            self.ignore(sink);
+            // Joined mid-stream: its start, which would say what it is, went by unseen.
+            self.ignore(OtherProtocol::Other, sink);
         }
     }
 }
@@ -564,7 +605,7 @@ pub(crate) mod tests {
         HeaderBlockLost(u32, u8),
         SyncLost,
         Resynced(u64),
-        NotHttp2,
+        NotHttp2(OtherProtocol),
     }
 
     impl Seen {
@@ -598,7 +639,7 @@ pub(crate) mod tests {
             }
             ReaderEvent::SyncLost => seen.push(Seen::SyncLost),
             ReaderEvent::Resynced { skipped } => seen.push(Seen::Resynced(skipped)),
-            ReaderEvent::NotHttp2 => seen.push(Seen::NotHttp2),
+            ReaderEvent::NotHttp2(what) => seen.push(Seen::NotHttp2(what)),
         }
     }
 
@@ -710,14 +751,21 @@ pub(crate) mod tests {
 
     #[test]
     fn other_protocols_are_recognised() {
-        for start in [
-            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..],
-            &[0, 0, 5, 1, 4, 0, 0, 0, 1, 0x82][..],
+        for (start, what) in [
+            (
+                &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                OtherProtocol::Http1,
+            ),
+            (&b"HTTP/1.1 200 OK\r\n"[..], OtherProtocol::Http1),
+            (
+                &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..],
+                OtherProtocol::Tls,
+            ),
+            (&[0, 0, 5, 1, 4, 0, 0, 0, 1, 0x82][..], OtherProtocol::Other),
         ] {
             assert_eq!(
                 feed(FrameReader::at_stream_start(), &[Ok(start)]),
-                vec![Seen::NotHttp2],
+                vec![Seen::NotHttp2(what)],
                 "{start:?}"
             );
         }
@@ -855,7 +903,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             events.last(),
-            Some(&Seen::NotHttp2),
+            Some(&Seen::NotHttp2(OtherProtocol::Other)),
             "{:?}",
             &events[..events.len().min(5)]
         );

@@ -5,7 +5,7 @@ mod report;
 mod stats;
 mod tracking;
 
-pub use report::{CpuTime, SessionReport};
+pub use report::{CpuTime, IgnoredConnections, SessionReport};
 pub use stats::{HookTime, ProgramRuns, SessionStats};
 
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use crate::{
     capture::{Capture, CaptureError, process_alive},
     export::{CallSink, ResourceOverrides, Summary},
     grpc::Limits,
+    http2::OtherProtocol,
 };
 use tracking::Tracking;
 
@@ -124,7 +125,12 @@ impl Session {
             in_flight_at_exit += tracker.open_calls() as u64;
             self.tracking.connection_stats.add(tracker.stats());
         }
-        let ignored_connections = self.tracking.ignored_total;
+        let ignored = &self.tracking.ignored_by_protocol;
+        let ignored_connections = IgnoredConnections {
+            tls: ignored.get(&OtherProtocol::Tls).copied().unwrap_or(0),
+            http1: ignored.get(&OtherProtocol::Http1).copied().unwrap_or(0),
+            other: ignored.get(&OtherProtocol::Other).copied().unwrap_or(0),
+        };
         let report = SessionReport {
             stop,
             summary: self.summary,

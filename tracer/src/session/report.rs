@@ -20,8 +20,8 @@ pub struct SessionReport {
     pub capture_losses: LossReport,
     pub traffic: CaptureTraffic,
     pub connections: TrackerStats,
-    /// Non-HTTP/2 connections that were recognised and ignored.
-    pub ignored_connections: u64,
+    /// Non-HTTP/2 connections that were recognised and ignored, by what they carried.
+    pub ignored_connections: IgnoredConnections,
     /// Calls still in flight when tracing stopped (not reported: they have no outcome yet).
     pub in_flight_at_exit: u64,
     /// Times the kernel side was handed our frame position after it lost track of a
@@ -32,6 +32,14 @@ pub struct SessionReport {
     pub hook_time: Option<Vec<ProgramTime>>,
     /// Instructions the verifier processed for each kernel program.
     pub verified_instructions: Vec<(String, Option<u32>)>,
+}
+
+/// Connections that were not HTTP/2, by what they carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgnoredConnections {
+    pub tls: u64,
+    pub http1: u64,
+    pub other: u64,
 }
 
 /// CPU time and peak memory of this process so far.
@@ -107,7 +115,18 @@ impl SessionReport {
             ),
             ("HPACK decoding errors", connections.hpack_errors),
             ("times frame sync was lost", connections.sync_losses),
-            ("non-HTTP/2 connections ignored", self.ignored_connections),
+            (
+                "connections not decoded: TLS (not supported yet)",
+                self.ignored_connections.tls,
+            ),
+            (
+                "connections not decoded: HTTP/1.x",
+                self.ignored_connections.http1,
+            ),
+            (
+                "connections not decoded: not HTTP/2",
+                self.ignored_connections.other,
+            ),
             (
                 "spans dropped: export queue full",
                 self.export.dropped_queue_full,

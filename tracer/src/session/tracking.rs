@@ -8,6 +8,7 @@ use crate::{
     export::{ProcessResources, ResourceOverrides},
     frame_sync::FrameSync,
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
+    http2::OtherProtocol,
 };
 
 /// What capture events update: a tracker per connection, the calls they finished, and the
@@ -18,8 +19,8 @@ pub(super) struct Tracking {
     pub trackers: HashMap<u64, ConnectionTracker>,
     /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
     pub ignored: HashSet<u64>,
-    /// Every connection ignored so far, closed ones included.
-    pub ignored_total: u64,
+    /// Every connection ignored so far, closed ones included, by what it carried.
+    pub ignored_by_protocol: HashMap<OtherProtocol, u64>,
     pub alive: HashSet<u32>,
     pub connection_stats: TrackerStats,
     pub finished: Vec<CallRecord>,
@@ -35,7 +36,7 @@ impl Tracking {
             limits,
             trackers: HashMap::default(),
             ignored: HashSet::default(),
-            ignored_total: 0,
+            ignored_by_protocol: HashMap::default(),
             alive: HashSet::default(),
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
@@ -72,12 +73,12 @@ impl Tracking {
                 tracker.on_chunk(direction, &chunk, &mut self.finished);
                 // Not HTTP/2 (a database, a TLS connection...): stop spending time on it, here
                 // and in the kernel.
-                if tracker.stats().not_http2 && tracker.open_calls() == 0 {
+                if let (Some(what), 0) = (tracker.stats().not_http2, tracker.open_calls()) {
                     if let Some(tracker) = self.trackers.remove(&conn_id) {
                         self.connection_stats.add(tracker.stats());
                     }
                     self.ignored.insert(conn_id);
-                    self.ignored_total += 1;
+                    *self.ignored_by_protocol.entry(what).or_default() += 1;
                     self.frame_sync.not_http2(conn_id);
                 }
             }

@@ -3,7 +3,7 @@
 //! [`FrameReader`], header blocks from [`HeaderBlocks`], call state lives in [`Streams`], and
 //! the status rules in [`outcome`](super::outcome).
 
-use std::sync::Arc;
+use std::{rc::Rc, sync::Arc};
 
 use super::{
     call::{CallRecord, ConnectionFacts, EndReason, Side},
@@ -410,7 +410,7 @@ impl CallAssembly {
                 Some(request) => {
                     let stream = StreamState {
                         start_ns: block.started_ns,
-                        request_headers: Some(std::rc::Rc::clone(request)),
+                        request_headers: Some(Rc::clone(request)),
                         ..StreamState::default()
                     };
                     self.open_stream(stream_id, stream);
@@ -469,12 +469,11 @@ impl CallAssembly {
     /// A request opens `stream_id`.
     fn open_stream(&mut self, stream_id: u32, mut stream: StreamState) {
         let max = self.slots.max(self.client_direction);
-        stream.queued_since = self.slots.take_freed(stream.start_ns);
+        let start_ns = stream.start_ns;
+        stream.queued_since = self.slots.take_freed(start_ns);
         self.streams.open(stream_id, stream, &mut self.stats);
         if max.is_some_and(|max| self.streams.len() >= max as usize) {
-            self.slots
-                .full_since
-                .get_or_insert(self.streams.get_start(stream_id));
+            self.slots.full_since.get_or_insert(start_ns);
         }
     }
 

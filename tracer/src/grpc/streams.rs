@@ -82,13 +82,6 @@ impl Streams {
         self.open.get_mut(&stream_id)
     }
 
-    /// When the call on `stream_id` started (0 if it is not open).
-    pub fn get_start(&self, stream_id: u32) -> u64 {
-        self.open
-            .get(&stream_id)
-            .map_or(0, |stream| stream.start_ns)
-    }
-
     pub fn remove(&mut self, stream_id: u32) -> Option<StreamState> {
         self.open.remove(&stream_id)
     }

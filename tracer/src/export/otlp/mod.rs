@@ -426,7 +426,7 @@ impl CallSink for OtlpSink {
         }
         let exported = self.counters.exported.load(Ordering::Relaxed);
         // What was handed over and is neither exported nor failed yet will not be delivered.
-        let failed = self.handed_over - exported;
+        let failed = self.handed_over.saturating_sub(exported);
         let not_in_histograms = self.metrics.take().map_or(0, |metrics| {
             metrics.shut_down(Instant::now() + METRICS_FLUSH_DEADLINE)
         });

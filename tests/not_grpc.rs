@@ -4,12 +4,13 @@
 
 use std::{
     net::{TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use integration_tests::tracer_run::{stats_path, take_stats, tracer_binary};
+use serde_json::Value;
 
 /// nghttpd serving one small page over cleartext HTTP/2 (h2c, prior knowledge) on loopback.
 struct WebServer {
@@ -101,26 +102,36 @@ fn an_h2c_web_server_under_h2load_gives_no_spans() {
     );
 }
 
+/// Runs `python tests/python/SCRIPT ARGS` under the tracer (JSON spans on the shared stdout),
+/// checks it succeeded, and returns its output and the tracer's `--stats-json` report.
+fn trace_python_script(script: &str, args: &[&Path]) -> (Output, Value) {
+    let python = std::env::var("TRACER_TEST_PYTHON")
+        .expect("TRACER_TEST_PYTHON is set by `cargo xtask test`");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let stats = stats_path(&format!("python-{script}"));
+    let output = Command::new(tracer_binary())
+        .args(["--output", "json", "--stats-json"])
+        .arg(&stats)
+        .args(["--", &python])
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run the tracer");
+    assert!(output.status.success(), "{output:?}");
+    let report = take_stats(&stats, script);
+    (output, report)
+}
+
 /// An HTTP/1.1 client and server in one process, 200 pages of 10 KB over one connection: once
 /// the tracker finds the connection is not HTTP/2, the kernel stops copying its bytes, so the
 /// 4 MB that cross it (each page leaves one socket and enters the other) cost the ring buffer
 /// next to nothing.
 #[test]
 fn http1_traffic_is_counted_not_copied() {
-    let python = std::env::var("TRACER_TEST_PYTHON")
-        .expect("TRACER_TEST_PYTHON is set by `cargo xtask test`");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/http1_load.py");
-    let stats = stats_path("http1");
-    let output = Command::new(tracer_binary())
-        .args(["--output", "json", "--stats-json"])
-        .arg(&stats)
-        .args(["--", &python])
-        .arg(&script)
-        .output()
-        .expect("run the tracer");
-    assert!(output.status.success(), "{output:?}");
+    let (output, report) = trace_python_script("http1_load.py", &[]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "2000000");
-    let report = take_stats(&stats, "http1");
     assert_eq!(report["calls"], 0, "{report}");
     // Both ends of the one connection.
     assert_eq!(
@@ -138,8 +149,6 @@ fn http1_traffic_is_counted_not_copied() {
 /// decoded yet: the report says so by name, not "nothing lost".
 #[test]
 fn tls_connections_are_reported_as_not_decoded() {
-    let python = std::env::var("TRACER_TEST_PYTHON")
-        .expect("TRACER_TEST_PYTHON is set by `cargo xtask test`");
     let directory = std::env::temp_dir().join(format!("tracer-tls-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let (cert, key) = (directory.join("cert.pem"), directory.join("key.pem"));
@@ -154,20 +163,9 @@ fn tls_connections_are_reported_as_not_decoded() {
         .output()
         .expect("openssl");
     assert!(made.status.success(), "{made:?}");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/tls_exchange.py");
-    let stats = stats_path("tls");
-    let output = Command::new(tracer_binary())
-        .args(["--output", "json", "--stats-json"])
-        .arg(&stats)
-        .args(["--", &python])
-        .arg(&script)
-        .args([&cert, &key])
-        .output()
-        .expect("run the tracer");
+    let (output, report) = trace_python_script("tls_exchange.py", &[&cert, &key]);
     let _ = std::fs::remove_dir_all(&directory);
-    assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4000");
-    let report = take_stats(&stats, "tls");
     assert_eq!(
         report["counters"]["connections not decoded: TLS (not supported yet)"], 2,
         "{report}"

@@ -15,8 +15,7 @@ use tracer::{
     capture::{Capture, CaptureConfig},
     cli::{Cli, Config, OutputConfig, Target},
     export::{
-        CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceInfo,
-        ResourceOverrides, WallClock,
+        CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceOverrides, WallClock,
     },
     grpc::Limits,
     launch, output_file,
@@ -65,7 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         env_attributes: config.env_resource_attributes.clone(),
         command_line: config.export_command_line,
     };
-    let mut session = Session::new(capture, Limits::default(), overrides.clone());
+    let mut session = Session::new(capture, Limits::default(), overrides);
     // Created (emptied if it exists) only once tracing can start, and before a command is
     // launched: a path that cannot be written stops everything here.
     let lines_to = match &config.output_file {
@@ -106,10 +105,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         None => {
             let services: Vec<String> = pids
                 .iter()
-                .map(|&pid| {
-                    let resource = ResourceInfo::for_process(pid, &overrides);
-                    resource.service_name().to_owned()
-                })
+                .map(|&pid| session.resource(pid).service_name().to_owned())
                 .collect();
             eprintln!(
                 "tracer: tracing {pids:?} ({}); Ctrl-C to stop",

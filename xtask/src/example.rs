@@ -9,8 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-/// Builds the tracer (also with the bench floors) and the example binaries (release) and
-/// returns their directory.
+/// Builds the tracer and the example binaries (release) and returns their directory.
 pub fn build() -> Result<PathBuf> {
     crate::cargo(&[
         "build",
@@ -21,7 +20,6 @@ pub fn build() -> Result<PathBuf> {
         "integration-tests",
         "--bins",
     ])?;
-    crate::build_bench_floors()?;
     Ok(crate::workspace_root().join("target/release"))
 }
 

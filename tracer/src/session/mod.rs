@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::{
     capture::{Capture, CaptureError, process_alive},
-    export::{CallSink, ResourceOverrides, Summary},
+    export::{CallSink, ResourceInfo, ResourceOverrides, Summary},
     grpc::Limits,
-    http2::OtherProtocol,
 };
 use tracking::Tracking;
 
@@ -55,6 +54,11 @@ impl Session {
         self.tracking.alive.insert(pid);
         self.tracking.resources.of(pid);
         Ok(())
+    }
+
+    /// The resource of traced process `pid`, as its calls will report it.
+    pub fn resource(&mut self, pid: u32) -> std::sync::Arc<ResourceInfo> {
+        self.tracking.resources.of(pid)
     }
 
     /// Runs until a stop condition; every finished call goes to `sink`.
@@ -125,12 +129,7 @@ impl Session {
             in_flight_at_exit += tracker.open_calls() as u64;
             self.tracking.connection_stats.add(tracker.stats());
         }
-        let ignored = &self.tracking.ignored_by_protocol;
-        let ignored_connections = IgnoredConnections {
-            tls: ignored.get(&OtherProtocol::Tls).copied().unwrap_or(0),
-            http1: ignored.get(&OtherProtocol::Http1).copied().unwrap_or(0),
-            other: ignored.get(&OtherProtocol::Other).copied().unwrap_or(0),
-        };
+        let ignored_connections = self.tracking.ignored_by_protocol;
         let report = SessionReport {
             stop,
             summary: self.summary,

@@ -5,6 +5,7 @@ use crate::{
     capture::{CaptureTraffic, LossReport, ProgramTime},
     export::{ExportReport, Summary},
     grpc::TrackerStats,
+    http2::OtherProtocol,
 };
 
 use super::{
@@ -40,6 +41,17 @@ pub struct IgnoredConnections {
     pub tls: u64,
     pub http1: u64,
     pub other: u64,
+}
+
+impl IgnoredConnections {
+    /// One more connection that carried `what`.
+    pub fn count(&mut self, what: OtherProtocol) {
+        match what {
+            OtherProtocol::Tls => self.tls += 1,
+            OtherProtocol::Http1 => self.http1 += 1,
+            OtherProtocol::Other => self.other += 1,
+        }
+    }
 }
 
 /// CPU time and peak memory of this process so far.

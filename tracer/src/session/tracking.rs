@@ -3,12 +3,12 @@
 
 use foldhash::{HashMap, HashSet};
 
+use super::report::IgnoredConnections;
 use crate::{
     capture::{CaptureEvent, Closing},
     export::{ProcessResources, ResourceOverrides},
     frame_sync::FrameSync,
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
-    http2::OtherProtocol,
 };
 
 /// What capture events update: a tracker per connection, the calls they finished, and the
@@ -20,7 +20,7 @@ pub(super) struct Tracking {
     /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
     pub ignored: HashSet<u64>,
     /// Every connection ignored so far, closed ones included, by what it carried.
-    pub ignored_by_protocol: HashMap<OtherProtocol, u64>,
+    pub ignored_by_protocol: IgnoredConnections,
     pub alive: HashSet<u32>,
     pub connection_stats: TrackerStats,
     pub finished: Vec<CallRecord>,
@@ -36,7 +36,7 @@ impl Tracking {
             limits,
             trackers: HashMap::default(),
             ignored: HashSet::default(),
-            ignored_by_protocol: HashMap::default(),
+            ignored_by_protocol: IgnoredConnections::default(),
             alive: HashSet::default(),
             connection_stats: TrackerStats::default(),
             finished: Vec::new(),
@@ -78,7 +78,7 @@ impl Tracking {
                         self.connection_stats.add(tracker.stats());
                     }
                     self.ignored.insert(conn_id);
-                    *self.ignored_by_protocol.entry(what).or_default() += 1;
+                    self.ignored_by_protocol.count(what);
                     self.frame_sync.not_http2(conn_id);
                 }
             }

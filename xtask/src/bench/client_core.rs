@@ -84,6 +84,9 @@ pub fn run() -> Result<()> {
     if !crate::install::debian_tool("perf", "linux-perf", "to sample the client's core") {
         bail!("--client-core needs perf (Debian package linux-perf), which could not be installed");
     }
+    // The floors' binary first: it ends with the release tracer built again, which the
+    // examples' build then finds up to date.
+    crate::build_bench_floors()?;
     let release = crate::example::build()?;
     let (mut server, address) = crate::example::start_server(&release, Some(placement.server_cpu))?;
     // The perf files stay there, for `perf report`.

@@ -53,6 +53,9 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
     if !crate::test::is_root() {
         bail!("the benchmark attaches the tracer: run `cargo xtask bench` as root");
     }
+    // The floors' binary first: it ends with the release tracer built again, which the
+    // examples' build then finds up to date.
+    crate::build_bench_floors()?;
     let release = crate::example::build()?;
     let placement = Placement::find();
     if placement.is_none() {

@@ -9,6 +9,7 @@
 //! and the metrics exporter run on one small tokio runtime owned by the sink.
 
 use std::{
+    collections::hash_map::Entry,
     str::FromStr as _,
     sync::{
         Arc,
@@ -285,41 +286,50 @@ struct Metrics {
 impl Metrics {
     /// The histograms of `resource`'s process, set up on its first call.
     fn of(&mut self, resource: &ResourceInfo) -> Option<&CallDurations> {
-        if !self.by_resource.contains_key(&resource.id) {
-            if self.by_resource.len() >= MAX_METRIC_RESOURCES {
-                self.unrecorded += 1;
-                return None;
-            }
-            let exporter = match self.spare.take() {
-                Some(exporter) => exporter,
-                None => {
-                    let _context = self.handle.enter();
-                    match build_metric_exporter(&self.config, &self.endpoint) {
-                        Ok(exporter) => exporter,
-                        Err(err) => {
-                            log::warn!("OTLP metrics for another process: {err}");
-                            self.unrecorded += 1;
-                            return None;
-                        }
+        let Metrics {
+            config,
+            endpoint,
+            handle,
+            spare,
+            by_resource,
+            unrecorded,
+        } = self;
+        let full = by_resource.len() >= MAX_METRIC_RESOURCES;
+        // One lookup per call: the histograms of a process are found where they are made.
+        let entry = match by_resource.entry(resource.id) {
+            Entry::Occupied(entry) => return Some(&entry.into_mut().1),
+            Entry::Vacant(entry) => entry,
+        };
+        if full {
+            *unrecorded += 1;
+            return None;
+        }
+        let exporter = match spare.take() {
+            Some(exporter) => exporter,
+            None => {
+                let _context = handle.enter();
+                match build_metric_exporter(config, endpoint) {
+                    Ok(exporter) => exporter,
+                    Err(err) => {
+                        log::warn!("OTLP metrics for another process: {err}");
+                        *unrecorded += 1;
+                        return None;
                     }
                 }
-            };
-            let reader = PeriodicReader::builder(OnRuntime {
-                handle: self.handle.clone(),
-                exporter,
-            })
-            .with_interval(METRICS_INTERVAL)
+            }
+        };
+        let reader = PeriodicReader::builder(OnRuntime {
+            handle: handle.clone(),
+            exporter,
+        })
+        .with_interval(METRICS_INTERVAL)
+        .build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(to_resource(resource))
             .build();
-            let provider = SdkMeterProvider::builder()
-                .with_reader(reader)
-                .with_resource(to_resource(resource))
-                .build();
-            let durations = CallDurations::new(&provider);
-            self.by_resource.insert(resource.id, (provider, durations));
-        }
-        self.by_resource
-            .get(&resource.id)
-            .map(|(_, durations)| durations)
+        let durations = CallDurations::new(&provider);
+        Some(&entry.insert((provider, durations)).1)
     }
 
     /// Exports the final histograms, waiting for them until `deadline` at most (the SDK's

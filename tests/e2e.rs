@@ -6,24 +6,24 @@
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, ChildStdout, Command, Stdio},
-    sync::mpsc,
+    process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use integration_tests::{
-    call_timing::CallTiming,
+    client_calls::{SCENARIO_CALLS, assert_spans_match, assert_spans_match_with, client_calls},
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
-    scenarios::NOT_FOUND_MESSAGE,
     server_process::ServerProcess,
-    tracer_run::{bench_floors_binary, stats_path, take_stats, tracer_binary},
+    tracer_run::{
+        attach_tracer, attach_tracer_to, bench_floors_binary, stats_path, take_stats,
+        tracer_binary, wait_success,
+    },
 };
 use serde_json::Value;
 use tracer_common::{DataRecord, PIECE_HEADER_LEN, maps::WHOLE_TRANSFER_MAX};
 
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 const ECHO_CLIENT: &str = env!("CARGO_BIN_EXE_echo-client");
-const SCENARIO_CALLS: usize = 110;
 
 fn python() -> String {
     std::env::var("TRACER_TEST_PYTHON")
@@ -37,179 +37,6 @@ fn python_client() -> String {
 /// The example server, allowing as many streams as the benchmark needs.
 fn start_server() -> ServerProcess {
     ServerProcess::start(ECHO_SERVER, None)
-}
-
-/// One call as a client measured it.
-#[derive(Debug, Clone)]
-struct ClientCall {
-    scenario: String,
-    method: String,
-    code: i64,
-    message: String,
-    duration: Duration,
-    request_messages: u64,
-    response_messages: u64,
-}
-
-fn client_calls(lines: &[String]) -> Vec<ClientCall> {
-    lines
-        .iter()
-        .filter(|line| line.contains("\"scenario\""))
-        .map(|line| {
-            let value: Value =
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("{line}: {err}"));
-            ClientCall {
-                scenario: value["scenario"].as_str().unwrap().to_owned(),
-                method: value["method"].as_str().unwrap().to_owned(),
-                code: value["code"].as_i64().unwrap(),
-                message: value["message"].as_str().unwrap_or_default().to_owned(),
-                duration: Duration::from_nanos(value["duration_ns"].as_u64().unwrap()),
-                request_messages: value["request_messages"].as_u64().unwrap(),
-                response_messages: value["response_messages"].as_u64().unwrap(),
-            }
-        })
-        .collect()
-}
-
-/// Checks every span against the call the client made. The sequential scenarios pair up in
-/// start order; the 100 concurrent calls are checked as a group. Method and status must be
-/// decoded unless the connection was joined mid-flight (then they must be right where decoded).
-fn assert_spans_match(spans: Vec<ReceivedSpan>, calls: &[ClientCall], label: &str) {
-    assert_spans_match_with(spans, calls, label, true, true);
-}
-
-fn assert_spans_match_with(
-    mut spans: Vec<ReceivedSpan>,
-    calls: &[ClientCall],
-    label: &str,
-    require_method: bool,
-    require_status: bool,
-) {
-    assert_eq!(
-        calls.len(),
-        SCENARIO_CALLS,
-        "{label}: the client did not report every call"
-    );
-    spans.sort_by_key(|span| span.start_unix_nanos);
-    assert_eq!(spans.len(), calls.len(), "{label}: one span per call");
-    let sequential = calls
-        .iter()
-        .take_while(|call| call.scenario != "concurrent")
-        .count();
-    let mut timing = CallTiming::new(label);
-    for (span, call) in spans.iter().zip(calls).take(sequential) {
-        let context = format!("{label} {}: {span:#?}", call.scenario);
-        assert_eq!(span.kind, 3, "CLIENT span: {context}");
-        if require_status || span.attribute("tracer.status_known") == Some("true") {
-            let code: i64 = span
-                .attribute("rpc.grpc.status_code")
-                .expect("status code")
-                .parse()
-                .unwrap();
-            if call.scenario == "deadline_exceeded" {
-                // Two endings race when the 100 ms grpc-timeout expires: the client resets the
-                // stream (DEADLINE_EXCEEDED, as the tracer reports a cancel after the timeout)
-                // or the tonic server answers first with its own grpc-status 1 "Timeout expired".
-                assert!(
-                    code == 4 || (code == 1 && span.status_message == "Timeout expired"),
-                    "{context}"
-                );
-                assert!(span.duration() >= Duration::from_millis(95), "{context}");
-            } else {
-                assert_eq!(code, call.code, "{context}");
-            }
-            assert_eq!(span.status_code == 2, code != 0, "error status: {context}");
-        }
-        if require_method || span.attribute("tracer.method_resolved") == Some("true") {
-            assert_eq!(span.name, call.method, "{context}");
-        }
-        assert_eq!(
-            span.attribute("rpc.request.message.count"),
-            Some(call.request_messages.to_string().as_str()),
-            "{context}"
-        );
-        if call.scenario != "cancelled" {
-            assert_eq!(
-                span.attribute("rpc.response.message.count"),
-                Some(call.response_messages.to_string().as_str()),
-                "{context}"
-            );
-        }
-        timing.check(call.scenario.as_str(), span.duration(), call.duration);
-    }
-    timing.finish();
-    let not_found_index = calls
-        .iter()
-        .position(|call| call.scenario == "not_found")
-        .unwrap();
-    let not_found = &spans[not_found_index];
-    if require_status || not_found.attribute("tracer.status_known") == Some("true") {
-        // The message the client got, percent-decoded back from the wire.
-        assert_eq!(
-            not_found.status_message, calls[not_found_index].message,
-            "{label}"
-        );
-        assert_eq!(not_found.status_message, NOT_FOUND_MESSAGE, "{label}");
-    }
-    for span in &spans[sequential..] {
-        if require_method {
-            assert_eq!(span.name, "grpctrace.demo.Echo/Unary", "{label}");
-        }
-        if require_status {
-            assert_eq!(span.attribute("rpc.grpc.status_code"), Some("0"), "{label}");
-        }
-        assert!(
-            span.duration() >= Duration::from_millis(19),
-            "{label}: concurrent call of {:?}",
-            span.duration()
-        );
-    }
-}
-
-/// Reads a child's stderr on a thread; lines arrive on the returned channel.
-fn lines_of(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[tracer] {line}");
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// Starts `tracer ARGS --pid PID` and waits until it reports it is tracing.
-fn attach_tracer(pid: u32, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    attach_tracer_to(&[pid], args)
-}
-
-/// Starts `tracer ARGS --pid PID...` and waits until it reports it is tracing.
-fn attach_tracer_to(pids: &[u32], args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut tracer = Command::new(tracer_binary())
-        .args(args)
-        .args(
-            pids.iter()
-                .flat_map(|pid| ["--pid".to_owned(), pid.to_string()]),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tracer");
-    let lines = lines_of(tracer.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("tracing [") => return (tracer, lines),
-            Ok(_) => {}
-            Err(_) => {
-                let _ = tracer.kill();
-                let status = tracer.wait();
-                panic!("the tracer did not start tracing: {status:?}");
-            }
-        }
-    }
 }
 
 /// A Python client that waits on stdin before it goes on; returns it once it printed `ready`.
@@ -257,16 +84,6 @@ fn release_and_collect(mut client: Child) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn wait_success(tracer: Child, label: &str) -> String {
-    let output = tracer.wait_with_output().expect("tracer output");
-    assert!(
-        output.status.success(),
-        "{label}: tracer exited with {}",
-        output.status
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Runs `tracer ARGS -- echo-client --target SERVER` with `env` set; the launched client writes

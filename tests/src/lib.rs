@@ -2,6 +2,8 @@
 //! runs a workload process under the real capture layer and collects what it saw.
 
 pub mod call_timing;
+pub mod certificate;
+pub mod client_calls;
 pub mod echo;
 pub mod harness;
 pub mod http2_stream;

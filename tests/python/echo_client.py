@@ -5,8 +5,9 @@ client itself measured. Messages are encoded by hand (no generated stubs): EchoR
   1 payload (bytes), 2 fail_with_code (int32), 3 fail_with_message (string),
   4 delay_ms (uint32), 5 reply_bytes (uint32), 6 reply_count (uint32).
 
-  echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits]
+  echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits] [--tls CERT]
 --wait prints "ready" (after connecting and warming up, if asked) and waits for a line on stdin.
+--tls CERT connects over TLS (grpc.secure_channel), trusting CERT, a certificate for "localhost".
 --main-thread-exits runs everything on a second thread and ends the main one at once
 (pthread_exit), as some C and C++ programs do: the process lives on without its main thread.
 """
@@ -147,19 +148,27 @@ def run_all(channel):
     concurrent(channel, 100)
 
 
+def open_channel(target):
+    if "--tls" not in sys.argv:
+        return grpc.insecure_channel(target, options=OPTIONS)
+    with open(sys.argv[sys.argv.index("--tls") + 1], "rb") as cert:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read())
+    return grpc.secure_channel(target, credentials, options=OPTIONS)
+
+
 def main():
     target = sys.argv[1]
     warmup = int(sys.argv[sys.argv.index("--warmup") + 1]) if "--warmup" in sys.argv else 0
     channel = None
     if warmup:
-        channel = grpc.insecure_channel(target, options=OPTIONS)
+        channel = open_channel(target)
         for _ in range(warmup):
             channel.unary_unary(f"/{SERVICE}/Unary")(request(payload=b"w" * 32, reply_bytes=32))
     if "--wait" in sys.argv:
         print("ready", flush=True)
         sys.stdin.readline()
     if channel is None:
-        channel = grpc.insecure_channel(target, options=OPTIONS)
+        channel = open_channel(target)
     # Connect before the first call, so no call's duration includes the handshake.
     grpc.channel_ready_future(channel).result(timeout=10)
     run_all(channel)

@@ -11,7 +11,7 @@ use std::{
 };
 
 use tracer::{
-    capture::{Capture, CaptureConfig, CaptureEvent, Closing, ConnectionInfo, LossReport},
+    capture::{Capture, CaptureConfig, CaptureEvent, Closing, ConnectionInfo, LossReport, Tracing},
     stream::{Chunk, Direction, OwnedChunk, Payload},
 };
 
@@ -207,7 +207,9 @@ impl Observed {
                 }
             }
             CaptureEvent::ProcessExited { pid, .. } => self.exited.push(pid),
-            CaptureEvent::ProcessStarted { .. } | CaptureEvent::ProcessExec { .. } => {}
+            CaptureEvent::ProcessStarted { .. }
+            | CaptureEvent::ProcessExec { .. }
+            | CaptureEvent::TlsSessionTied { .. } => {}
         }
     }
 }
@@ -242,7 +244,13 @@ fn trace_workload_with(
     let mut workload = Workload::start(program, args);
     let pid = workload.pid();
     capture
-        .trace_process(pid, follow_children)
+        .trace_process(
+            pid,
+            Tracing {
+                follow_children,
+                hold_new_code: false,
+            },
+        )
         .expect("trace workload");
     workload.go();
     let (observed, report) = collect_until_exit_with(&mut capture, &mut workload, each_round);

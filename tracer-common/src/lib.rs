@@ -13,11 +13,13 @@ pub mod wire;
 pub use loss::{LOSS_KIND_COUNT, LossKind};
 pub use maps::{
     DirectionKey, FrameCursor, HELD_RECORD_CAP, HeldRecord, MessageCursor, PendingCall,
-    RecordInProgress, SocketKey, SocketState, SyscallOp, TracedProcess,
+    PendingTlsCall, RecordInProgress, SocketKey, SocketState, SyscallOp, TlsCall, TlsSessionKey,
+    TracedProcess,
 };
 pub use record::{
-    CloseRecord, DataRecord, Direction, OpenRecord, OpenRole, PIECE_HEADER_LEN, PieceHeader,
-    ProcessRecord, RECORD_DATA_CAP, RecordHeader, RecordKind, SOCKADDR_CAP,
+    CloseRecord, DataRecord, Direction, MappedRecord, NO_FD, OpenRecord, OpenRole,
+    PIECE_HEADER_LEN, PieceHeader, ProcessRecord, RECORD_DATA_CAP, RecordHeader, RecordKind,
+    SOCKADDR_CAP, TlsOpenRecord,
 };
 
 /// Implements `aya::Pod` for the shared types when building the userspace side.
@@ -34,4 +36,5 @@ mod pod {
     unsafe impl aya::Pod for TracedProcess {}
     unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for HeldRecord {}
+    unsafe impl aya::Pod for TlsSessionKey {}
 }

@@ -19,9 +19,12 @@ pub enum LossKind {
     SocketTableFull = 5,
     /// A connection open or close record could not be delivered.
     LifecycleLost = 6,
+    /// A TLS call's entry could not be saved, or its session could not be added to the table
+    /// of sessions: that call's plaintext was not seen.
+    TlsTableFull = 7,
 }
 
-pub const LOSS_KIND_COUNT: u32 = 7;
+pub const LOSS_KIND_COUNT: u32 = 8;
 
 impl LossKind {
     pub const ALL: [LossKind; LOSS_KIND_COUNT as usize] = [
@@ -32,6 +35,7 @@ impl LossKind {
         LossKind::PendingTableFull,
         LossKind::SocketTableFull,
         LossKind::LifecycleLost,
+        LossKind::TlsTableFull,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl LossKind {
             LossKind::PendingTableFull => "in-flight syscall table full",
             LossKind::SocketTableFull => "socket table full",
             LossKind::LifecycleLost => "connection open/close record lost",
+            LossKind::TlsTableFull => "TLS call or session table full",
         }
     }
 }

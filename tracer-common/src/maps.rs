@@ -271,7 +271,10 @@ pub const WHOLE_TRANSFER_SKIPPABLE_MAX: u64 = 1024;
 pub struct TracedProcess {
     /// Non-zero: processes this one forks are traced too.
     pub follow_children: u32,
-    pub _pad: u32,
+    /// Non-zero: when it maps a file executable, it is stopped (`SIGSTOP`) until userspace has
+    /// looked for a TLS library there and hooked it, then continued. Only for commands the
+    /// tracer launched itself, which would otherwise run ahead of the hooks.
+    pub hold_new_code: u32,
 }
 
 /// The syscall a [`PendingCall`] belongs to.
@@ -291,6 +294,10 @@ pub enum SyscallOp {
     Connect = 11,
     Accept = 12,
     Socket = 13,
+    /// Plaintext handed to a TLS library's write (`SSL_write`, `SSL_write_ex`).
+    TlsWrite = 14,
+    /// Plaintext a TLS library's read (`SSL_read`, `SSL_read_ex`) handed back.
+    TlsRead = 15,
 }
 
 impl SyscallOp {
@@ -309,6 +316,8 @@ impl SyscallOp {
             11 => SyscallOp::Connect,
             12 => SyscallOp::Accept,
             13 => SyscallOp::Socket,
+            14 => SyscallOp::TlsWrite,
+            15 => SyscallOp::TlsRead,
             _ => return None,
         })
     }
@@ -330,7 +339,53 @@ pub struct PendingCall {
     pub _pad: u64,
 }
 
+/// A TLS session (an `SSL *`) of a traced process: the key of the kernel's table of sessions,
+/// whose values are [`SocketState`]s like a socket's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TlsSessionKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// The library's `SSL *`: unique among the process's live sessions.
+    pub ssl: u64,
+}
+
+/// The TLS library functions the uprobes hook, as saved at entry until they return.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsCall {
+    /// `int SSL_write(SSL *, const void *buf, int num)`: returns the bytes written.
+    Write = 1,
+    /// `int SSL_read(SSL *, void *buf, int num)`: returns the bytes read.
+    Read = 2,
+    /// `int SSL_write_ex(SSL *, const void *buf, size_t num, size_t *written)`: returns 1 on
+    /// success, the count is in `*written`.
+    WriteEx = 3,
+    /// `int SSL_read_ex(SSL *, void *buf, size_t num, size_t *readbytes)`: likewise.
+    ReadEx = 4,
+}
+
+/// A TLS call's arguments, saved at entry by thread until it returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingTlsCall {
+    /// A [`TlsCall`] value.
+    pub call: u32,
+    pub _pad: u32,
+    pub ssl: u64,
+    pub buf: u64,
+    /// Where the `_ex` calls store their byte count; 0 for the others.
+    pub count_out: u64,
+    /// The stack pointer at entry: the return of this call (not of one nested in it) finds the
+    /// stack popped by exactly the return address.
+    pub stack_pointer: u64,
+    /// Where the hooked function is in the process's memory: which library it is.
+    pub function: u64,
+}
+
 const _: () = assert!(size_of::<SocketKey>() == 8);
+const _: () = assert!(size_of::<TlsSessionKey>() == 16);
+const _: () = assert!(size_of::<PendingTlsCall>() == 48);
 const _: () = assert!(size_of::<SocketState>() == 216);
 const _: () = assert!(size_of::<FrameCursor>() == 96);
 const _: () = assert!(size_of::<MessageCursor>() == 12);

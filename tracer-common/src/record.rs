@@ -22,6 +22,12 @@ pub enum RecordKind {
     /// A traced process replaced its program (a [`ProcessRecord`]); every socket it had was
     /// reported closed just before.
     ProcessExec = 6,
+    /// A traced process's TLS library handed over the plaintext of a session not seen before
+    /// (a [`TlsOpenRecord`]); its data records follow under the record's `conn_id`.
+    TlsOpen = 7,
+    /// A traced process mapped a file executable (a [`MappedRecord`]):
+    /// it may hold a TLS library to hook.
+    ExecutableMapped = 8,
 }
 
 impl RecordKind {
@@ -33,6 +39,8 @@ impl RecordKind {
             4 => RecordKind::ProcessFork,
             5 => RecordKind::ProcessExit,
             6 => RecordKind::ProcessExec,
+            7 => RecordKind::TlsOpen,
+            8 => RecordKind::ExecutableMapped,
             _ => return None,
         })
     }
@@ -138,7 +146,37 @@ pub struct ProcessRecord {
     pub _pad: u32,
 }
 
+/// A TLS session of a traced process was seen for the first time. `header.fd` is
+/// [`NO_FD`]: the library's session is tied to no descriptor of its own (grpc and node drive
+/// TLS through memory buffers), so userspace ties it to a socket. Layout: 48 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TlsOpenRecord {
+    pub header: RecordHeader,
+    /// The library's `SSL *`.
+    pub ssl: u64,
+    /// Where the hooked function that saw it is in the process's memory: which library it is.
+    pub function: u64,
+}
+
+/// The `fd` of records about TLS sessions, which have none.
+pub const NO_FD: u32 = u32::MAX;
+
+/// A traced process mapped an executable file region at `address`. Layout: 48 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MappedRecord {
+    pub header: RecordHeader,
+    pub address: u64,
+    /// Non-zero: the process was stopped until userspace continues it (see
+    /// `TracedProcess::hold_new_code`).
+    pub held: u32,
+    pub _pad: u32,
+}
+
 const _: () = assert!(size_of::<RecordHeader>() == 32);
+const _: () = assert!(size_of::<TlsOpenRecord>() == 48);
+const _: () = assert!(size_of::<MappedRecord>() == 48);
 const _: () = assert!(size_of::<DataRecord>() == 56);
 const _: () = assert!(size_of::<PieceHeader>() == 8);
 const _: () = assert!(size_of::<OpenRecord>() == 152);

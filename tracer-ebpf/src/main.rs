@@ -13,10 +13,14 @@ mod maps;
 mod process;
 mod scratch;
 mod syscall;
+mod tls;
 mod transfer;
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use tracer_common::SyscallOp;
+use aya_ebpf::{
+    macros::{tracepoint, uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+use tracer_common::{SyscallOp, TlsCall};
 
 /// Defines one tracepoint program per syscall of a group, each calling the group's handler with
 /// its [`SyscallOp`]: within a group the syscalls differ only in the operation.
@@ -94,6 +98,39 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     process::on_exit(&ctx);
+    0
+}
+
+/// A traced process mapped a file executable: it may have loaded a TLS library.
+#[tracepoint]
+pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    process::on_mmap_exit(&ctx);
+    0
+}
+
+/// One entry program per hooked TLS function, attached by userspace to each library it found
+/// in a traced process: they differ only in where the byte count comes back.
+macro_rules! tls_entry_programs {
+    ($($name:ident => $call:ident),* $(,)?) => {$(
+        #[uprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            tls::on_enter(&ctx, TlsCall::$call);
+            0
+        }
+    )*};
+}
+
+tls_entry_programs! {
+    tls_write_enter => Write,
+    tls_read_enter => Read,
+    tls_write_ex_enter => WriteEx,
+    tls_read_ex_enter => ReadEx,
+}
+
+/// Attached to the return of every hooked TLS function: the saved entry says which it was.
+#[uretprobe]
+pub fn tls_return(ctx: RetProbeContext) -> u32 {
+    tls::on_return(&ctx);
     0
 }
 

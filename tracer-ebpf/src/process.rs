@@ -1,10 +1,10 @@
 //! Following traced processes through fork and exit.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_send_signal},
     programs::TracePointContext,
 };
-use tracer_common::{LossKind, ProcessRecord, RecordHeader, RecordKind};
+use tracer_common::{LossKind, MappedRecord, ProcessRecord, RecordHeader, RecordKind};
 
 use crate::{
     lifecycle,
@@ -12,6 +12,7 @@ use crate::{
         EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss, is_traced, let_through_filter,
         traced_process,
     },
+    syscall::{high_syscall_args_at_exit, syscall_args_at_exit, syscall_return},
 };
 
 /// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
@@ -112,4 +113,57 @@ pub fn on_exit(ctx: &TracePointContext) {
         return;
     }
     emit(RecordKind::ProcessExit, pid_tgid, tgid);
+}
+
+const PROT_EXEC: u64 = 0x4;
+const MAP_ANONYMOUS: u64 = 0x20;
+const SIGSTOP: u32 = 19;
+
+/// An `mmap` returned. If a traced process mapped a file executable (the dynamic loader
+/// loading a library, Python importing an extension), tell userspace where, so it can look
+/// for a TLS library in it; a process held on new code is stopped until userspace is done.
+#[inline(always)]
+pub fn on_mmap_exit(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(traced) = traced_process(tgid) else {
+        return;
+    };
+    let address = syscall_return(ctx);
+    // Errors are small negative numbers.
+    if (-4095..0).contains(&address) {
+        return;
+    }
+    let (Some([_, _, prot]), Some([flags, _, _])) =
+        (syscall_args_at_exit(), high_syscall_args_at_exit())
+    else {
+        return;
+    };
+    if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 {
+        return;
+    }
+    let hold = traced.hold_new_code != 0;
+    // Reserved before the stop is sent and submitted after: userspace, which continues the
+    // process once it has the record, never sees it before the stop is in place; and a
+    // record that found no room never leaves a process stopped.
+    let Some(mut entry) = EVENTS.reserve::<MappedRecord>(0) else {
+        count_loss(LossKind::LifecycleLost);
+        return;
+    };
+    entry.write(MappedRecord {
+        header: RecordHeader {
+            kind: RecordKind::ExecutableMapped as u32,
+            tgid,
+            tid: pid_tgid as u32,
+            fd: 0,
+            conn_id: 0,
+            // SAFETY: no preconditions.
+            timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        address: address as u64,
+        // SAFETY: no preconditions; the stop takes effect as the syscall returns.
+        held: u32::from(hold && unsafe { bpf_send_signal(SIGSTOP) } == 0),
+        _pad: 0,
+    });
+    entry.submit(LIFECYCLE_RECORD_FLAGS);
 }

@@ -93,6 +93,30 @@ const ARG_REGISTER_OFFSETS: [usize; 3] = [112, 104, 96]; // di, si, dx
 #[cfg(bpf_target_arch = "aarch64")]
 const ARG_REGISTER_OFFSETS: [usize; 3] = [272, 8, 16]; // orig_x0, regs[1], regs[2]
 
+// The fourth to sixth arguments (x86_64: r10, r8, r9; aarch64: regs[3..6]).
+#[cfg(bpf_target_arch = "x86_64")]
+const HIGH_ARG_REGISTER_OFFSETS: [usize; 3] = [56, 72, 64];
+#[cfg(bpf_target_arch = "aarch64")]
+const HIGH_ARG_REGISTER_OFFSETS: [usize; 3] = [24, 32, 40];
+
+/// The fourth to sixth arguments of the syscall the current task is returning from.
+#[inline(always)]
+pub fn high_syscall_args_at_exit() -> Option<[u64; 3]> {
+    // SAFETY: as in `syscall_args_at_exit`.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if regs.is_null() {
+            return None;
+        }
+        let read = |offset: usize| core::ptr::read_volatile(regs.add(offset).cast::<u64>());
+        Some([
+            read(HIGH_ARG_REGISTER_OFFSETS[0]),
+            read(HIGH_ARG_REGISTER_OFFSETS[1]),
+            read(HIGH_ARG_REGISTER_OFFSETS[2]),
+        ])
+    }
+}
+
 /// The first three arguments of the syscall the current task is returning from.
 #[inline(always)]
 pub fn syscall_args_at_exit() -> Option<[u64; 3]> {

@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser as _;
 use tracer::{
-    capture::{Capture, CaptureConfig},
+    capture::{Capture, CaptureConfig, Tracing},
     cli::{Cli, Config, OutputConfig, Target},
     export::{
         CallSink, ConsoleSink, JsonSink, LineDestination, OtlpSink, ResourceOverrides, WallClock,
@@ -95,7 +95,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
     };
     for &pid in &pids {
-        session.trace(pid, config.follow_children)?;
+        // A command we launch is held on each library it loads until its TLS is hooked: it
+        // would otherwise run ahead of the hooks (a short one, wholly). A process attached to
+        // by pid is never stopped.
+        let how = Tracing {
+            follow_children: config.follow_children,
+            hold_new_code: launched.is_some(),
+        };
+        session.trace(pid, how)?;
     }
     let mut sink = make_sink(&config, lines_to)?;
     let launched_pid = launched.as_ref().map(|child| child.pid);

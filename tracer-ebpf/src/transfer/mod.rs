@@ -19,7 +19,7 @@ pub use held_back::flush_deferred;
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_loop};
 use tracer_common::{
     Direction, DirectionKey, FrameCursor, HELD_RECORD_CAP, LossKind, PIECE_HEADER_LEN, PendingCall,
-    RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SyscallOp,
+    RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SocketState, SyscallOp,
     maps::{
         MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL, floor,
         framing::{HEADER, LOST, OFF, SKIP},
@@ -58,8 +58,7 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         return; // Closed by another thread meanwhile.
     };
     // SAFETY: `state` points into the map value, which stays valid during this program.
-    let conn_id = unsafe { (*state).conn_id };
-    if conn_id == 0 {
+    if unsafe { (*state).conn_id } == 0 {
         return;
     }
     let moved = ret as u64;
@@ -99,6 +98,23 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
         ),
         _ => return,
     };
+    capture(pid_tgid, state, call.fd, op, direction, walk, total);
+}
+
+/// Captures `total` bytes that moved in `direction` of the stream whose kernel state is
+/// `state` (a socket's, or a TLS session's), found by walking `walk`.
+#[inline(always)]
+pub fn capture(
+    pid_tgid: u64,
+    state: *mut SocketState,
+    fd: u32,
+    op: SyscallOp,
+    direction: Direction,
+    walk: SegmentWalk,
+    total: u64,
+) {
+    // SAFETY: `state` points into a map value, which stays valid during this program.
+    let conn_id = unsafe { (*state).conn_id };
     // SAFETY: as above. A plain read-modify-write is enough: this runs before the syscall returns
     // to the process, so writers that the process itself serialises (as it must, or its byte
     // stream would interleave) are serialised here too.
@@ -124,9 +140,9 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
     }
     let header = RecordHeader {
         kind: RecordKind::Data as u32,
-        tgid: key.tgid,
+        tgid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
-        fd: call.fd,
+        fd,
         conn_id,
         // SAFETY: no preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_ns() },

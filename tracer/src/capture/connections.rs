@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use foldhash::HashMap;
-use tracer_common::{DataRecord, SocketKey};
+use tracer_common::{DataRecord, NO_FD, SocketKey, TlsSessionKey};
 
 use super::{
     events::{CaptureEvent, Closing, ConnectionInfo, Origin},
@@ -34,9 +34,28 @@ impl Connection {
     }
 }
 
+/// Where a connection's stream state lives in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KernelEntry {
+    /// A socket's, in `SOCKETS`.
+    Socket(SocketKey),
+    /// A TLS session's, in `TLS_SESSIONS`.
+    TlsSession(TlsSessionKey),
+}
+
+impl KernelEntry {
+    pub(super) fn pid(self) -> u32 {
+        match self {
+            KernelEntry::Socket(key) => key.tgid,
+            KernelEntry::TlsSession(key) => key.tgid,
+        }
+    }
+}
+
 pub(super) struct Connection {
-    /// Its entry in the kernel's socket table.
-    pub(super) socket: SocketKey,
+    pub(super) entry: KernelEntry,
+    /// What tying TLS sessions to sockets goes by (see `tls::sessions`).
+    pub(super) tls: super::tls::TlsLink,
     /// Per [`Direction`] (egress, ingress).
     pub(super) order: [StreamOrder; 2],
     /// Poll rounds that ended with chunks still held back.
@@ -47,9 +66,14 @@ pub(super) struct Connection {
 
 impl Connection {
     pub(super) fn new(pid: u32, fd: u32) -> Connection {
+        Connection::with_entry(KernelEntry::Socket(SocketKey { tgid: pid, fd }))
+    }
+
+    pub(super) fn with_entry(entry: KernelEntry) -> Connection {
         let now = Instant::now();
         Connection {
-            socket: SocketKey { tgid: pid, fd },
+            entry,
+            tls: super::tls::TlsLink::default(),
             order: Default::default(),
             stalled_rounds: 0,
             next_sync_check: [now; 2],
@@ -85,9 +109,14 @@ impl Connections {
                     pid: record.header.tgid,
                     fd: record.header.fd,
                     origin: Origin::Unannounced,
-                    source: Source::SocketSyscalls,
+                    source: if record.header.fd == NO_FD {
+                        Source::Tls { library: None }
+                    } else {
+                        Source::SocketSyscalls
+                    },
                     local: None,
                     peer: None,
+                    rides_on: None,
                     timestamp_ns: record.header.timestamp_ns,
                 }));
                 self.by_id
@@ -95,6 +124,20 @@ impl Connections {
                     .or_insert_with(|| Connection::new(record.header.tgid, record.header.fd))
             }
         };
+        let tls_now = connection.tls.saw(record, &pieces);
+        // A TLS session is announced with its first plaintext, which says where it stands.
+        if let Some(unannounced) = connection.tls.unannounced.take() {
+            let info = unannounced.announce(direction, record, &pieces);
+            log::debug!(
+                "TLS session {conn_id:#x} starts {direction:?} at {}: {:?}",
+                record.offset,
+                pieces
+                    .clone()
+                    .next()
+                    .map(|(kept, _)| &kept[..kept.len().min(24)])
+            );
+            sink(CaptureEvent::Opened(info));
+        }
         let timestamp_ns = record.header.timestamp_ns;
         let mut offset = record.offset;
         for (kept, skipped) in pieces {
@@ -126,6 +169,9 @@ impl Connections {
                     });
                 }
             }
+        }
+        if tls_now {
+            super::tls::tie_late(self, conn_id, record.header.tgid, record.header.tid, sink);
         }
     }
 

@@ -37,6 +37,8 @@ pub struct ConnectionInfo {
     pub source: Source,
     pub local: Option<Endpoint>,
     pub peer: Option<Endpoint>,
+    /// A TLS session: the socket connection it rides on, where known.
+    pub rides_on: Option<u64>,
     /// CLOCK_MONOTONIC nanoseconds.
     pub timestamp_ns: u64,
 }
@@ -50,6 +52,13 @@ pub enum CaptureEvent<'a> {
         conn_id: u64,
         direction: Direction,
         chunk: Chunk<'a>,
+    },
+    /// A TLS session announced without its socket was tied to it (see `capture::tls`).
+    TlsSessionTied {
+        conn_id: u64,
+        socket: u64,
+        local: Option<Endpoint>,
+        peer: Option<Endpoint>,
     },
     Closed {
         conn_id: u64,

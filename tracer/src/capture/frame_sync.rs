@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracer_common::{DirectionKey, FrameCursor, MessageCursor, maps::framing};
 
-use super::Capture;
+use super::{Capture, connections::KernelEntry};
 use crate::stream::Direction;
 
 /// What became of a frame sync offer ([`Capture::offer_frame_sync`]).
@@ -50,7 +50,11 @@ impl Capture {
         let Some(connection) = self.connections.by_id.get_mut(&conn_id) else {
             return SyncOffer::Stale;
         };
-        let Ok(state) = self.kernel.sockets.get(&connection.socket, 0) else {
+        let state = match connection.entry {
+            KernelEntry::Socket(key) => self.kernel.sockets.get(&key, 0),
+            KernelEntry::TlsSession(key) => self.kernel.tls_sessions.get(&key, 0),
+        };
+        let Ok(state) = state else {
             return SyncOffer::Stale;
         };
         let position = match direction {

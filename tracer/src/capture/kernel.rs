@@ -5,11 +5,16 @@ use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, trace_point::TracePointLink},
+    programs::{
+        TracePoint, UProbe,
+        trace_point::TracePointLink,
+        uprobe::{UProbeLink, UProbeScope},
+    },
     sys::{Stats, enable_stats},
 };
 use tracer_common::{
-    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, SocketKey, SocketState, TracedProcess,
+    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, SocketKey, SocketState, TlsCall,
+    TlsSessionKey, TracedProcess,
 };
 
 use super::{CaptureConfig, CaptureError};
@@ -50,12 +55,24 @@ const TRANSFER_EXIT_TRACEPOINTS: &[&str] = &[
     "sys_exit_recvmmsg",
 ];
 
+/// The uprobe program for the entry of each hooked TLS function; all return through
+/// [`TLS_RETURN_PROGRAM`].
+const TLS_ENTRY_PROGRAMS: [(TlsCall, &str); 4] = [
+    (TlsCall::Write, "tls_write_enter"),
+    (TlsCall::Read, "tls_read_enter"),
+    (TlsCall::WriteEx, "tls_write_ex_enter"),
+    (TlsCall::ReadEx, "tls_read_ex_enter"),
+];
+const TLS_RETURN_PROGRAM: &str = "tls_return";
+
 /// The loaded, attached programs. Dropping this detaches everything.
 pub struct KernelPrograms {
     /// Owns the programs.
     ebpf: Ebpf,
     /// Each attachment of a program to a tracepoint; detached together on drop.
     links: Vec<TracePointLink>,
+    /// The uprobes on TLS libraries; detached on drop.
+    tls_links: Vec<UProbeLink>,
     /// Keeps the kernel's BPF run-time statistics on while held (`--hook-time`).
     run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
@@ -63,6 +80,7 @@ pub struct KernelPrograms {
     /// The kernel's filter in front of `traced` (see `TRACED_FILTER_SLOTS`).
     pub traced_filter: Array<MapData, u8>,
     pub sockets: HashMap<MapData, SocketKey, SocketState>,
+    pub tls_sessions: HashMap<MapData, TlsSessionKey, SocketState>,
     pub resync: HashMap<MapData, DirectionKey, FrameCursor>,
     pub deferred: HashMap<MapData, DirectionKey, HeldRecord>,
     pub losses: PerCpuArray<MapData, u64>,
@@ -147,6 +165,27 @@ impl KernelPrograms {
         attach(
             &mut ebpf,
             &mut links,
+            "sys_exit_mmap",
+            "syscalls",
+            &["sys_exit_mmap"],
+        )?;
+        // Loaded now, attached to each TLS library as one is found: a library mapped while
+        // the process runs is then hooked without waiting for the verifier.
+        for name in TLS_ENTRY_PROGRAMS
+            .iter()
+            .map(|(_, name)| *name)
+            .chain([TLS_RETURN_PROGRAM])
+        {
+            uprobe(&mut ebpf, name)?
+                .load()
+                .map_err(|err| CaptureError::Verifier {
+                    program: name.to_owned(),
+                    detail: err.to_string(),
+                })?;
+        }
+        attach(
+            &mut ebpf,
+            &mut links,
             "sched_process_exec",
             "sched",
             &["sched_process_exec"],
@@ -175,6 +214,7 @@ impl KernelPrograms {
         let traced = HashMap::try_from(take("TRACED")?).map_err(map_err)?;
         let traced_filter = Array::try_from(take("TRACED_FILTER")?).map_err(map_err)?;
         let sockets = HashMap::try_from(take("SOCKETS")?).map_err(map_err)?;
+        let tls_sessions = HashMap::try_from(take("TLS_SESSIONS")?).map_err(map_err)?;
         let resync = HashMap::try_from(take("RESYNC")?).map_err(map_err)?;
         let deferred = HashMap::try_from(take("DEFERRED")?).map_err(map_err)?;
         let losses = PerCpuArray::try_from(take("LOSSES")?).map_err(map_err)?;
@@ -182,15 +222,51 @@ impl KernelPrograms {
         Ok(KernelPrograms {
             ebpf,
             links,
+            tls_links: Vec::new(),
             run_time_stats,
             events,
             traced,
             traced_filter,
             sockets,
+            tls_sessions,
             resync,
             deferred,
             losses,
         })
+    }
+
+    /// Hooks the TLS functions at `functions` (file offsets) of the file at `path`, for every
+    /// process (the programs keep to traced ones). All or nothing: a function that cannot be
+    /// hooked leaves the file unhooked.
+    pub fn attach_tls(&mut self, path: &Path, functions: &[(TlsCall, u64)]) -> Result<(), String> {
+        let mut attached = Vec::new();
+        let result = functions.iter().try_for_each(|&(call, offset)| {
+            let (_, entry) = TLS_ENTRY_PROGRAMS
+                .iter()
+                .find(|(wanted, _)| *wanted == call)
+                .ok_or("no program for that call")?;
+            for name in [*entry, TLS_RETURN_PROGRAM] {
+                let program = uprobe(&mut self.ebpf, name).map_err(|err| err.to_string())?;
+                let link = program
+                    .attach(offset, path, UProbeScope::AllProcesses)
+                    .and_then(|link| program.take_link(link))
+                    .map_err(|err| {
+                        format!("attaching a uprobe at {offset:#x}: {}", error_chain(&err))
+                    })?;
+                attached.push(link);
+            }
+            Ok::<(), String>(())
+        });
+        match result {
+            Ok(()) => {
+                self.tls_links.extend(attached);
+                Ok(())
+            }
+            Err(err) => {
+                detach_all(attached);
+                Err(err)
+            }
+        }
     }
 
     /// How many instructions the verifier processed for each program, by name: what the
@@ -237,6 +313,7 @@ impl KernelPrograms {
 impl Drop for KernelPrograms {
     fn drop(&mut self) {
         detach_all(std::mem::take(&mut self.links));
+        detach_all(std::mem::take(&mut self.tls_links));
     }
 }
 
@@ -279,13 +356,20 @@ fn attach(
 /// Detaches every link at once. Each detach waits for the kernel's RCU grace period (about
 /// 75 ms here): one after the other, the 27 links took two seconds of wall time; together they
 /// share grace periods.
-fn detach_all(links: Vec<TracePointLink>) {
+fn detach_all<Link: Send>(links: Vec<Link>) {
     std::thread::scope(|scope| {
         for link in links {
             // If no thread can be started, the link is dropped (detached) here, in turn.
             let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop(link));
         }
     });
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, CaptureError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| CaptureError::Load(format!("program {name} missing from object")))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| CaptureError::Load(err.to_string()))
 }
 
 /// Byte offset of `field` in a tracepoint's record, from its format description; `None` if the
@@ -313,4 +397,15 @@ fn field_offset(tracefs: &Path, event: &str, field: &str) -> Result<Option<u32>,
             })
         })
         .transpose()
+}
+
+/// An error with its causes, as one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }

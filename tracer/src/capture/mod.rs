@@ -21,11 +21,12 @@ mod privileges;
 mod process_sockets;
 mod processes;
 mod record;
+mod tls;
 
 use std::{os::fd::AsRawFd, time::Duration};
 
 use foldhash::HashMap;
-use tracer_common::{OpenRole, SocketKey, maps::USER_CONN_ID_BIT};
+use tracer_common::{OpenRole, maps::USER_CONN_ID_BIT};
 
 pub use accounting::{CaptureTraffic, LossReport};
 #[cfg(feature = "bench-floors")]
@@ -36,11 +37,12 @@ pub use events::{CaptureEvent, Closing, ConnectionInfo, Origin};
 pub use frame_sync::SyncOffer;
 pub use kernel::ProgramTime;
 pub use process_sockets::process_alive;
-pub use processes::check_target;
+pub use processes::{Tracing, check_target};
 pub use record::RecordError;
+pub use tls::{Inspection, TlsLibrary, inspect as inspect_tls_library};
 pub use tracer_common::{LossKind, MessageCursor};
 
-use connections::{Connection, Connections};
+use connections::{Connection, Connections, KernelEntry};
 use kernel::KernelPrograms;
 use process_sockets::ProcessHandle;
 use record::KernelRecord;
@@ -53,6 +55,8 @@ pub struct Capture {
     kernel: KernelPrograms,
     processes: HashMap<u32, ProcessHandle>,
     connections: Connections,
+    /// The TLS libraries of the traced processes, and their hooks.
+    tls: tls::TlsHooks,
     next_user_conn_id: u64,
     /// Events produced outside `poll` (connections found at attach), delivered by the next poll.
     queued: Vec<CaptureEvent<'static>>,
@@ -76,6 +80,7 @@ impl Capture {
             kernel,
             processes: HashMap::default(),
             connections: Connections::default(),
+            tls: tls::TlsHooks::default(),
             next_user_conn_id: USER_CONN_ID_BIT | 1,
             queued: Vec::new(),
             malformed_records: 0,
@@ -118,6 +123,8 @@ impl Capture {
         let mut forks = Vec::new();
         let mut exits = Vec::new();
         let mut execs = Vec::new();
+        let mut mapped = Vec::new();
+        let mut ended_sessions = Vec::new();
         while let Some(item) = self.kernel.events.next() {
             self.traffic.records += 1;
             self.traffic.ring_bytes += item.len() as u64;
@@ -146,10 +153,7 @@ impl Capture {
                         .get(&header.tgid)
                         .and_then(|process| process.inspect_socket(header.fd));
                     let reported_peer = Endpoint::from_sockaddr(addr);
-                    self.connections
-                        .by_id
-                        .insert(header.conn_id, Connection::new(header.tgid, header.fd));
-                    sink(CaptureEvent::Opened(ConnectionInfo {
+                    let info = ConnectionInfo {
                         id: header.conn_id,
                         pid: header.tgid,
                         fd: header.fd,
@@ -162,16 +166,41 @@ impl Capture {
                         local: facts.as_ref().and_then(|facts| facts.local.clone()),
                         // What the syscall saw is authoritative; the socket may be gone already.
                         peer: reported_peer.or_else(|| facts.and_then(|facts| facts.peer)),
+                        rides_on: None,
                         timestamp_ns: header.timestamp_ns,
-                    }));
+                    };
+                    let mut connection = Connection::new(header.tgid, header.fd);
+                    connection.tls.opened = Some(info.clone());
+                    self.connections.by_id.insert(header.conn_id, connection);
+                    sink(CaptureEvent::Opened(info));
                 }
                 KernelRecord::Close(close) => {
+                    let conn_id = close.header.conn_id;
+                    let session = self
+                        .connections
+                        .by_id
+                        .get(&conn_id)
+                        .and_then(|connection| connection.tls.partner);
                     self.connections.close(
-                        close.header.conn_id,
+                        conn_id,
                         close.header.timestamp_ns,
                         Closing::Closed,
                         sink,
                     );
+                    // The session ends with its socket.
+                    if let Some(session) = session {
+                        ended_sessions.push((session, close.header.timestamp_ns));
+                    }
+                }
+                KernelRecord::TlsOpen(open) => {
+                    tls::open_session(&mut self.connections, &self.tls, &open);
+                }
+                KernelRecord::ExecutableMapped(map) => {
+                    let pid = map.header.tgid;
+                    match mapped.iter_mut().find(|(seen, _)| *seen == pid) {
+                        Some((_, held)) => *held |= map.held != 0,
+                        None => mapped.push((pid, map.held != 0)),
+                    }
                 }
                 KernelRecord::ProcessFork(fork) => forks.push((fork.header.tgid, fork.pid)),
                 KernelRecord::ProcessExec(exec) => execs.push(exec.pid),
@@ -180,16 +209,19 @@ impl Capture {
                     // Its kernel entries are removed once the ring is drained (the item read
                     // borrows it); which connections were its is settled now, before a reused
                     // pid can bring new ones.
-                    let sockets: Vec<(u64, SocketKey)> = self
+                    let sockets: Vec<(u64, KernelEntry)> = self
                         .connections
                         .by_id
                         .iter()
-                        .filter(|(_, connection)| connection.socket.tgid == exit.pid)
-                        .map(|(&conn_id, connection)| (conn_id, connection.socket))
+                        .filter(|(_, connection)| connection.entry.pid() == exit.pid)
+                        .map(|(&conn_id, connection)| (conn_id, connection.entry))
                         .collect();
                     exits.push((exit, sockets));
                 }
             }
+        }
+        for (session, timestamp_ns) in ended_sessions {
+            self.end_tls_session(session, timestamp_ns, &mut ready, sink);
         }
         for (exit, sockets) in exits {
             self.forget_exited(&sockets, exit.header.timestamp_ns, &mut ready, sink);
@@ -204,6 +236,14 @@ impl Capture {
         }
         for pid in execs {
             self.on_exec(pid, sink);
+        }
+        for (pid, held) in mapped {
+            self.scan_tls_libraries(pid);
+            if held {
+                // SAFETY: plain syscall. The process stopped a moment ago at its mmap; were it
+                // gone since, its pid could not have been reused this soon.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use tracer_common::{
 
 use super::{
     Capture, CaptureError,
-    connections::Connection,
+    connections::{Connection, KernelEntry},
     events::{CaptureEvent, Closing, ConnectionInfo, Origin},
     process_sockets::{self, ProcessHandle, SocketFacts},
     record::{self, KernelRecord},
@@ -29,10 +29,20 @@ pub fn check_target(pid: u32) -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// How a process is traced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracing {
+    /// The processes it starts are traced too.
+    pub follow_children: bool,
+    /// It is stopped whenever it maps a file executable, until its TLS library (if that is
+    /// one) is hooked; for commands the tracer launched, never for others.
+    pub hold_new_code: bool,
+}
+
 impl Capture {
     /// Starts capturing `pid` (all its threads). Its stream sockets that are already open are
     /// reported as connections joined mid-flight.
-    pub fn trace_process(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
+    pub fn trace_process(&mut self, pid: u32, how: Tracing) -> Result<(), CaptureError> {
         check_target(pid)?;
         let handle = ProcessHandle::open(pid).map_err(|source| {
             if source.raw_os_error() == Some(libc::ESRCH) {
@@ -42,8 +52,8 @@ impl Capture {
             }
         })?;
         let settings = TracedProcess {
-            follow_children: u32::from(follow_children),
-            _pad: 0,
+            follow_children: u32::from(how.follow_children),
+            hold_new_code: u32::from(how.hold_new_code),
         };
         // The filter first: the kernel only asks TRACED about tgids whose slot is set.
         self.kernel
@@ -66,7 +76,21 @@ impl Capture {
             .map_err(|source| CaptureError::Inspect { pid, source })?;
         self.adopt_sockets(&handle, fds);
         self.processes.insert(pid, handle);
+        self.scan_tls_libraries(pid);
         Ok(())
+    }
+
+    /// No traced process is stopped on new code from now on (the tracer is stopping).
+    pub fn stop_holding(&mut self) {
+        let pids: Vec<u32> = self.kernel.traced.keys().filter_map(Result::ok).collect();
+        for pid in pids {
+            if let Ok(mut settings) = self.kernel.traced.get(&pid, 0)
+                && settings.hold_new_code != 0
+            {
+                settings.hold_new_code = 0;
+                let _ = self.kernel.traced.insert(pid, settings, 0);
+            }
+        }
     }
 
     /// Pids currently traced (including followed children), as far as userspace knows.
@@ -102,10 +126,7 @@ impl Capture {
             return;
         }
         self.next_user_conn_id += 1;
-        self.connections
-            .by_id
-            .insert(conn_id, Connection::new(pid, fd));
-        self.queued.push(CaptureEvent::Opened(ConnectionInfo {
+        let info = ConnectionInfo {
             id: conn_id,
             pid,
             fd,
@@ -113,28 +134,63 @@ impl Capture {
             source: Source::SocketSyscalls,
             local: facts.local,
             peer: facts.peer,
+            rides_on: None,
             timestamp_ns: monotonic_now_ns(),
-        }));
+        };
+        let mut connection = Connection::new(pid, fd);
+        connection.tls.opened = Some(info.clone());
+        self.connections.by_id.insert(conn_id, connection);
+        self.queued.push(CaptureEvent::Opened(info));
     }
 
     /// A traced process exited. Exit closes its sockets without `close()`, so the kernel side
     /// never lets go of them: their socket entries and held-back records are removed here (the
-    /// records delivered first), and the connections end.
+    /// records delivered first), and the connections end. Its TLS sessions likewise.
     pub(super) fn forget_exited(
         &mut self,
-        sockets: &[(u64, SocketKey)],
+        connections: &[(u64, KernelEntry)],
         timestamp_ns: u64,
         ready: &mut Vec<OwnedChunk>,
         sink: &mut dyn FnMut(CaptureEvent),
     ) {
-        for &(conn_id, socket) in sockets {
-            if self
-                .kernel
-                .sockets
-                .get(&socket, 0)
-                .is_ok_and(|state| state.conn_id == conn_id)
-            {
-                let _ = self.kernel.sockets.remove(&socket);
+        for &(conn_id, entry) in connections {
+            self.forget_connection(
+                conn_id,
+                entry,
+                timestamp_ns,
+                Closing::ProcessExited,
+                ready,
+                sink,
+            );
+        }
+    }
+
+    /// Ends a connection the kernel side will never report closed: its kernel entries go, what
+    /// it held back is delivered, and it is announced closed.
+    pub(super) fn forget_connection(
+        &mut self,
+        conn_id: u64,
+        entry: KernelEntry,
+        timestamp_ns: u64,
+        how: Closing,
+        ready: &mut Vec<OwnedChunk>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
+        {
+            let owned = |state: Result<SocketState, _>| {
+                state.is_ok_and(|state: SocketState| state.conn_id == conn_id)
+            };
+            match entry {
+                KernelEntry::Socket(key) => {
+                    if owned(self.kernel.sockets.get(&key, 0)) {
+                        let _ = self.kernel.sockets.remove(&key);
+                    }
+                }
+                KernelEntry::TlsSession(key) => {
+                    if owned(self.kernel.tls_sessions.get(&key, 0)) {
+                        let _ = self.kernel.tls_sessions.remove(&key);
+                    }
+                }
             }
             for direction in [Direction::Egress, Direction::Ingress] {
                 let key = DirectionKey {
@@ -158,9 +214,8 @@ impl Capture {
                     _ => self.malformed_records += 1,
                 }
             }
-            self.connections
-                .close(conn_id, timestamp_ns, Closing::ProcessExited, sink);
         }
+        self.connections.close(conn_id, timestamp_ns, how, sink);
     }
 
     /// The kernel added a forked task of a traced process. Threads share their process's
@@ -175,6 +230,7 @@ impl Capture {
         };
         self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
         self.processes.insert(child, handle);
+        self.scan_tls_libraries(child);
         sink(CaptureEvent::ProcessStarted { parent, pid: child });
         for event in self.queued.drain(..) {
             sink(event);
@@ -191,6 +247,28 @@ impl Capture {
         };
         self.adopt_sockets(&handle, handle.socket_fds().unwrap_or_default());
         self.processes.insert(pid, handle);
+        // Its TLS sessions went with the old program.
+        let sessions: Vec<(u64, KernelEntry)> = self
+            .connections
+            .by_id
+            .iter()
+            .filter(|(_, connection)| {
+                matches!(connection.entry, KernelEntry::TlsSession(key) if key.tgid == pid)
+            })
+            .map(|(&conn_id, connection)| (conn_id, connection.entry))
+            .collect();
+        let mut ready = Vec::new();
+        for (conn_id, entry) in sessions {
+            self.forget_connection(
+                conn_id,
+                entry,
+                monotonic_now_ns(),
+                Closing::Closed,
+                &mut ready,
+                sink,
+            );
+        }
+        self.scan_tls_libraries(pid);
         sink(CaptureEvent::ProcessExec { pid });
         for event in self.queued.drain(..) {
             sink(event);

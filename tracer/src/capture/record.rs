@@ -3,8 +3,9 @@
 use std::{mem::size_of, ptr};
 
 use tracer_common::{
-    CloseRecord, DataRecord, Direction, HELD_RECORD_CAP, HeldRecord, OpenRecord, OpenRole,
-    PIECE_HEADER_LEN, PieceHeader, ProcessRecord, RecordHeader, RecordKind, SOCKADDR_CAP,
+    CloseRecord, DataRecord, Direction, HELD_RECORD_CAP, HeldRecord, MappedRecord, OpenRecord,
+    OpenRole, PIECE_HEADER_LEN, PieceHeader, ProcessRecord, RecordHeader, RecordKind, SOCKADDR_CAP,
+    TlsOpenRecord,
 };
 
 /// One ring buffer record, borrowed from the ring buffer.
@@ -24,6 +25,8 @@ pub enum KernelRecord<'a> {
     ProcessFork(ProcessRecord),
     ProcessExit(ProcessRecord),
     ProcessExec(ProcessRecord),
+    TlsOpen(TlsOpenRecord),
+    ExecutableMapped(MappedRecord),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,6 +128,8 @@ impl<'a> KernelRecord<'a> {
             RecordKind::ProcessFork => KernelRecord::ProcessFork(read(bytes, kind)?),
             RecordKind::ProcessExit => KernelRecord::ProcessExit(read(bytes, kind)?),
             RecordKind::ProcessExec => KernelRecord::ProcessExec(read(bytes, kind)?),
+            RecordKind::TlsOpen => KernelRecord::TlsOpen(read(bytes, kind)?),
+            RecordKind::ExecutableMapped => KernelRecord::ExecutableMapped(read(bytes, kind)?),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::{borrow::Cow, sync::Arc};
 use crate::{
     grpc::{CANCELLED_OR_DEADLINE, CallRecord, Code, ConnectionFacts, KnownFailure, Side},
     hpack::Text,
-    stream::Endpoint,
+    stream::{Endpoint, Source},
 };
 
 use super::clock::WallClock;
@@ -376,6 +376,12 @@ fn series_attributes<'a>(
         attributes.push(("user_agent.original", text(user_agent)));
     }
     attributes.push(("process.pid", Int(i64::from(call.connection.pid))));
+    if let Source::Tls { library } = call.connection.source {
+        attributes.push(("tracer.capture", text("tls")));
+        if let Some(library) = library {
+            attributes.push(("tracer.tls.library", text(library)));
+        }
+    }
     attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
 }
 

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     http2::{DataPiece, Frame, FrameReader, OtherProtocol, ReaderEvent, Setting},
-    stream::{Chunk, Direction, Payload},
+    stream::{Chunk, Direction, Endpoint, Payload},
 };
 
 /// Follows one connection: its two directions' frames, and the calls they carry.
@@ -84,6 +84,16 @@ impl ConnectionTracker {
 
     pub fn stats(&self) -> &TrackerStats {
         &self.calls.stats
+    }
+
+    /// The connection's addresses became known (a TLS session tied to its socket late): the
+    /// calls that end from now on carry them.
+    pub fn located(&mut self, local: Option<Endpoint>, peer: Option<Endpoint>) {
+        let facts = &self.calls.facts;
+        let mut located =
+            ConnectionFacts::new(facts.conn_id, facts.pid, local, peer, facts.seen_from_start);
+        located.source = facts.source;
+        self.calls.facts = Arc::new(located);
     }
 
     pub fn facts(&self) -> &ConnectionFacts {

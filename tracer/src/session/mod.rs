@@ -11,7 +11,7 @@ pub use stats::{HookTime, ProgramRuns, SessionStats};
 use std::time::{Duration, Instant};
 
 use crate::{
-    capture::{Capture, CaptureError, process_alive},
+    capture::{Capture, CaptureError, Tracing, process_alive},
     export::{CallSink, ResourceInfo, ResourceOverrides, Summary},
     grpc::Limits,
 };
@@ -49,8 +49,8 @@ impl Session {
         }
     }
 
-    pub fn trace(&mut self, pid: u32, follow_children: bool) -> Result<(), CaptureError> {
-        self.capture.trace_process(pid, follow_children)?;
+    pub fn trace(&mut self, pid: u32, how: Tracing) -> Result<(), CaptureError> {
+        self.capture.trace_process(pid, how)?;
         self.tracking.alive.insert(pid);
         self.tracking.resources.of(pid);
         Ok(())
@@ -119,6 +119,8 @@ impl Session {
     /// until the returned [`Capture`] is dropped (detaching takes the kernel a while, so a caller
     /// can show the report first).
     pub fn finish(mut self, stop: StopReason, sink: &mut dyn CallSink) -> (SessionReport, Capture) {
+        // No process is stopped on new code from here on; the polls below continue any that is.
+        self.capture.stop_holding();
         for _ in 0..3 {
             if self.poll(Duration::from_millis(20), sink).is_err() {
                 break;
@@ -137,6 +139,7 @@ impl Session {
             traffic: self.capture.traffic(),
             connections: self.tracking.connection_stats,
             ignored_connections,
+            tls_not_hooked: self.capture.tls_not_hooked(),
             in_flight_at_exit,
             frame_sync_offers: self.tracking.frame_sync.placed(),
             export: sink.finish(),

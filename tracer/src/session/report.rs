@@ -23,6 +23,8 @@ pub struct SessionReport {
     pub connections: TrackerStats,
     /// Non-HTTP/2 connections that were recognised and ignored, by what they carried.
     pub ignored_connections: IgnoredConnections,
+    /// TLS libraries found in traced processes and not hooked, each with why.
+    pub tls_not_hooked: Vec<String>,
     /// Calls still in flight when tracing stopped (not reported: they have no outcome yet).
     pub in_flight_at_exit: u64,
     /// Times the kernel side was handed our frame position after it lost track of a
@@ -38,7 +40,10 @@ pub struct SessionReport {
 /// Connections that were not HTTP/2, by what they carried.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IgnoredConnections {
+    /// TLS whose plaintext was not seen (no hooked library, or no session tied to it).
     pub tls: u64,
+    /// TLS whose plaintext was decoded from the library, as a connection of its own.
+    pub tls_decoded: u64,
     pub http1: u64,
     pub other: u64,
 }
@@ -51,6 +56,13 @@ impl IgnoredConnections {
             OtherProtocol::Http1 => self.http1 += 1,
             OtherProtocol::Other => self.other += 1,
         }
+    }
+
+    /// A TLS connection counted as not decoded turned out to carry a session whose plaintext
+    /// is decoded.
+    pub fn tls_decoded_elsewhere(&mut self) {
+        self.tls = self.tls.saturating_sub(1);
+        self.tls_decoded += 1;
     }
 }
 
@@ -128,7 +140,7 @@ impl SessionReport {
             ("HPACK decoding errors", connections.hpack_errors),
             ("times frame sync was lost", connections.sync_losses),
             (
-                "connections not decoded: TLS (not supported yet)",
+                "connections not decoded: TLS, no plaintext seen (library not hooked)",
                 self.ignored_connections.tls,
             ),
             (
@@ -203,6 +215,8 @@ impl SessionReport {
                     .collect(),
             }),
             launched_command_cpu_us: None,
+            tls_connections_decoded: self.ignored_connections.tls_decoded,
+            tls_not_hooked: self.tls_not_hooked.clone(),
         }
     }
 
@@ -210,6 +224,15 @@ impl SessionReport {
         let mut out = format!("\n{} calls traced\n", self.summary.calls());
         if self.summary.calls() > 0 {
             out.push_str(&self.summary.render());
+        }
+        if self.ignored_connections.tls_decoded > 0 {
+            out.push_str(&format!(
+                "TLS: {} connections decoded from their library's plaintext\n",
+                self.ignored_connections.tls_decoded
+            ));
+        }
+        for problem in &self.tls_not_hooked {
+            out.push_str(&format!("TLS not decoded: {problem}\n"));
         }
         let counters = self.counters();
         if counters.is_empty() {

@@ -41,6 +41,12 @@ pub struct SessionStats {
     pub hook_time: Option<HookTime>,
     /// The CPU time of a command launched after `--`, once it exited.
     pub launched_command_cpu_us: Option<u64>,
+    /// TLS connections whose plaintext was decoded from their library.
+    #[serde(default)]
+    pub tls_connections_decoded: u64,
+    /// TLS libraries found in traced processes and not hooked, each with why.
+    #[serde(default)]
+    pub tls_not_hooked: Vec<String>,
 }
 
 /// The kernel programs' run time (`--hook-time`).

@@ -9,6 +9,7 @@ use crate::{
     export::{ProcessResources, ResourceOverrides},
     frame_sync::FrameSync,
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
+    http2::OtherProtocol,
 };
 
 /// What capture events update: a tracker per connection, the calls they finished, and the
@@ -17,8 +18,11 @@ use crate::{
 pub(super) struct Tracking {
     pub limits: Limits,
     pub trackers: HashMap<u64, ConnectionTracker>,
-    /// Connections recognised as not HTTP/2 and dropped; they never have a tracker too.
-    pub ignored: HashSet<u64>,
+    /// Connections recognised as not HTTP/2 and dropped, and what they carried; they never
+    /// have a tracker too.
+    pub ignored: HashMap<u64, OtherProtocol>,
+    /// Sockets a TLS session rides on, whose plaintext is decoded as a connection of its own.
+    pub tls_carriers: HashSet<u64>,
     /// Every connection ignored so far, closed ones included, by what it carried.
     pub ignored_by_protocol: IgnoredConnections,
     pub alive: HashSet<u32>,
@@ -35,7 +39,8 @@ impl Tracking {
         Tracking {
             limits,
             trackers: HashMap::default(),
-            ignored: HashSet::default(),
+            ignored: HashMap::default(),
+            tls_carriers: HashSet::default(),
             ignored_by_protocol: IgnoredConnections::default(),
             alive: HashSet::default(),
             connection_stats: TrackerStats::default(),
@@ -57,6 +62,12 @@ impl Tracking {
                 );
                 facts.source = info.source;
                 self.ignored.remove(&info.id);
+                if let Some(socket) = info.rides_on {
+                    self.tls_carriers.insert(socket);
+                    if self.ignored.get(&socket) == Some(&OtherProtocol::Tls) {
+                        self.ignored_by_protocol.tls_decoded_elsewhere();
+                    }
+                }
                 self.trackers
                     .insert(info.id, ConnectionTracker::new(facts, self.limits));
             }
@@ -77,9 +88,27 @@ impl Tracking {
                     if let Some(tracker) = self.trackers.remove(&conn_id) {
                         self.connection_stats.add(tracker.stats());
                     }
-                    self.ignored.insert(conn_id);
-                    self.ignored_by_protocol.count(what);
+                    self.ignored.insert(conn_id, what);
+                    if what == OtherProtocol::Tls && self.tls_carriers.contains(&conn_id) {
+                        self.ignored_by_protocol.tls_decoded += 1;
+                    } else {
+                        self.ignored_by_protocol.count(what);
+                    }
                     self.frame_sync.not_http2(conn_id);
+                }
+            }
+            CaptureEvent::TlsSessionTied {
+                conn_id,
+                socket,
+                local,
+                peer,
+            } => {
+                self.tls_carriers.insert(socket);
+                if self.ignored.get(&socket) == Some(&OtherProtocol::Tls) {
+                    self.ignored_by_protocol.tls_decoded_elsewhere();
+                }
+                if let Some(tracker) = self.trackers.get_mut(&conn_id) {
+                    tracker.located(local, peer);
                 }
             }
             CaptureEvent::Closed {
@@ -88,6 +117,7 @@ impl Tracking {
                 how,
             } => {
                 self.ignored.remove(&conn_id);
+                self.tls_carriers.remove(&conn_id);
                 if let Some(mut tracker) = self.trackers.remove(&conn_id) {
                     let reason = match how {
                         Closing::Closed => EndReason::ConnectionClosed,

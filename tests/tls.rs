@@ -1,0 +1,365 @@
+//! gRPC over TLS: the tracer hooks the TLS library of each traced process (uprobes) and decodes
+//! its plaintext. Real peers, real TLS (a certificate made for the run), a real OTLP receiver:
+//! Python grpcio, whose BoringSSL is in its stripped extension (the release `cargo xtask test`
+//! installs, and older ones beside it), Node's grpc-js (OpenSSL linked into `node`), and
+//! `nghttp` on the system's `libssl`. Needs root; run through `cargo xtask test`.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, ChildStdin, Command, Stdio},
+    time::Duration,
+};
+
+use integration_tests::{
+    certificate::Certificate,
+    client_calls::{
+        SCENARIO_CALLS, assert_server_spans_match, assert_spans_match, assert_spans_match_with,
+        client_calls,
+    },
+    otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    tracer_run::{attach_tracer, stats_path, take_stats, tracer_binary, wait_success},
+};
+use serde_json::Value;
+use tracer::capture::Inspection;
+
+/// The Python with the grpcio `cargo xtask test` installs.
+fn python() -> String {
+    std::env::var("TRACER_TEST_PYTHON")
+        .expect("TRACER_TEST_PYTHON (a python with grpcio) is set by `cargo xtask test`")
+}
+
+/// Pythons with older grpcio releases, installed side by side by `cargo xtask test`.
+fn older_grpcio_pythons() -> Vec<String> {
+    let pythons = std::env::var("TRACER_TEST_OLDER_GRPCIO_PYTHONS")
+        .expect("TRACER_TEST_OLDER_GRPCIO_PYTHONS is set by `cargo xtask test`");
+    let pythons: Vec<String> = pythons.split(':').map(str::to_owned).collect();
+    assert!(pythons.len() >= 2, "two older grpcio releases: {pythons:?}");
+    pythons
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// grpcio's version in the Python at `python`.
+fn grpcio_version(python: &str) -> String {
+    let output = Command::new(python)
+        .args(["-c", "import grpc; print(grpc.__version__)"])
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The Python Echo server over TLS (tests/python/echo_server.py); stops when dropped.
+struct TlsServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(python: &str, certificate: &Certificate) -> TlsServer {
+        let mut child = Command::new(python)
+            .arg(script("echo_server.py"))
+            .arg(certificate.cert())
+            .arg(certificate.key())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the Python TLS server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("port line");
+        let port = line.trim().parse().expect("the server's port");
+        let stdin = child.stdin.take();
+        TlsServer { child, stdin, port }
+    }
+
+    /// As the client names it: the certificate is for `localhost`.
+    fn target(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it and waits for it to exit.
+    fn stop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tracer ARGS -- PYTHON echo_client.py TARGET --tls CERT`; returns the client's lines
+/// (it writes them to the stdout it inherits) and the tracer's stderr.
+fn launch_tls_client(
+    python: &str,
+    server: &TlsServer,
+    certificate: &Certificate,
+    tracer_args: &[&str],
+) -> (Vec<String>, String) {
+    let output = Command::new(tracer_binary())
+        .args(tracer_args)
+        .args(["--", python])
+        .arg(script("echo_client.py"))
+        .arg(server.target())
+        .arg("--tls")
+        .arg(certificate.cert())
+        .output()
+        .expect("run the tracer");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{output:?}");
+    let lines = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (lines, stderr)
+}
+
+/// A Python client over TLS that waits on stdin before it goes on, once it printed `ready`.
+fn waiting_tls_client(
+    server: &TlsServer,
+    certificate: &Certificate,
+    warmup: u32,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut client = Command::new(python())
+        .arg(script("echo_client.py"))
+        .arg(server.target())
+        .arg("--tls")
+        .arg(certificate.cert())
+        .args(["--warmup", &warmup.to_string(), "--wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python client");
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready", "the Python client did not start");
+    (client, stdout)
+}
+
+fn release_and_collect(
+    mut client: Child,
+    mut stdout: BufReader<std::process::ChildStdout>,
+) -> Vec<String> {
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("client output") > 0 {
+        lines.push(line.trim().to_owned());
+        line.clear();
+    }
+    let status = client.wait().expect("client exit");
+    assert!(status.success(), "client failed: {status}");
+    lines
+}
+
+/// Every span says it was captured from TLS, by which library.
+fn assert_captured_from_tls(spans: &[ReceivedSpan], library: &str, label: &str) {
+    for span in spans {
+        assert_eq!(
+            span.attribute("tracer.capture"),
+            Some("tls"),
+            "{label}: {span:#?}"
+        );
+        assert_eq!(
+            span.attribute("tracer.tls.library"),
+            Some(library),
+            "{label}: {span:#?}"
+        );
+    }
+}
+
+/// The spans carry the server's address, as the socket the session rode on has it.
+fn assert_peer_port(spans: &[ReceivedSpan], port: u16, label: &str) {
+    for span in spans {
+        assert_eq!(
+            span.attribute("network.peer.port"),
+            Some(port.to_string().as_str()),
+            "{label}: {span:#?}"
+        );
+    }
+}
+
+/// Whether the spans and report show DATA payload was not copied (the 2 MiB calls would
+/// take at least 4 MiB of ring) and nothing was lost.
+fn assert_payload_skipped_and_nothing_lost(report: &Value, label: &str) {
+    let ring_bytes = report["ring_buffer_bytes"].as_u64().unwrap();
+    assert!(
+        ring_bytes < (4 << 20) / 16,
+        "{label}: {ring_bytes} ring buffer bytes: DATA payload was copied"
+    );
+    assert_eq!(report["kernel_losses"], 0, "{label}: {report}");
+    assert_eq!(report["tls_connections_decoded"], 1, "{label}: {report}");
+    assert!(
+        report["counters"]
+            .as_object()
+            .is_some_and(serde_json::Map::is_empty),
+        "{label}: {report}"
+    );
+}
+
+/// A grpcio client over `grpc.secure_channel`, launched by the tracer: every call one span,
+/// as the client measured it.
+fn launched_grpcio_client_over_tls(python: &str, label: &str) {
+    let version = grpcio_version(python);
+    let certificate = Certificate::make(label);
+    let server = TlsServer::start(python, &certificate);
+    let receiver = OtlpReceiver::start();
+    let stats = stats_path(label);
+    let (lines, stderr) = launch_tls_client(
+        python,
+        &server,
+        &certificate,
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    let label = format!("{label} (grpcio {version})");
+    assert_captured_from_tls(&spans, &format!("boringssl (grpcio {version})"), &label);
+    assert_peer_port(&spans, server.port, &label);
+    assert_spans_match(spans, &client_calls(&lines), &label);
+    let report = take_stats(&stats, &label);
+    assert_payload_skipped_and_nothing_lost(&report, &label);
+    assert!(
+        stderr.contains("TLS: 1 connections decoded"),
+        "{label}: {stderr}"
+    );
+}
+
+#[test]
+fn grpcio_client_over_tls_launched_by_the_tracer_has_a_span_per_call() {
+    launched_grpcio_client_over_tls(&python(), "grpcio-tls");
+}
+
+/// The stripped BoringSSL is found by what grpc's code does around it, not by data about one
+/// build: the same on older grpcio releases.
+#[test]
+fn older_grpcio_releases_over_tls_have_a_span_per_call() {
+    for (index, python) in older_grpcio_pythons().iter().enumerate() {
+        launched_grpcio_client_over_tls(python, &format!("older-grpcio-{index}"));
+    }
+}
+
+#[test]
+fn grpcio_client_over_tls_attached_by_pid_has_a_span_per_call() {
+    let certificate = Certificate::make("grpcio-tls-pid");
+    let server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let stats = stats_path("grpcio-tls-pid");
+    let (client, stdout) = waiting_tls_client(&server, &certificate, 0);
+    let (tracer, _lines) = attach_tracer(
+        client.id(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
+    let lines = release_and_collect(client, stdout);
+    wait_success(tracer, "grpcio TLS by pid");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    assert_peer_port(&spans, server.port, "grpcio TLS by pid");
+    assert_spans_match(spans, &client_calls(&lines), "grpcio TLS by pid");
+    let report = take_stats(&stats, "grpcio TLS by pid");
+    assert_payload_skipped_and_nothing_lost(&report, "grpcio TLS by pid");
+}
+
+#[test]
+fn grpcio_server_over_tls_traced_by_pid_has_a_span_per_call() {
+    let certificate = Certificate::make("grpcio-tls-server");
+    let mut server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let (tracer, _lines) = attach_tracer(server.pid(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let client = Command::new(python())
+        .arg(script("echo_client.py"))
+        .arg(server.target())
+        .arg("--tls")
+        .arg(certificate.cert())
+        .output()
+        .expect("run the Python client");
+    assert!(client.status.success(), "{client:?}");
+    let lines: Vec<String> = String::from_utf8(client.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    server.stop();
+    wait_success(tracer, "grpcio TLS server");
+    let version = grpcio_version(&python());
+    assert_captured_from_tls(&spans, &format!("boringssl (grpcio {version})"), "server");
+    assert_server_spans_match(spans, &client_calls(&lines), "grpcio TLS server");
+}
+
+/// Attached to a client whose TLS connection is open and warm: every later call still has a
+/// span with its duration, and what is decoded is right, as for cleartext.
+#[test]
+fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
+    let certificate = Certificate::make("grpcio-tls-late");
+    let server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let (client, stdout) = waiting_tls_client(&server, &certificate, 20);
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client, stdout);
+    wait_success(tracer, "TLS late join");
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    let status_known = spans
+        .iter()
+        .filter(|span| span.attribute("tracer.status_known") == Some("true"))
+        .count();
+    println!(
+        "TLS late join: status decoded for {status_known} of {} calls",
+        spans.len()
+    );
+    assert_peer_port(&spans, server.port, "TLS late join");
+    assert_spans_match_with(spans, &client_calls(&lines), "TLS late join", false, false);
+}
+
+/// `site-packages/grpc/_cython/cygrpc*.so` of the grpcio in `python`.
+fn cygrpc_of(python: &str) -> PathBuf {
+    let output = Command::new(python)
+        .args(["-c", "import grpc._cython.cygrpc as c; print(c.__file__)"])
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+/// The stripped BoringSSL's two functions are found in every grpcio release at hand, and
+/// told apart (what they are is proven by the spans of the tests above).
+#[test]
+fn the_stripped_boringssl_of_each_grpcio_release_is_found() {
+    for python in std::iter::once(python()).chain(older_grpcio_pythons()) {
+        let path = cygrpc_of(&python);
+        match tracer::capture::inspect_tls_library(&path) {
+            Inspection::Library(library) => {
+                println!("{}: {:x?}", path.display(), library.functions);
+                assert_eq!(library.name, "boringssl");
+                assert_eq!(library.functions.len(), 2, "{library:?}");
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+}

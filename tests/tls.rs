@@ -14,8 +14,8 @@ use std::{
 use integration_tests::{
     certificate::Certificate,
     client_calls::{
-        SCENARIO_CALLS, assert_server_spans_match, assert_spans_match, assert_spans_match_with,
-        client_calls,
+        SCENARIO_CALLS, assert_client_spans_match, assert_server_spans_match, assert_spans_match,
+        assert_spans_match_with, client_calls,
     },
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     tracer_run::{attach_tracer, stats_path, take_stats, tracer_binary, wait_success},
@@ -362,4 +362,265 @@ fn the_stripped_boringssl_of_each_grpcio_release_is_found() {
             other => panic!("{}: {other:?}", path.display()),
         }
     }
+}
+
+/// Node's grpc-js over TLS: `node` has OpenSSL linked in and exports its functions.
+#[test]
+fn grpc_js_over_tls_on_nodes_own_openssl_has_a_span_per_call() {
+    let node_path = std::env::var("TRACER_TEST_NODE_PATH").expect(
+        "TRACER_TEST_NODE_PATH (node_modules with @grpc/grpc-js) is set by cargo xtask test",
+    );
+    let certificate = Certificate::make("grpc-js-tls");
+    let server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/tls_client.js");
+    let output = Command::new(tracer_binary())
+        .args(["--otlp-endpoint", &receiver.endpoint(), "--", "node"])
+        .arg(script)
+        .arg(server.target())
+        .arg(certificate.cert())
+        .env("NODE_PATH", node_path)
+        .output()
+        .expect("run the tracer");
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let calls = client_calls(&lines);
+    assert_eq!(calls.len(), 8, "{lines:?}");
+    let spans = receiver.wait_for(calls.len(), Duration::from_secs(10));
+    let library = spans
+        .first()
+        .and_then(|span| span.attribute("tracer.tls.library"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(library.starts_with("openssl 3."), "{library}");
+    assert_captured_from_tls(&spans, &library, "grpc-js");
+    assert_peer_port(&spans, server.port, "grpc-js");
+    assert_client_spans_match(spans, &calls, "grpc-js");
+}
+
+/// `nghttpd` serving files over TLS (HTTP/2, not gRPC) on a free port; stopped when dropped.
+struct TlsWebServer {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl TlsWebServer {
+    fn start(certificate: &Certificate) -> TlsWebServer {
+        let root = certificate.directory().join("web-root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), "<html>hello</html>\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("nghttpd")
+            .arg("-d")
+            .arg(&root)
+            .arg(port.to_string())
+            .arg(certificate.key())
+            .arg(certificate.cert())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nghttpd");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nghttpd did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsWebServer { child, port, root }
+    }
+}
+
+impl Drop for TlsWebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Runs `tracer --output json --stats-json ... -- COMMAND`; returns its output and report.
+fn trace_command(label: &str, command: &[&str]) -> (std::process::Output, Value) {
+    let stats = stats_path(label);
+    let output = Command::new(tracer_binary())
+        .args(["--output", "json", "--stats-json"])
+        .arg(&stats)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("run the tracer");
+    let report = take_stats(&stats, label);
+    (output, report)
+}
+
+/// gRPC through the system's `libssl`: `nghttp` (nghttp2's client, on OpenSSL) posting a
+/// gRPC message by hand to the grpcio server, once to a method it has and once to one it has
+/// not.
+#[test]
+fn grpc_over_the_system_libssl_has_a_span_per_call() {
+    let certificate = Certificate::make("nghttp-grpc");
+    let server = TlsServer::start(&python(), &certificate);
+    // EchoRequest { payload: 10 bytes, reply_bytes: 100 } in a gRPC message.
+    let message = [&[0x0a, 10][..], &[b'x'; 10], &[0x28, 100]].concat();
+    let mut body = vec![0];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let body_path = certificate.directory().join("request.bin");
+    std::fs::write(&body_path, body).unwrap();
+    let base = format!("https://localhost:{}/grpctrace.demo.Echo", server.port);
+    let (output, report) = trace_command(
+        "nghttp-grpc",
+        &[
+            "nghttp",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-d",
+            body_path.to_str().unwrap(),
+            &format!("{base}/Unary"),
+            &format!("{base}/Missing"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let mut spans: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|value| value.get("name").is_some())
+        .collect();
+    spans.sort_by_key(|span| span["name"].as_str().unwrap_or_default().to_owned());
+    let outcome: Vec<(String, String)> = spans
+        .iter()
+        .map(|span| {
+            (
+                span["name"].as_str().unwrap_or_default().to_owned(),
+                span["attributes"]["rpc.grpc.status_code"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("grpctrace.demo.Echo/Missing".to_owned(), "12".to_owned()),
+            ("grpctrace.demo.Echo/Unary".to_owned(), "0".to_owned())
+        ],
+        "{spans:#?}"
+    );
+    for span in &spans {
+        assert_eq!(
+            span["attributes"]["tracer.tls.library"], "openssl 3",
+            "{span:#?}"
+        );
+    }
+    assert_eq!(report["tls_connections_decoded"], 1, "{report}");
+}
+
+/// HTTP/2 over TLS that is not gRPC (`curl --http2` on the system's `libssl`): decoded, and
+/// no call comes of it.
+#[test]
+fn https_over_http2_gives_no_grpc_spans() {
+    let certificate = Certificate::make("curl-h2");
+    let web = TlsWebServer::start(&certificate);
+    let base = format!("https://localhost:{}", web.port);
+    let (output, report) = trace_command(
+        "curl-h2",
+        &[
+            "curl",
+            "--silent",
+            "--insecure",
+            "--http2",
+            &format!("{base}/index.html"),
+            &format!("{base}/missing"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("hello"),
+        "{output:?}"
+    );
+    assert_eq!(report["calls"], 0, "{report}");
+    assert_eq!(report["tls_connections_decoded"], 1, "{report}");
+    assert_eq!(report["counters"]["non-gRPC HTTP/2 streams"], 2, "{report}");
+    assert!(
+        report["counters"]
+            .get("responses to requests sent before attach (not reported)")
+            .is_none(),
+        "{report}"
+    );
+}
+
+/// A library with grpc's TLS log strings but none of the code around them (built here with
+/// the C compiler) is refused, not hooked at a guess, and the report says so by name; a TLS
+/// connection whose library is not hooked at all (`wget`, on GnuTLS) is counted as such.
+#[test]
+fn tls_that_cannot_be_hooked_is_reported_by_name_and_counted() {
+    let certificate = Certificate::make("unhookable");
+    let source = certificate.directory().join("marks.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n\
+         void report_write(int e) { fprintf(stderr, \"SSL_write failed with error %d\\n\", e); }\n\
+         void report_read(int e) { fprintf(stderr, \"SSL_read failed with error %d\\n\", e); }\n",
+    )
+    .unwrap();
+    let library = certificate.directory().join("libmarks.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .output()
+        .expect("run cc");
+    assert!(built.status.success(), "{built:?}");
+    let (output, report) = trace_command(
+        "unhookable",
+        &[
+            &python(),
+            "-c",
+            &format!(
+                "import ctypes; ctypes.CDLL({:?}); print('loaded')",
+                library.to_str().unwrap()
+            ),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "loaded");
+    let not_hooked = report["tls_not_hooked"].to_string();
+    assert!(
+        not_hooked.contains("libmarks.so") && not_hooked.contains("no tested call"),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("TLS not decoded: process"),
+        "{output:?}"
+    );
+
+    let server = TlsServer::start(&python(), &certificate);
+    let (_, report) = trace_command(
+        "wget",
+        &[
+            "wget",
+            "--quiet",
+            "--tries=1",
+            "--no-check-certificate",
+            "-O",
+            "/dev/null",
+            &format!("https://localhost:{}/", server.port),
+        ],
+    );
+    assert!(
+        report["counters"]["connections not decoded: TLS, no plaintext seen (library not hooked)"]
+            .as_u64()
+            .is_some_and(|count| count >= 1),
+        "{report}"
+    );
 }

@@ -8,12 +8,16 @@ pub fn announce(what: &str, from: &str, why: &str) {
     eprintln!("xtask: installing {what} from {from}, {why} (first use only)");
 }
 
-/// Whether `program` runs (`program --version`), after installing the Debian `package` that
-/// provides it if it did not; `why` says what needs it.
+/// Whether `program` runs (`program --version`, or `openssl version`), after installing the
+/// Debian `package` that provides it if it did not; `why` says what needs it.
 pub fn debian_tool(program: &str, package: &str, why: &str) -> bool {
     let present = || {
         Command::new(program)
-            .arg("--version")
+            .arg(if program == "openssl" {
+                "version"
+            } else {
+                "--version"
+            })
             .output()
             .is_ok_and(|output| output.status.success())
     };

@@ -20,10 +20,21 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     // The release tracer, and a copy with the bench floors for their own tests.
     crate::build_bench_floors()?;
     let python = crate::python::ensure_grpcio_python()?;
+    let older_pythons = crate::python::ensure_older_grpcio_pythons()?;
+    let older_pythons =
+        std::env::join_paths(older_pythons).context("the older grpcio virtualenvs' paths")?;
     let node_modules = crate::node::ensure_grpc_js()?;
-    // Real HTTP/2 peers that do not speak gRPC, for tests/not_grpc.rs.
-    for (program, package) in [("nghttpd", "nghttp2-server"), ("h2load", "nghttp2-client")] {
-        if !crate::install::debian_tool(program, package, "for the tests of non-gRPC HTTP/2") {
+    // Real peers besides the gRPC ones: HTTP/2 that is not gRPC (tests/not_grpc.rs), and
+    // clients on the system's TLS libraries (tests/tls.rs).
+    for (program, package, why) in [
+        ("nghttpd", "nghttp2-server", "for the tests of non-gRPC HTTP/2"),
+        ("h2load", "nghttp2-client", "for the tests of non-gRPC HTTP/2"),
+        ("nghttp", "nghttp2-client", "for the TLS tests (a client on libssl)"),
+        ("curl", "curl", "for the TLS tests (HTTP/2 over TLS that is not gRPC)"),
+        ("wget", "wget", "for the TLS tests (a TLS library that is not hooked)"),
+        ("openssl", "openssl", "for the TLS tests (certificates made for each run)"),
+    ] {
+        if !crate::install::debian_tool(program, package, why) {
             bail!(
                 "{program} (Debian's {package}) is needed by the tests and could not be installed"
             );
@@ -37,6 +48,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         Command::new(env!("CARGO"))
             .args(&integration)
             .env("TRACER_TEST_PYTHON", python)
+            .env("TRACER_TEST_OLDER_GRPCIO_PYTHONS", older_pythons)
             .env("TRACER_TEST_NODE_PATH", node_modules),
     )?);
     // One closing line for the whole run (cargo's last line may be an empty doc-test run).

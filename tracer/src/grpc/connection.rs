@@ -465,6 +465,7 @@ impl CallAssembly {
         if stream_id.is_multiple_of(2) {
             return;
         }
+        self.streams.saw_request(stream_id);
         match self.last_request_stream {
             Some(last) if stream_id > last => {
                 self.stats.calls_lost += u64::from((stream_id - last) / 2 - 1);

@@ -111,6 +111,12 @@ impl Streams {
         self.open.insert(stream_id, stream);
     }
 
+    /// A request (gRPC or not) was seen on `stream_id`: responses on later streams answer
+    /// requests the tracer saw.
+    pub fn saw_request(&mut self, stream_id: u32) {
+        self.first_request.get_or_insert(stream_id);
+    }
+
     /// Whether a response on a stream that is not open belongs to a call whose request went
     /// by before the tracer was watching.
     pub fn opened_before_watching(&self, stream_id: u32) -> bool {

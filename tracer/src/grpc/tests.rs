@@ -320,6 +320,40 @@ fn status_derived_from_http_status_when_grpc_status_is_missing() {
     );
 }
 
+/// A web page fetched over HTTP/2 is not a call, and its response answers a request the
+/// tracer saw: counted once, as a non-gRPC stream.
+#[test]
+fn responses_to_non_grpc_requests_are_not_taken_for_calls_joined_mid_flight() {
+    let mut wire = Wire::new();
+    let block = Wire::block(
+        &mut wire.client,
+        &[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":path", "/index.html"),
+            (":authority", "localhost"),
+        ],
+    );
+    wire.write(
+        Direction::Egress,
+        frame(HEADERS, flags::END_HEADERS | flags::END_STREAM, 1, &block),
+    );
+    let block = Wire::block(
+        &mut wire.server,
+        &[(":status", "200"), ("content-type", "text/html")],
+    );
+    wire.write(
+        Direction::Ingress,
+        frame(HEADERS, flags::END_HEADERS | flags::END_STREAM, 1, &block),
+    );
+    let (calls, stats) = wire.calls(usize::MAX);
+    assert!(calls.is_empty());
+    assert_eq!(
+        (stats.non_grpc_streams, stats.streams_joined_mid_call),
+        (1, 0)
+    );
+}
+
 #[test]
 fn interleaved_concurrent_streams_each_get_their_record() {
     let mut wire = Wire::new();

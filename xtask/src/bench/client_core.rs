@@ -134,7 +134,7 @@ fn sample_load(
         args.extend(["--duration-ms".to_owned(), (seconds * 1000).to_string()]);
         super::run_client(
             release,
-            address,
+            super::Client::Tonic { address },
             Some(placement.client_cpu),
             &args,
             mode,

@@ -31,6 +31,9 @@ pub(super) struct Load {
     pub(super) co_runner_floor: bool,
     /// Driven by nghttp2's h2load instead of the tonic bench-client.
     pub(super) h2load: bool,
+    /// Driven by a Python grpcio client over TLS (`tests/python/bench_client.py`) against the
+    /// Python example server, instead of the tonic client and server: the TLS capture's cost.
+    pub(super) grpcio_tls: bool,
     /// Traced runs export OTLP/gRPC to a real receiver on this machine (`otlp-receiver`, which
     /// decodes every request) instead of writing JSON to /dev/null.
     pub(super) otlp: bool,
@@ -49,7 +52,18 @@ impl Load {
             capture_floor: false,
             co_runner_floor: false,
             h2load: false,
+            grpcio_tls: false,
             otlp: false,
+        }
+    }
+
+    /// grpcio over TLS, `--concurrency` calls at a time on one channel.
+    fn grpcio_tls(name: &'static str, concurrency: &str, seconds: u32) -> Load {
+        Load {
+            grpcio_tls: true,
+            // The Python server shares the machine: neither is given a core.
+            pinned: false,
+            ..Load::tonic(name, &["--concurrency", concurrency], seconds)
         }
     }
 
@@ -129,6 +143,8 @@ pub mod load_name {
     /// The same on a connection opened (and used) before the tracer attached.
     pub const ONE_MIB_JOINED: &str = "unary 1 MiB each way, connection open before attach";
     pub const OPEN_STREAMS: &str = "10,000 concurrent open streams (memory)";
+    /// grpcio over TLS: what the uprobes on its BoringSSL cost.
+    pub const GRPCIO_TLS: &str = "grpcio unary 100 B over TLS, 1 connection";
 }
 
 /// The name of a load in a summary.
@@ -138,7 +154,7 @@ pub(super) fn name_of(load: &Value) -> &str {
 
 pub(super) fn loads(quick: bool) -> Vec<Load> {
     let seconds = if quick { 3 } else { 6 };
-    // The quick run has the first five loads, without the floors.
+    // The quick run has the first six loads, without the floors.
     let full = !quick;
     let mut loads = vec![
         Load {
@@ -174,6 +190,7 @@ pub(super) fn loads(quick: bool) -> Vec<Load> {
                 seconds,
             )
         },
+        Load::grpcio_tls(load_name::GRPCIO_TLS, "8", seconds),
     ];
     if quick {
         return loads;

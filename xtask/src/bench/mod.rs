@@ -16,6 +16,7 @@
 
 pub mod client_core;
 mod co_runner;
+mod grpcio_tls;
 mod h2load;
 mod loads;
 mod machine;
@@ -36,7 +37,7 @@ pub use loads::load_name;
 use loads::{loads, name_of};
 use modes::Mode;
 use placement::Placement;
-use runs::{PAUSED_RING_BYTES, run_client, signal};
+use runs::{Client, PAUSED_RING_BYTES, run_client, signal};
 use summary::{Floors, client_cpu_per_call, client_cpu_us, client_rate, mean, number, summarise};
 use table::render;
 
@@ -67,6 +68,7 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
     // own, started when the first of them comes.
     let server = crate::example::start_server(&release, placement.map(|cores| cores.server_cpu))?;
     let mut unpinned_server = None;
+    let mut tls_server = None;
     let rounds = if quick { 1 } else { 2 };
     let have_h2load = ensure_h2load();
     let body = write_grpc_body(&crate::workspace_root().join("target/bench"))?;
@@ -82,7 +84,12 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
             );
             continue;
         }
+        if load.grpcio_tls && tls_server.is_none() {
+            let directory = crate::workspace_root().join("target/bench/tls");
+            tls_server = Some(grpcio_tls::TlsServer::start(&directory)?);
+        }
         let (address, client_cpu) = match (load.pinned, placement) {
+            _ if load.grpcio_tls => (String::new(), None),
             (true, cores) => (server.1.clone(), cores.map(|cores| cores.client_cpu)),
             (false, Some(_)) => {
                 if unpinned_server.is_none() {
@@ -100,10 +107,18 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
         };
         let run_for = |seconds: u32, mode: Mode| -> Result<Run> {
             let args = load.args_for(seconds);
+            let client = match &tls_server {
+                Some(server) if load.grpcio_tls => Client::GrpcioTls {
+                    python: &server.python,
+                    target: &server.target,
+                    cert: &server.cert,
+                },
+                _ => Client::Tonic { address: &address },
+            };
             if load.h2load {
                 run_h2load(&release, &address, client_cpu, &args, &body, mode)
             } else {
-                run_client(&release, &address, client_cpu, &args, mode, load.otlp, None)
+                run_client(&release, client, client_cpu, &args, mode, load.otlp, None)
             }
         };
         let run = |mode: Mode| run_for(load.seconds, mode);
@@ -164,7 +179,9 @@ pub fn run(quick: bool, only: Option<&str>) -> Result<()> {
         }
         // One more traced run, apart and shorter, for where the in-kernel time goes.
         // (An unpinned copy of a load runs the same hooks.)
-        let hook_time = if quick || load.traced_only || !load.pinned {
+        // The TLS load runs unpinned by nature (its server is Python too): its hooks' time is
+        // what it is measured for.
+        let hook_time = if quick || load.traced_only || (!load.pinned && !load.grpcio_tls) {
             None
         } else {
             Some(run_for(load.seconds.min(3), Mode::HookTime)?)

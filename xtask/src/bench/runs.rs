@@ -1,5 +1,5 @@
-//! One run of the tonic bench-client, untraced or under the tracer, and the OTLP receiver that
-//! traced runs export to.
+//! One run of a load's client (the tonic bench-client, or the Python one over TLS), untraced
+//! or under the tracer, and the OTLP receiver that traced runs export to.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -17,12 +17,50 @@ use super::{Mode, Run, SessionStats, client_core, machine::MachineCpu, placement
 /// 120 MB.
 pub(super) const PAUSED_RING_BYTES: &str = "268435456";
 
+/// A load's client and the server it calls.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Client<'a> {
+    /// The tonic bench-client, against the example server at `address`.
+    Tonic { address: &'a str },
+    /// `tests/python/bench_client.py` on grpcio over TLS, against the Python example server at
+    /// `target`, whose certificate is `cert`.
+    GrpcioTls {
+        python: &'a Path,
+        target: &'a str,
+        cert: &'a Path,
+    },
+}
+
+impl Client<'_> {
+    fn command(self, release: &Path, cpu: Option<usize>) -> Command {
+        match self {
+            Client::Tonic { address } => {
+                let mut command = placement::command_on(cpu, release.join("bench-client"));
+                command.args(["--target", &format!("http://{address}")]);
+                command
+            }
+            Client::GrpcioTls {
+                python,
+                target,
+                cert,
+            } => {
+                let mut command = placement::command_on(cpu, python);
+                command
+                    .arg(crate::workspace_root().join("tests/python/bench_client.py"))
+                    .args([target, "--tls"])
+                    .arg(cert);
+                command
+            }
+        }
+    }
+}
+
 /// One client run, on `cpu` if given; traced runs attach the tracer (JSON spans to /dev/null)
 /// before the load starts and also return the tracer's own report. With `profile`, the client's
 /// CPU is sampled by `perf record` into that file while the load runs.
 pub(super) fn run_client(
     release: &Path,
-    address: &str,
+    client: Client,
     cpu: Option<usize>,
     args: &[String],
     mode: Mode,
@@ -44,8 +82,9 @@ pub(super) fn run_client(
         Some(collector) => ["--otlp-endpoint", &collector.endpoint],
         None => ["--output", "json"],
     };
-    let mut client = placement::command_on(cpu, release.join("bench-client"))
-        .args(["--target", &format!("http://{address}"), "--wait"])
+    let mut client = client
+        .command(release, cpu)
+        .arg("--wait")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -458,8 +458,13 @@ fn exec_ends_the_connections_it_closes_and_the_process_stays_traced() {
 /// instructions per program (or fails to load on an older verifier).
 #[test]
 fn every_program_stays_within_its_verifier_budget() {
-    let capture = Capture::new(&CaptureConfig::default()).expect("load the programs");
+    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the programs");
+    capture.load_tls_programs().expect("load the TLS programs");
     let counts = capture.verified_instructions();
+    assert!(
+        counts.iter().any(|(program, _)| program == "tls_return"),
+        "{counts:?}"
+    );
     for (program, count) in &counts {
         eprintln!("{program:<24} {count:>8?} instructions verified");
     }

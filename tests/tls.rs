@@ -449,18 +449,38 @@ impl Drop for TlsWebServer {
     }
 }
 
-/// Runs `tracer --output json --stats-json ... -- COMMAND`; returns its output and report.
-fn trace_command(label: &str, command: &[&str]) -> (std::process::Output, Value) {
+/// What `tracer --output json -- COMMAND` gave: the command's own output, the spans (written
+/// to a file of their own: the command's output need not end its lines) and the report.
+struct Traced {
+    output: std::process::Output,
+    spans: Vec<Value>,
+    report: Value,
+}
+
+fn trace_command(label: &str, command: &[&str]) -> Traced {
     let stats = stats_path(label);
+    let spans_file = stats_path(&format!("{label}-spans"));
     let output = Command::new(tracer_binary())
-        .args(["--output", "json", "--stats-json"])
+        .args(["--output", "json", "--output-file"])
+        .arg(&spans_file)
+        .arg("--stats-json")
         .arg(&stats)
         .arg("--")
         .args(command)
         .output()
         .expect("run the tracer");
+    let spans = std::fs::read_to_string(&spans_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{line}: {err}")))
+        .collect();
+    let _ = std::fs::remove_file(&spans_file);
     let report = take_stats(&stats, label);
-    (output, report)
+    Traced {
+        output,
+        spans,
+        report,
+    }
 }
 
 /// gRPC through the system's `libssl`: `nghttp` (nghttp2's client, on OpenSSL) posting a
@@ -478,7 +498,11 @@ fn grpc_over_the_system_libssl_has_a_span_per_call() {
     let body_path = certificate.directory().join("request.bin");
     std::fs::write(&body_path, body).unwrap();
     let base = format!("https://localhost:{}/grpctrace.demo.Echo", server.port);
-    let (output, report) = trace_command(
+    let Traced {
+        output,
+        mut spans,
+        report,
+    } = trace_command(
         "nghttp-grpc",
         &[
             "nghttp",
@@ -493,11 +517,6 @@ fn grpc_over_the_system_libssl_has_a_span_per_call() {
         ],
     );
     assert!(output.status.success(), "{output:?}");
-    let mut spans: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|value| value.get("name").is_some())
-        .collect();
     spans.sort_by_key(|span| span["name"].as_str().unwrap_or_default().to_owned());
     let outcome: Vec<(String, String)> = spans
         .iter()
@@ -514,7 +533,8 @@ fn grpc_over_the_system_libssl_has_a_span_per_call() {
             ("grpctrace.demo.Echo/Missing".to_owned(), "12".to_owned()),
             ("grpctrace.demo.Echo/Unary".to_owned(), "0".to_owned())
         ],
-        "{spans:#?}"
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     for span in &spans {
         assert_eq!(
@@ -532,7 +552,7 @@ fn https_over_http2_gives_no_grpc_spans() {
     let certificate = Certificate::make("curl-h2");
     let web = TlsWebServer::start(&certificate);
     let base = format!("https://localhost:{}", web.port);
-    let (output, report) = trace_command(
+    let Traced { output, report, .. } = trace_command(
         "curl-h2",
         &[
             "curl",
@@ -581,7 +601,7 @@ fn tls_that_cannot_be_hooked_is_reported_by_name_and_counted() {
         .output()
         .expect("run cc");
     assert!(built.status.success(), "{built:?}");
-    let (output, report) = trace_command(
+    let Traced { output, report, .. } = trace_command(
         "unhookable",
         &[
             &python(),
@@ -605,7 +625,7 @@ fn tls_that_cannot_be_hooked_is_reported_by_name_and_counted() {
     );
 
     let server = TlsServer::start(&python(), &certificate);
-    let (_, report) = trace_command(
+    let Traced { report, .. } = trace_command(
         "wget",
         &[
             "wget",

@@ -27,12 +27,36 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     // Real peers besides the gRPC ones: HTTP/2 that is not gRPC (tests/not_grpc.rs), and
     // clients on the system's TLS libraries (tests/tls.rs).
     for (program, package, why) in [
-        ("nghttpd", "nghttp2-server", "for the tests of non-gRPC HTTP/2"),
-        ("h2load", "nghttp2-client", "for the tests of non-gRPC HTTP/2"),
-        ("nghttp", "nghttp2-client", "for the TLS tests (a client on libssl)"),
-        ("curl", "curl", "for the TLS tests (HTTP/2 over TLS that is not gRPC)"),
-        ("wget", "wget", "for the TLS tests (a TLS library that is not hooked)"),
-        ("openssl", "openssl", "for the TLS tests (certificates made for each run)"),
+        (
+            "nghttpd",
+            "nghttp2-server",
+            "for the tests of non-gRPC HTTP/2",
+        ),
+        (
+            "h2load",
+            "nghttp2-client",
+            "for the tests of non-gRPC HTTP/2",
+        ),
+        (
+            "nghttp",
+            "nghttp2-client",
+            "for the TLS tests (a client on libssl)",
+        ),
+        (
+            "curl",
+            "curl",
+            "for the TLS tests (HTTP/2 over TLS that is not gRPC)",
+        ),
+        (
+            "wget",
+            "wget",
+            "for the TLS tests (a TLS library that is not hooked)",
+        ),
+        (
+            "openssl",
+            "openssl",
+            "for the TLS tests (certificates made for each run)",
+        ),
     ] {
         if !crate::install::debian_tool(program, package, why) {
             bail!(

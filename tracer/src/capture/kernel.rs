@@ -73,6 +73,9 @@ pub struct KernelPrograms {
     links: Vec<TracePointLink>,
     /// The uprobes on TLS libraries; detached on drop.
     tls_links: Vec<UProbeLink>,
+    /// Whether the TLS programs are loaded: when the first TLS library is found, so that a
+    /// process without TLS never pays for verifying them.
+    tls_loaded: bool,
     /// Keeps the kernel's BPF run-time statistics on while held (`--hook-time`).
     run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
@@ -169,20 +172,6 @@ impl KernelPrograms {
             "syscalls",
             &["sys_exit_mmap"],
         )?;
-        // Loaded now, attached to each TLS library as one is found: a library mapped while
-        // the process runs is then hooked without waiting for the verifier.
-        for name in TLS_ENTRY_PROGRAMS
-            .iter()
-            .map(|(_, name)| *name)
-            .chain([TLS_RETURN_PROGRAM])
-        {
-            uprobe(&mut ebpf, name)?
-                .load()
-                .map_err(|err| CaptureError::Verifier {
-                    program: name.to_owned(),
-                    detail: err.to_string(),
-                })?;
-        }
         attach(
             &mut ebpf,
             &mut links,
@@ -223,6 +212,7 @@ impl KernelPrograms {
             ebpf,
             links,
             tls_links: Vec::new(),
+            tls_loaded: false,
             run_time_stats,
             events,
             traced,
@@ -239,6 +229,7 @@ impl KernelPrograms {
     /// process (the programs keep to traced ones). All or nothing: a function that cannot be
     /// hooked leaves the file unhooked.
     pub fn attach_tls(&mut self, path: &Path, functions: &[(TlsCall, u64)]) -> Result<(), String> {
+        self.load_tls_programs().map_err(|err| err.to_string())?;
         let mut attached = Vec::new();
         let result = functions.iter().try_for_each(|&(call, offset)| {
             let (_, entry) = TLS_ENTRY_PROGRAMS
@@ -269,6 +260,27 @@ impl KernelPrograms {
         }
     }
 
+    /// Loads (verifies) the TLS programs, if not done yet.
+    pub fn load_tls_programs(&mut self) -> Result<(), CaptureError> {
+        if self.tls_loaded {
+            return Ok(());
+        }
+        for name in TLS_ENTRY_PROGRAMS
+            .iter()
+            .map(|(_, name)| *name)
+            .chain([TLS_RETURN_PROGRAM])
+        {
+            uprobe(&mut self.ebpf, name)?
+                .load()
+                .map_err(|err| CaptureError::Verifier {
+                    program: name.to_owned(),
+                    detail: err.to_string(),
+                })?;
+        }
+        self.tls_loaded = true;
+        Ok(())
+    }
+
     /// How many instructions the verifier processed for each program, by name: what the
     /// kernel's limit of a million per program applies to. `None` for a program the kernel did
     /// not say it for (before 5.16).
@@ -276,6 +288,8 @@ impl KernelPrograms {
         let mut programs: Vec<(String, Option<u32>)> = self
             .ebpf
             .programs()
+            // The TLS programs are loaded only once a TLS library is found.
+            .filter(|(_, program)| program.fd().is_ok())
             .map(|(name, program)| {
                 let count = program
                     .info()

@@ -35,6 +35,12 @@ impl Capture {
         });
     }
 
+    /// Loads the TLS programs now rather than when the first TLS library is found (for the
+    /// verifier-budget test, which must count them).
+    pub fn load_tls_programs(&mut self) -> Result<(), super::CaptureError> {
+        self.kernel.load_tls_programs()
+    }
+
     /// The TLS libraries found in traced processes and not hooked, each with why.
     pub fn tls_not_hooked(&self) -> Vec<String> {
         self.tls.problems().to_vec()

@@ -8,8 +8,10 @@
 /// and the scratch holds twice the cap).
 pub const RECORD_DATA_CAP: usize = 8 * 1024;
 
-/// Bytes of socket address an [`OpenRecord`] carries: enough for `sockaddr_un` (110 bytes).
-pub const SOCKADDR_CAP: usize = 112;
+/// Bytes of socket address an [`OpenRecord`] carries: enough for `sockaddr_un` (110 bytes). A
+/// power of two: the kernel side bounds the length it copies with a mask, which every
+/// verifier follows.
+pub const SOCKADDR_CAP: usize = 128;
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub enum OpenRole {
     Duplicate = 3,
 }
 
-/// A connection became visible. Layout: 152 bytes.
+/// A connection became visible. Layout: 168 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct OpenRecord {
@@ -179,6 +181,6 @@ const _: () = assert!(size_of::<TlsOpenRecord>() == 48);
 const _: () = assert!(size_of::<MappedRecord>() == 48);
 const _: () = assert!(size_of::<DataRecord>() == 56);
 const _: () = assert!(size_of::<PieceHeader>() == 8);
-const _: () = assert!(size_of::<OpenRecord>() == 152);
+const _: () = assert!(size_of::<OpenRecord>() == 168);
 const _: () = assert!(size_of::<CloseRecord>() == 48);
 const _: () = assert!(size_of::<ProcessRecord>() == 40);

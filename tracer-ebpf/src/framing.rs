@@ -243,6 +243,13 @@ pub fn whole_frame(
     {
         return None;
     }
+    // Read back and bounded again right at its use: verifiers before 6.x do not carry a
+    // bound learned on a register over to the stack slot the compiler reloads it from.
+    // SAFETY: a plain read of a local.
+    let at = unsafe { core::ptr::read_volatile(&at) };
+    if at > WHOLE_FRAME_LAST_AT {
+        return None;
+    }
     // SAFETY: `at + 14 <= DATA_INDEX_MASK`, inside the scratch data area.
     let frame = unsafe { data.add(at as usize) };
     // SAFETY: callers only pass indexes below 14.

@@ -360,8 +360,11 @@ fn emit_open(pid_tgid: u64, fd: u32, conn_id: u64, role: OpenRole, addr: u64, ad
         (*record).header = header(RecordKind::Open, pid_tgid, fd, conn_id);
         (*record).role = role as u32;
         (*record).addr_len = 0;
-        let len = addr_len as usize;
-        if addr != 0 && len > 0 && len <= SOCKADDR_CAP {
+        if addr != 0 && addr_len > 0 && addr_len < SOCKADDR_CAP as u64 {
+            // Bounded by a mask the compiler cannot drop (it knows nothing of a value read
+            // back from memory): verifiers before 6.x do not carry the comparison above over
+            // to the register that holds the length.
+            let len = core::ptr::read_volatile(&addr_len) as usize & (SOCKADDR_CAP - 1);
             let dst = core::slice::from_raw_parts_mut((&raw mut (*record).addr).cast::<u8>(), len);
             if bpf_probe_read_user_buf(addr as *const u8, dst).is_ok() {
                 (*record).addr_len = len as u32;

@@ -11,6 +11,7 @@ mod node;
 mod python;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
@@ -56,6 +57,12 @@ enum Task {
         #[arg(long)]
         share: f64,
     },
+    /// Boot each kernel of the matrix under qemu and trace the example client in it (root).
+    VmTest {
+        /// Kernels of the matrix (5.10, 6.1, 6.12), comma-separated, or all of them.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
     /// Fuzz the HTTP/2 + HPACK + gRPC parsing path with cargo-fuzz (nightly).
     Fuzz {
         /// How long to run.
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         Task::Test { filter } => setup::run().and_then(|()| test::run(filter.as_deref())),
         Task::CoRunner { share } => bench::CoRunner::spin(share),
         Task::Fuzz { seconds } => setup::run().and_then(|()| fuzz::run(seconds)),
+        Task::VmTest { kernel } => setup::run().and_then(|()| vm::run(&kernel)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,6 +80,13 @@ pub(super) fn append_from_segment(scratch: Volatile<DataScratch>, len: u64) -> b
         return false;
     }
     let segment = get!(walk, segment);
+    // Read back and bounded again right at its use: verifiers before 6.x do not carry a bound
+    // learned on one register over to another holding the same value.
+    // SAFETY: a plain read of a local.
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    if len > CAP {
+        return false;
+    }
     // SAFETY: `assembled + len < 2 * CAP`, the size of the scratch data area.
     let copied = unsafe {
         let dst = core::slice::from_raw_parts_mut(

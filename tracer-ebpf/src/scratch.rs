@@ -34,6 +34,12 @@ pub struct DataScratch {
     pub deferred: HeldRecord,
     /// The connection direction's cursor, copied in for the walk and back out after it.
     pub cursor: FrameCursor,
+    /// Non-zero when the record in progress took up a held-back one, whose entry in
+    /// [`crate::maps::DEFERRED`] is then still there. Kept here rather than in a register: the
+    /// verifier then sees the walk after a resume and after none as one state, and checks it
+    /// once (on 6.18, half of the capture's verification).
+    pub resumed: u64,
+    /// The record header, directly followed by its data: the two are sent as one.
     pub record: DataRecord,
     pub data: [u8; 2 * RECORD_DATA_CAP],
 }

@@ -102,24 +102,18 @@ const HIGH_ARG_REGISTER_OFFSETS: [usize; 3] = [24, 32, 40];
 /// The fourth to sixth arguments of the syscall the current task is returning from.
 #[inline(always)]
 pub fn high_syscall_args_at_exit() -> Option<[u64; 3]> {
-    // SAFETY: as in `syscall_args_at_exit`.
-    unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        if regs.is_null() {
-            return None;
-        }
-        let read = |offset: usize| core::ptr::read_volatile(regs.add(offset).cast::<u64>());
-        Some([
-            read(HIGH_ARG_REGISTER_OFFSETS[0]),
-            read(HIGH_ARG_REGISTER_OFFSETS[1]),
-            read(HIGH_ARG_REGISTER_OFFSETS[2]),
-        ])
-    }
+    saved_registers(HIGH_ARG_REGISTER_OFFSETS)
 }
 
 /// The first three arguments of the syscall the current task is returning from.
 #[inline(always)]
 pub fn syscall_args_at_exit() -> Option<[u64; 3]> {
+    saved_registers(ARG_REGISTER_OFFSETS)
+}
+
+/// Three of the current task's saved user registers, by offset in `struct pt_regs`.
+#[inline(always)]
+fn saved_registers(offsets: [usize; 3]) -> Option<[u64; 3]> {
     // SAFETY: bpf_task_pt_regs returns a pointer the verifier knows to be a `struct pt_regs`,
     // so the loads below are checked against that type and cannot fault the kernel; they
     // cost a plain load each rather than a helper call.
@@ -129,10 +123,6 @@ pub fn syscall_args_at_exit() -> Option<[u64; 3]> {
             return None;
         }
         let read = |offset: usize| core::ptr::read_volatile(regs.add(offset).cast::<u64>());
-        Some([
-            read(ARG_REGISTER_OFFSETS[0]),
-            read(ARG_REGISTER_OFFSETS[1]),
-            read(ARG_REGISTER_OFFSETS[2]),
-        ])
+        Some([read(offsets[0]), read(offsets[1]), read(offsets[2])])
     }
 }

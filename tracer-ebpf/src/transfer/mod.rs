@@ -185,7 +185,7 @@ fn copy_out(
     framing::begin(cursor, offset);
     // Whether a held-back record was taken up: its entry in DEFERRED is then still there, to
     // be overwritten if this transfer is held back too, or removed.
-    let mut resumed = false;
+    set!(scratch, resumed, 0);
     stage_record(scratch, header, key.direction as u32, op);
     // SAFETY: `scratch` is this CPU's scratch value and `cursor` points into a SOCKETS value.
     unsafe {
@@ -194,7 +194,7 @@ fn copy_out(
         if (*cursor.as_ptr()).deferred != 0 {
             (*cursor.as_ptr()).deferred = 0;
             if framing::is_following(cursor) || framing::is_skipping(cursor) {
-                resumed = resume_deferred(scratch, key);
+                (*scratch.as_ptr()).resumed = u64::from(resume_deferred(scratch, key));
             } else {
                 // Bytes went missing after the held-back ones: they cannot share a record.
                 flush_deferred(key);
@@ -246,13 +246,13 @@ fn copy_out(
         && get!(walk, record.urgent) == 0
         && get!(walk, record.assembled) <= HELD_RECORD_CAP as u64
         && get!(walk, record.covered) < DEFER_MAX_COVERED
-        && hold_back(scratch, key, resumed)
+        && hold_back(scratch, key, get!(scratch, resumed) != 0)
     {
         // SAFETY: as above.
         unsafe { (*cursor.as_ptr()).deferred = 1 };
         return;
     }
-    if resumed {
+    if get!(scratch, resumed) != 0 {
         let _ = DEFERRED.remove(key);
     }
     if get!(walk, record.covered) != 0 {

@@ -551,6 +551,8 @@ impl PushMetricExporter for OnRuntime {
 /// to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(8);
+/// How soon a failed request is tried again once the sink is closing.
+const CLOSING_RETRY_DELAY: Duration = Duration::from_millis(250);
 /// How long one request is retried for, at most: a collector down longer loses it.
 const MAX_RETRYING: Duration = Duration::from_secs(60);
 
@@ -592,13 +594,16 @@ fn send_with_retries(
             "OTLP export failed ({}); trying again in {delay:?}",
             failure.reason
         );
-        let retry_at = Instant::now() + delay;
+        let mut retry_at = Instant::now() + delay;
         while Instant::now() < retry_at {
             if counters.closing.load(Ordering::Relaxed) {
                 let since = *closing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= FLUSH_DEADLINE {
                     return Err(failure.reason);
                 }
+                // Closing: what is left has the flush's few seconds, not the backoff's, to get
+                // through (a collector back within them still gets every span).
+                retry_at = retry_at.min(Instant::now() + CLOSING_RETRY_DELAY);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -13,6 +13,7 @@ use std::{
 use integration_tests::{
     client_calls::{SCENARIO_CALLS, assert_spans_match, assert_spans_match_with, client_calls},
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    python_client::{self, release_and_collect},
     server_process::ServerProcess,
     tracer_run::{
         attach_tracer, attach_tracer_to, bench_floors_binary, stats_path, take_stats,
@@ -30,32 +31,14 @@ fn python() -> String {
         .expect("TRACER_TEST_PYTHON (a python with grpcio) is set by `cargo xtask test`")
 }
 
-fn python_client() -> String {
-    format!("{}/python/echo_client.py", env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The example server, allowing as many streams as the benchmark needs.
 fn start_server() -> ServerProcess {
     ServerProcess::start(ECHO_SERVER, None)
 }
 
-/// A Python client that waits on stdin before it goes on; returns it once it printed `ready`.
+/// The Python client of the example server, waiting on stdin (see `python_client`).
 fn waiting_python_client(server: &ServerProcess, warmup: u32, args: &[&str]) -> Child {
-    let mut client = Command::new(python())
-        .arg(python_client())
-        .arg(&server.address)
-        .args(["--warmup", &warmup.to_string(), "--wait"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the Python client");
-    let mut line = String::new();
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
-    stdout.read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready", "Python client did not start");
-    client.stdout = Some(stdout.into_inner());
-    client
+    python_client::waiting(&python(), &server.address, warmup, args)
 }
 
 /// The tonic bench-client with `args`, waiting on stdin; returns it and its stdout once it
@@ -73,17 +56,6 @@ fn waiting_bench_client(server: &ServerProcess, args: &[&str]) -> (Child, BufRea
     stdout.read_line(&mut line).expect("ready line");
     assert_eq!(line.trim(), "ready", "bench-client did not start");
     (client, stdout)
-}
-
-fn release_and_collect(mut client: Child) -> Vec<String> {
-    writeln!(client.stdin.take().unwrap(), "go").unwrap();
-    let output = client.wait_with_output().expect("client output");
-    assert!(output.status.success(), "client failed: {output:?}");
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Runs `tracer ARGS -- echo-client --target SERVER` with `env` set; the launched client writes

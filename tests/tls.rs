@@ -5,7 +5,7 @@
 //! `nghttp` on the system's `libssl`. Needs root; run through `cargo xtask test`.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, ChildStdin, Command, Stdio},
     time::Duration,
@@ -18,6 +18,7 @@ use integration_tests::{
         assert_spans_match_with, client_calls,
     },
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    python_client::{self, release_and_collect},
     tracer_run::{attach_tracer, stats_path, take_stats, tracer_binary, wait_success},
 };
 use serde_json::Value;
@@ -131,43 +132,15 @@ fn launch_tls_client(
     (lines, stderr)
 }
 
-/// A Python client over TLS that waits on stdin before it goes on, once it printed `ready`.
-fn waiting_tls_client(
-    server: &TlsServer,
-    certificate: &Certificate,
-    warmup: u32,
-) -> (Child, BufReader<std::process::ChildStdout>) {
-    let mut client = Command::new(python())
-        .arg(script("echo_client.py"))
-        .arg(server.target())
-        .arg("--tls")
-        .arg(certificate.cert())
-        .args(["--warmup", &warmup.to_string(), "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the Python client");
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("ready line");
-    assert_eq!(line.trim(), "ready", "the Python client did not start");
-    (client, stdout)
-}
-
-fn release_and_collect(
-    mut client: Child,
-    mut stdout: BufReader<std::process::ChildStdout>,
-) -> Vec<String> {
-    writeln!(client.stdin.take().unwrap(), "go").unwrap();
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    while stdout.read_line(&mut line).expect("client output") > 0 {
-        lines.push(line.trim().to_owned());
-        line.clear();
-    }
-    let status = client.wait().expect("client exit");
-    assert!(status.success(), "client failed: {status}");
-    lines
+/// A Python client over TLS that waits on stdin before its calls (see `python_client`).
+fn waiting_tls_client(server: &TlsServer, certificate: &Certificate, warmup: u32) -> Child {
+    let cert = certificate.cert();
+    python_client::waiting(
+        &python(),
+        &server.target(),
+        warmup,
+        &["--tls", cert.to_str().unwrap()],
+    )
 }
 
 /// Every span says it was captured from TLS, by which library.
@@ -267,7 +240,7 @@ fn grpcio_client_over_tls_attached_by_pid_has_a_span_per_call() {
     let server = TlsServer::start(&python(), &certificate);
     let receiver = OtlpReceiver::start();
     let stats = stats_path("grpcio-tls-pid");
-    let (client, stdout) = waiting_tls_client(&server, &certificate, 0);
+    let client = waiting_tls_client(&server, &certificate, 0);
     let (tracer, _lines) = attach_tracer(
         client.id(),
         &[
@@ -277,7 +250,7 @@ fn grpcio_client_over_tls_attached_by_pid_has_a_span_per_call() {
             stats.to_str().unwrap(),
         ],
     );
-    let lines = release_and_collect(client, stdout);
+    let lines = release_and_collect(client);
     wait_success(tracer, "grpcio TLS by pid");
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
     assert_peer_port(&spans, server.port, "grpcio TLS by pid");
@@ -320,9 +293,9 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
     let certificate = Certificate::make("grpcio-tls-late");
     let server = TlsServer::start(&python(), &certificate);
     let receiver = OtlpReceiver::start();
-    let (client, stdout) = waiting_tls_client(&server, &certificate, 20);
+    let client = waiting_tls_client(&server, &certificate, 20);
     let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
-    let lines = release_and_collect(client, stdout);
+    let lines = release_and_collect(client);
     wait_success(tracer, "TLS late join");
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
     let status_known = spans

@@ -9,6 +9,7 @@ pub mod harness;
 pub mod http2_stream;
 pub mod otlp_receiver;
 pub mod pattern;
+pub mod python_client;
 pub mod recording_proxy;
 pub mod scenarios;
 pub mod server_process;

@@ -77,7 +77,11 @@ pub fn check_run(run: &GuestRun) -> Result<String> {
         let scenario = call["scenario"].as_str().unwrap_or("?");
         let attributes = &span["attributes"];
         if span["name"] != call["method"] {
-            bail!("{release} {scenario}: span {} for {}", span["name"], call["method"]);
+            bail!(
+                "{release} {scenario}: span {} for {}",
+                span["name"],
+                call["method"]
+            );
         }
         let code = attributes["rpc.grpc.status_code"].as_i64();
         let expected = call["code"].as_i64();
@@ -101,7 +105,9 @@ pub fn check_run(run: &GuestRun) -> Result<String> {
     let tls_stats: Value = section(console, marker::TLS_STATS)
         .join("\n")
         .parse::<Value>()
-        .with_context(|| format!("{release}: the TLS run's --stats-json (tracer exit {tls_exit})"))?;
+        .with_context(|| {
+            format!("{release}: the TLS run's --stats-json (tracer exit {tls_exit})")
+        })?;
     let tls_return = &tls_stats["verified_instructions"]["tls_return"];
     if tls_exit != "0" || tls_stats["tls_connections_decoded"] != 1 || !tls_return.is_u64() {
         bail!("{release}: the TLS run (exit {tls_exit}): {tls_stats}");

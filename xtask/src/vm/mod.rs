@@ -33,7 +33,10 @@ pub fn run(kernels: &str) -> Result<()> {
             .collect();
         if found.is_empty() {
             let labels: Vec<&str> = MATRIX.iter().map(|kernel| kernel.label).collect();
-            bail!("no kernel {wanted} in the matrix: {} or all", labels.join(", "));
+            bail!(
+                "no kernel {wanted} in the matrix: {} or all",
+                labels.join(", ")
+            );
         }
         selected.extend(found);
     }

@@ -14,9 +14,10 @@ import time
 
 import grpc
 
-METHOD = "/grpctrace.demo.Echo/Unary"
-# EchoRequest { payload: 100 bytes, reply_bytes: 100 }, encoded by hand.
-REQUEST = b"\x0a\x64" + b"x" * 100 + b"\x28\x64"
+from echo_messages import SERVICE, request
+
+METHOD = f"/{SERVICE}/Unary"
+REQUEST = request(payload=b"x" * 100, reply_bytes=100)
 
 
 def option(name, default=None):

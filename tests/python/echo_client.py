@@ -1,9 +1,7 @@
 """The example client in Python (grpcio), for the end-to-end tests.
 
 Runs the same scenarios as the Rust client and prints one JSON line per call with what the
-client itself measured. Messages are encoded by hand (no generated stubs): EchoRequest is
-  1 payload (bytes), 2 fail_with_code (int32), 3 fail_with_message (string),
-  4 delay_ms (uint32), 5 reply_bytes (uint32), 6 reply_count (uint32).
+client itself measured. Messages are encoded by hand (echo_messages.py).
 
   echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits] [--tls CERT]
 --wait prints "ready" (after connecting and warming up, if asked) and waits for a line on stdin.
@@ -22,36 +20,11 @@ import traceback
 
 import grpc
 
-SERVICE = "grpctrace.demo.Echo"
+from echo_messages import OPTIONS, SERVICE, request
+
 NOT_FOUND_MESSAGE = "no such item: 42 \u2717"
 # The first call carries W3C trace context, as an instrumented caller would send it.
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-
-
-def varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def request(payload=b"", fail_with_code=0, fail_with_message="", delay_ms=0, reply_bytes=0, reply_count=0):
-    out = bytearray()
-    if payload:
-        out += varint(1 << 3 | 2) + varint(len(payload)) + payload
-    for number, value in ((2, fail_with_code), (4, delay_ms), (5, reply_bytes), (6, reply_count)):
-        if value:
-            out += varint(number << 3) + varint(value)
-    if fail_with_message:
-        encoded = fail_with_message.encode()
-        out += varint(3 << 3 | 2) + varint(len(encoded)) + encoded
-    return bytes(out)
 
 
 def report(scenario, method, code, message, duration_ns, request_messages, response_messages):

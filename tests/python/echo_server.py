@@ -11,56 +11,12 @@ from concurrent import futures
 
 import grpc
 
-SERVICE = "grpctrace.demo.Echo"
-
-
-def varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def parse(data):
-    """EchoRequest: 1 payload, 2 fail_with_code, 3 fail_with_message, 4 delay_ms,
-    5 reply_bytes, 6 reply_count."""
-    fields, at = {}, 0
-    while at < len(data):
-        key, at = read_varint(data, at)
-        number, kind = key >> 3, key & 7
-        if kind == 0:
-            value, at = read_varint(data, at)
-        else:
-            length, at = read_varint(data, at)
-            value, at = data[at:at + length], at + length
-        fields[number] = value
-    return fields
-
-
-def read_varint(data, at):
-    value, shift = 0, 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, at
+from echo_messages import OPTIONS, SERVICE, parse
+from echo_messages import reply as encode_reply
 
 
 def reply(fields, sequence):
-    payload = b"\x5a" * fields.get(5, 0)
-    out = bytearray()
-    if payload:
-        out += varint(1 << 3 | 2) + varint(len(payload)) + payload
-    if sequence:
-        out += varint(2 << 3) + varint(sequence)
-    return bytes(out)
+    return encode_reply(fields.get(5, 0), sequence)
 
 
 def apply(fields, context):
@@ -108,8 +64,7 @@ def main():
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
     }
-    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=128), options=options)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=128), options=OPTIONS)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
     server.start()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
-use super::initramfs::marker;
+use super::initramfs::{CAPTURE_TESTS, marker};
 
 /// A guest's console, boot to power-off, and how long that took.
 pub struct GuestRun {
@@ -100,6 +100,12 @@ pub fn check_run(run: &GuestRun) -> Result<String> {
             bail!("{release} {scenario}: response messages differ: {span}");
         }
     }
+    // The capture tests: every byte of each stream as the workload sent it.
+    let capture = section(console, marker::CAPTURE).join("\n");
+    let expected = format!("test result: ok. {} passed", CAPTURE_TESTS.len());
+    if !capture.contains(&expected) {
+        bail!("{release}: the capture tests:\n{capture}");
+    }
     // HTTP/2 over TLS (nghttp on libssl): the TLS programs load, and the session is decoded.
     let tls_exit = value_after(console, marker::TLS_EXIT).unwrap_or("?");
     let tls_stats: Value = section(console, marker::TLS_STATS)
@@ -122,11 +128,13 @@ pub fn check_run(run: &GuestRun) -> Result<String> {
         })
         .unwrap_or_else(|| ("?".to_owned(), 0));
     Ok(format!(
-        "{release}: {} calls, {} spans, each as the client saw it; HTTP/2 over TLS decoded from \
+        "{release}: {} calls, {} spans, each as the client saw it; capture byte-exact ({}); \
+         HTTP/2 over TLS decoded from \
          libssl (tls_return {tls_return} instructions verified); guest {:.1} s (boot and tests); \
          {largest} {instructions} instructions verified; kernel losses {}",
         calls.len(),
         spans.len(),
+        CAPTURE_TESTS.join(", "),
         run.wall.as_secs_f64(),
         stats["kernel_losses"]
     ))

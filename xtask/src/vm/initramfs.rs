@@ -28,14 +28,23 @@ pub mod marker {
     pub const SPANS: &str = "@@vm-test spans";
     pub const STATS: &str = "@@vm-test stats";
     pub const STDERR: &str = "@@vm-test stderr";
+    pub const CAPTURE: &str = "@@vm-test capture";
     pub const TLS_EXIT: &str = "@@vm-test tls-exit ";
     pub const TLS_STATS: &str = "@@vm-test tls-stats";
     pub const END: &str = "@@vm-test end";
 }
 
+/// The integration tests of the capture layer run in the guest (tests/capture.rs): each
+/// stream's bytes, as captured, against what the workload process sent, byte for byte.
+pub const CAPTURE_TESTS: [&str; 2] = [
+    "tcp_ipv4_streams_are_byte_exact",
+    "http2_data_payload_is_skipped_exactly",
+];
+
 /// What `/init` does: mount what the tracer needs, start the example server, run the example
-/// client under the tracer, print everything between markers, power off.
-fn init_script() -> String {
+/// client under the tracer, run the capture tests, print everything between markers, power
+/// off.
+fn init_script(capture_tests: &Path) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -55,6 +64,8 @@ echo "{client}"; cat /tmp/client.out
 echo "{spans}"; cat /tmp/spans.jsonl
 echo "{stats}"; cat /tmp/stats.json; echo
 echo "{stderr}"; cat /tmp/tracer.err
+echo "{capture}"
+{capture_tests} {capture_filters} --test-threads=1 2>&1
 mkdir -p /srv; echo hello > /srv/index.html
 {nghttpd} -d /srv 8443 {programs}/key.pem {programs}/cert.pem > /dev/null 2>&1 &
 sleep 2
@@ -64,6 +75,9 @@ echo "{tls_stats}"; cat /tmp/tls-stats.json; echo
 echo "{end}"
 poweroff -f
 "#,
+        capture = marker::CAPTURE,
+        capture_tests = capture_tests.display(),
+        capture_filters = CAPTURE_TESTS.join(" "),
         nghttpd = NGHTTPD,
         nghttp = NGHTTP,
         tls_exit = marker::TLS_EXIT,
@@ -86,8 +100,20 @@ pub fn build(release: &Path) -> Result<PathBuf> {
         archive.directory(directory);
     }
     archive.file("/bin/busybox", 0o755, &fs::read(busybox()?)?);
-    archive.file("/init", 0o755, init_script().as_bytes());
+    let capture_tests = capture_tests_binary()?;
+    archive.file("/init", 0o755, init_script(&capture_tests).as_bytes());
     let mut libraries = Vec::new();
+    // At their own paths: the tests find the workload where they were built to.
+    let workload = release.join("socket-workload");
+    for program in [&capture_tests, &workload] {
+        let path = program.to_str().context("a program's path is not UTF-8")?;
+        archive.file(path, 0o755, &fs::read(program)?);
+        for library in shared_libraries(program)? {
+            if !libraries.contains(&library) {
+                libraries.push(library);
+            }
+        }
+    }
     for program in ["tracer", "echo-server", "echo-client"] {
         let path = release.join(program);
         archive.file(
@@ -124,6 +150,33 @@ pub fn build(release: &Path) -> Result<PathBuf> {
     fs::create_dir_all(path.parent().expect("in the cache"))?;
     fs::write(&path, archive.finish())?;
     Ok(path)
+}
+
+/// The capture tests' executable (release), built if needed.
+fn capture_tests_binary() -> Result<PathBuf> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "integration-tests",
+            "--test",
+            "capture",
+        ])
+        .args(["--no-run", "--message-format=json"])
+        .current_dir(crate::workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("building the capture tests")?;
+    if !output.status.success() {
+        bail!("building the capture tests failed");
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|message| message["target"]["name"] == "capture" && message["executable"].is_string())
+        .and_then(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo named no executable for the capture tests")
 }
 
 /// The shared libraries `program` loads, by the paths `ldd` resolves them to.

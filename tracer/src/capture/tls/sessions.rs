@@ -37,8 +37,9 @@ pub struct TlsLink {
     pub opened: Option<ConnectionInfo>,
     /// A socket: its first bytes are a TLS record.
     pub carries_tls: bool,
-    /// The thread that moved its bytes last.
+    /// The thread that moved its bytes last, and when (CLOCK_MONOTONIC nanoseconds).
     pub last_thread: u32,
+    pub last_moved_ns: u64,
     /// A socket: the session riding on it. A session: its socket.
     pub partner: Option<u64>,
     /// A session not announced yet: what its announcement says, but for its origin, which its
@@ -105,6 +106,7 @@ impl TlsLink {
     /// connection carries TLS.
     pub fn saw(&mut self, record: &DataRecord, pieces: &Pieces<'_>) -> bool {
         self.last_thread = record.header.tid;
+        self.last_moved_ns = record.header.timestamp_ns;
         let tls_now = !self.carries_tls
             && record.offset == 0
             && pieces
@@ -128,60 +130,153 @@ pub fn socket_of_new_session<'a>(
     pid: u32,
     thread: u32,
 ) -> Option<u64> {
-    let mut only = None;
-    let mut count = 0;
-    for (&conn_id, connection) in connections {
-        let free_tls_socket = matches!(connection.entry, KernelEntry::Socket(key) if key.tgid == pid)
+    tie(connections, thread, |connection| {
+        matches!(connection.entry, KernelEntry::Socket(key) if key.tgid == pid)
             && connection.tls.carries_tls
-            && connection.tls.partner.is_none();
-        if !free_tls_socket {
-            continue;
-        }
-        if connection.tls.last_thread == thread {
-            return Some(conn_id);
-        }
-        only = Some(conn_id);
-        count += 1;
-    }
-    (count == 1).then_some(only).flatten()
+            && connection.tls.partner.is_none()
+    })
+    .map(|(socket, _)| socket)
 }
 
 /// A socket of process `pid` was just found to carry TLS, its bytes moved by `thread`: the
 /// session it carries, if one was seen first (joined mid-flight, a session's plaintext can
-/// come before any ciphertext): the untied session that `thread` moved plaintext for last,
-/// else the only untied session of the process, if this is its only free TLS socket.
+/// come before any ciphertext), by the same rules from the socket's side. The process's only
+/// untied session is taken only if this is its only free TLS socket.
 pub fn session_of_new_tls_socket<'a>(
     connections: impl Iterator<Item = (&'a u64, &'a Connection)> + Clone,
     pid: u32,
     thread: u32,
 ) -> Option<u64> {
-    let untied = connections.clone().filter(|(_, connection)| {
-        matches!(connection.entry, KernelEntry::TlsSession(key) if key.tgid == pid)
-            && connection.tls.partner.is_none()
-    });
-    if let Some((&session, _)) = untied
-        .clone()
-        .find(|(_, connection)| connection.tls.last_thread == thread)
-    {
-        return Some(session);
-    }
     let free_sockets = connections
+        .clone()
         .filter(|(_, connection)| {
             matches!(connection.entry, KernelEntry::Socket(key) if key.tgid == pid)
                 && connection.tls.carries_tls
                 && connection.tls.partner.is_none()
         })
         .count();
-    let mut untied = untied.map(|(&session, _)| session);
-    match (untied.next(), untied.next(), free_sockets) {
-        (Some(session), None, 1) => Some(session),
-        _ => None,
+    let (session, by_thread) = tie(connections, thread, |connection| {
+        matches!(connection.entry, KernelEntry::TlsSession(key) if key.tgid == pid)
+            && connection.tls.partner.is_none()
+    })?;
+    (by_thread || free_sockets == 1).then_some(session)
+}
+
+/// Among the connections that are `candidate`s: the one `thread` moved bytes on last (and
+/// `true`), else the only one; `None` when that leaves a choice.
+fn tie<'a>(
+    connections: impl Iterator<Item = (&'a u64, &'a Connection)>,
+    thread: u32,
+    candidate: impl Fn(&Connection) -> bool,
+) -> Option<(u64, bool)> {
+    let mut by_thread: Option<(u64, u64)> = None;
+    let mut only = None;
+    let mut count = 0;
+    for (&conn_id, connection) in connections.filter(|(_, connection)| candidate(connection)) {
+        if connection.tls.last_thread == thread
+            && by_thread.is_none_or(|(_, at)| connection.tls.last_moved_ns > at)
+        {
+            by_thread = Some((conn_id, connection.tls.last_moved_ns));
+        }
+        only = Some(conn_id);
+        count += 1;
     }
+    by_thread
+        .map(|(conn_id, _)| (conn_id, true))
+        .or(only.filter(|_| count == 1).map(|conn_id| (conn_id, false)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tracer_common::{SocketKey, TlsSessionKey};
+
+    const PID: u32 = 100;
+
+    fn socket(fd: u32, thread: u32, moved_ns: u64, tls: bool) -> Connection {
+        let mut connection =
+            Connection::with_entry(KernelEntry::Socket(SocketKey { tgid: PID, fd }));
+        connection.tls.carries_tls = tls;
+        connection.tls.last_thread = thread;
+        connection.tls.last_moved_ns = moved_ns;
+        connection
+    }
+
+    fn session(ssl: u64, thread: u32, moved_ns: u64) -> Connection {
+        let mut connection = Connection::with_entry(KernelEntry::TlsSession(TlsSessionKey {
+            tgid: PID,
+            _pad: 0,
+            ssl,
+        }));
+        connection.tls.last_thread = thread;
+        connection.tls.last_moved_ns = moved_ns;
+        connection
+    }
+
+    fn socket_for(connections: &[(u64, Connection)], thread: u32) -> Option<u64> {
+        socket_of_new_session(connections.iter().map(|(id, c)| (id, c)), PID, thread)
+    }
+
+    fn session_for(connections: &[(u64, Connection)], thread: u32) -> Option<u64> {
+        session_of_new_tls_socket(connections.iter().map(|(id, c)| (id, c)), PID, thread)
+    }
+
+    #[test]
+    fn a_session_rides_on_the_tls_socket_its_thread_moved_last() {
+        let connections = [
+            (1, socket(3, 7, 100, true)),
+            (2, socket(4, 8, 300, true)),
+            (3, socket(5, 7, 200, true)),
+        ];
+        assert_eq!(socket_for(&connections, 7), Some(3));
+        assert_eq!(socket_for(&connections, 8), Some(2));
+    }
+
+    #[test]
+    fn without_its_thread_only_a_single_free_tls_socket_is_taken() {
+        let two = [(1, socket(3, 7, 100, true)), (2, socket(4, 8, 200, true))];
+        assert_eq!(socket_for(&two, 9), None, "a choice: no tie");
+        let mut taken = socket(4, 8, 200, true);
+        taken.tls.partner = Some(99);
+        let others = [
+            (1, socket(3, 7, 100, true)),
+            (2, taken),
+            (3, socket(5, 9, 300, false)),
+        ];
+        assert_eq!(socket_for(&others, 9), Some(1), "the only free TLS socket");
+    }
+
+    #[test]
+    fn a_socket_found_late_takes_an_untied_session_by_thread_or_as_the_only_pair() {
+        let connections = [
+            (10, session(0xa, 7, 100)),
+            (11, session(0xb, 8, 200)),
+            (1, socket(3, 8, 250, true)),
+        ];
+        assert_eq!(session_for(&connections, 8), Some(11));
+        assert_eq!(
+            session_for(&connections, 9),
+            None,
+            "two sessions, no thread"
+        );
+        let pair = [(10, session(0xa, 7, 100)), (1, socket(3, 8, 250, true))];
+        assert_eq!(
+            session_for(&pair, 8),
+            Some(10),
+            "the only session, the only socket"
+        );
+        let two_sockets = [
+            (10, session(0xa, 7, 100)),
+            (1, socket(3, 8, 250, true)),
+            (2, socket(4, 9, 260, true)),
+        ];
+        assert_eq!(
+            session_for(&two_sockets, 8),
+            None,
+            "which socket is not known"
+        );
+    }
 
     #[test]
     fn tls_records_are_recognised_by_their_header() {

@@ -206,6 +206,7 @@ impl Capture {
                 KernelRecord::ProcessExec(exec) => execs.push(exec.pid),
                 KernelRecord::ProcessExit(exit) => {
                     self.processes.remove(&exit.pid);
+                    self.tls.forget(exit.pid);
                     // Its kernel entries are removed once the ring is drained (the item read
                     // borrows it); which connections were its is settled now, before a reused
                     // pid can bring new ones.

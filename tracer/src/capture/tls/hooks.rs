@@ -9,6 +9,7 @@
 use std::{
     collections::hash_map::Entry,
     fs,
+    ops::Range,
     path::{Path, PathBuf},
 };
 
@@ -40,6 +41,10 @@ pub struct TlsHooks {
     /// Each library found and not hooked, with the process that mapped it and why; the first
     /// [`MAX_PROBLEMS`].
     problems: Vec<String>,
+    /// Where each traced process has hooked files mapped, as of its last scan: which library a
+    /// session comes from, without reading `/proc/PID/maps` for every new TLS connection. Code
+    /// mapped since is found by reading it after all.
+    hooked_ranges: HashMap<u32, Vec<(Range<u64>, FileId)>>,
 }
 
 const MAX_PROBLEMS: usize = 32;
@@ -85,6 +90,19 @@ impl TlsHooks {
                 }
             }
         }
+        let hooked: Vec<(Range<u64>, FileId)> = mapped_ranges(&maps)
+            .filter(|(_, id)| matches!(self.files.get(id), Some(FileOutcome::Hooked(..))))
+            .collect();
+        if hooked.is_empty() {
+            self.hooked_ranges.remove(&pid);
+        } else {
+            self.hooked_ranges.insert(pid, hooked);
+        }
+    }
+
+    /// The process is gone.
+    pub fn forget(&mut self, pid: u32) {
+        self.hooked_ranges.remove(&pid);
     }
 
     /// The libraries found and not hooked, with why.
@@ -95,28 +113,44 @@ impl TlsHooks {
     /// The hooked library whose code is at `address` in process `pid`, and since when it is
     /// hooked.
     pub fn library_at(&self, pid: u32, address: u64) -> Option<(&TlsLibrary, u64)> {
-        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-        let id = maps.lines().find_map(|line| {
-            let mut fields = line.split_ascii_whitespace();
-            let (start, end) = fields.next()?.split_once('-')?;
-            let start = u64::from_str_radix(start, 16).ok()?;
-            let end = u64::from_str_radix(end, 16).ok()?;
-            if !(start..end).contains(&address) {
-                return None;
+        let known = self.hooked_ranges.get(&pid).and_then(|ranges| {
+            ranges
+                .iter()
+                .find(|(range, _)| range.contains(&address))
+                .map(|(_, id)| id.clone())
+        });
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+                mapped_ranges(&maps)
+                    .find(|(range, _)| range.contains(&address))
+                    .map(|(_, id)| id)?
             }
-            let (_, _, dev, inode) = (
-                fields.next()?,
-                fields.next()?,
-                fields.next()?,
-                fields.next()?,
-            );
-            Some((dev.to_owned(), inode.parse::<u64>().ok()?))
-        })?;
+        };
         match self.files.get(&id)? {
             FileOutcome::Hooked(library, since_ns) => Some((library, *since_ns)),
             _ => None,
         }
     }
+}
+
+/// Every file mapping in a `/proc/PID/maps` text: its address range and file.
+fn mapped_ranges(maps: &str) -> impl Iterator<Item = (Range<u64>, FileId)> + '_ {
+    maps.lines().filter_map(|line| {
+        let mut fields = line.split_ascii_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let start = u64::from_str_radix(start, 16).ok()?;
+        let end = u64::from_str_radix(end, 16).ok()?;
+        let (_, _, dev, inode) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let inode = inode.parse::<u64>().ok().filter(|&inode| inode != 0)?;
+        Some((start..end, (dev.to_owned(), inode)))
+    })
 }
 
 /// This program's file.

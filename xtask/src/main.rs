@@ -2,6 +2,7 @@
 //! clone gets from `git clone` to a working build and test run with no manual step.
 
 mod bench;
+mod certificate;
 mod demo;
 mod ebpf_toolchain;
 mod example;

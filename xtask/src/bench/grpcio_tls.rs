@@ -7,7 +7,7 @@ use std::{
     process::{Child, ChildStdin, Command, Stdio},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 /// The running server; stopped when dropped.
 pub(super) struct TlsServer {
@@ -24,25 +24,7 @@ impl TlsServer {
     /// Makes a certificate in `directory` (once) and starts the server with it.
     pub(super) fn start(directory: &Path) -> Result<TlsServer> {
         let python = crate::python::ensure_grpcio_python()?;
-        std::fs::create_dir_all(directory)?;
-        let (cert, key) = (directory.join("cert.pem"), directory.join("key.pem"));
-        if !cert.is_file() || !key.is_file() {
-            let made = Command::new("openssl")
-                .args([
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                ])
-                .args(["-subj", "/CN=localhost"])
-                .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .output()
-                .context("running openssl for the bench's certificate")?;
-            if !made.status.success() {
-                bail!("openssl could not make a certificate: {made:?}");
-            }
-        }
+        let (cert, key) = crate::certificate::self_signed(directory)?;
         let mut process = Command::new(&python)
             .arg(crate::workspace_root().join("tests/python/echo_server.py"))
             .arg(&cert)

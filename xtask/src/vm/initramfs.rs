@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::cpio::Archive;
+use super::{cpio::Archive, kernels::unpack_package};
 use crate::ebpf_toolchain::cache_dir;
 
 /// Where the test's programs go in the guest.
@@ -139,7 +139,7 @@ pub fn build(release: &Path) -> Result<PathBuf> {
             }
         }
     }
-    let (cert, key) = certificate()?;
+    let (cert, key) = crate::certificate::self_signed(&cache_dir().join("vm/tls"))?;
     archive.file(&format!("{PROGRAMS}/cert.pem"), 0o644, &fs::read(cert)?);
     archive.file(&format!("{PROGRAMS}/key.pem"), 0o600, &fs::read(key)?);
     for library in &libraries {
@@ -202,30 +202,6 @@ fn shared_libraries(program: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// A self-signed certificate and its key for the guest's TLS server, made once.
-fn certificate() -> Result<(PathBuf, PathBuf)> {
-    let directory = cache_dir().join("vm/tls");
-    let (cert, key) = (directory.join("cert.pem"), directory.join("key.pem"));
-    if cert.is_file() && key.is_file() {
-        return Ok((cert, key));
-    }
-    fs::create_dir_all(&directory)?;
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .context("running openssl")?;
-    if !made.status.success() {
-        bail!("openssl could not make the guest's certificate: {made:?}");
-    }
-    Ok((cert, key))
-}
-
 /// busybox, statically linked (Debian's `busybox-static`), downloaded once.
 fn busybox() -> Result<PathBuf> {
     let directory = cache_dir().join("vm/busybox");
@@ -233,26 +209,13 @@ fn busybox() -> Result<PathBuf> {
     if busybox.is_file() {
         return Ok(busybox);
     }
-    fs::create_dir_all(&directory)?;
     crate::install::announce(
         "busybox-static",
         "Debian's archive with apt-get download",
         "for the root filesystem of `cargo xtask vm-test`'s guests",
     );
-    crate::run(
-        Command::new("apt-get")
-            .args(["download", "-q", "busybox-static"])
-            .current_dir(&directory),
-    )?;
-    let deb = fs::read_dir(&directory)?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
-        .context("apt-get download busybox-static left no .deb")?;
-    let unpacked = directory.join("unpacked");
-    crate::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let unpacked = unpack_package(None, "busybox-static", &directory)?;
     fs::rename(unpacked.join("bin/busybox"), &busybox)?;
     let _ = fs::remove_dir_all(&unpacked);
-    let _ = fs::remove_file(&deb);
     Ok(busybox)
 }

@@ -50,7 +50,6 @@ impl Kernel {
         if image.is_file() {
             return Ok(image);
         }
-        fs::create_dir_all(&directory)?;
         let apt = Apt::for_suite(self.suite)?;
         let package = apt.newest_dependency(self.metapackage)?;
         crate::install::announce(
@@ -58,10 +57,7 @@ impl Kernel {
             "Debian's archive with apt-get download",
             "for the kernel matrix of `cargo xtask vm-test`",
         );
-        let deb = apt.download(&package, &directory)?;
-        let unpacked = directory.join("unpacked");
-        crate::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))
-            .context("unpacking the kernel package")?;
+        let unpacked = apt.unpack(&package, &directory)?;
         let boot = unpacked.join("boot");
         let found = fs::read_dir(&boot)?
             .filter_map(Result::ok)
@@ -74,9 +70,14 @@ impl Kernel {
             .with_context(|| format!("no vmlinuz in {}", boot.display()))?;
         fs::rename(&found, &image)?;
         let _ = fs::remove_dir_all(&unpacked);
-        let _ = fs::remove_file(&deb);
         Ok(image)
     }
+}
+
+/// Downloads Debian's `package` (from `suite`, or this machine's suites) and unpacks it into
+/// `directory/unpacked`, which it returns.
+pub fn unpack_package(suite: Option<&str>, package: &str, directory: &Path) -> Result<PathBuf> {
+    Apt::for_suite(suite)?.unpack(package, directory)
 }
 
 /// apt, with this machine's configuration or with a private one for another suite.
@@ -133,6 +134,17 @@ impl Apt {
             .find(|name| name.starts_with("linux-image-") && name.ends_with("-cloud-amd64"))
             .map(str::to_owned)
             .with_context(|| format!("{metapackage} depends on no kernel image: {text}"))
+    }
+
+    /// Downloads `package` and unpacks it into `directory/unpacked`, which it returns.
+    fn unpack(&self, package: &str, directory: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(directory)?;
+        let deb = self.download(package, directory)?;
+        let unpacked = directory.join("unpacked");
+        crate::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))
+            .with_context(|| format!("unpacking {package}"))?;
+        let _ = fs::remove_file(&deb);
+        Ok(unpacked)
     }
 
     /// Downloads `package` into `directory`; returns the `.deb`.

@@ -316,6 +316,20 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
         "late join: method resolved for {resolved} of {} calls, status decoded for {status_known}",
         spans.len()
     );
+    // The server's first NOT_FOUND after attach names `grpc-status` by an entry from before:
+    // gRPC's grammar says which field it is, and its value is read.
+    let not_found = spans
+        .iter()
+        .find(|span| span.status_message.starts_with("no such item"))
+        .expect("the NOT_FOUND call's span");
+    assert_eq!(
+        (
+            not_found.attribute("rpc.grpc.status_code"),
+            not_found.attribute("tracer.status_source")
+        ),
+        (Some("5"), Some("name from grammar")),
+        "{not_found:#?}"
+    );
     // Every later call has a span with the right duration; method and status are right
     // wherever they could be decoded (entries the encoders inserted before attach cannot be).
     assert_spans_match_with(spans, &client_calls(&lines), "late join", false, false);

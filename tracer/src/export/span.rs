@@ -429,6 +429,9 @@ fn call_attributes<'a>(
         ));
     }
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
+    if let Some(source) = call.status_inferred_from() {
+        attributes.push(("tracer.status_source", text(source)));
+    }
     match call.failure_without_code() {
         Some(KnownFailure::HttpStatus(http)) => {
             attributes.push(("http.response.status_code", Int(i64::from(http))));
@@ -535,7 +538,7 @@ pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::grpc::{ConnectionFacts, EndReason, MessageStats, RequestHeaders};
+    use crate::grpc::{ConnectionFacts, EndReason, MessageStats, Provenance, RequestHeaders};
 
     struct Counter(u8);
 
@@ -580,6 +583,7 @@ pub(super) mod tests {
             })),
             http_status: Some(200),
             grpc_status: Some(5),
+            status_provenance: Provenance::Decoded,
             grpc_message: Some("no such item".into()),
             code: Some(Code::NOT_FOUND),
             code_candidates: &[],

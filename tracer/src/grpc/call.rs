@@ -102,6 +102,27 @@ impl EndReason {
     }
 }
 
+/// How a call's method or status came to be known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Provenance {
+    /// Decoded from the call's own header fields.
+    #[default]
+    Decoded,
+    /// Decoded from a literal value whose field name referred to a table entry from before
+    /// attach, which gRPC's grammar names: the only field of the block that can carry it.
+    NameFromGrammar,
+}
+
+impl Provenance {
+    /// What spans say when it is not [`Provenance::Decoded`].
+    pub fn label(self) -> &'static str {
+        match self {
+            Provenance::Decoded => "decoded",
+            Provenance::NameFromGrammar => "name from grammar",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
     pub connection: Arc<ConnectionFacts>,
@@ -113,6 +134,8 @@ pub struct CallRecord {
     pub http_status: Option<u16>,
     /// `grpc-status` as sent, if it was.
     pub grpc_status: Option<u32>,
+    /// How `grpc_status` was read.
+    pub status_provenance: Provenance,
     /// `grpc-message`, percent-decoded.
     pub grpc_message: Option<String>,
     /// The status the client ends up with: grpc-status, else derived from the HTTP status, the
@@ -161,6 +184,16 @@ impl CallRecord {
             .as_deref()
             .filter(|message| !message.is_empty())
             .map(KnownFailure::Message)
+    }
+
+    /// When the status was known other than by decoding the call's own `grpc-status` field:
+    /// how, as spans say it.
+    pub fn status_inferred_from(&self) -> Option<&'static str> {
+        match self.status_provenance {
+            Provenance::Decoded => None,
+            _ if self.code.is_none() || self.grpc_status.is_none() => None,
+            inferred => Some(inferred.label()),
+        }
     }
 
     /// `:path`; `None` when it referenced header table state from before attach.

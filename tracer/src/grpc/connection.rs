@@ -6,7 +6,8 @@
 use std::{rc::Rc, sync::Arc};
 
 use super::{
-    call::{CallRecord, ConnectionFacts, EndReason, Side},
+    call::{CallRecord, ConnectionFacts, EndReason, Provenance, Side},
+    earlier_entries::EarlierEntries,
     frame_position::{FramePosition, MessageProgress},
     header_block::{HeaderBlock, HeaderBlocks},
     headers::BlockMeaning,
@@ -35,6 +36,8 @@ struct CallAssembly {
     facts: Arc<ConnectionFacts>,
     /// Indexed by [`Direction`].
     blocks: [HeaderBlocks; 2],
+    /// Indexed by [`Direction`]: what its blocks told of entries from before attach.
+    earlier: [EarlierEntries; 2],
     /// The direction the client writes in, once known (preface or request headers).
     client_direction: Option<Direction>,
     streams: Streams,
@@ -72,6 +75,7 @@ impl ConnectionTracker {
             calls: CallAssembly {
                 facts: Arc::new(facts),
                 blocks: [blocks(), blocks()],
+                earlier: Default::default(),
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
                 last_request_stream: None,
@@ -416,6 +420,7 @@ impl CallAssembly {
                 return; // Client trailers: gRPC does not use them.
             }
             self.saw_request(stream_id);
+            self.earlier[direction as usize].request(meaning);
             match &meaning.request {
                 Some(request) => {
                     let stream = StreamState {
@@ -443,6 +448,14 @@ impl CallAssembly {
         }
         if response.grpc_status.is_some() {
             stream.grpc_status = response.grpc_status;
+            stream.status_provenance = Provenance::Decoded;
+        }
+        let earlier = &mut self.earlier[direction as usize];
+        if !block.end_stream {
+            earlier.response_headers(meaning);
+        } else if let Some(status) = earlier.final_block(meaning) {
+            stream.grpc_status = Some(status);
+            stream.status_provenance = Provenance::NameFromGrammar;
         }
         if response.grpc_message.is_some() {
             stream.grpc_message.clone_from(&response.grpc_message);
@@ -542,6 +555,7 @@ impl CallAssembly {
             request_headers: stream.request_headers,
             http_status: stream.http_status,
             grpc_status: stream.grpc_status,
+            status_provenance: stream.status_provenance,
             grpc_message: stream.grpc_message,
             code,
             code_candidates: outcome.candidates(),

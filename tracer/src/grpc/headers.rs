@@ -10,7 +10,7 @@ use std::{rc::Rc, time::Duration};
 
 use super::metadata::{grpc_message, parse_timeout};
 use crate::{
-    hpack::{FieldValue, HeaderField, Text},
+    hpack::{EntryId, FieldValue, HeaderField, Text},
     recent::Recent,
 };
 
@@ -19,6 +19,9 @@ use crate::{
 pub struct RequestHeaders {
     /// `:path`; `None` when it referenced header table state from before attach.
     pub path: Option<Text>,
+    /// When `path` is `None`: the entries from before attach that the block referred to where
+    /// `:path` can be (among the pseudo-headers, RFC 9113 §8.3). One of them is `:path`.
+    pub path_candidates: Box<[EntryId]>,
     pub authority: Option<Text>,
     pub user_agent: Option<Text>,
     pub grpc_encoding: Option<Text>,
@@ -44,6 +47,19 @@ pub struct ResponseHeaders {
     pub had_unknown_fields: bool,
 }
 
+/// A field of a block whose name came from a table entry inserted before attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierField {
+    /// The entry its name (and, when `value` is `None`, its value) came from.
+    pub entry: EntryId,
+    /// A literal value under that name, when it was short text (never shown unless the name
+    /// becomes known); `None` when the whole field is the entry's.
+    pub value: Option<Text>,
+    /// No field with a known regular (non-pseudo) name came before it, so it may be a
+    /// pseudo-header.
+    pub among_pseudo_headers: bool,
+}
+
 /// One header block, read as a request and as a response.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BlockMeaning {
@@ -53,6 +69,8 @@ pub struct BlockMeaning {
     /// As a request; `None` when it is not a gRPC request (see [`BlockMeaning::of`]).
     pub request: Option<Rc<RequestHeaders>>,
     pub response: ResponseHeaders,
+    /// Its fields named by entries from before attach, in order.
+    pub earlier: Box<[EarlierField]>,
 }
 
 impl BlockMeaning {
@@ -67,11 +85,24 @@ impl BlockMeaning {
         let mut request = RequestHeaders::default();
         // `None`: no content-type seen; `Some(None)`: one whose value is unknown.
         let mut content_type: Option<Option<bool>> = None;
+        let mut earlier = Vec::new();
+        let mut among_pseudo_headers = true;
         for field in fields {
             let Some(name) = field.name.as_deref() else {
                 meaning.response.had_unknown_fields = true;
+                if let Some(entry) = field.from_before {
+                    earlier.push(EarlierField {
+                        entry,
+                        value: match &field.value {
+                            FieldValue::NameUnknown(text) => Some(text.clone()),
+                            _ => None,
+                        },
+                        among_pseudo_headers,
+                    });
+                }
                 continue;
             };
+            among_pseudo_headers &= name.starts_with(':');
             if field.value == FieldValue::Unknown {
                 meaning.response.had_unknown_fields = true;
             }
@@ -114,7 +145,15 @@ impl BlockMeaning {
             None if !meaning.response.had_unknown_fields => false,
             None | Some(None) => request.path.as_deref().is_none_or(is_grpc_path),
         };
+        if request.path.is_none() {
+            request.path_candidates = earlier
+                .iter()
+                .filter(|field| field.among_pseudo_headers && field.value.is_none())
+                .map(|field| field.entry)
+                .collect();
+        }
         meaning.request = grpc.then(|| Rc::new(request));
+        meaning.earlier = earlier.into();
         meaning
     }
 }
@@ -165,6 +204,18 @@ mod tests {
         HeaderField {
             name: Some(Text::Static(name)),
             value: FieldValue::Known(value.into()),
+            from_before: None,
+        }
+    }
+
+    fn earlier(insertion: i64) -> HeaderField {
+        HeaderField {
+            name: None,
+            value: FieldValue::Unknown,
+            from_before: Some(EntryId {
+                watch: 0,
+                insertion,
+            }),
         }
     }
 
@@ -179,6 +230,7 @@ mod tests {
             HeaderField {
                 name: Some(Text::Static("authorization")),
                 value: FieldValue::Redacted { len: 12 },
+                from_before: None,
             },
         ];
         let meaning = BlockMeaning::of(&fields);
@@ -209,10 +261,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_content_type_leaves_the_path_to_decide_and_says_so() {
-        let unknown = HeaderField {
-            name: None,
-            value: FieldValue::Unknown,
-        };
+        let unknown = earlier(-1);
         let with_path = |path: &str| [field(":path", path), unknown.clone()];
         let request = BlockMeaning::of(&with_path("/shop.Catalog/GetItem"))
             .request
@@ -241,13 +290,7 @@ mod tests {
             }
         );
         // Fields from before attach: a status may hide in them.
-        let late = [
-            field(":status", "200"),
-            HeaderField {
-                name: None,
-                value: FieldValue::Unknown,
-            },
-        ];
+        let late = [field(":status", "200"), earlier(-1)];
         let meaning = BlockMeaning::of(&late);
         assert!(meaning.has_status && meaning.response.had_unknown_fields);
         assert_eq!(meaning.response.http_status, Some(200));

@@ -9,6 +9,7 @@
 
 mod call;
 mod connection;
+mod earlier_entries;
 mod frame_position;
 mod header_block;
 mod headers;
@@ -22,7 +23,7 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use call::{CallRecord, ConnectionFacts, EndReason, KnownFailure, Side};
+pub use call::{CallRecord, ConnectionFacts, EndReason, KnownFailure, Provenance, Side};
 pub use connection::ConnectionTracker;
 pub use frame_position::{FramePosition, MessageProgress};
 pub use headers::RequestHeaders;

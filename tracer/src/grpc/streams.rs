@@ -4,7 +4,9 @@ use std::rc::Rc;
 
 use foldhash::HashMap;
 
-use super::{headers::RequestHeaders, message::MessageCounter, stats::TrackerStats};
+use super::{
+    call::Provenance, headers::RequestHeaders, message::MessageCounter, stats::TrackerStats,
+};
 
 /// What is known of one call so far.
 #[derive(Default)]
@@ -16,6 +18,7 @@ pub(super) struct StreamState {
     pub first_response_header_ns: Option<u64>,
     pub http_status: Option<u16>,
     pub grpc_status: Option<u32>,
+    pub status_provenance: Provenance,
     pub grpc_message: Option<String>,
     /// A response header block held fields we could not decode: a missing grpc-status may
     /// just be unreadable.

@@ -6,13 +6,17 @@ use super::{
     integer,
     repeated_blocks::RepeatedBlocks,
     static_table,
-    table::{DynamicTable, ENTRY_OVERHEAD, Entry, Lookup},
+    table::{DynamicTable, ENTRY_OVERHEAD, Entry, EntryId, Lookup},
     text::Text,
 };
 use crate::recent::Recent;
 
 /// Default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
+/// Longest value kept under a name from before we were watching ([`FieldValue::NameUnknown`]):
+/// enough for the statuses and codes a name learned later can make useful.
+const MAX_VALUE_UNDER_UNKNOWN_NAME: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -185,6 +189,7 @@ impl Decoder {
                         + field.value.len()
                         + ENTRY_OVERHEAD,
                     name: field.name.clone(),
+                    name_from: field.from_before,
                     value: field.value.clone(),
                 });
                 fields.push(field);
@@ -218,33 +223,43 @@ impl Decoder {
             return Ok(HeaderField {
                 name: Some(Text::Static(name)),
                 value,
+                from_before: None,
             });
         }
         match self.dynamic_entry(index)? {
-            Some(entry) => Ok(HeaderField {
+            Ok(entry) => Ok(HeaderField {
                 name: entry.name.clone(),
                 value: entry.value.clone(),
+                from_before: entry.name_from,
             }),
-            None => Ok(HeaderField {
+            Err(unknown) => Ok(HeaderField {
                 name: None,
                 value: FieldValue::Unknown,
+                from_before: Some(unknown),
             }),
         }
     }
 
-    /// The name at `index`, for a literal that references one.
-    fn indexed_name(&mut self, index: usize) -> Result<Option<Text>, DecodeError> {
+    /// The name at `index`, for a literal that references one; when it is from before we were
+    /// watching, the entry it is from.
+    fn indexed_name(&mut self, index: usize) -> Result<Result<Text, EntryId>, DecodeError> {
         if let Some(&(name, _)) = static_entry(index) {
-            return Ok(Some(Text::Static(name)));
+            return Ok(Ok(Text::Static(name)));
         }
-        Ok(self
-            .dynamic_entry(index)?
-            .and_then(|entry| entry.name.clone()))
+        Ok(match self.dynamic_entry(index)? {
+            Ok(Entry {
+                name: Some(name), ..
+            }) => Ok(name.clone()),
+            // An entry without a name always has the entry it took its name from.
+            Ok(Entry { name_from, .. }) => Err(name_from.ok_or(DecodeError::InvalidIndex)?),
+            Err(unknown) => Err(unknown),
+        })
     }
 
-    /// Dynamic table entry `index` (in the combined index space); `None` when it is from before
-    /// we were watching. Counts references to what we cannot know.
-    fn dynamic_entry(&mut self, index: usize) -> Result<Option<&Entry>, DecodeError> {
+    /// Dynamic table entry `index` (in the combined index space); `Err` with the entry's
+    /// identity when it is from before we were watching. Counts references to what we cannot
+    /// know.
+    fn dynamic_entry(&mut self, index: usize) -> Result<Result<&Entry, EntryId>, DecodeError> {
         if index <= static_table::LEN {
             return Err(DecodeError::InvalidIndex); // Only index 0 gets here.
         }
@@ -253,11 +268,11 @@ impl Decoder {
                 if entry.name.is_none() {
                     self.unknown_references += 1;
                 }
-                Ok(Some(entry))
+                Ok(Ok(entry))
             }
-            Lookup::Unknown => {
+            Lookup::Unknown(id) => {
                 self.unknown_references += 1;
-                Ok(None)
+                Ok(Err(id))
             }
             Lookup::Invalid => Err(DecodeError::InvalidIndex),
         }
@@ -271,12 +286,15 @@ impl Decoder {
         indexing: Indexing,
     ) -> Result<(HeaderField, usize), DecodeError> {
         let (name_index, mut used) = integer::decode(input, prefix_bits)?;
-        let name = if name_index == 0 {
+        let (name, from_before) = if name_index == 0 {
             let (name, name_used) = string(&input[used..], &mut self.scratch)?;
             used += name_used;
-            Some(name_text(name))
+            (Some(name_text(name)), None)
         } else {
-            self.indexed_name(name_index)?
+            match self.indexed_name(name_index)? {
+                Ok(name) => (Some(name), None),
+                Err(entry) => (None, Some(entry)),
+            }
         };
         let retained = name
             .as_deref()
@@ -288,20 +306,39 @@ impl Decoder {
         used += encoded.len();
         if remembered && let Some(text) = self.recent_literals.get(encoded) {
             let value = FieldValue::Known(text.clone());
-            return Ok((HeaderField { name, value }, used));
+            let field = HeaderField {
+                name,
+                value,
+                from_before,
+            };
+            return Ok((field, used));
         }
         let (value, _) = string(encoded, &mut self.scratch)?;
-        let value = match retained.then(|| Text::decoded(value)).flatten() {
-            Some(text) => {
-                if remembered {
-                    self.recent_literals.insert(encoded, text.clone());
+        let value = if retained {
+            match Text::decoded(value) {
+                Some(text) => {
+                    if remembered {
+                        self.recent_literals.insert(encoded, text.clone());
+                    }
+                    FieldValue::Known(text)
                 }
-                FieldValue::Known(text)
+                None => FieldValue::Redacted { len: value.len() },
             }
-            // Not allowlisted, or not text.
-            None => FieldValue::Redacted { len: value.len() },
+        } else if from_before.is_some() && value.len() <= MAX_VALUE_UNDER_UNKNOWN_NAME {
+            match Text::decoded(value) {
+                Some(text) => FieldValue::NameUnknown(text),
+                None => FieldValue::Redacted { len: value.len() },
+            }
+        } else {
+            // Not allowlisted.
+            FieldValue::Redacted { len: value.len() }
         };
-        Ok((HeaderField { name, value }, used))
+        let field = HeaderField {
+            name,
+            value,
+            from_before,
+        };
+        Ok((field, used))
     }
 }
 
@@ -388,6 +425,7 @@ mod tests {
                     FieldValue::Known(text) => text.to_string(),
                     FieldValue::Redacted { len } => format!("<{len} bytes>"),
                     FieldValue::Unknown => "?".into(),
+                    FieldValue::NameUnknown(text) => format!("?{text}"),
                 };
                 (name, value)
             })
@@ -645,6 +683,63 @@ mod tests {
                 ("custom-key", "custom-value"),
                 ("cache-control", "no-cache"),
             ],
+        );
+    }
+
+    #[test]
+    fn an_unseen_entry_keeps_its_identity_as_its_index_shifts() {
+        let mut decoder = Decoder::joined_late(keep_all);
+        let unseen = |insertion| {
+            Some(EntryId {
+                watch: 0,
+                insertion,
+            })
+        };
+        // Index 62 and 63: the two newest entries from before we were watching.
+        let fields = decoder.decode(&[0xbe, 0xbf]).unwrap();
+        assert_eq!(fields[0].from_before, unseen(-1));
+        assert_eq!(fields[1].from_before, unseen(-2));
+        // One insertion later (cache-control), the same entries are 63 and 64.
+        let fields = decoder
+            .decode(&unhex("5808 6e6f 2d63 6163 6865 bfc0"))
+            .unwrap();
+        assert_eq!(fields[0].from_before, None);
+        assert_eq!(
+            (fields[1].from_before, fields[2].from_before),
+            (unseen(-1), unseen(-2))
+        );
+        // After a lost block the numbering starts again.
+        decoder.lose_sync();
+        let fields = decoder.decode(&[0xbe]).unwrap();
+        assert_eq!(
+            fields[0].from_before,
+            Some(EntryId {
+                watch: 1,
+                insertion: -1
+            })
+        );
+    }
+
+    #[test]
+    fn a_short_value_under_an_unseen_name_is_kept_but_not_shown() {
+        fn only_status(name: &[u8]) -> bool {
+            name == b"grpc-status"
+        }
+        let mut decoder = Decoder::joined_late(only_status);
+        // Literal with incremental indexing, name from dynamic index 62 (unseen): "5"; then
+        // the new entry itself, which keeps both.
+        let fields = decoder.decode(&unhex("7e01 35be")).unwrap();
+        for field in &fields {
+            assert_eq!(field.name, None);
+            assert_eq!(field.value, FieldValue::NameUnknown("5".into()));
+            assert_eq!(field.text(), None, "not shown while the name is unknown");
+        }
+        assert_eq!(fields[0].from_before, fields[1].from_before);
+        // A longer value under an unseen name keeps only its length.
+        let long = [&[0x7f, 0x00, 0x11][..], &[b'x'; 17][..]].concat();
+        assert_eq!(
+            decoder.decode(&long).unwrap()[0].value,
+            FieldValue::Redacted { len: 17 }
         );
     }
 

@@ -1,6 +1,6 @@
 //! A decoded header field, as far as a passive observer may keep it.
 
-use super::text::Text;
+use super::{table::EntryId, text::Text};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldValue {
@@ -11,12 +11,15 @@ pub enum FieldValue {
     },
     /// The field referenced a table entry from before we were watching.
     Unknown,
+    /// A literal value under a name from before we were watching. Short text is kept, in case
+    /// what the name is comes to be known (and is allowlisted); until then it is never shown.
+    NameUnknown(Text),
 }
 
 impl FieldValue {
     pub(super) fn len(&self) -> usize {
         match self {
-            FieldValue::Known(text) => text.len(),
+            FieldValue::Known(text) | FieldValue::NameUnknown(text) => text.len(),
             FieldValue::Redacted { len } => *len,
             FieldValue::Unknown => 0,
         }
@@ -30,6 +33,9 @@ pub struct HeaderField {
     /// `?`, which keeps its length (the table's sizes count it) and matches no header we read.
     pub name: Option<Text>,
     pub value: FieldValue,
+    /// For a field whose name (and, if [`FieldValue::Unknown`], value) came from a table entry
+    /// inserted before we were watching: that entry.
+    pub from_before: Option<EntryId>,
 }
 
 impl HeaderField {

@@ -4,7 +4,9 @@
 //! - **Late join.** When the tracer attaches to a connection mid-flight, the dynamic table's
 //!   older entries were inserted before it was watching. Indices count from the newest entry
 //!   (§2.3.3), so every entry inserted *after* attach resolves exactly; references past them
-//!   resolve to [`FieldValue::Unknown`] instead of failing the whole block.
+//!   resolve to [`FieldValue::Unknown`] instead of failing the whole block, naming the entry
+//!   they refer to ([`EntryId`]): it stays the same entry while its index shifts, so what is
+//!   learned of it later holds for every reference.
 //! - **Privacy.** Only the values of allowlisted header names are kept, even inside the dynamic
 //!   table; every other value is reduced to its length the moment it is decoded.
 
@@ -21,6 +23,7 @@ mod text;
 pub use decoder::{DecodeError, Decoded, Decoder};
 pub use field::{FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
+pub use table::EntryId;
 pub use text::Text;
 
 /// Hex dumps as RFC 7541 prints them (`8286 8441 ...`), for the tests.

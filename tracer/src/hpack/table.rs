@@ -7,10 +7,24 @@ use super::{field::FieldValue, text::Text};
 /// Per-entry overhead counted in the table size (§4.1).
 pub const ENTRY_OVERHEAD: usize = 32;
 
+/// Which entry of a table an index referred to. An index counts from the newest entry, so every
+/// insertion shifts it (§2.3.3), but an entry stays the entry it was: entries are numbered by
+/// when they were inserted, counted from when we started watching the table. 0 is the first
+/// insertion we saw, -1 the newest entry inserted before we were watching, -2 the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    /// Which stretch of watching: it starts again, with new numbers, each time the table's
+    /// history is forgotten (a header block was lost).
+    pub watch: u32,
+    pub insertion: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// `None` when the name came from an entry that was inserted before we were watching.
+    /// `None` when the name came from an entry that was inserted before we were watching...
     pub name: Option<Text>,
+    /// ...this one.
+    pub name_from: Option<EntryId>,
     pub value: FieldValue,
     /// §4.1 size. For an unknown name this is a lower bound; sizes only bound our memory, they
     /// never decide what an index resolves to (see [`DynamicTable::get`]).
@@ -19,8 +33,8 @@ pub struct Entry {
 
 pub enum Lookup<'a> {
     Found(&'a Entry),
-    /// Inserted before we started watching (or after a lost header block).
-    Unknown,
+    /// Inserted before we started watching (or before a lost header block).
+    Unknown(EntryId),
     /// Past the end of a table whose whole history we saw: a corrupt reference.
     Invalid,
 }
@@ -37,6 +51,9 @@ pub struct DynamicTable {
     /// How many times the entries (or the limit on them) changed: equal counts mean an index
     /// resolves to the same entry.
     changes: u64,
+    /// The current stretch of watching, and how many entries were inserted during it.
+    watch: u32,
+    inserted: i64,
 }
 
 impl DynamicTable {
@@ -47,21 +64,32 @@ impl DynamicTable {
             max_size,
             history_complete,
             changes: 0,
+            watch: 0,
+            inserted: 0,
         }
     }
 
     /// Entry `index` counted from the newest (0-based). Entries we know are exactly the newest
     /// ones, in order, so a known index is exact whatever came before attach.
     pub fn get(&self, index: usize) -> Lookup<'_> {
-        match self.entries.get(index) {
-            Some(entry) => Lookup::Found(entry),
-            None if self.history_complete => Lookup::Invalid,
-            None => Lookup::Unknown,
+        if let Some(entry) = self.entries.get(index) {
+            return Lookup::Found(entry);
         }
+        // Past the entries we know: one inserted before we were watching, unless it is one we
+        // saw inserted and then evicted (then everything older is gone too).
+        let insertion = i64::try_from(index).map_or(i64::MIN, |index| self.inserted - 1 - index);
+        if self.history_complete || insertion >= 0 {
+            return Lookup::Invalid;
+        }
+        Lookup::Unknown(EntryId {
+            watch: self.watch,
+            insertion,
+        })
     }
 
     pub fn insert(&mut self, entry: Entry) {
         self.changes += 1;
+        self.inserted += 1;
         // §4.4: an entry larger than the table empties it and is not added.
         if entry.size > self.max_size {
             self.entries.clear();
@@ -87,6 +115,8 @@ impl DynamicTable {
     /// Forgets everything: what we knew may now sit at other indices.
     pub fn forget_history(&mut self) {
         self.changes += 1;
+        self.watch += 1;
+        self.inserted = 0;
         self.entries.clear();
         self.size = 0;
         self.history_complete = false;

@@ -14,3 +14,4 @@ pub mod recording_proxy;
 pub mod scenarios;
 pub mod server_process;
 pub mod tracer_run;
+pub mod waiting_client;

@@ -9,6 +9,7 @@ pub mod hpack;
 pub mod http2;
 pub mod launch;
 pub mod output_file;
+pub mod process_memory;
 pub mod recent;
 pub mod session;
 pub mod stream;

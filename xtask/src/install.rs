@@ -35,3 +35,26 @@ pub fn debian_tool(program: &str, package: &str, why: &str) -> bool {
         .status();
     present()
 }
+
+/// Whether the Debian `packages` are installed, after installing those that were not; `why`
+/// says what needs them.
+pub fn debian_packages(packages: &[&str], why: &str) -> bool {
+    let installed = |package: &str| {
+        Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status}", package])
+            .output()
+            .is_ok_and(|output| output.stdout.ends_with(b"install ok installed"))
+    };
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    announce(&missing.join(", "), "Debian's archive with apt-get", why);
+    let _ = Command::new("apt-get").args(["update", "-q"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    missing.iter().all(|package| installed(package))
+}

@@ -7,6 +7,7 @@ mod demo;
 mod ebpf_toolchain;
 mod example;
 mod fuzz;
+mod go;
 mod install;
 mod node;
 mod python;

@@ -383,6 +383,9 @@ fn series_attributes<'a>(
         }
     }
     attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
+    if let Some(source) = call.method_inferred_from() {
+        attributes.push(("tracer.method_source", text(source)));
+    }
 }
 
 /// What each call has of its own: its status, messages, timing and how it ended.
@@ -584,6 +587,7 @@ pub(super) mod tests {
             http_status: Some(200),
             grpc_status: Some(5),
             status_provenance: Provenance::Decoded,
+            method_provenance: Provenance::Decoded,
             grpc_message: Some("no such item".into()),
             code: Some(Code::NOT_FOUND),
             code_candidates: &[],

@@ -111,6 +111,9 @@ pub enum Provenance {
     /// Decoded from a literal value whose field name referred to a table entry from before
     /// attach, which gRPC's grammar names: the only field of the block that can carry it.
     NameFromGrammar,
+    /// Read from the traced process's own header table, from the entry the field referred to
+    /// (inserted before attach).
+    ProcessMemory,
 }
 
 impl Provenance {
@@ -119,6 +122,7 @@ impl Provenance {
         match self {
             Provenance::Decoded => "decoded",
             Provenance::NameFromGrammar => "name from grammar",
+            Provenance::ProcessMemory => "process memory",
         }
     }
 }
@@ -136,6 +140,8 @@ pub struct CallRecord {
     pub grpc_status: Option<u32>,
     /// How `grpc_status` was read.
     pub status_provenance: Provenance,
+    /// How the path in `request_headers` was read.
+    pub method_provenance: Provenance,
     /// `grpc-message`, percent-decoded.
     pub grpc_message: Option<String>,
     /// The status the client ends up with: grpc-status, else derived from the HTTP status, the
@@ -192,6 +198,15 @@ impl CallRecord {
         match self.status_provenance {
             Provenance::Decoded => None,
             _ if self.code.is_none() || self.grpc_status.is_none() => None,
+            inferred => Some(inferred.label()),
+        }
+    }
+
+    /// When the method was known other than by decoding the call's own `:path`: how.
+    pub fn method_inferred_from(&self) -> Option<&'static str> {
+        match self.method_provenance {
+            Provenance::Decoded => None,
+            _ if self.path().is_none() => None,
             inferred => Some(inferred.label()),
         }
     }

@@ -3,17 +3,18 @@
 //! [`FrameReader`], header blocks from [`HeaderBlocks`], call state lives in [`Streams`], and
 //! the status rules in [`outcome`](super::outcome).
 
-use std::{rc::Rc, sync::Arc};
+use std::{cell::RefCell, rc::Rc, sync::Arc};
 
 use super::{
     call::{CallRecord, ConnectionFacts, EndReason, Provenance, Side},
-    earlier_entries::EarlierEntries,
+    earlier_entries::{EarlierEntries, Field, Recall},
     frame_position::{FramePosition, MessageProgress},
     header_block::{HeaderBlock, HeaderBlocks},
     headers::BlockMeaning,
     limits::Limits,
     outcome,
     stats::TrackerStats,
+    status::Code,
     streams::{StreamState, Streams},
 };
 use crate::{
@@ -38,6 +39,11 @@ struct CallAssembly {
     blocks: [HeaderBlocks; 2],
     /// Indexed by [`Direction`]: what its blocks told of entries from before attach.
     earlier: [EarlierEntries; 2],
+    /// Where the values of entries from before attach are looked up, if anywhere.
+    recall: Option<Rc<RefCell<dyn Recall>>>,
+    /// Ended calls whose status is an entry from before attach, not found yet: held back a
+    /// little for the process to have read what ended them (see [`HeldCall`]).
+    held: Vec<HeldCall>,
     /// The direction the client writes in, once known (preface or request headers).
     client_direction: Option<Direction>,
     streams: Streams,
@@ -50,6 +56,21 @@ struct CallAssembly {
     /// frame set for this direction's reader, applied once the running reader has returned.
     max_frame_size: [Option<u32>; 2],
 }
+
+/// A call whose final block's `grpc-status` may be an entry from before attach, to be looked up
+/// in the process's own table. A client's decoder reads the block after the tracer sees it
+/// arrive, so its table may not show the block's insertions yet; the lookup is tried again
+/// when the client next writes (having read it), and the record is let go with what is known
+/// after [`HOLD_NS`] or when the connection closes.
+struct HeldCall {
+    record: CallRecord,
+    final_block: Rc<BlockMeaning>,
+    /// The direction the final block came in.
+    direction: Direction,
+}
+
+/// Longest a record waits for its status to be looked up.
+const HOLD_NS: u64 = 200_000_000;
 
 fn opposite(direction: Direction) -> Direction {
     match direction {
@@ -76,6 +97,8 @@ impl ConnectionTracker {
                 facts: Arc::new(facts),
                 blocks: [blocks(), blocks()],
                 earlier: Default::default(),
+                recall: None,
+                held: Vec::new(),
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
                 last_request_stream: None,
@@ -88,6 +111,12 @@ impl ConnectionTracker {
 
     pub fn stats(&self) -> &TrackerStats {
         &self.calls.stats
+    }
+
+    /// Entries from before attach (joined mid-flight, or after a lost header block) are to be
+    /// looked up in `recall`.
+    pub fn recall_from(&mut self, recall: Rc<RefCell<dyn Recall>>) {
+        self.calls.recall = Some(recall);
     }
 
     /// The connection's addresses became known (a TLS session tied to its socket late): the
@@ -109,9 +138,21 @@ impl ConnectionTracker {
         self.calls.streams.len()
     }
 
+    /// Lets go of held calls (see [`HeldCall`]) whose status was found or whose time is up at
+    /// `now_ns`, or all of them.
+    pub fn release_held(&mut self, now_ns: u64, all: bool, out: &mut Vec<CallRecord>) {
+        if !self.calls.held.is_empty() {
+            self.calls.release_held(now_ns, all, out);
+        }
+    }
+
     /// Feeds the next chunk of one direction; completed calls are appended to `out`.
     pub fn on_chunk(&mut self, direction: Direction, chunk: &Chunk<'_>, out: &mut Vec<CallRecord>) {
         let now = chunk.timestamp_ns;
+        // The client writing again has read what came before: held lookups may succeed now.
+        if !self.calls.held.is_empty() && self.calls.client_direction == Some(direction) {
+            self.calls.release_held(now, false, out);
+        }
         let index = direction as usize;
         let calls = &mut self.calls;
         let mut sink = |event: ReaderEvent<'_>| calls.on_event(direction, event, now, out);
@@ -167,6 +208,7 @@ impl ConnectionTracker {
         for stream_id in calls.streams.ids_where(|_| true) {
             calls.complete(stream_id, reason, timestamp_ns, out);
         }
+        calls.release_held(timestamp_ns, true, out);
     }
 }
 
@@ -358,7 +400,10 @@ impl CallAssembly {
         out: &mut Vec<CallRecord>,
     ) {
         match &block.meaning {
-            Some(meaning) => self.on_header_block(direction, &block, meaning, now, out),
+            Some(meaning) => {
+                let meaning = Rc::clone(meaning);
+                self.on_header_block(direction, &block, &meaning, now, out);
+            }
             None => self.on_lost_block(direction, block.stream_id, block.end_stream, now, out),
         }
     }
@@ -400,7 +445,7 @@ impl CallAssembly {
         &mut self,
         direction: Direction,
         block: &HeaderBlock,
-        meaning: &BlockMeaning,
+        meaning: &Rc<BlockMeaning>,
         now: u64,
         out: &mut Vec<CallRecord>,
     ) {
@@ -456,6 +501,11 @@ impl CallAssembly {
         } else if let Some(status) = earlier.final_block(meaning) {
             stream.grpc_status = Some(status);
             stream.status_provenance = Provenance::NameFromGrammar;
+        } else if stream.grpc_status.is_none()
+            && !meaning.earlier.is_empty()
+            && self.recall.is_some()
+        {
+            stream.status_lookup = Some((Rc::clone(meaning), direction));
         }
         if response.grpc_message.is_some() {
             stream.grpc_message.clone_from(&response.grpc_message);
@@ -501,6 +551,33 @@ impl CallAssembly {
         }
     }
 
+    /// A request whose `:path` referred to an entry from before attach: the path, if the
+    /// process's own table holds it.
+    fn recall_path(&mut self, stream: &mut StreamState) {
+        let (Some(client), Some(recall), Some(request)) = (
+            self.client_direction,
+            &self.recall,
+            stream.request_headers.as_mut(),
+        ) else {
+            return;
+        };
+        if request.path.is_some() || request.path_candidates.is_empty() {
+            return;
+        }
+        let candidates = request.path_candidates.iter().map(|&entry| (entry, None));
+        let decoder = self.blocks[client as usize].decoder();
+        let path = self.earlier[client as usize].recall(
+            Field::Path,
+            candidates,
+            decoder,
+            &mut *recall.borrow_mut(),
+        );
+        if let Some(path) = path {
+            Rc::make_mut(request).path = Some(path);
+            stream.method_provenance = Provenance::ProcessMemory;
+        }
+    }
+
     /// The call on `stream_id` ended: its record goes to `out`.
     fn complete(
         &mut self,
@@ -511,9 +588,10 @@ impl CallAssembly {
     ) {
         let max = self.slots.max(self.client_direction);
         let was_full = max.is_some_and(|max| self.streams.len() >= max as usize);
-        let Some(stream) = self.streams.remove(stream_id) else {
+        let Some(mut stream) = self.streams.remove(stream_id) else {
             return;
         };
+        self.recall_path(&mut stream);
         if was_full {
             self.slots.freed(end_ns);
         }
@@ -532,19 +610,8 @@ impl CallAssembly {
             EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),
             _ => None,
         };
-        self.stats.calls += 1;
-        self.stats.calls_without_method += u64::from(
-            stream
-                .request_headers
-                .as_ref()
-                .is_none_or(|headers| headers.path.is_none()),
-        );
-        if reason == EndReason::ProcessExited {
-            self.stats.calls_cut_by_exit += 1;
-        } else {
-            self.stats.calls_without_status += u64::from(code.is_none());
-        }
-        out.push(CallRecord {
+        let status_lookup = stream.status_lookup.take();
+        let record = CallRecord {
             connection: Arc::clone(&self.facts),
             side: if self.client_direction == Some(Direction::Egress) {
                 Side::Client
@@ -556,6 +623,7 @@ impl CallAssembly {
             http_status: stream.http_status,
             grpc_status: stream.grpc_status,
             status_provenance: stream.status_provenance,
+            method_provenance: stream.method_provenance,
             grpc_message: stream.grpc_message,
             code,
             code_candidates: outcome.candidates(),
@@ -566,7 +634,92 @@ impl CallAssembly {
             first_response_header_ns: stream.first_response_header_ns,
             request: stream.request.stats,
             response: stream.response.stats,
+        };
+        match status_lookup {
+            Some((final_block, direction)) if record.grpc_status.is_none() => {
+                let mut held = HeldCall {
+                    record,
+                    final_block,
+                    direction,
+                };
+                if self.look_up_status(&mut held) {
+                    self.emit(held.record, out);
+                } else {
+                    self.held.push(held);
+                }
+            }
+            _ => self.emit(record, out),
+        }
+    }
+
+    /// Counts a finished call and hands it on.
+    fn emit(&mut self, record: CallRecord, out: &mut Vec<CallRecord>) {
+        self.stats.calls += 1;
+        self.stats.methods_from_memory +=
+            u64::from(record.method_inferred_from() == Some(Provenance::ProcessMemory.label()));
+        match record.status_inferred_from() {
+            Some(source) if source == Provenance::ProcessMemory.label() => {
+                self.stats.statuses_from_memory += 1
+            }
+            Some(_) => self.stats.statuses_by_grammar += 1,
+            None => {}
+        }
+        self.stats.calls_without_method += u64::from(record.path().is_none());
+        if record.end_reason == EndReason::ProcessExited {
+            self.stats.calls_cut_by_exit += 1;
+        } else {
+            self.stats.calls_without_status += u64::from(record.code.is_none());
+        }
+        out.push(record);
+    }
+
+    /// Looks up a held call's status in the process's table; whether it was found.
+    fn look_up_status(&mut self, held: &mut HeldCall) -> bool {
+        let Some(recall) = &self.recall else {
+            return false;
+        };
+        let index = held.direction as usize;
+        let fields = held
+            .final_block
+            .earlier
+            .iter()
+            .map(|field| (field.entry, field.value.clone()));
+        let status = self.earlier[index]
+            .recall(
+                Field::GrpcStatus,
+                fields,
+                self.blocks[index].decoder(),
+                &mut *recall.borrow_mut(),
+            )
+            .and_then(|value| value.parse().ok());
+        let Some(status) = status else {
+            return false;
+        };
+        let record = &mut held.record;
+        record.grpc_status = Some(status);
+        record.status_provenance = Provenance::ProcessMemory;
+        // What ended the call decided its code only because grpc-status was unknown.
+        if matches!(
+            record.end_reason,
+            EndReason::Trailers | EndReason::TrailersOnly
+        ) {
+            record.code = Some(Code(status));
+            record.code_candidates = &[];
+        }
+        true
+    }
+
+    fn release_held(&mut self, now: u64, all: bool, out: &mut Vec<CallRecord>) {
+        let mut held = std::mem::take(&mut self.held);
+        held.retain_mut(|call| {
+            let found = self.look_up_status(call);
+            let let_go = found || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS;
+            if let_go {
+                self.emit(call.record.clone(), out);
+            }
+            !let_go
         });
+        self.held = held;
     }
 }
 

@@ -17,11 +17,23 @@
 //!
 //! Only what follows from every block seen is learned; an entry whose blocks contradict each
 //! other (a peer that breaks the grammar) is learned as nothing.
+//!
+//! Values are not in the grammar: an entry whose whole field came from before attach is looked
+//! up where the process keeps it ([`Recall`]), and must agree with what the grammar learned.
 
 use foldhash::HashMap;
 
 use super::headers::{BlockMeaning, EarlierField};
-use crate::hpack::EntryId;
+use crate::hpack::{Decoder, EntryId, SeenEntry, Text};
+
+/// Where entries from before attach can be looked up: the traced process's own header tables
+/// (`crate::process_memory`).
+pub trait Recall {
+    /// The entry inserted `-insertion` insertions before watching began (`insertion` < 0), in
+    /// the table whose entries since are `seen` (newest first): its name, and its value when
+    /// the name is allowlisted.
+    fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)>;
+}
 
 /// The fields the grammar lets us name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +42,25 @@ pub(super) enum Field {
     GrpcStatus,
 }
 
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Path => ":path",
+            Field::GrpcStatus => "grpc-status",
+        }
+    }
+}
+
 /// What is known of one entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Learned {
     is: Option<Field>,
     not_path: bool,
     not_grpc_status: bool,
     /// Its blocks disagree: nothing about it is trusted.
     contradicted: bool,
+    /// Its name and value, as [`Recall`] found them.
+    recalled: Option<(Text, Option<Text>)>,
 }
 
 impl Learned {
@@ -110,6 +133,52 @@ impl EarlierEntries {
             .iter()
             .find(|field| self.is(field.entry, Field::GrpcStatus))
             .and_then(|field| field.value.as_deref()?.parse().ok())
+    }
+
+    /// The value of the one field among `entries` that is `field`, looked up with `recall`
+    /// where needed (in the table `decoder` holds): `None` unless exactly one is, by name,
+    /// without contradicting the grammar. A field sent as a literal under an entry's name
+    /// comes with its own value (`None` for a whole entry). What was found is kept; what was
+    /// not is asked again next time (`recall` knows when its answer cannot have changed).
+    pub fn recall(
+        &mut self,
+        field: Field,
+        entries: impl Iterator<Item = (EntryId, Option<Text>)>,
+        decoder: &Decoder,
+        recall: &mut dyn Recall,
+    ) -> Option<Text> {
+        let mut seen = None;
+        let mut found = None;
+        for (entry, literal) in entries {
+            let learned = self.learned.get(&entry);
+            if learned.is_some_and(|learned| !learned.could_be(field)) {
+                continue;
+            }
+            let recalled = match learned.and_then(|learned| learned.recalled.clone()) {
+                Some(recalled) => Some(recalled),
+                // From before a lost block: not an entry of the table as it is now.
+                None if entry.watch != decoder.watch() => None,
+                None => {
+                    let seen = seen.get_or_insert_with(|| decoder.seen_entries());
+                    let recalled = recall.entry(seen, entry.insertion);
+                    if recalled.is_some() {
+                        self.learn(entry).recalled.clone_from(&recalled);
+                    }
+                    recalled
+                }
+            };
+            let Some((name, value)) = recalled else {
+                continue;
+            };
+            if *name != *field.name() {
+                continue;
+            }
+            if found.is_some() {
+                return None; // Two fields that are both it: something is wrong.
+            }
+            found = Some(literal.or(value));
+        }
+        found.flatten()
     }
 
     /// Whether `entry` is learned to be `field`.

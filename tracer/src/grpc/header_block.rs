@@ -70,6 +70,11 @@ impl HeaderBlocks {
         }
     }
 
+    /// The direction's HPACK decoder, for what its table holds.
+    pub fn decoder(&self) -> &hpack::Decoder {
+        &self.decoder
+    }
+
     /// Whether a block is waiting for its CONTINUATION frames.
     pub fn is_pending(&self) -> bool {
         self.pending.is_some()

@@ -25,6 +25,7 @@ mod tests;
 
 pub use call::{CallRecord, ConnectionFacts, EndReason, KnownFailure, Provenance, Side};
 pub use connection::ConnectionTracker;
+pub use earlier_entries::Recall;
 pub use frame_position::{FramePosition, MessageProgress};
 pub use headers::RequestHeaders;
 pub use limits::Limits;

@@ -10,6 +10,11 @@ pub struct TrackerStats {
     pub calls_without_method: u64,
     /// Calls whose final status could not be decoded (late join or a capture gap).
     pub calls_without_status: u64,
+    /// Methods and statuses of calls joined mid-flight read from the process's own header
+    /// tables, and statuses read under a name gRPC's grammar gave (see `earlier_entries`).
+    pub methods_from_memory: u64,
+    pub statuses_from_memory: u64,
+    pub statuses_by_grammar: u64,
     /// Calls still in flight when their process exited: they never had a status.
     pub calls_cut_by_exit: u64,
     /// Calls none of whose frames were captured (they fell into a capture gap), counted from
@@ -36,6 +41,9 @@ impl TrackerStats {
         self.calls += other.calls;
         self.calls_without_method += other.calls_without_method;
         self.calls_without_status += other.calls_without_status;
+        self.methods_from_memory += other.methods_from_memory;
+        self.statuses_from_memory += other.statuses_from_memory;
+        self.statuses_by_grammar += other.statuses_by_grammar;
         self.calls_cut_by_exit += other.calls_cut_by_exit;
         self.calls_lost += other.calls_lost;
         self.streams_over_limit += other.streams_over_limit;

@@ -5,8 +5,12 @@ use std::rc::Rc;
 use foldhash::HashMap;
 
 use super::{
-    call::Provenance, headers::RequestHeaders, message::MessageCounter, stats::TrackerStats,
+    call::Provenance,
+    headers::{BlockMeaning, RequestHeaders},
+    message::MessageCounter,
+    stats::TrackerStats,
 };
+use crate::stream::Direction;
 
 /// What is known of one call so far.
 #[derive(Default)]
@@ -19,6 +23,11 @@ pub(super) struct StreamState {
     pub http_status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub status_provenance: Provenance,
+    /// How the path in `request_headers` was known.
+    pub method_provenance: Provenance,
+    /// The final block, when its `grpc-status` is to be looked up in the process's table, and
+    /// the direction it came in.
+    pub status_lookup: Option<(Rc<BlockMeaning>, Direction)>,
     pub grpc_message: Option<String>,
     /// A response header block held fields we could not decode: a missing grpc-status may
     /// just be unreadable.

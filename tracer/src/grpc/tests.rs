@@ -2,7 +2,7 @@
 //! HPACK encoder (httlib-hpack, with indexing and Huffman), frames are laid out by hand so edge cases (CONTINUATION, padding, resets,
 //! gaps, late join) can be placed exactly.
 
-use std::time::Duration;
+use std::{cell::RefCell, rc::Rc, time::Duration};
 
 use httlib_hpack::Encoder;
 
@@ -708,6 +708,134 @@ fn late_join_resolves_what_was_inserted_after_attach() {
         assert_eq!(call.duration(), Duration::from_millis(4));
     }
     assert_eq!(tracker.stats().calls_without_method, 1);
+}
+
+/// A stand-in for the traced process's memory: the entries each of its tables held from before
+/// attach, newest first, told apart by an entry each direction inserted since (what the real
+/// lookup lines tables up by, `crate::process_memory`). The response table reads as not yet
+/// caught up until `responses_read` is set, as a client's decoder lags what arrived.
+struct OwnTables {
+    requests: Vec<(&'static str, &'static str)>,
+    responses: Vec<(&'static str, &'static str)>,
+    responses_read: bool,
+}
+
+impl Recall for OwnTables {
+    fn entry(
+        &mut self,
+        seen: &[crate::hpack::SeenEntry<'_>],
+        insertion: i64,
+    ) -> Option<(crate::hpack::Text, Option<crate::hpack::Text>)> {
+        let inserted = |name: &str| {
+            seen.iter()
+                .any(|entry| entry.name.is_some_and(|n| &**n == name))
+        };
+        let table = if inserted("grpc-timeout") {
+            &self.requests
+        } else if inserted("date") && self.responses_read {
+            &self.responses
+        } else {
+            return None;
+        };
+        let (name, value) = table.get(usize::try_from(-insertion - 1).ok()?)?;
+        Some(((*name).into(), Some((*value).into())))
+    }
+}
+
+#[test]
+fn entries_from_before_attach_are_read_from_the_process_and_a_status_waits_for_its_table() {
+    let mut wire = Wire::new();
+    // Before attach: inserts the path, authority, content-type and te (the client's), and
+    // content-type and grpc-status 0 (the server's).
+    wire.unary(1, "/svc.S/Old");
+    let attach = wire.writes.len();
+    // After attach: Old again, all from the table but a new grpc-timeout; the server's headers
+    // insert a date, and its trailers refer to grpc-status 0 from before.
+    wire.request(3, "/svc.S/Old", &[("grpc-timeout", "1S")]);
+    wire.message(Direction::Egress, 3, 10, true);
+    let block = Wire::block(
+        &mut wire.server,
+        &[
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("date", "Mon"),
+        ],
+    );
+    wire.write(
+        Direction::Ingress,
+        frame(HEADERS, flags::END_HEADERS, 3, &block),
+    );
+    wire.message(Direction::Ingress, 3, 20, false);
+    wire.trailers(3, "0", None);
+    let next_request = wire.request(5, "/svc.S/Old", &[("grpc-timeout", "1S")]);
+    let tables = Rc::new(RefCell::new(OwnTables {
+        requests: vec![
+            ("te", "trailers"),
+            ("content-type", "application/grpc"),
+            (":authority", "svc.local:50051"),
+            (":path", "/svc.S/Old"),
+        ],
+        responses: vec![("grpc-status", "0"), ("content-type", "application/grpc")],
+        responses_read: false,
+    }));
+    let mut tracker = tracker(false);
+    tracker.recall_from(Rc::clone(&tables) as Rc<RefCell<dyn Recall>>);
+    let mut out = Vec::new();
+    let (before_next, next) = wire.writes[attach..].split_at(wire.writes.len() - attach - 1);
+    for (direction, bytes, at) in before_next {
+        feed(&mut tracker, *direction, bytes, *at, &mut out);
+    }
+    // Its status is an entry the client's table does not show yet: the call is held.
+    assert!(out.is_empty(), "{out:?}");
+    tables.borrow_mut().responses_read = true;
+    // The client writes again, having read the response: the lookup succeeds.
+    let (direction, bytes, at) = &next[0];
+    assert_eq!(*at, next_request);
+    feed(&mut tracker, *direction, bytes, *at, &mut out);
+    assert_eq!(out.len(), 1);
+    let call = &out[0];
+    assert_eq!(call.path().map(|path| &**path), Some("/svc.S/Old"));
+    assert_eq!(call.method_inferred_from(), Some("process memory"));
+    assert_eq!(
+        (call.code, call.status_inferred_from()),
+        (Some(Code::OK), Some("process memory"))
+    );
+    let stats = tracker.stats();
+    assert_eq!(
+        (stats.methods_from_memory, stats.statuses_from_memory),
+        (1, 1)
+    );
+    assert_eq!(
+        (stats.calls_without_method, stats.calls_without_status),
+        (0, 0)
+    );
+}
+
+#[test]
+fn a_held_call_goes_unnamed_when_its_table_never_catches_up() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/svc.S/Old");
+    let attach = wire.writes.len();
+    let (_, end) = wire.unary(3, "/svc.S/Old");
+    let mut tracker = tracker(false);
+    let nothing = OwnTables {
+        requests: Vec::new(),
+        responses: Vec::new(),
+        responses_read: false,
+    };
+    tracker.recall_from(Rc::new(RefCell::new(nothing)));
+    let mut out = Vec::new();
+    for (direction, bytes, at) in &wire.writes[attach..] {
+        feed(&mut tracker, *direction, bytes, *at, &mut out);
+    }
+    assert!(out.is_empty());
+    // Let go once its time is up, with the status unknown, and counted so.
+    tracker.release_held(end + 199_000_000, false, &mut out);
+    assert!(out.is_empty());
+    tracker.release_held(end + 200_000_000, false, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].code, None);
+    assert_eq!(tracker.stats().calls_without_status, 1);
 }
 
 #[test]

@@ -32,6 +32,23 @@ pub enum DecodeError {
     Huffman(#[from] HuffmanError),
 }
 
+/// An entry the decoder saw inserted, as it keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenEntry<'a> {
+    /// `None` when the name came from an entry from before we were watching.
+    pub name: Option<&'a Text>,
+    pub value: &'a FieldValue,
+    /// For a value not kept: its [`value_digest`].
+    pub value_digest: Option<u64>,
+}
+
+/// A digest of a header value, to tell whether a value not kept (not allowlisted) is the same
+/// as one read elsewhere without keeping either. Never shown or exported.
+pub fn value_digest(value: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x6870_6163_6b00).hash_one(value)
+}
+
 /// How [`Decoder::decode_block`] decoded a block.
 pub enum Decoded<'a> {
     /// Into the caller's vector.
@@ -57,6 +74,8 @@ pub struct Decoder {
     scratch: Vec<u8>,
     recent_literals: RecentLiterals,
     repeated_blocks: RepeatedBlocks,
+    /// The digest of the last literal value not kept, for the entry it is inserted as.
+    redacted_digest: Option<u64>,
 }
 
 /// How a literal field affects the dynamic table (§6.2).
@@ -88,6 +107,7 @@ impl Decoder {
             scratch: Vec::new(),
             recent_literals: RecentLiterals::default(),
             repeated_blocks: RepeatedBlocks::default(),
+            redacted_digest: None,
         }
     }
 
@@ -106,6 +126,23 @@ impl Decoder {
         if self.table.max_size() > max {
             self.table.set_max_size(max);
         }
+    }
+
+    /// The entries it saw inserted and still holds, newest first.
+    pub fn seen_entries(&self) -> Vec<SeenEntry<'_>> {
+        self.table
+            .entries()
+            .map(|entry| SeenEntry {
+                name: entry.name.as_ref(),
+                value: &entry.value,
+                value_digest: entry.value_digest,
+            })
+            .collect()
+    }
+
+    /// The current stretch of watching (see [`EntryId::watch`]).
+    pub fn watch(&self) -> u32 {
+        self.table.watch()
     }
 
     /// Current table size and entry count, for tests and diagnostics.
@@ -185,6 +222,7 @@ impl Decoder {
                 // §6.2.1 Literal with Incremental Indexing.
                 let (field, used) = self.literal(input, 6, Indexing::Inserted)?;
                 self.table.insert(Entry {
+                    value_digest: self.redacted_digest.take(),
                     size: field.name.as_ref().map_or(0, |name| name.len())
                         + field.value.len()
                         + ENTRY_OVERHEAD,
@@ -314,6 +352,10 @@ impl Decoder {
             return Ok((field, used));
         }
         let (value, _) = string(encoded, &mut self.scratch)?;
+        // A value the table keeps but we may not: what it is stays unknown, but whether it is
+        // the same as a value read elsewhere can still be told (see [`Entry::value_digest`]).
+        self.redacted_digest =
+            (indexing == Indexing::Inserted && !retained).then(|| value_digest(value));
         let value = if retained {
             match Text::decoded(value) {
                 Some(text) => {

@@ -20,7 +20,7 @@ mod static_table;
 mod table;
 mod text;
 
-pub use decoder::{DecodeError, Decoded, Decoder};
+pub use decoder::{DecodeError, Decoded, Decoder, SeenEntry, value_digest};
 pub use field::{FieldValue, HeaderField};
 pub use huffman::{HuffmanError, decode as huffman_decode};
 pub use table::EntryId;

@@ -25,6 +25,9 @@ pub struct Entry {
     pub name: Option<Text>,
     /// ...this one.
     pub name_from: Option<EntryId>,
+    /// When the value was not kept (not allowlisted): a digest of it, so that a copy of the
+    /// table found elsewhere can be matched entry by entry (see `crate::process_memory`).
+    pub value_digest: Option<u64>,
     pub value: FieldValue,
     /// §4.1 size. For an unknown name this is a lower bound; sizes only bound our memory, they
     /// never decide what an index resolves to (see [`DynamicTable::get`]).
@@ -120,6 +123,15 @@ impl DynamicTable {
         self.entries.clear();
         self.size = 0;
         self.history_complete = false;
+    }
+
+    /// The entries inserted since watching began, newest first.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    pub fn watch(&self) -> u32 {
+        self.watch
     }
 
     pub fn len(&self) -> usize {

@@ -14,6 +14,7 @@ use crate::{
     capture::{Capture, CaptureError, Tracing, process_alive},
     export::{CallSink, ResourceInfo, ResourceOverrides, Summary},
     grpc::Limits,
+    stream::monotonic_now_ns,
 };
 use tracking::Tracking;
 
@@ -93,6 +94,7 @@ impl Session {
         self.capture
             .poll(timeout, &mut |event| tracking.handle(event))?;
         let tracking = &mut self.tracking;
+        tracking.release_held(monotonic_now_ns(), false);
         tracking
             .frame_sync
             .offer(&mut self.capture, &tracking.trackers);
@@ -126,12 +128,16 @@ impl Session {
                 break;
             }
         }
+        // Calls held for a status lookup go with what is known.
+        self.tracking.release_held(monotonic_now_ns(), true);
+        let _ = self.poll(Duration::ZERO, sink);
         let mut in_flight_at_exit = 0;
         for tracker in self.tracking.trackers.values() {
             in_flight_at_exit += tracker.open_calls() as u64;
             self.tracking.connection_stats.add(tracker.stats());
         }
         let ignored_connections = self.tracking.ignored_by_protocol;
+        let process_memory = self.tracking.memory_stats();
         let report = SessionReport {
             stop,
             summary: self.summary,
@@ -145,6 +151,7 @@ impl Session {
             export: sink.finish(),
             hook_time: self.capture.hook_time(),
             verified_instructions: self.capture.verified_instructions(),
+            process_memory,
         };
         (report, self.capture)
     }

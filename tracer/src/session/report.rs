@@ -6,6 +6,7 @@ use crate::{
     export::{ExportReport, Summary},
     grpc::TrackerStats,
     http2::OtherProtocol,
+    process_memory::MemoryStats,
 };
 
 use super::{
@@ -35,6 +36,8 @@ pub struct SessionReport {
     pub hook_time: Option<Vec<ProgramTime>>,
     /// Instructions the verifier processed for each kernel program.
     pub verified_instructions: Vec<(String, Option<u32>)>,
+    /// What reading traced processes' memory (for entries from before attach) cost.
+    pub process_memory: MemoryStats,
 }
 
 /// Connections that were not HTTP/2, by what they carried.
@@ -217,6 +220,11 @@ impl SessionReport {
             launched_command_cpu_us: None,
             tls_connections_decoded: self.ignored_connections.tls_decoded,
             tls_not_hooked: self.tls_not_hooked.clone(),
+            methods_from_process_memory: self.connections.methods_from_memory,
+            statuses_from_process_memory: self.connections.statuses_from_memory,
+            statuses_by_grammar: self.connections.statuses_by_grammar,
+            process_memory_reads: self.process_memory.scans,
+            process_memory_ms: self.process_memory.micros / 1000,
         }
     }
 
@@ -234,6 +242,7 @@ impl SessionReport {
         for problem in &self.tls_not_hooked {
             out.push_str(&format!("TLS not decoded: {problem}\n"));
         }
+        out.push_str(&self.render_mid_flight());
         let counters = self.counters();
         if counters.is_empty() {
             out.push_str("nothing lost\n");
@@ -246,6 +255,37 @@ impl SessionReport {
         if let Some(programs) = &self.hook_time {
             out.push_str(&render_hook_time(programs, self.summary.calls()));
         }
+        out
+    }
+}
+
+impl SessionReport {
+    /// How calls on connections joined mid-flight were named, and what it cost.
+    fn render_mid_flight(&self) -> String {
+        let connections = &self.connections;
+        let memory = &self.process_memory;
+        let by_grammar = connections.statuses_by_grammar;
+        if memory.scans == 0 && by_grammar == 0 {
+            return String::new();
+        }
+        let mut out = format!(
+            "joined mid-flight: {} methods and {} statuses read from the processes' own header \
+             tables ({} memory reads, {} MiB, {} ms)",
+            connections.methods_from_memory,
+            connections.statuses_from_memory,
+            memory.scans,
+            memory.bytes >> 20,
+            memory.micros / 1000,
+        );
+        if by_grammar > 0 {
+            out.push_str(&format!(
+                "; {by_grammar} statuses under a name gRPC's grammar gave"
+            ));
+        }
+        if memory.failures > 0 {
+            out.push_str(&format!("; {} memory reads failed", memory.failures));
+        }
+        out.push('\n');
         out
     }
 }

@@ -47,6 +47,19 @@ pub struct SessionStats {
     /// TLS libraries found in traced processes and not hooked, each with why.
     #[serde(default)]
     pub tls_not_hooked: Vec<String>,
+    /// Joined mid-flight: methods and statuses read from the processes' own header tables,
+    /// and statuses read under a name gRPC's grammar gave.
+    #[serde(default)]
+    pub methods_from_process_memory: u64,
+    #[serde(default)]
+    pub statuses_from_process_memory: u64,
+    #[serde(default)]
+    pub statuses_by_grammar: u64,
+    /// Copies of traced processes' memory taken for that, and the time they took.
+    #[serde(default)]
+    pub process_memory_reads: u64,
+    #[serde(default)]
+    pub process_memory_ms: u64,
 }
 
 /// The kernel programs' run time (`--hook-time`).

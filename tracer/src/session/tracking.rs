@@ -1,6 +1,8 @@
 //! What capture events do to the session's state: a connection tracker per connection, the
 //! calls they finish, and the traced processes still alive.
 
+use std::{cell::RefCell, rc::Rc};
+
 use foldhash::{HashMap, HashSet};
 
 use super::report::IgnoredConnections;
@@ -10,6 +12,7 @@ use crate::{
     frame_sync::FrameSync,
     grpc::{CallRecord, ConnectionFacts, ConnectionTracker, EndReason, Limits, TrackerStats},
     http2::OtherProtocol,
+    process_memory::{MemoryStats, ProcessMemory},
 };
 
 /// What capture events update: a tracker per connection, the calls they finished, and the
@@ -32,6 +35,10 @@ pub(super) struct Tracking {
     pub frame_sync: FrameSync,
     /// The resource (the process) each finished call is reported under.
     pub resources: ProcessResources,
+    /// Per traced process: what its memory says of header-table entries from before attach.
+    pub memories: HashMap<u32, Rc<RefCell<ProcessMemory>>>,
+    /// What reading the memory of processes that exited cost.
+    pub memory_stats: MemoryStats,
 }
 
 impl Tracking {
@@ -47,7 +54,25 @@ impl Tracking {
             finished: Vec::new(),
             frame_sync: FrameSync::default(),
             resources: ProcessResources::new(resources),
+            memories: HashMap::default(),
+            memory_stats: MemoryStats::default(),
         }
+    }
+
+    /// Lets go of calls held for a status lookup whose time is up at `now_ns` (or all).
+    pub fn release_held(&mut self, now_ns: u64, all: bool) {
+        for tracker in self.trackers.values_mut() {
+            tracker.release_held(now_ns, all, &mut self.finished);
+        }
+    }
+
+    /// What reading processes' memory cost, for the report.
+    pub fn memory_stats(&self) -> MemoryStats {
+        let mut stats = self.memory_stats;
+        for memory in self.memories.values() {
+            stats.add(&memory.borrow().stats);
+        }
+        stats
     }
 
     pub fn handle(&mut self, event: CaptureEvent<'_>) {
@@ -68,8 +93,13 @@ impl Tracking {
                         self.ignored_by_protocol.tls_decoded_elsewhere();
                     }
                 }
-                self.trackers
-                    .insert(info.id, ConnectionTracker::new(facts, self.limits));
+                let mut tracker = ConnectionTracker::new(facts, self.limits);
+                let memory = self
+                    .memories
+                    .entry(info.pid)
+                    .or_insert_with(|| Rc::new(RefCell::new(ProcessMemory::new(info.pid))));
+                tracker.recall_from(Rc::clone(memory) as Rc<RefCell<_>>);
+                self.trackers.insert(info.id, tracker);
             }
             CaptureEvent::Data {
                 conn_id,
@@ -135,6 +165,9 @@ impl Tracking {
             CaptureEvent::ProcessExec { pid } => self.resources.refresh(pid),
             CaptureEvent::ProcessExited { pid, .. } => {
                 self.alive.remove(&pid);
+                if let Some(memory) = self.memories.remove(&pid) {
+                    self.memory_stats.add(&memory.borrow().stats);
+                }
                 self.resources.exited(pid);
             }
         }

@@ -1,0 +1,140 @@
+//! Joined mid-flight: calls on connections that were open and warm before the tracer attached,
+//! whose header fields refer to HPACK table entries inserted before it was watching. Every
+//! method and status a span gives must be the one the client saw (checked call by call); how
+//! many are given is measured against the recall the tracer aims for (90%).
+//!
+//! Needs root and the Go client built by `cargo xtask test` (grpc-go from Debian).
+
+use std::{process::Child, time::Duration};
+
+use integration_tests::{
+    client_calls::{assert_spans_match_with, client_calls},
+    otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    server_process::ServerProcess,
+    tracer_run::{attach_tracer, wait_success},
+    waiting_client::{self, release_and_collect},
+};
+
+const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
+
+/// The Go client (tests/go/echo_client.go), started with `warmup` calls on its connection and
+/// `args`, held before its calls.
+fn waiting_go_client(server: &ServerProcess, warmup: u32, args: &[&str]) -> Child {
+    let binary = std::env::var("TRACER_TEST_GO_CLIENT")
+        .expect("TRACER_TEST_GO_CLIENT (the Go client) is set by `cargo xtask test`");
+    waiting_client::start(
+        std::process::Command::new(binary)
+            .arg(&server.address)
+            .args(["--warmup", &warmup.to_string(), "--wait"])
+            .args(args),
+        "the Go client",
+    )
+}
+
+/// How many of `spans` name their method and their status, and from which call on (in start
+/// order) every later one does both.
+struct Recall {
+    calls: usize,
+    methods: usize,
+    statuses: usize,
+    complete_from: Option<usize>,
+}
+
+impl Recall {
+    fn of(spans: &[ReceivedSpan]) -> Recall {
+        let mut spans: Vec<&ReceivedSpan> = spans.iter().collect();
+        spans.sort_by_key(|span| span.start_unix_nanos);
+        let method = |span: &ReceivedSpan| span.attribute("tracer.method_resolved") == Some("true");
+        let status = |span: &ReceivedSpan| span.attribute("tracer.status_known") == Some("true");
+        let both = |span: &&ReceivedSpan| method(span) && status(span);
+        let complete_from = spans
+            .iter()
+            .rposition(|span| !both(span))
+            .map_or(Some(0), |last| (last + 1 < spans.len()).then_some(last + 1));
+        Recall {
+            calls: spans.len(),
+            methods: spans.iter().filter(|span| method(span)).count(),
+            statuses: spans.iter().filter(|span| status(span)).count(),
+            complete_from,
+        }
+    }
+
+    fn report(&self, label: &str) {
+        println!(
+            "{label}: method for {} of {} calls, status for {}; every call named from call {}",
+            self.methods,
+            self.calls,
+            self.statuses,
+            self.complete_from
+                .map_or("(never)".into(), |index| (index + 1).to_string()),
+        );
+    }
+
+    fn assert_at_least_90_percent(&self, label: &str) {
+        assert!(self.methods * 10 >= self.calls * 9, "{label}: methods");
+        assert!(self.statuses * 10 >= self.calls * 9, "{label}: statuses");
+    }
+}
+
+/// Attaches to a warm client, releases it, and returns its calls' spans and its own lines.
+fn trace_warm_client(client: Child, calls: usize) -> (Vec<ReceivedSpan>, Vec<String>) {
+    let receiver = OtlpReceiver::start();
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    wait_success(tracer, "mid-flight");
+    let spans = receiver.wait_for(calls, Duration::from_secs(10));
+    (spans, lines)
+}
+
+/// The calls the Go client makes after its warm-up: 3 unary, NOT_FOUND, INTERNAL without a
+/// message, deadline, cancel, 3 streaming shapes, 1 MiB, 20 concurrent.
+const GO_SCENARIO_CALLS: usize = 31;
+
+#[test]
+fn a_warm_grpc_go_client_is_named_from_its_own_header_tables() {
+    let server = ServerProcess::start(ECHO_SERVER, None);
+    let client = waiting_go_client(&server, 20, &[]);
+    let (spans, lines) = trace_warm_client(client, GO_SCENARIO_CALLS);
+    let calls = client_calls(&lines);
+    assert_eq!(calls.len(), GO_SCENARIO_CALLS);
+    let recall = Recall::of(&spans);
+    recall.report("grpc-go client, warm");
+    // Unary's `:path` and the server's `grpc-status: 0` were inserted during the warm-up: read
+    // from the client's own tables (its encoder's, its decoder's).
+    let from_memory = |key: &str| {
+        spans
+            .iter()
+            .filter(|span| span.attribute(key) == Some("process memory"))
+            .count()
+    };
+    assert!(from_memory("tracer.method_source") > 0, "{spans:#?}");
+    assert!(from_memory("tracer.status_source") > 0, "{spans:#?}");
+    // An error without grpc-message, its code under the name of the earlier grpc-status.
+    let internal = spans
+        .iter()
+        .find(|span| span.attribute("rpc.grpc.status_code") == Some("13"))
+        .expect("the INTERNAL call's status");
+    assert_eq!(internal.status_message, "INTERNAL", "{internal:#?}");
+    recall.assert_at_least_90_percent("grpc-go client, warm");
+    assert_spans_match_with(spans, &calls, "grpc-go client, warm", false, false);
+}
+
+#[test]
+fn two_warm_connections_do_not_lend_each_other_their_entries() {
+    let server = ServerProcess::start(ECHO_SERVER, None);
+    // A second connection warmed on ClientStream, three calls of it after attach; its tables
+    // differ from the first's where it matters and it inserts nothing after attach, so
+    // nothing ties its references to a table in memory: they stay unnamed, never named
+    // after the first connection's (Unary) entries.
+    let client = waiting_go_client(&server, 20, &["--second-channel"]);
+    let (spans, lines) = trace_warm_client(client, GO_SCENARIO_CALLS + 3);
+    let calls = client_calls(&lines);
+    Recall::of(&spans).report("grpc-go client, two warm connections");
+    assert_spans_match_with(
+        spans,
+        &calls,
+        "grpc-go client, two warm connections",
+        false,
+        false,
+    );
+}

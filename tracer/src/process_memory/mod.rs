@@ -1,0 +1,181 @@
+//! What a traced process's own memory says of the header-table entries its connections
+//! inserted before the tracer attached.
+//!
+//! An endpoint keeps its HPACK tables in memory: the encoder's (what it sends) and the
+//! decoder's (what its peer sends). When a call refers to an entry from before attach, a copy
+//! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 100 ms plus
+//! 2% of the time since the first copy), the tables in it found by what their runtime's layout
+//! looks like ([`go_hpack`]: Go programs only, so far), and the
+//! entry read from the table that lines up with what the tracer saw inserted since
+//! ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
+//!
+//! ```text
+//! /proc/PID/mem --> snapshot --> go_hpack (tables) --> alignment (the entry) --> grpc::Recall
+//! ```
+
+mod alignment;
+mod go_hpack;
+mod snapshot;
+
+use std::time::{Duration, Instant};
+
+use foldhash::HashSet;
+
+use crate::{
+    grpc::Recall,
+    hpack::{SeenEntry, Text, value_digest},
+};
+use alignment::Table;
+
+/// Least time between two copies of one process's memory: the process must have moved on.
+const RESCAN_AFTER: Duration = Duration::from_millis(20);
+/// Time spent copying a process's memory, at most: this much, plus a fiftieth (2%) of the
+/// time since its first copy. A copy holds up the reading of capture records.
+const SCAN_ALLOWANCE: Duration = Duration::from_millis(100);
+const SCAN_SHARE: u32 = 50;
+/// Copies after which a process whose memory held no table is not read again.
+const MAX_FRUITLESS_SCANS: u32 = 2;
+/// Unanswered questions remembered, at most.
+const MAX_MISSES: usize = 1024;
+
+/// What was read of one process's memory, and what it cost.
+pub struct ProcessMemory {
+    pid: u32,
+    tables: Vec<Table>,
+    first_scan: Option<Instant>,
+    last_scan: Option<Instant>,
+    /// Time spent copying and searching.
+    spent: Duration,
+    fruitless_scans: u32,
+    /// Whether it runs a Go program, once looked at.
+    go: Option<bool>,
+    /// Questions the current tables had no answer for: (insertion, entries seen, fingerprint
+    /// of the newest).
+    misses: HashSet<(i64, usize, Option<u64>)>,
+    pub stats: MemoryStats,
+}
+
+/// The cost of reading one process's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub scans: u64,
+    pub bytes: u64,
+    pub micros: u64,
+    /// Reads that failed (the process exited, or ptrace access was refused).
+    pub failures: u64,
+}
+
+impl MemoryStats {
+    pub fn add(&mut self, other: &MemoryStats) {
+        self.scans += other.scans;
+        self.bytes += other.bytes;
+        self.micros += other.micros;
+        self.failures += other.failures;
+    }
+}
+
+impl ProcessMemory {
+    pub fn new(pid: u32) -> ProcessMemory {
+        ProcessMemory {
+            pid,
+            tables: Vec::new(),
+            first_scan: None,
+            last_scan: None,
+            spent: Duration::ZERO,
+            fruitless_scans: 0,
+            go: None,
+            misses: HashSet::default(),
+            stats: MemoryStats::default(),
+        }
+    }
+
+    fn may_scan(&mut self) -> bool {
+        // Only runtimes whose tables can be found are read at all.
+        if !*self.go.get_or_insert_with(|| is_go_program(self.pid)) {
+            return false;
+        }
+        let (Some(first), Some(last)) = (self.first_scan, self.last_scan) else {
+            return true;
+        };
+        self.fruitless_scans < MAX_FRUITLESS_SCANS
+            && last.elapsed() >= RESCAN_AFTER
+            && self.spent <= SCAN_ALLOWANCE + first.elapsed() / SCAN_SHARE
+    }
+
+    fn scan(&mut self) {
+        let started = Instant::now();
+        self.first_scan.get_or_insert(started);
+        self.last_scan = Some(started);
+        match snapshot::Snapshot::take(self.pid) {
+            Ok(snapshot) => {
+                self.stats.scans += 1;
+                self.stats.bytes += snapshot.bytes() as u64;
+                self.tables = go_hpack::tables(&snapshot);
+                self.misses.clear();
+            }
+            // Exited: nothing more to read.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                self.fruitless_scans = MAX_FRUITLESS_SCANS;
+                self.tables.clear();
+                return;
+            }
+            Err(error) => {
+                log::debug!("pid {}: memory not read: {error}", self.pid);
+                self.stats.failures += 1;
+                self.tables.clear();
+            }
+        }
+        self.fruitless_scans = if self.tables.is_empty() {
+            self.fruitless_scans + 1
+        } else {
+            0
+        };
+        self.spent += started.elapsed();
+        self.stats.micros += started.elapsed().as_micros() as u64;
+    }
+}
+
+/// Whether `pid` runs a Go program: Go's linker writes a `.go.buildinfo` section (Go 1.13+),
+/// which stripping keeps.
+fn is_go_program(pid: u32) -> bool {
+    use object::{Object, ReadCache};
+    let Ok(executable) = std::fs::File::open(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let cache = ReadCache::new(executable);
+    object::File::parse(&cache).is_ok_and(|file| file.section_by_name(".go.buildinfo").is_some())
+}
+
+impl Recall for ProcessMemory {
+    fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
+        // Asked again with nothing new on either side: the same answer.
+        let question = (insertion, seen.len(), seen.first().map(fingerprint));
+        if self.misses.contains(&question) && !self.may_scan() {
+            return None;
+        }
+        let found = |tables: &[Table]| {
+            alignment::entry_before_watching(tables, seen, insertion)
+                .map(|entry| (entry.name.clone(), entry.value.clone()))
+        };
+        if let Some(found) = found(&self.tables) {
+            return Some(found);
+        }
+        if self.may_scan() {
+            self.scan();
+            if let Some(found) = found(&self.tables) {
+                return Some(found);
+            }
+        }
+        if self.misses.len() >= MAX_MISSES {
+            self.misses.clear();
+        }
+        self.misses.insert(question);
+        None
+    }
+}
+
+/// What tells one direction's newest entry from another's, for the record of questions asked.
+fn fingerprint(entry: &SeenEntry<'_>) -> u64 {
+    let name = entry.name.map_or(&b""[..], |name| name.as_bytes());
+    value_digest(name) ^ entry.value_digest.unwrap_or(entry.value.len() as u64)
+}

@@ -1,0 +1,153 @@
+//! A bounded copy of a traced process's memory, read once through `/proc/PID/mem`.
+//!
+//! Only private data mappings the process can read are copied (its heaps, stacks, and the data
+//! and constants of its files); code, shared and device mappings, and the kernel's
+//! `[vvar]`/`[vsyscall]`, are not. Bytes are bounded in all and per mapping, so a large process costs a bounded read.
+//! Reading another process's memory needs ptrace access, which a tracer running as root has.
+
+use std::{fs::File, io, os::unix::fs::FileExt};
+
+/// Most bytes copied from one process.
+const MAX_BYTES: usize = 256 << 20;
+/// Larger mappings (a JIT's reservations, huge anonymous areas) are skipped.
+const MAX_MAPPING: usize = 128 << 20;
+
+/// One copied mapping.
+pub struct Region {
+    pub start: u64,
+    pub writable: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// The copied memory, by address.
+pub struct Snapshot {
+    /// Sorted by start address, not overlapping.
+    regions: Vec<Region>,
+}
+
+impl Snapshot {
+    pub fn take(pid: u32) -> io::Result<Snapshot> {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+        let memory = File::open(format!("/proc/{pid}/mem"))?;
+        let mut regions = Vec::new();
+        let mut total = 0;
+        for mapping in maps.lines().filter_map(Mapping::parse) {
+            let len = (mapping.end - mapping.start) as usize;
+            if !mapping.wanted() || len > MAX_MAPPING || total + len > MAX_BYTES {
+                continue;
+            }
+            let mut bytes = vec![0; len];
+            // A mapping can change or go between reading the maps and its bytes: keep what
+            // could be read.
+            match memory.read_at(&mut bytes, mapping.start) {
+                Ok(read) if read > 0 => bytes.truncate(read),
+                _ => continue,
+            }
+            total += bytes.len();
+            regions.push(Region {
+                start: mapping.start,
+                writable: mapping.writable,
+                bytes,
+            });
+        }
+        regions.sort_by_key(|region| region.start);
+        Ok(Snapshot { regions })
+    }
+
+    /// `len` bytes at `address`, if they were copied.
+    pub fn read(&self, address: u64, len: usize) -> Option<&[u8]> {
+        let index = self
+            .regions
+            .partition_point(|region| region.start <= address)
+            .checked_sub(1)?;
+        let region = &self.regions[index];
+        let offset = usize::try_from(address - region.start).ok()?;
+        region.bytes.get(offset..offset.checked_add(len)?)
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.regions.iter().map(|region| region.bytes.len()).sum()
+    }
+
+    #[cfg(test)]
+    pub fn of(regions: Vec<Region>) -> Snapshot {
+        let mut regions = regions;
+        regions.sort_by_key(|region| region.start);
+        Snapshot { regions }
+    }
+}
+
+/// A line of `/proc/PID/maps`: `start-end perms offset dev inode [path]`.
+struct Mapping<'a> {
+    start: u64,
+    end: u64,
+    readable: bool,
+    writable: bool,
+    executable: bool,
+    private: bool,
+    path: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    fn parse(line: &'a str) -> Option<Mapping<'a>> {
+        let mut fields = line.splitn(6, ' ');
+        let (start, end) = fields.next()?.split_once('-')?;
+        let perms = fields.next()?.as_bytes();
+        let path = fields.nth(3).unwrap_or("").trim_start();
+        Some(Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            readable: perms.first() == Some(&b'r'),
+            writable: perms.get(1) == Some(&b'w'),
+            executable: perms.get(2) == Some(&b'x'),
+            private: perms.get(3) == Some(&b'p'),
+            path,
+        })
+    }
+
+    /// Data, not code: what a header table and the strings it points to live in.
+    fn wanted(&self) -> bool {
+        self.readable
+            && !self.executable
+            && self.private
+            && self.end > self.start
+            && !matches!(self.path, "[vvar]" | "[vvar_vclock]" | "[vsyscall]")
+            && !self.path.starts_with("/dev/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_are_read_and_filtered() {
+        let heap = Mapping::parse("55d0c000-55d0e000 rw-p 00000000 00:00 0    [heap]").unwrap();
+        assert_eq!(
+            (heap.start, heap.end, heap.writable),
+            (0x55d0c000, 0x55d0e000, true)
+        );
+        assert!(heap.wanted());
+        let shared = Mapping::parse("7f00-8f00 rw-s 00000000 00:05 1234  /dev/shm/x").unwrap();
+        assert!(!shared.wanted());
+        let vvar = Mapping::parse("7ffd000-7ffe000 r--p 00000000 00:00 0   [vvar]").unwrap();
+        assert!(!vvar.wanted());
+        let text = Mapping::parse("400000-500000 r-xp 00000000 08:01 42   /usr/bin/x").unwrap();
+        assert!(!text.wanted());
+        let rodata = Mapping::parse("500000-600000 r--p 00100000 08:01 42   /usr/bin/x").unwrap();
+        assert!(rodata.wanted() && !rodata.writable);
+    }
+
+    #[test]
+    fn the_own_process_can_be_read_back() {
+        let marker = String::from("a marker only this test holds");
+        let snapshot = Snapshot::take(std::process::id()).expect("own memory");
+        let read = snapshot.read(marker.as_ptr() as u64, marker.len());
+        assert_eq!(read, Some(marker.as_bytes()));
+        assert_eq!(snapshot.read(8, 1), None, "the zero page is never mapped");
+    }
+}

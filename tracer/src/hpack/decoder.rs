@@ -224,7 +224,7 @@ impl Decoder {
                 self.table.insert(Entry {
                     value_digest: self.redacted_digest.take(),
                     size: field.name.as_ref().map_or(0, |name| name.len())
-                        + field.value.len()
+                        + field.value.byte_len()
                         + ENTRY_OVERHEAD,
                     name: field.name.clone(),
                     name_from: field.from_before,

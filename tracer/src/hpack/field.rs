@@ -17,7 +17,7 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         match self {
             FieldValue::Known(text) | FieldValue::NameUnknown(text) => text.len(),
             FieldValue::Redacted { len } => *len,

@@ -177,5 +177,5 @@ impl Recall for ProcessMemory {
 /// What tells one direction's newest entry from another's, for the record of questions asked.
 fn fingerprint(entry: &SeenEntry<'_>) -> u64 {
     let name = entry.name.map_or(&b""[..], |name| name.as_bytes());
-    value_digest(name) ^ entry.value_digest.unwrap_or(entry.value.len() as u64)
+    value_digest(name) ^ entry.value_digest.unwrap_or(entry.value.byte_len() as u64)
 }

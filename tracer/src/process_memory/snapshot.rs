@@ -2,17 +2,22 @@
 //!
 //! Only private data mappings the process can read are copied (its heaps, stacks, and the data
 //! and constants of its files); code, shared and device mappings, and the kernel's
-//! `[vvar]`/`[vsyscall]`, are not. Bytes are bounded in all and per mapping, so a large process costs a bounded read.
-//! Reading another process's memory needs ptrace access, which a tracer running as root has.
+//! `[vvar]`/`[vsyscall]`, are not. Of those, only the pages the process has in memory
+//! (`/proc/PID/pagemap`): a runtime reserves far more than it touches (Go's heap arenas are
+//! 64 MiB each), and a page never touched holds nothing. Bytes are bounded in all, so a large
+//! process costs a bounded read. Reading another process's memory needs ptrace access, which a
+//! tracer running as root has.
 
 use std::{fs::File, io, os::unix::fs::FileExt};
 
 /// Most bytes copied from one process.
 const MAX_BYTES: usize = 256 << 20;
-/// Larger mappings (a JIT's reservations, huge anonymous areas) are skipped.
-const MAX_MAPPING: usize = 128 << 20;
+/// The pages a mapping's resident ranges are told by.
+const PAGE: u64 = 4096;
+/// `/proc/PID/pagemap`: one little-endian word per page; bit 63, the page is in memory.
+const PAGE_PRESENT: u64 = 1 << 63;
 
-/// One copied mapping.
+/// One copied range of a mapping.
 pub struct Region {
     pub start: u64,
     pub writable: bool,
@@ -29,26 +34,32 @@ impl Snapshot {
     pub fn take(pid: u32) -> io::Result<Snapshot> {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
         let memory = File::open(format!("/proc/{pid}/mem"))?;
+        let pagemap = File::open(format!("/proc/{pid}/pagemap"))?;
         let mut regions = Vec::new();
         let mut total = 0;
         for mapping in maps.lines().filter_map(Mapping::parse) {
-            let len = (mapping.end - mapping.start) as usize;
-            if !mapping.wanted() || len > MAX_MAPPING || total + len > MAX_BYTES {
+            if !mapping.wanted() {
                 continue;
             }
-            let mut bytes = vec![0; len];
-            // A mapping can change or go between reading the maps and its bytes: keep what
-            // could be read.
-            match memory.read_at(&mut bytes, mapping.start) {
-                Ok(read) if read > 0 => bytes.truncate(read),
-                _ => continue,
+            for (start, end) in resident(&pagemap, mapping.start, mapping.end) {
+                let len = (end - start) as usize;
+                if total + len > MAX_BYTES {
+                    break;
+                }
+                let mut bytes = vec![0; len];
+                // A mapping can change or go between reading the maps and its bytes: keep
+                // what could be read.
+                match memory.read_at(&mut bytes, start) {
+                    Ok(read) if read > 0 => bytes.truncate(read),
+                    _ => continue,
+                }
+                total += bytes.len();
+                regions.push(Region {
+                    start,
+                    writable: mapping.writable,
+                    bytes,
+                });
             }
-            total += bytes.len();
-            regions.push(Region {
-                start: mapping.start,
-                writable: mapping.writable,
-                bytes,
-            });
         }
         regions.sort_by_key(|region| region.start);
         Ok(Snapshot { regions })
@@ -79,6 +90,29 @@ impl Snapshot {
         regions.sort_by_key(|region| region.start);
         Snapshot { regions }
     }
+}
+
+/// The ranges of pages of `[start, end)` that are in memory; the whole mapping if pagemap
+/// cannot say.
+fn resident(pagemap: &File, start: u64, end: u64) -> Vec<(u64, u64)> {
+    let pages = ((end - start) / PAGE) as usize;
+    let mut words = vec![0u8; pages * 8];
+    match pagemap.read_at(&mut words, start / PAGE * 8) {
+        Ok(read) if read == words.len() => {}
+        _ => return vec![(start, end)],
+    }
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (index, word) in words.chunks_exact(8).enumerate() {
+        if u64::from_le_bytes(word.try_into().unwrap()) & PAGE_PRESENT == 0 {
+            continue;
+        }
+        let page = start + index as u64 * PAGE;
+        match ranges.last_mut() {
+            Some((_, last_end)) if *last_end == page => *last_end = page + PAGE,
+            _ => ranges.push((page, page + PAGE)),
+        }
+    }
+    ranges
 }
 
 /// A line of `/proc/PID/maps`: `start-end perms offset dev inode [path]`.

@@ -330,8 +330,11 @@ fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
         (Some("5"), Some("name from grammar")),
         "{not_found:#?}"
     );
+    // The server's grpc-status entries are read from the client's own decoder table (grpcio's
+    // C-core); its method, an entry of its encoder's, is not (yet).
+    assert!(status_known * 10 >= spans.len() * 9, "late join: statuses");
     // Every later call has a span with the right duration; method and status are right
-    // wherever they could be decoded (entries the encoders inserted before attach cannot be).
+    // wherever they were given.
     assert_spans_match_with(spans, &client_calls(&lines), "late join", false, false);
 }
 

@@ -14,8 +14,8 @@ use std::{
 use integration_tests::{
     certificate::Certificate,
     client_calls::{
-        SCENARIO_CALLS, assert_client_spans_match, assert_server_spans_match, assert_spans_match,
-        assert_spans_match_with, client_calls,
+        SCENARIO_CALLS, assert_client_spans_match, assert_server_spans_match,
+        assert_server_spans_match_with, assert_spans_match, assert_spans_match_with, client_calls,
     },
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     python_client::{self, release_and_collect},
@@ -307,7 +307,52 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
         spans.len()
     );
     assert_peer_port(&spans, server.port, "TLS late join");
+    // The server's grpc-status entries, from the client's own decoder table.
+    assert!(
+        status_known * 10 >= spans.len() * 9,
+        "TLS late join: statuses"
+    );
     assert_spans_match_with(spans, &client_calls(&lines), "TLS late join", false, false);
+}
+
+/// Attached to a grpcio server whose client's TLS connection is open and warm: the methods the
+/// client's encoder sent before attach are read from the server's own decoder table.
+#[test]
+fn late_join_on_a_warm_grpcio_server_reads_methods_from_its_own_table() {
+    let certificate = Certificate::make("grpcio-tls-late-server");
+    let mut server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let client = waiting_tls_client(&server, &certificate, 20);
+    let (tracer, _lines) = attach_tracer(server.pid(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
+    server.stop();
+    wait_success(tracer, "TLS late join, server");
+    let count = |key: &str| {
+        spans
+            .iter()
+            .filter(|span| span.attribute(key) == Some("true"))
+            .count()
+    };
+    let (methods, statuses) = (
+        count("tracer.method_resolved"),
+        count("tracer.status_known"),
+    );
+    println!(
+        "TLS late join, grpcio server: method for {methods} of {} calls, status for {statuses}",
+        spans.len()
+    );
+    assert!(
+        methods * 10 >= spans.len() * 9,
+        "TLS late join, server: methods"
+    );
+    assert_server_spans_match_with(
+        spans,
+        &client_calls(&lines),
+        "TLS late join, server",
+        false,
+        false,
+    );
 }
 
 /// `site-packages/grpc/_cython/cygrpc*.so` of the grpcio in `python`.

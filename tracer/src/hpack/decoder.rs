@@ -40,6 +40,8 @@ pub struct SeenEntry<'a> {
     pub value: &'a FieldValue,
     /// For a value not kept: its [`value_digest`].
     pub value_digest: Option<u64>,
+    /// Its HPACK size (RFC 7541 §4.1), when its name is known.
+    pub size: Option<usize>,
 }
 
 /// A digest of a header value, to tell whether a value not kept (not allowlisted) is the same
@@ -136,6 +138,7 @@ impl Decoder {
                 name: entry.name.as_ref(),
                 value: &entry.value,
                 value_digest: entry.value_digest,
+                size: entry.name.is_some().then_some(entry.size),
             })
             .collect()
     }

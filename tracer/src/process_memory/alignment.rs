@@ -24,6 +24,9 @@ pub struct Recalled {
     pub value: Option<Text>,
     /// For the others, [`crate::hpack::value_digest`] of it.
     pub value_digest: Option<u64>,
+    /// Its HPACK size (RFC 7541 §4.1), where the table keeps it. An entry with neither a value
+    /// nor a digest lines up by name and size alone.
+    pub size: Option<usize>,
 }
 
 /// Oldest first.
@@ -96,6 +99,14 @@ fn agrees(seen: &SeenEntry<'_>, recalled: &Recalled) -> bool {
     if seen.name.is_some_and(|name| *name != recalled.name) {
         return false;
     }
+    if let (Some(seen), Some(recalled)) = (seen.size, recalled.size)
+        && seen != recalled
+    {
+        return false;
+    }
+    if recalled.value.is_none() && recalled.value_digest.is_none() && recalled.size.is_some() {
+        return true; // Its value was not read.
+    }
     match seen.value {
         FieldValue::Known(text) | FieldValue::NameUnknown(text) => match &recalled.value {
             Some(value) => value == text,
@@ -119,6 +130,7 @@ mod tests {
             value_len: value.len(),
             value: Some(value.into()),
             value_digest: None,
+            size: None,
         }
     }
 
@@ -148,6 +160,7 @@ mod tests {
                     name: Some(name),
                     value,
                     value_digest: None,
+                    size: None,
                 })
                 .collect()
         }
@@ -222,12 +235,14 @@ mod tests {
             name: Some(&name),
             value: &seen_value,
             value_digest: None,
+            size: None,
         }];
         let secret = |value: &str| Recalled {
             name: "authorization".into(),
             value_len: value.len(),
             value: None,
             value_digest: None,
+            size: None,
         };
         let tables = [vec![recalled(PATH.0, PATH.1), secret("abcdef")]];
         assert_eq!(

@@ -10,6 +10,7 @@
 
 use super::{
     alignment::{Recalled, Table},
+    is_field_name,
     snapshot::Snapshot,
 };
 use crate::{
@@ -74,21 +75,12 @@ fn field_at(snapshot: &Snapshot, record: &[u8]) -> Option<Recalled> {
     // Only allowlisted values are kept; the others, only their length.
     let retained = is_retained(name);
     Some(Recalled {
+        size: Some(name.len() + value.len() + 32),
         name: Text::decoded(name)?,
         value_len: value.len(),
         value: retained.then(|| Text::decoded(value)).flatten(),
         value_digest: (!retained).then(|| value_digest(value)),
     })
-}
-
-/// A field name as HTTP/2 sends it: lowercase token characters, pseudo-headers led by `:`
-/// (RFC 9113 §8.2.1, §8.3).
-fn is_field_name(name: &[u8]) -> bool {
-    let rest = name.strip_prefix(b":").unwrap_or(name);
-    !rest.is_empty()
-        && rest.iter().all(|&byte| {
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_.".contains(&byte)
-        })
 }
 
 #[cfg(test)]

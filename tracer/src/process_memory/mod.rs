@@ -14,6 +14,7 @@
 //! ```
 
 mod alignment;
+mod core_hpack;
 mod go_hpack;
 mod snapshot;
 
@@ -47,8 +48,8 @@ pub struct ProcessMemory {
     /// Time spent copying and searching.
     spent: Duration,
     fruitless_scans: u32,
-    /// Whether it runs a Go program, once looked at.
-    go: Option<bool>,
+    /// Which runtimes' tables it may hold, once looked at.
+    runtimes: Option<Runtimes>,
     /// Questions the current tables had no answer for: (insertion, entries seen, fingerprint
     /// of the newest).
     misses: HashSet<(i64, usize, Option<u64>)>,
@@ -83,15 +84,17 @@ impl ProcessMemory {
             last_scan: None,
             spent: Duration::ZERO,
             fruitless_scans: 0,
-            go: None,
+            runtimes: None,
             misses: HashSet::default(),
             stats: MemoryStats::default(),
         }
     }
 
     fn may_scan(&mut self) -> bool {
-        // Only runtimes whose tables can be found are read at all.
-        if !*self.go.get_or_insert_with(|| is_go_program(self.pid)) {
+        // Only processes whose runtime's tables can be found are read at all.
+        let pid = self.pid;
+        let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
+        if !runtimes.go && !runtimes.core {
             return false;
         }
         let (Some(first), Some(last)) = (self.first_scan, self.last_scan) else {
@@ -110,8 +113,14 @@ impl ProcessMemory {
             Ok(snapshot) => {
                 self.stats.scans += 1;
                 self.stats.bytes += snapshot.bytes() as u64;
-                self.tables = go_hpack::tables(&snapshot);
-                self.misses.clear();
+                let runtimes = self.runtimes.unwrap_or_default();
+                self.tables.clear();
+                if runtimes.go {
+                    self.tables.extend(go_hpack::tables(&snapshot));
+                }
+                if runtimes.core {
+                    self.tables.extend(core_hpack::tables(&snapshot));
+                }
             }
             // Exited: nothing more to read.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -133,6 +142,37 @@ impl ProcessMemory {
         self.spent += started.elapsed();
         self.stats.micros += started.elapsed().as_micros() as u64;
     }
+}
+
+/// The runtimes whose header tables a process may hold.
+#[derive(Debug, Clone, Copy, Default)]
+struct Runtimes {
+    go: bool,
+    /// gRPC C-core (grpcio's `cygrpc`, grpc++'s `libgrpc`), mapped from a file.
+    core: bool,
+}
+
+impl Runtimes {
+    fn of(pid: u32) -> Runtimes {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        Runtimes {
+            go: is_go_program(pid),
+            core: maps.lines().any(|line| {
+                let file = line.rsplit('/').next().unwrap_or("");
+                file.starts_with("cygrpc.") || file.starts_with("libgrpc.so")
+            }),
+        }
+    }
+}
+
+/// A field name as HTTP/2 sends it: lowercase token characters, pseudo-headers led by `:`
+/// (RFC 9113 §8.2.1, §8.3).
+fn is_field_name(name: &[u8]) -> bool {
+    let rest = name.strip_prefix(b":").unwrap_or(name);
+    !rest.is_empty()
+        && rest.iter().all(|&byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"-_.".contains(&byte)
+        })
 }
 
 /// Whether `pid` runs a Go program: Go's linker writes a `.go.buildinfo` section (Go 1.13+),

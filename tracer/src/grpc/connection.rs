@@ -70,7 +70,7 @@ struct HeldCall {
 }
 
 /// Longest a record waits for its status to be looked up.
-const HOLD_NS: u64 = 200_000_000;
+const HOLD_NS: u64 = 300_000_000;
 
 fn opposite(direction: Direction) -> Direction {
     match direction {

@@ -147,9 +147,15 @@ impl EarlierEntries {
         decoder: &Decoder,
         recall: &mut dyn Recall,
     ) -> Option<Text> {
+        // When the grammar already named one of them, only that one is looked up.
+        let entries: Vec<(EntryId, Option<Text>)> = entries.collect();
+        let named = entries.iter().any(|(entry, _)| self.is(*entry, field));
         let mut seen = None;
         let mut found = None;
         for (entry, literal) in entries {
+            if named && !self.is(entry, field) {
+                continue;
+            }
             let learned = self.learned.get(&entry);
             if learned.is_some_and(|learned| !learned.could_be(field)) {
                 continue;

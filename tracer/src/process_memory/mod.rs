@@ -3,7 +3,7 @@
 //!
 //! An endpoint keeps its HPACK tables in memory: the encoder's (what it sends) and the
 //! decoder's (what its peer sends). When a call refers to an entry from before attach, a copy
-//! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 100 ms plus
+//! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 200 ms plus
 //! 2% of the time since the first copy), the tables in it found by what their runtime's layout
 //! looks like ([`go_hpack`]: Go programs only, so far), and the
 //! entry read from the table that lines up with what the tracer saw inserted since
@@ -20,7 +20,7 @@ mod snapshot;
 
 use std::time::{Duration, Instant};
 
-use foldhash::HashSet;
+use foldhash::HashMap;
 
 use crate::{
     grpc::Recall,
@@ -30,9 +30,12 @@ use alignment::Table;
 
 /// Least time between two copies of one process's memory: the process must have moved on.
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
+/// Least time before a question a copy had no answer for is worth another copy (the process
+/// may not have read what the tracer saw yet).
+const RETRY_MISS_AFTER: Duration = Duration::from_millis(150);
 /// Time spent copying a process's memory, at most: this much, plus a fiftieth (2%) of the
 /// time since its first copy. A copy holds up the reading of capture records.
-const SCAN_ALLOWANCE: Duration = Duration::from_millis(100);
+const SCAN_ALLOWANCE: Duration = Duration::from_millis(200);
 const SCAN_SHARE: u32 = 50;
 /// Copies after which a process whose memory held no table is not read again.
 const MAX_FRUITLESS_SCANS: u32 = 2;
@@ -44,15 +47,16 @@ pub struct ProcessMemory {
     pid: u32,
     tables: Vec<Table>,
     first_scan: Option<Instant>,
+    /// When the last copy was done.
     last_scan: Option<Instant>,
     /// Time spent copying and searching.
     spent: Duration,
     fruitless_scans: u32,
     /// Which runtimes' tables it may hold, once looked at.
     runtimes: Option<Runtimes>,
-    /// Questions the current tables had no answer for: (insertion, entries seen, fingerprint
-    /// of the newest).
-    misses: HashSet<(i64, usize, Option<u64>)>,
+    /// Questions a copy had no answer for, (insertion, entries seen, fingerprint of the
+    /// newest), and when.
+    misses: HashMap<(i64, usize, Option<u64>), Instant>,
     pub stats: MemoryStats,
 }
 
@@ -85,7 +89,7 @@ impl ProcessMemory {
             spent: Duration::ZERO,
             fruitless_scans: 0,
             runtimes: None,
-            misses: HashSet::default(),
+            misses: HashMap::default(),
             stats: MemoryStats::default(),
         }
     }
@@ -108,7 +112,6 @@ impl ProcessMemory {
     fn scan(&mut self) {
         let started = Instant::now();
         self.first_scan.get_or_insert(started);
-        self.last_scan = Some(started);
         match snapshot::Snapshot::take(self.pid) {
             Ok(snapshot) => {
                 self.stats.scans += 1;
@@ -122,8 +125,11 @@ impl ProcessMemory {
                     self.tables.extend(core_hpack::tables(&snapshot));
                 }
             }
-            // Exited: nothing more to read.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // Exited (or exiting): nothing more to read.
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound
+                    || error.raw_os_error() == Some(libc::ESRCH) =>
+            {
                 self.fruitless_scans = MAX_FRUITLESS_SCANS;
                 self.tables.clear();
                 return;
@@ -141,6 +147,8 @@ impl ProcessMemory {
         };
         self.spent += started.elapsed();
         self.stats.micros += started.elapsed().as_micros() as u64;
+        // Counted from its end: the questions that follow at once get this copy's answers.
+        self.last_scan = Some(Instant::now());
     }
 }
 
@@ -188,29 +196,40 @@ fn is_go_program(pid: u32) -> bool {
 
 impl Recall for ProcessMemory {
     fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
-        // Asked again with nothing new on either side: the same answer.
-        let question = (insertion, seen.len(), seen.first().map(fingerprint));
-        if self.misses.contains(&question) && !self.may_scan() {
+        // Nothing seen inserted since attach: nothing to line a table up against.
+        if seen.is_empty() {
             return None;
         }
-        let found = |tables: &[Table]| {
-            alignment::entry_before_watching(tables, seen, insertion)
-                .map(|entry| (entry.name.clone(), entry.value.clone()))
+        let question = (insertion, seen.len(), seen.first().map(fingerprint));
+        let retry = match self.misses.get(&question) {
+            Some(missed) => missed.elapsed() >= RETRY_MISS_AFTER,
+            None => true,
         };
-        if let Some(found) = found(&self.tables) {
+        if !retry {
+            return None;
+        }
+        if let Some(found) = self.answer(seen, insertion) {
             return Some(found);
         }
         if self.may_scan() {
             self.scan();
-            if let Some(found) = found(&self.tables) {
+            if let Some(found) = self.answer(seen, insertion) {
                 return Some(found);
             }
         }
         if self.misses.len() >= MAX_MISSES {
             self.misses.clear();
         }
-        self.misses.insert(question);
+        self.misses.insert(question, Instant::now());
         None
+    }
+}
+
+impl ProcessMemory {
+    /// What the last copy says of the entry: from a table that lines up with what was seen.
+    fn answer(&self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
+        alignment::entry_before_watching(&self.tables, seen, insertion)
+            .map(|entry| (entry.name.clone(), entry.value.clone()))
     }
 }
 

@@ -35,6 +35,8 @@ const KEY_VALUE: usize = 40;
 const KEY_FN: usize = 56;
 /// Largest entry taken for an HPACK entry.
 const MAX_ENTRY: u32 = 64 << 10;
+/// The most entries a table can hold: 64 KiB of 32-byte overheads.
+const MAX_ENTRIES: usize = 2048;
 
 /// What a `VTable` says of the metadata it is for.
 #[derive(Clone)]
@@ -47,29 +49,9 @@ enum Kind {
 /// Every run of mementos in the writable memory of `snapshot`, in vector order.
 pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
     let mut kinds: HashMap<u64, Option<Kind>> = HashMap::default();
-    let mut tables = Vec::new();
-    for region in snapshot.regions().iter().filter(|region| region.writable) {
-        let bytes = &region.bytes;
-        let mut offset = 0;
-        while offset + MEMENTO <= bytes.len() {
-            let mut table = Table::new();
-            let mut end = offset;
-            while end + MEMENTO <= bytes.len() {
-                match memento_at(snapshot, &bytes[end..end + MEMENTO], &mut kinds) {
-                    Some(entry) => table.push(entry),
-                    None => break,
-                }
-                end += MEMENTO;
-            }
-            if table.is_empty() {
-                offset += WORD;
-            } else {
-                offset = end;
-                tables.push(table);
-            }
-        }
-    }
-    tables
+    snapshot.record_runs(MEMENTO, MAX_ENTRIES, |record| {
+        memento_at(snapshot, record, &mut kinds)
+    })
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {

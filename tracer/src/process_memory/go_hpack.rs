@@ -28,29 +28,7 @@ const MAX_ENTRIES: usize = 2048;
 
 /// Every run of `HeaderField` records in the writable memory of `snapshot`, oldest first.
 pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
-    let mut tables = Vec::new();
-    for region in snapshot.regions().iter().filter(|region| region.writable) {
-        let bytes = &region.bytes;
-        let mut offset = 0;
-        while offset + RECORD <= bytes.len() {
-            let mut table = Table::new();
-            let mut end = offset;
-            while end + RECORD <= bytes.len() && table.len() < MAX_ENTRIES {
-                match field_at(snapshot, &bytes[end..end + RECORD]) {
-                    Some(field) => table.push(field),
-                    None => break,
-                }
-                end += RECORD;
-            }
-            if table.is_empty() {
-                offset += WORD;
-            } else {
-                offset = end;
-                tables.push(table);
-            }
-        }
-    }
-    tables
+    snapshot.record_runs(RECORD, MAX_ENTRIES, |record| field_at(snapshot, record))
 }
 
 /// The `HeaderField` in `record`, if it is one.

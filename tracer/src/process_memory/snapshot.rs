@@ -76,8 +76,38 @@ impl Snapshot {
         region.bytes.get(offset..offset.checked_add(len)?)
     }
 
-    pub fn regions(&self) -> &[Region] {
-        &self.regions
+    /// Every run of consecutive `stride`-byte records that `record` takes for one (at most
+    /// `max` in a run), in the writable memory, looked for at every 8-byte boundary.
+    pub fn record_runs<T>(
+        &self,
+        stride: usize,
+        max: usize,
+        mut record: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Vec<Vec<T>> {
+        const ALIGN: usize = 8;
+        let mut runs = Vec::new();
+        for region in self.regions.iter().filter(|region| region.writable) {
+            let bytes = &region.bytes;
+            let mut offset = 0;
+            while offset + stride <= bytes.len() {
+                let mut run = Vec::new();
+                let mut end = offset;
+                while end + stride <= bytes.len() && run.len() < max {
+                    match record(&bytes[end..end + stride]) {
+                        Some(found) => run.push(found),
+                        None => break,
+                    }
+                    end += stride;
+                }
+                if run.is_empty() {
+                    offset += ALIGN;
+                } else {
+                    offset = end;
+                    runs.push(run);
+                }
+            }
+        }
+        runs
     }
 
     pub fn bytes(&self) -> usize {

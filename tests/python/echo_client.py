@@ -3,9 +3,10 @@
 Runs the same scenarios as the Rust client and prints one JSON line per call with what the
 client itself measured. Messages are encoded by hand (echo_messages.py).
 
-  echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits] [--tls CERT]
+  echo_client.py TARGET [--warmup N] [--wait] [--main-thread-exits] [--tls CERT] [--linger-ms N]
 --wait prints "ready" (after connecting and warming up, if asked) and waits for a line on stdin.
 --tls CERT connects over TLS (grpc.secure_channel), trusting CERT, a certificate for "localhost".
+--linger-ms N stays up N ms after the last call, as a long-lived process would.
 --main-thread-exits runs everything on a second thread and ends the main one at once
 (pthread_exit), as some C and C++ programs do: the process lives on without its main thread.
 """
@@ -146,6 +147,8 @@ def main():
     grpc.channel_ready_future(channel).result(timeout=10)
     run_all(channel)
     channel.close()
+    if "--linger-ms" in sys.argv:
+        time.sleep(int(sys.argv[sys.argv.index("--linger-ms") + 1]) / 1000)
 
 
 def main_on_a_second_thread():

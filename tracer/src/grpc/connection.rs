@@ -57,19 +57,18 @@ struct CallAssembly {
     max_frame_size: [Option<u32>; 2],
 }
 
-/// A call whose final block's `grpc-status` may be an entry from before attach, to be looked up
-/// in the process's own table. A client's decoder reads the block after the tracer sees it
-/// arrive, so its table may not show the block's insertions yet; the lookup is tried again
-/// when the client next writes (having read it), and the record is let go with what is known
-/// after [`HOLD_NS`] or when the connection closes.
+/// An ended call whose method or status is an entry from before attach that the process's own
+/// tables have not given yet. A client's decoder reads a response after the tracer sees it
+/// arrive, and a copy of its memory is taken only so often: the lookup is tried again when the
+/// client next writes and as time passes, and the record is let go with what is known after
+/// [`HOLD_NS`] or when the connection closes.
 struct HeldCall {
     record: CallRecord,
-    final_block: Rc<BlockMeaning>,
-    /// The direction the final block came in.
-    direction: Direction,
+    /// The final block, whose `grpc-status` is to be looked up, and the direction it came in.
+    status_lookup: Option<(Rc<BlockMeaning>, Direction)>,
 }
 
-/// Longest a record waits for its status to be looked up.
+/// Longest a record waits for its method or status to be looked up.
 const HOLD_NS: u64 = 300_000_000;
 
 fn opposite(direction: Direction) -> Direction {
@@ -551,18 +550,18 @@ impl CallAssembly {
         }
     }
 
-    /// A request whose `:path` referred to an entry from before attach: the path, if the
-    /// process's own table holds it.
-    fn recall_path(&mut self, stream: &mut StreamState) {
+    /// A call whose `:path` referred to an entry from before attach: the path, if the
+    /// process's own table gives it. Whether there is still something to look up.
+    fn recall_path(&mut self, record: &mut CallRecord) -> bool {
         let (Some(client), Some(recall), Some(request)) = (
             self.client_direction,
             &self.recall,
-            stream.request_headers.as_mut(),
+            record.request_headers.as_mut(),
         ) else {
-            return;
+            return false;
         };
         if request.path.is_some() || request.path_candidates.is_empty() {
-            return;
+            return false;
         }
         let candidates = request.path_candidates.iter().map(|&entry| (entry, None));
         let decoder = self.blocks[client as usize].decoder();
@@ -572,10 +571,12 @@ impl CallAssembly {
             decoder,
             &mut *recall.borrow_mut(),
         );
-        if let Some(path) = path {
-            Rc::make_mut(request).path = Some(path);
-            stream.method_provenance = Provenance::ProcessMemory;
-        }
+        let Some(path) = path else {
+            return true;
+        };
+        Rc::make_mut(request).path = Some(path);
+        record.method_provenance = Provenance::ProcessMemory;
+        false
     }
 
     /// The call on `stream_id` ended: its record goes to `out`.
@@ -591,7 +592,6 @@ impl CallAssembly {
         let Some(mut stream) = self.streams.remove(stream_id) else {
             return;
         };
-        self.recall_path(&mut stream);
         if was_full {
             self.slots.freed(end_ns);
         }
@@ -611,6 +611,7 @@ impl CallAssembly {
             _ => None,
         };
         let status_lookup = stream.status_lookup.take();
+        let record_status = stream.grpc_status;
         let record = CallRecord {
             connection: Arc::clone(&self.facts),
             side: if self.client_direction == Some(Direction::Egress) {
@@ -635,20 +636,14 @@ impl CallAssembly {
             request: stream.request.stats,
             response: stream.response.stats,
         };
-        match status_lookup {
-            Some((final_block, direction)) if record.grpc_status.is_none() => {
-                let mut held = HeldCall {
-                    record,
-                    final_block,
-                    direction,
-                };
-                if self.look_up_status(&mut held) {
-                    self.emit(held.record, out);
-                } else {
-                    self.held.push(held);
-                }
-            }
-            _ => self.emit(record, out),
+        let mut held = HeldCall {
+            record,
+            status_lookup: status_lookup.filter(|_| record_status.is_none()),
+        };
+        if self.look_up(&mut held) {
+            self.held.push(held);
+        } else {
+            self.emit(held.record, out);
         }
     }
 
@@ -673,14 +668,36 @@ impl CallAssembly {
         out.push(record);
     }
 
-    /// Looks up a held call's status in the process's table; whether it was found.
-    fn look_up_status(&mut self, held: &mut HeldCall) -> bool {
+    /// Looks up what a call's method or status refers to in the process's own tables (see
+    /// [`HeldCall`]); whether something is still to be found.
+    fn look_up(&mut self, held: &mut HeldCall) -> bool {
+        let path_pending = self.recall_path(&mut held.record);
+        let status_pending = match &held.status_lookup {
+            Some((final_block, direction)) => {
+                let found = self.recall_status(&mut held.record, final_block, *direction);
+                if found {
+                    held.status_lookup = None;
+                }
+                !found
+            }
+            None => false,
+        };
+        path_pending || status_pending
+    }
+
+    /// A call whose final block's `grpc-status` may be an entry from before attach: its status,
+    /// if the process's own table gives it. Whether it was found.
+    fn recall_status(
+        &mut self,
+        record: &mut CallRecord,
+        final_block: &BlockMeaning,
+        direction: Direction,
+    ) -> bool {
         let Some(recall) = &self.recall else {
             return false;
         };
-        let index = held.direction as usize;
-        let fields = held
-            .final_block
+        let index = direction as usize;
+        let fields = final_block
             .earlier
             .iter()
             .map(|field| (field.entry, field.value.clone()));
@@ -695,7 +712,6 @@ impl CallAssembly {
         let Some(status) = status else {
             return false;
         };
-        let record = &mut held.record;
         record.grpc_status = Some(status);
         record.status_provenance = Provenance::ProcessMemory;
         // What ended the call decided its code only because grpc-status was unknown.
@@ -712,8 +728,8 @@ impl CallAssembly {
     fn release_held(&mut self, now: u64, all: bool, out: &mut Vec<CallRecord>) {
         let mut held = std::mem::take(&mut self.held);
         held.retain_mut(|call| {
-            let found = self.look_up_status(call);
-            let let_go = found || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS;
+            let pending = self.look_up(call);
+            let let_go = !pending || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS;
             if let_go {
                 self.emit(call.record.clone(), out);
             }

@@ -15,6 +15,7 @@
 
 mod alignment;
 mod core_hpack;
+mod core_paths;
 mod go_hpack;
 mod snapshot;
 
@@ -46,6 +47,8 @@ const MAX_MISSES: usize = 1024;
 pub struct ProcessMemory {
     pid: u32,
     tables: Vec<Table>,
+    /// C-core encoders' paths, by the index each was inserted at.
+    paths: Vec<core_paths::Paths>,
     first_scan: Option<Instant>,
     /// When the last copy was done.
     last_scan: Option<Instant>,
@@ -84,6 +87,7 @@ impl ProcessMemory {
         ProcessMemory {
             pid,
             tables: Vec::new(),
+            paths: Vec::new(),
             first_scan: None,
             last_scan: None,
             spent: Duration::ZERO,
@@ -118,11 +122,13 @@ impl ProcessMemory {
                 self.stats.bytes += snapshot.bytes() as u64;
                 let runtimes = self.runtimes.unwrap_or_default();
                 self.tables.clear();
+                self.paths.clear();
                 if runtimes.go {
                     self.tables.extend(go_hpack::tables(&snapshot));
                 }
                 if runtimes.core {
                     self.tables.extend(core_hpack::tables(&snapshot));
+                    self.paths = core_paths::path_indexes(&snapshot);
                 }
             }
             // Exited (or exiting): nothing more to read.
@@ -132,15 +138,17 @@ impl ProcessMemory {
             {
                 self.fruitless_scans = MAX_FRUITLESS_SCANS;
                 self.tables.clear();
+                self.paths.clear();
                 return;
             }
             Err(error) => {
                 log::debug!("pid {}: memory not read: {error}", self.pid);
                 self.stats.failures += 1;
                 self.tables.clear();
+                self.paths.clear();
             }
         }
-        self.fruitless_scans = if self.tables.is_empty() {
+        self.fruitless_scans = if self.tables.is_empty() && self.paths.is_empty() {
             self.fruitless_scans + 1
         } else {
             0
@@ -226,10 +234,14 @@ impl Recall for ProcessMemory {
 }
 
 impl ProcessMemory {
-    /// What the last copy says of the entry: from a table that lines up with what was seen.
+    /// What the last copy says of the entry: from a table that lines up with what was seen,
+    /// or from a C-core encoder's paths.
     fn answer(&self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
-        alignment::entry_before_watching(&self.tables, seen, insertion)
-            .map(|entry| (entry.name.clone(), entry.value.clone()))
+        if let Some(entry) = alignment::entry_before_watching(&self.tables, seen, insertion) {
+            return Some((entry.name.clone(), entry.value.clone()));
+        }
+        core_paths::path_before_watching(&self.paths, seen, insertion)
+            .map(|path| (Text::from(":path"), Some(path)))
     }
 }
 

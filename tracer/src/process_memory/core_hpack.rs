@@ -5,8 +5,9 @@
 //! C-core's HPACK parser keeps its table as a vector of `HPackTable::Memento`, in insertion
 //! order until the vector reaches the table's entry limit (128 for 4,096 bytes), then as a
 //! ring. A memento is a `ParsedMetadata` (a pointer to the `VTable` of its kind of metadata, a
-//! 32-byte value buffer, the entry's HPACK size as a 32-bit `transport_size_`) and a pointer
-//! to its parse status: 56 bytes (grpc 1.5x to 1.8x). A `VTable` names its header with
+//! 32-byte value buffer, the entry's HPACK size as a 32-bit `transport_size_`: 48 bytes), and
+//! in later releases a pointer to its parse status after it (56 bytes: grpcio 1.60 to 1.85;
+//! Debian's grpc++ 1.51 has 48). A `VTable` names its header with
 //! `key_value`, a string view at offset 40 (checked on grpcio 1.85.1, whose libstdc++ puts the
 //! length before the pointer); metadata of any other name has an empty
 //! `key_value` and a pointer to its key and value slices as its value. Values are read only
@@ -27,7 +28,8 @@ use crate::{
 };
 
 const WORD: usize = 8;
-const MEMENTO: usize = 56;
+/// With and without a parse status: both are looked for.
+const MEMENTO_SIZES: [usize; 2] = [56, 48];
 /// Offsets in a memento, and in a `VTable`.
 const VALUE: usize = 8;
 const TRANSPORT_SIZE: usize = 40;
@@ -49,9 +51,13 @@ enum Kind {
 /// Every run of mementos in the writable memory of `snapshot`, in vector order.
 pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
     let mut kinds: HashMap<u64, Option<Kind>> = HashMap::default();
-    snapshot.record_runs(MEMENTO, MAX_ENTRIES, |record| {
-        memento_at(snapshot, record, &mut kinds)
-    })
+    let mut tables = Vec::new();
+    for size in MEMENTO_SIZES {
+        tables.extend(snapshot.record_runs(size, MAX_ENTRIES, |record| {
+            memento_at(snapshot, record, &mut kinds)
+        }));
+    }
+    tables
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
@@ -178,6 +184,7 @@ mod tests {
         words.iter().flat_map(|word| word.to_le_bytes()).collect()
     }
 
+    /// A 56-byte memento (with a null parse status).
     fn memento(vtable: u64, value: [u64; 4], size: u32) -> Vec<u8> {
         let mut bytes: Vec<u8> = std::iter::once(vtable)
             .chain(value)
@@ -186,6 +193,15 @@ mod tests {
         bytes.extend(size.to_le_bytes());
         bytes.extend([0; 4 + 8]);
         bytes
+    }
+
+    /// The same laid out as a release without parse statuses has them: 48 bytes each.
+    fn without_parse_status(table: &[u8]) -> Vec<u8> {
+        table
+            .chunks(56)
+            .flat_map(|memento| &memento[..48])
+            .copied()
+            .collect()
     }
 
     #[test]
@@ -216,26 +232,38 @@ mod tests {
             .collect();
         table.extend(memento(path, words.try_into().unwrap(), 42));
         heap.extend(table);
-        let snapshot = Snapshot::of(vec![
-            Region {
-                start: STRINGS,
-                writable: false,
-                bytes: strings,
-            },
-            Region {
-                start: VTABLES,
-                writable: false,
-                bytes: vtables,
-            },
-            Region {
-                start: HEAP,
-                writable: true,
-                bytes: heap,
-            },
-        ]);
-        let tables = tables(&snapshot);
-        assert_eq!(tables.len(), 1, "{tables:?}");
-        let table = &tables[0];
+        let heaps = [
+            heap.clone(),
+            [&heap[..64], &without_parse_status(&heap[64..])].concat(),
+        ];
+        for heap in heaps {
+            let snapshot = Snapshot::of(vec![
+                Region {
+                    start: STRINGS,
+                    writable: false,
+                    bytes: strings.clone(),
+                },
+                Region {
+                    start: VTABLES,
+                    writable: false,
+                    bytes: vtables.clone(),
+                },
+                Region {
+                    start: HEAP,
+                    writable: true,
+                    bytes: heap,
+                },
+            ]);
+            let tables: Vec<Table> = tables(&snapshot)
+                .into_iter()
+                .filter(|table| table.len() > 1)
+                .collect();
+            assert_eq!(tables.len(), 1, "{tables:?}");
+            check(&tables[0]);
+        }
+    }
+
+    fn check(table: &Table) {
         let read: Vec<(&str, Option<&str>, Option<usize>)> = table
             .iter()
             .map(|entry| (&*entry.name, entry.value.as_deref(), entry.size))

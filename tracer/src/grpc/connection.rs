@@ -41,9 +41,11 @@ struct CallAssembly {
     earlier: [EarlierEntries; 2],
     /// Where the values of entries from before attach are looked up, if anywhere.
     recall: Option<Rc<RefCell<dyn Recall>>>,
-    /// Ended calls whose status is an entry from before attach, not found yet: held back a
-    /// little for the process to have read what ended them (see [`HeldCall`]).
+    /// Ended calls whose method or status is an entry from before attach, not found yet: held
+    /// back a little (see [`HeldCall`]).
     held: Vec<HeldCall>,
+    /// When held calls were last looked up.
+    last_lookup_ns: u64,
     /// The direction the client writes in, once known (preface or request headers).
     client_direction: Option<Direction>,
     streams: Streams,
@@ -68,8 +70,11 @@ struct HeldCall {
     status_lookup: Option<(Rc<BlockMeaning>, Direction)>,
 }
 
+/// Least time between two lookups for held calls.
+const LOOK_AGAIN_NS: u64 = 10_000_000;
+
 /// Longest a record waits for its method or status to be looked up.
-const HOLD_NS: u64 = 300_000_000;
+const HOLD_NS: u64 = 500_000_000;
 
 fn opposite(direction: Direction) -> Direction {
     match direction {
@@ -98,6 +103,7 @@ impl ConnectionTracker {
                 earlier: Default::default(),
                 recall: None,
                 held: Vec::new(),
+                last_lookup_ns: 0,
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
                 last_request_stream: None,
@@ -640,7 +646,11 @@ impl CallAssembly {
             record,
             status_lookup: status_lookup.filter(|_| record_status.is_none()),
         };
-        if self.look_up(&mut held) {
+        let answerable = self
+            .recall
+            .as_ref()
+            .is_some_and(|recall| recall.borrow_mut().can_answer());
+        if self.look_up(&mut held) && answerable {
             self.held.push(held);
         } else {
             self.emit(held.record, out);
@@ -726,9 +736,15 @@ impl CallAssembly {
     }
 
     fn release_held(&mut self, now: u64, all: bool, out: &mut Vec<CallRecord>) {
+        // Looked up again at most so often: a client writes far more often than a copy of its
+        // memory can change.
+        let look = now.saturating_sub(self.last_lookup_ns) >= LOOK_AGAIN_NS;
+        if look {
+            self.last_lookup_ns = now;
+        }
         let mut held = std::mem::take(&mut self.held);
         held.retain_mut(|call| {
-            let pending = self.look_up(call);
+            let pending = !look || self.look_up(call);
             let let_go = !pending || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS;
             if let_go {
                 self.emit(call.record.clone(), out);

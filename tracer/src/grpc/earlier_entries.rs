@@ -33,6 +33,9 @@ pub trait Recall {
     /// the table whose entries since are `seen` (newest first): its name, and its value when
     /// the name is allowlisted.
     fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)>;
+
+    /// Whether an entry not found now may be found later (so a call is worth holding back).
+    fn can_answer(&mut self) -> bool;
 }
 
 /// The fields the grammar lets us name.
@@ -166,7 +169,12 @@ impl EarlierEntries {
                 None if entry.watch != decoder.watch() => None,
                 None => {
                     let seen = seen.get_or_insert_with(|| decoder.seen_entries());
-                    let recalled = recall.entry(seen, entry.insertion);
+                    // An answer the grammar contradicts (the entry is `field` and the answer
+                    // names another, or the reverse) is not the entry: not kept, not used.
+                    let named_here = self.is(entry, field);
+                    let recalled = recall
+                        .entry(seen, entry.insertion)
+                        .filter(|(name, _)| !named_here || **name == *field.name());
                     if recalled.is_some() {
                         self.learn(entry).recalled.clone_from(&recalled);
                     }

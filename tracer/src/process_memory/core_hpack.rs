@@ -57,6 +57,11 @@ pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
             memento_at(snapshot, record, &mut kinds)
         }));
     }
+    // The parser's static table (RFC 7541 Appendix A) has the same shape: not a dynamic one.
+    tables.retain(|table| {
+        let names = |index: usize| table.get(index).map(|entry| &*entry.name);
+        (names(0), names(1)) != (Some(":authority"), Some(":method"))
+    });
     tables
 }
 

@@ -33,7 +33,7 @@ use alignment::Table;
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
 /// Least time before a question a copy had no answer for is worth another copy (the process
 /// may not have read what the tracer saw yet).
-const RETRY_MISS_AFTER: Duration = Duration::from_millis(150);
+const RETRY_MISS_AFTER: Duration = Duration::from_millis(50);
 /// Time spent copying a process's memory, at most: this much, plus a fiftieth (2%) of the
 /// time since its first copy. A copy holds up the reading of capture records.
 const SCAN_ALLOWANCE: Duration = Duration::from_millis(200);
@@ -100,9 +100,7 @@ impl ProcessMemory {
 
     fn may_scan(&mut self) -> bool {
         // Only processes whose runtime's tables can be found are read at all.
-        let pid = self.pid;
-        let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
-        if !runtimes.go && !runtimes.core {
+        if !self.readable() {
             return false;
         }
         let (Some(first), Some(last)) = (self.first_scan, self.last_scan) else {
@@ -231,9 +229,20 @@ impl Recall for ProcessMemory {
         self.misses.insert(question, Instant::now());
         None
     }
+
+    fn can_answer(&mut self) -> bool {
+        self.readable()
+    }
 }
 
 impl ProcessMemory {
+    /// Whether the process runs a runtime whose tables can be found, and may still be read.
+    fn readable(&mut self) -> bool {
+        let pid = self.pid;
+        let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
+        (runtimes.go || runtimes.core) && self.fruitless_scans < MAX_FRUITLESS_SCANS
+    }
+
     /// What the last copy says of the entry: from a table that lines up with what was seen,
     /// or from a C-core encoder's paths.
     fn answer(&self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {

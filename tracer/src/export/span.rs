@@ -384,7 +384,7 @@ fn series_attributes<'a>(
     }
     attributes.push(("tracer.method_resolved", Bool(call.method_resolved())));
     if let Some(source) = call.method_inferred_from() {
-        attributes.push(("tracer.method_source", text(source)));
+        attributes.push(("tracer.method_source", text(source.label())));
     }
 }
 
@@ -433,7 +433,7 @@ fn call_attributes<'a>(
     }
     attributes.push(("tracer.status_known", Bool(call.code.is_some())));
     if let Some(source) = call.status_inferred_from() {
-        attributes.push(("tracer.status_source", text(source)));
+        attributes.push(("tracer.status_source", text(source.label())));
     }
     match call.failure_without_code() {
         Some(KnownFailure::HttpStatus(http)) => {

@@ -194,20 +194,20 @@ impl CallRecord {
 
     /// When the status was known other than by decoding the call's own `grpc-status` field:
     /// how, as spans say it.
-    pub fn status_inferred_from(&self) -> Option<&'static str> {
+    pub fn status_inferred_from(&self) -> Option<Provenance> {
         match self.status_provenance {
             Provenance::Decoded => None,
             _ if self.code.is_none() || self.grpc_status.is_none() => None,
-            inferred => Some(inferred.label()),
+            inferred => Some(inferred),
         }
     }
 
     /// When the method was known other than by decoding the call's own `:path`: how.
-    pub fn method_inferred_from(&self) -> Option<&'static str> {
+    pub fn method_inferred_from(&self) -> Option<Provenance> {
         match self.method_provenance {
             Provenance::Decoded => None,
             _ if self.path().is_none() => None,
-            inferred => Some(inferred.label()),
+            inferred => Some(inferred),
         }
     }
 

@@ -616,8 +616,11 @@ impl CallAssembly {
             EndReason::ResetByClient(error) | EndReason::ResetByServer(error) => Some(error),
             _ => None,
         };
-        let status_lookup = stream.status_lookup.take();
-        let record_status = stream.grpc_status;
+        // Only while no grpc-status was decoded after the block that asked for it.
+        let status_lookup = stream
+            .status_lookup
+            .take()
+            .filter(|_| stream.grpc_status.is_none());
         let record = CallRecord {
             connection: Arc::clone(&self.facts),
             side: if self.client_direction == Some(Direction::Egress) {
@@ -630,7 +633,7 @@ impl CallAssembly {
             http_status: stream.http_status,
             grpc_status: stream.grpc_status,
             status_provenance: stream.status_provenance,
-            method_provenance: stream.method_provenance,
+            method_provenance: Provenance::Decoded,
             grpc_message: stream.grpc_message,
             code,
             code_candidates: outcome.candidates(),
@@ -644,7 +647,7 @@ impl CallAssembly {
         };
         let mut held = HeldCall {
             record,
-            status_lookup: status_lookup.filter(|_| record_status.is_none()),
+            status_lookup,
         };
         let answerable = self
             .recall
@@ -660,14 +663,13 @@ impl CallAssembly {
     /// Counts a finished call and hands it on.
     fn emit(&mut self, record: CallRecord, out: &mut Vec<CallRecord>) {
         self.stats.calls += 1;
-        self.stats.methods_from_memory +=
-            u64::from(record.method_inferred_from() == Some(Provenance::ProcessMemory.label()));
+        if record.method_inferred_from() == Some(Provenance::ProcessMemory) {
+            self.stats.methods_from_memory += 1;
+        }
         match record.status_inferred_from() {
-            Some(source) if source == Provenance::ProcessMemory.label() => {
-                self.stats.statuses_from_memory += 1
-            }
-            Some(_) => self.stats.statuses_by_grammar += 1,
-            None => {}
+            Some(Provenance::ProcessMemory) => self.stats.statuses_from_memory += 1,
+            Some(Provenance::NameFromGrammar) => self.stats.statuses_by_grammar += 1,
+            Some(Provenance::Decoded) | None => {}
         }
         self.stats.calls_without_method += u64::from(record.path().is_none());
         if record.end_reason == EndReason::ProcessExited {
@@ -742,16 +744,14 @@ impl CallAssembly {
         if look {
             self.last_lookup_ns = now;
         }
-        let mut held = std::mem::take(&mut self.held);
-        held.retain_mut(|call| {
-            let pending = !look || self.look_up(call);
-            let let_go = !pending || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS;
-            if let_go {
-                self.emit(call.record.clone(), out);
+        for mut call in std::mem::take(&mut self.held) {
+            let pending = !look || self.look_up(&mut call);
+            if !pending || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS {
+                self.emit(call.record, out);
+            } else {
+                self.held.push(call);
             }
-            !let_go
-        });
-        self.held = held;
+        }
     }
 }
 

@@ -23,8 +23,6 @@ pub(super) struct StreamState {
     pub http_status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub status_provenance: Provenance,
-    /// How the path in `request_headers` was known.
-    pub method_provenance: Provenance,
     /// The final block, when its `grpc-status` is to be looked up in the process's table, and
     /// the direction it came in.
     pub status_lookup: Option<(Rc<BlockMeaning>, Direction)>,

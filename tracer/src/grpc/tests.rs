@@ -799,10 +799,10 @@ fn entries_from_before_attach_are_read_from_the_process_and_a_status_waits_for_i
     assert_eq!(out.len(), 1);
     let call = &out[0];
     assert_eq!(call.path().map(|path| &**path), Some("/svc.S/Old"));
-    assert_eq!(call.method_inferred_from(), Some("process memory"));
+    assert_eq!(call.method_inferred_from(), Some(Provenance::ProcessMemory));
     assert_eq!(
         (call.code, call.status_inferred_from()),
-        (Some(Code::OK), Some("process memory"))
+        (Some(Code::OK), Some(Provenance::ProcessMemory))
     );
     let stats = tracker.stats();
     assert_eq!(

@@ -3,7 +3,8 @@
 //! method and status a span gives must be the one the client saw (checked call by call); how
 //! many are given is measured against the recall the tracer aims for (90%).
 //!
-//! Needs root and the Go client built by `cargo xtask test` (grpc-go from Debian).
+//! Needs root and the compiled clients built by `cargo xtask test` (grpc-go and grpc++ from
+//! Debian).
 
 use std::{process::Child, time::Duration};
 
@@ -17,17 +18,17 @@ use integration_tests::{
 
 const ECHO_SERVER: &str = env!("CARGO_BIN_EXE_echo-server");
 
-/// The Go client (tests/go/echo_client.go), started with `warmup` calls on its connection and
-/// `args`, held before its calls.
-fn waiting_go_client(server: &ServerProcess, warmup: u32, args: &[&str]) -> Child {
-    let binary = std::env::var("TRACER_TEST_GO_CLIENT")
-        .expect("TRACER_TEST_GO_CLIENT (the Go client) is set by `cargo xtask test`");
+/// A compiled example client (tests/go, tests/cpp; the path in `variable`, set by `cargo xtask
+/// test`), started with `warmup` calls on its connection and `args`, held before its calls.
+fn waiting_client(variable: &str, server: &ServerProcess, warmup: u32, args: &[&str]) -> Child {
+    let binary = std::env::var(variable)
+        .unwrap_or_else(|_| panic!("{variable} (a compiled client) is set by `cargo xtask test`"));
     waiting_client::start(
         std::process::Command::new(binary)
             .arg(&server.address)
             .args(["--warmup", &warmup.to_string(), "--wait"])
             .args(args),
-        "the Go client",
+        variable,
     )
 }
 
@@ -86,19 +87,20 @@ fn trace_warm_client(client: Child, calls: usize) -> (Vec<ReceivedSpan>, Vec<Str
     (spans, lines)
 }
 
-/// The calls the Go client makes after its warm-up: 3 unary, NOT_FOUND, INTERNAL without a
-/// message, deadline, cancel, 3 streaming shapes, 1 MiB, 20 concurrent.
-const GO_SCENARIO_CALLS: usize = 31;
+/// The calls the compiled clients make after their warm-up: 3 unary, NOT_FOUND, INTERNAL
+/// without a message, deadline, cancel, 3 streaming shapes, 1 MiB, 20 concurrent.
+const SCENARIO_CALLS: usize = 31;
 
-#[test]
-fn a_warm_grpc_go_client_is_named_from_its_own_header_tables() {
+/// Traces the scenario of the client in `variable` after 20 warm-up calls, and checks that its
+/// warm entries were read from the process and every call named is named right.
+fn a_warm_client_is_named_from_its_own_header_tables(variable: &str, label: &str) {
     let server = ServerProcess::start(ECHO_SERVER, None);
-    let client = waiting_go_client(&server, 20, &[]);
-    let (spans, lines) = trace_warm_client(client, GO_SCENARIO_CALLS);
+    let client = waiting_client(variable, &server, 20, &[]);
+    let (spans, lines) = trace_warm_client(client, SCENARIO_CALLS);
     let calls = client_calls(&lines);
-    assert_eq!(calls.len(), GO_SCENARIO_CALLS);
+    assert_eq!(calls.len(), SCENARIO_CALLS);
     let recall = Recall::of(&spans);
-    recall.report("grpc-go client, warm");
+    recall.report(label);
     // Unary's `:path` and the server's `grpc-status: 0` were inserted during the warm-up: read
     // from the client's own tables (its encoder's, its decoder's).
     let from_memory = |key: &str| {
@@ -115,8 +117,23 @@ fn a_warm_grpc_go_client_is_named_from_its_own_header_tables() {
         .find(|span| span.attribute("rpc.grpc.status_code") == Some("13"))
         .expect("the INTERNAL call's status");
     assert_eq!(internal.status_message, "INTERNAL", "{internal:#?}");
-    recall.assert_at_least_90_percent("grpc-go client, warm");
-    assert_spans_match_with(spans, &calls, "grpc-go client, warm", false, false);
+    recall.assert_at_least_90_percent(label);
+    assert_spans_match_with(spans, &calls, label, false, false);
+}
+
+#[test]
+fn a_warm_grpc_go_client_is_named_from_its_own_header_tables() {
+    a_warm_client_is_named_from_its_own_header_tables(
+        "TRACER_TEST_GO_CLIENT",
+        "grpc-go client, warm",
+    );
+}
+
+/// C-core's encoder keeps no table of its own, only the index each `:path` got: named once a
+/// method first called after attach places the earlier ones (ServerStream here).
+#[test]
+fn a_warm_cpp_client_is_named_from_its_own_header_tables() {
+    a_warm_client_is_named_from_its_own_header_tables("TRACER_TEST_CPP_CLIENT", "C++ client, warm");
 }
 
 #[test]
@@ -126,8 +143,8 @@ fn two_warm_connections_do_not_lend_each_other_their_entries() {
     // differ from the first's where it matters and it inserts nothing after attach, so
     // nothing ties its references to a table in memory: they stay unnamed, never named
     // after the first connection's (Unary) entries.
-    let client = waiting_go_client(&server, 20, &["--second-channel"]);
-    let (spans, lines) = trace_warm_client(client, GO_SCENARIO_CALLS + 3);
+    let client = waiting_client("TRACER_TEST_GO_CLIENT", &server, 20, &["--second-channel"]);
+    let (spans, lines) = trace_warm_client(client, SCENARIO_CALLS + 3);
     let calls = client_calls(&lines);
     Recall::of(&spans).report("grpc-go client, two warm connections");
     assert_spans_match_with(

@@ -3,11 +3,11 @@
 
 mod bench;
 mod certificate;
+mod clients;
 mod demo;
 mod ebpf_toolchain;
 mod example;
 mod fuzz;
-mod go;
 mod install;
 mod node;
 mod python;

@@ -24,7 +24,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     let older_pythons =
         std::env::join_paths(older_pythons).context("the older grpcio virtualenvs' paths")?;
     let node_modules = crate::node::ensure_grpc_js()?;
-    let go_client = crate::go::ensure_go_client()?;
+    let go_client = crate::clients::ensure_go_client()?;
+    let cpp_client = crate::clients::ensure_cpp_client()?;
     // Real peers besides the gRPC ones: HTTP/2 that is not gRPC (tests/not_grpc.rs), and
     // clients on the system's TLS libraries (tests/tls.rs).
     for (program, package, why) in [
@@ -75,7 +76,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
             .env("TRACER_TEST_PYTHON", python)
             .env("TRACER_TEST_OLDER_GRPCIO_PYTHONS", older_pythons)
             .env("TRACER_TEST_NODE_PATH", node_modules)
-            .env("TRACER_TEST_GO_CLIENT", go_client),
+            .env("TRACER_TEST_GO_CLIENT", go_client)
+            .env("TRACER_TEST_CPP_CLIENT", cpp_client),
     )?);
     // One closing line for the whole run (cargo's last line may be an empty doc-test run).
     println!("{} passed, {} failed", totals.passed, totals.failed);

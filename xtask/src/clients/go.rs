@@ -1,6 +1,6 @@
-//! The Go gRPC client of the end-to-end tests (tests/go) is built with grpc-go from Debian's
-//! archive (`golang-google-grpc-dev` and the Go toolchain), in GOPATH mode against the sources
-//! Debian installs, into the project's cache directory.
+//! The Go gRPC client of the end-to-end tests (tests/go/echo_client.go), built with grpc-go
+//! from Debian's archive (`golang-google-grpc-dev` and the Go toolchain), in GOPATH mode
+//! against the sources Debian installs.
 
 use std::{path::PathBuf, process::Command};
 

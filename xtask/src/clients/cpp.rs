@@ -1,0 +1,41 @@
+//! The C++ gRPC client of the end-to-end tests (tests/cpp/echo_client.cc), built with g++
+//! against Debian's grpc++ (`libgrpc++-dev`).
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use crate::ebpf_toolchain::cache_dir;
+
+/// What the client needs: the compiler, grpc++ and pkg-config to find it.
+const PACKAGES: &[&str] = &["g++", "libgrpc++-dev", "pkg-config"];
+
+/// The built client, rebuilt on every run (a few seconds).
+pub fn ensure_cpp_client() -> Result<PathBuf> {
+    if !crate::install::debian_packages(PACKAGES, "for the C++ client of the end-to-end tests") {
+        anyhow::bail!("grpc++ and a C++ compiler ({PACKAGES:?}) could not be installed");
+    }
+    let dir = cache_dir().join("cpp-echo-client");
+    std::fs::create_dir_all(&dir)?;
+    let binary = dir.join("echo-client");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cpp/echo_client.cc");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "grpc++"])
+        .output()
+        .context("running pkg-config for grpc++")?;
+    anyhow::ensure!(flags.status.success(), "pkg-config knows no grpc++");
+    let flags = String::from_utf8(flags.stdout).context("pkg-config's flags")?;
+    let output = Command::new("g++")
+        .args(["-std=c++17", "-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .args(flags.split_whitespace())
+        .output()
+        .context("running g++")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "building the C++ client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(binary)
+}

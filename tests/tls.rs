@@ -2,7 +2,7 @@
 //! its plaintext. Real peers, real TLS (a certificate made for the run), a real OTLP receiver:
 //! Python grpcio, whose BoringSSL is in its stripped extension (the release `cargo xtask test`
 //! installs, and older ones beside it), Node's grpc-js (OpenSSL linked into `node`), and
-//! `nghttp` on the system's `libssl`. Needs root; run through `cargo xtask test`.
+//! `nghttp` and a C++ grpc client (Debian's) on the system's `libssl`. Needs root; run through `cargo xtask test`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -561,6 +561,41 @@ fn grpc_over_the_system_libssl_has_a_span_per_call() {
         );
     }
     assert_eq!(report["tls_connections_decoded"], 1, "{report}");
+}
+
+/// A C++ client (Debian's grpc++, tests/cpp) over TLS: its grpc links the system's `libssl`,
+/// hooked by name. The grpc library carries grpc's TLS log strings but calls the shared
+/// library's functions: it is not a TLS library of its own to report as not hooked.
+#[test]
+fn cpp_client_over_the_system_libssl_has_a_span_per_call() {
+    let client = std::env::var("TRACER_TEST_CPP_CLIENT")
+        .expect("TRACER_TEST_CPP_CLIENT (the C++ client) is set by `cargo xtask test`");
+    let certificate = Certificate::make("cpp-tls");
+    let server = TlsServer::start(&python(), &certificate);
+    let receiver = OtlpReceiver::start();
+    let stats = stats_path("cpp-tls");
+    let output = Command::new(tracer_binary())
+        .args(["--otlp-endpoint", &receiver.endpoint(), "--stats-json"])
+        .arg(&stats)
+        .args(["--", &client, &server.target(), "--tls"])
+        .arg(certificate.cert())
+        .output()
+        .expect("run the tracer");
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let calls = client_calls(&lines);
+    assert_eq!(calls.len(), 31, "{lines:?}");
+    let spans = receiver.wait_for(calls.len(), Duration::from_secs(10));
+    assert_captured_from_tls(&spans, "openssl 3", "C++ client");
+    assert_peer_port(&spans, server.port, "C++ client");
+    assert_spans_match_with(spans, &calls, "C++ client", true, true);
+    let report = take_stats(&stats, "cpp-tls");
+    assert_eq!(report["tls_connections_decoded"], 1, "{report}");
+    assert_eq!(report["tls_not_hooked"], serde_json::json!([]), "{report}");
 }
 
 /// HTTP/2 over TLS that is not gRPC (`curl --http2` on the system's `libssl`): decoded, and

@@ -89,7 +89,9 @@ pub fn inspect(path: &Path) -> Inspection {
         let version = openssl_version(&data).or_else(|| soname_version(path));
         return Inspection::Library(TlsLibrary::new(name, version, found));
     }
-    if !stripped::has_grpc_tls_marks(&data) {
+    // A grpc linked against a shared TLS library (Debian's libgrpc on libssl.so.3) has grpc's
+    // log strings but calls the library's functions: those are hooked when it is examined.
+    if imports_ssl_calls(&file) || !stripped::has_grpc_tls_marks(&data) {
         return Inspection::NoTls;
     }
     let library = "boringssl".to_owned();
@@ -165,6 +167,16 @@ fn by_symbols(file: &object::File, segments: &[CodeSegment]) -> Option<Vec<(TlsC
     }
     let has = |call| found.iter().any(|&(seen, _)| seen == call);
     (has(TlsCall::Write) && has(TlsCall::Read)).then_some(found)
+}
+
+/// Whether `SSL_write` and `SSL_read` are functions this file calls in another (undefined
+/// dynamic symbols).
+fn imports_ssl_calls(file: &object::File) -> bool {
+    let imported = |wanted: &str| {
+        file.dynamic_symbols()
+            .any(|symbol| symbol.is_undefined() && symbol.name() == Ok(wanted))
+    };
+    imported("SSL_write") && imported("SSL_read")
 }
 
 /// BoringSSL says so in its error strings' library names.

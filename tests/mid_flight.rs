@@ -136,6 +136,15 @@ fn a_warm_cpp_client_is_named_from_its_own_header_tables() {
     a_warm_client_is_named_from_its_own_header_tables("TRACER_TEST_CPP_CLIENT", "C++ client, warm");
 }
 
+/// grpc-java on Netty: its encoder's table and its decoder's are objects on the JVM's heap.
+#[test]
+fn a_warm_grpc_java_client_is_named_from_its_own_header_tables() {
+    a_warm_client_is_named_from_its_own_header_tables(
+        "TRACER_TEST_JAVA_CLIENT",
+        "grpc-java client, warm",
+    );
+}
+
 #[test]
 fn two_warm_connections_do_not_lend_each_other_their_entries() {
     let server = ServerProcess::start(ECHO_SERVER, None);

@@ -26,6 +26,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     let node_modules = crate::node::ensure_grpc_js()?;
     let go_client = crate::clients::ensure_go_client()?;
     let cpp_client = crate::clients::ensure_cpp_client()?;
+    let java_client = crate::clients::ensure_java_client()?;
     // Real peers besides the gRPC ones: HTTP/2 that is not gRPC (tests/not_grpc.rs), and
     // clients on the system's TLS libraries (tests/tls.rs).
     for (program, package, why) in [
@@ -77,7 +78,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
             .env("TRACER_TEST_OLDER_GRPCIO_PYTHONS", older_pythons)
             .env("TRACER_TEST_NODE_PATH", node_modules)
             .env("TRACER_TEST_GO_CLIENT", go_client)
-            .env("TRACER_TEST_CPP_CLIENT", cpp_client),
+            .env("TRACER_TEST_CPP_CLIENT", cpp_client)
+            .env("TRACER_TEST_JAVA_CLIENT", java_client),
     )?);
     // One closing line for the whole run (cargo's last line may be an empty doc-test run).
     println!("{} passed, {} failed", totals.passed, totals.failed);

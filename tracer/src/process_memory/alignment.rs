@@ -13,7 +13,10 @@
 //! every shift that lines up with what was seen, and at least one entry seen since attach
 //! lines up: a table that agrees with nothing seen proves nothing.
 
-use crate::hpack::{FieldValue, SeenEntry, Text};
+use crate::{
+    grpc::is_retained,
+    hpack::{FieldValue, SeenEntry, Text, value_digest},
+};
 
 /// An entry of a table found in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,21 @@ pub struct Recalled {
     /// Its HPACK size (RFC 7541 §4.1), where the table keeps it. An entry with neither a value
     /// nor a digest lines up by name and size alone.
     pub size: Option<usize>,
+}
+
+impl Recalled {
+    /// The entry `name: value` as a table holds it: the value kept only if allowlisted, else
+    /// its digest.
+    pub fn of_field(name: &[u8], value: &[u8]) -> Option<Recalled> {
+        let retained = is_retained(name);
+        Some(Recalled {
+            size: Some(name.len() + value.len() + 32),
+            name: Text::decoded(name)?,
+            value_len: value.len(),
+            value: retained.then(|| Text::decoded(value)).flatten(),
+            value_digest: (!retained).then(|| value_digest(value)),
+        })
+    }
 }
 
 /// Oldest first.

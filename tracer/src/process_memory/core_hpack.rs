@@ -22,10 +22,7 @@ use super::{
     is_field_name,
     snapshot::Snapshot,
 };
-use crate::{
-    grpc::is_retained,
-    hpack::{Text, value_digest},
-};
+use crate::hpack::Text;
 
 const WORD: usize = 8;
 /// With and without a parse status: both are looked for.
@@ -106,18 +103,13 @@ fn memento_at(
         }
         Kind::KeyValue => {
             let pair = snapshot.read(word(value, 0), 64)?;
-            let name = Text::decoded(slice(snapshot, &pair[..32])?)?;
+            let name = slice(snapshot, &pair[..32])?;
             let value = slice(snapshot, &pair[32..])?;
-            let recalled = Recalled {
-                value_len: value.len(),
-                value: is_retained(name.as_bytes())
-                    .then(|| Text::decoded(value))
-                    .flatten(),
-                value_digest: (!is_retained(name.as_bytes())).then(|| value_digest(value)),
+            // The size the parser kept, which is what lines it up.
+            return Some(Recalled {
                 size: Some(size as usize),
-                name,
-            };
-            return Some(recalled);
+                ..Recalled::of_field(name, value)?
+            });
         }
     };
     Some(Recalled {
@@ -175,7 +167,7 @@ fn slice<'s>(snapshot: &'s Snapshot, slice: &'s [u8]) -> Option<&'s [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process_memory::snapshot::Region;
+    use crate::{hpack::value_digest, process_memory::snapshot::Region};
 
     const STRINGS: u64 = 0x1000;
     const VTABLES: u64 = 0x2000;

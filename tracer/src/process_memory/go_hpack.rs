@@ -13,10 +13,6 @@ use super::{
     is_field_name,
     snapshot::Snapshot,
 };
-use crate::{
-    grpc::is_retained,
-    hpack::{Text, value_digest},
-};
 
 const WORD: usize = 8;
 const RECORD: usize = 5 * WORD;
@@ -50,15 +46,7 @@ fn field_at(snapshot: &Snapshot, record: &[u8]) -> Option<Recalled> {
         0 => &[][..],
         len => snapshot.read(word(2), len as usize)?,
     };
-    // Only allowlisted values are kept; the others, only their length.
-    let retained = is_retained(name);
-    Some(Recalled {
-        size: Some(name.len() + value.len() + 32),
-        name: Text::decoded(name)?,
-        value_len: value.len(),
-        value: retained.then(|| Text::decoded(value)).flatten(),
-        value_digest: (!retained).then(|| value_digest(value)),
-    })
+    Recalled::of_field(name, value)
 }
 
 #[cfg(test)]

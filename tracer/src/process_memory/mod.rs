@@ -5,18 +5,20 @@
 //! decoder's (what its peer sends). When a call refers to an entry from before attach, a copy
 //! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 200 ms plus
 //! 2% of the time since the first copy), the tables in it found by what their runtime's layout
-//! looks like ([`go_hpack`]: Go programs only, so far), and the
-//! entry read from the table that lines up with what the tracer saw inserted since
-//! ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
+//! looks like ([`go_hpack`] for grpc-go, [`core_hpack`] and [`core_paths`] for gRPC C-core,
+//! [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
+//! the tracer saw inserted since ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
 //!
 //! ```text
-//! /proc/PID/mem --> snapshot --> go_hpack (tables) --> alignment (the entry) --> grpc::Recall
+//! /proc/PID/mem --> snapshot --> go_hpack, core_hpack, netty_hpack: tables --> alignment --+
+//!                            \-> core_paths: C-core's :path indexes ----------------------+--> grpc::Recall
 //! ```
 
 mod alignment;
 mod core_hpack;
 mod core_paths;
 mod go_hpack;
+mod netty_hpack;
 mod snapshot;
 
 use std::time::{Duration, Instant};
@@ -124,6 +126,9 @@ impl ProcessMemory {
                 if runtimes.go {
                     self.tables.extend(go_hpack::tables(&snapshot));
                 }
+                if runtimes.jvm {
+                    self.tables.extend(netty_hpack::tables(&snapshot));
+                }
                 if runtimes.core {
                     self.tables.extend(core_hpack::tables(&snapshot));
                     self.paths = core_paths::path_indexes(&snapshot);
@@ -164,17 +169,21 @@ struct Runtimes {
     go: bool,
     /// gRPC C-core (grpcio's `cygrpc`, grpc++'s `libgrpc`), mapped from a file.
     core: bool,
+    /// A Java virtual machine (HotSpot's `libjvm.so`), whose gRPC may be grpc-java on Netty.
+    jvm: bool,
 }
 
 impl Runtimes {
     fn of(pid: u32) -> Runtimes {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let mapped = |wanted: fn(&str) -> bool| {
+            maps.lines()
+                .any(|line| wanted(line.rsplit('/').next().unwrap_or("")))
+        };
         Runtimes {
             go: is_go_program(pid),
-            core: maps.lines().any(|line| {
-                let file = line.rsplit('/').next().unwrap_or("");
-                file.starts_with("cygrpc.") || file.starts_with("libgrpc.so")
-            }),
+            core: mapped(|file| file.starts_with("cygrpc.") || file.starts_with("libgrpc.so")),
+            jvm: mapped(|file| file == "libjvm.so"),
         }
     }
 }
@@ -240,7 +249,7 @@ impl ProcessMemory {
     fn readable(&mut self) -> bool {
         let pid = self.pid;
         let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
-        (runtimes.go || runtimes.core) && self.fruitless_scans < MAX_FRUITLESS_SCANS
+        (runtimes.go || runtimes.core || runtimes.jvm) && self.fruitless_scans < MAX_FRUITLESS_SCANS
     }
 
     /// What the last copy says of the entry: from a table that lines up with what was seen,

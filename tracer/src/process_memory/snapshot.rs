@@ -110,6 +110,24 @@ impl Snapshot {
         runs
     }
 
+    /// Every 8-byte-aligned address of the writable memory with the `len` bytes from it.
+    pub fn aligned(&self, len: usize) -> impl Iterator<Item = (u64, &[u8])> {
+        const ALIGN: usize = 8;
+        self.regions
+            .iter()
+            .filter(|region| region.writable)
+            .flat_map(move |region| {
+                let ends = region.bytes.len().saturating_sub(len.saturating_sub(1));
+                // Regions start on page boundaries: offsets and addresses align alike.
+                (0..ends).step_by(ALIGN).map(move |offset| {
+                    (
+                        region.start + offset as u64,
+                        &region.bytes[offset..offset + len],
+                    )
+                })
+            })
+    }
+
     pub fn bytes(&self) -> usize {
         self.regions.iter().map(|region| region.bytes.len()).sum()
     }

@@ -1,0 +1,74 @@
+//! The Java gRPC client of the end-to-end tests (tests/java/EchoClient.java), compiled with
+//! javac against Debian's grpc-java (`libgrpc-java`) and Netty (`libnetty-java`), and run
+//! through a launcher script holding its class path.
+
+use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use crate::ebpf_toolchain::cache_dir;
+
+/// What the client needs: a JDK, grpc-java, Netty, and the libraries grpc-java loads.
+const PACKAGES: &[&str] = &[
+    "default-jdk-headless",
+    "libgrpc-java",
+    "libnetty-java",
+    "libguava-java",
+    "libperfmark-java",
+    "libgoogle-gson-java",
+];
+/// The jars of its class path, in /usr/share/java.
+const JARS: &[&str] = &[
+    "grpc-api",
+    "grpc-context",
+    "grpc-core",
+    "grpc-netty",
+    "guava",
+    "gson",
+    "perfmark-api",
+    "netty-buffer",
+    "netty-codec",
+    "netty-codec-http",
+    "netty-codec-http2",
+    "netty-common",
+    "netty-handler",
+    "netty-resolver",
+    "netty-transport",
+];
+
+/// The launcher of the compiled client (`echo-client TARGET ARGS...` runs `java EchoClient`,
+/// as the process itself: exec), recompiled on every run.
+pub fn ensure_java_client() -> Result<PathBuf> {
+    if !crate::install::debian_packages(PACKAGES, "for the Java client of the end-to-end tests") {
+        anyhow::bail!("grpc-java and a JDK ({PACKAGES:?}) could not be installed");
+    }
+    let dir = cache_dir().join("java-echo-client");
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes)?;
+    let mut class_path = vec![classes.display().to_string()];
+    for jar in JARS {
+        let path = PathBuf::from("/usr/share/java").join(format!("{jar}.jar"));
+        anyhow::ensure!(path.exists(), "{} is missing", path.display());
+        class_path.push(path.display().to_string());
+    }
+    let class_path = class_path.join(":");
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/java/EchoClient.java");
+    let output = Command::new("javac")
+        .args(["-nowarn", "-cp", &class_path, "-d"])
+        .arg(&classes)
+        .arg(&source)
+        .output()
+        .context("running javac")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "building the Java client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let launcher = dir.join("echo-client");
+    std::fs::write(
+        &launcher,
+        format!("#!/bin/sh\nexec java -cp '{class_path}' EchoClient \"$@\"\n"),
+    )?;
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))?;
+    Ok(launcher)
+}

@@ -33,8 +33,8 @@ use alignment::Table;
 
 /// Least time between two copies of one process's memory: the process must have moved on.
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
-/// Least time before a question a copy had no answer for is worth another copy (the process
-/// may not have read what the tracer saw yet).
+/// Copies taken for one question, at most, and the least time between them.
+const FRESH_COPIES: u32 = 2;
 const RETRY_MISS_AFTER: Duration = Duration::from_millis(50);
 /// Time spent copying a process's memory, at most: this much, plus a fiftieth (2%) of the
 /// time since its first copy. A copy holds up the reading of capture records.
@@ -59,10 +59,19 @@ pub struct ProcessMemory {
     fruitless_scans: u32,
     /// Which runtimes' tables it may hold, once looked at.
     runtimes: Option<Runtimes>,
-    /// Questions a copy had no answer for, (insertion, entries seen, fingerprint of the
-    /// newest), and when.
-    misses: HashMap<(i64, usize, Option<u64>), Instant>,
+    /// Questions a copy had no answer for, by (insertion, entries seen, fingerprint of the
+    /// newest).
+    misses: HashMap<(i64, usize, Option<u64>), Miss>,
     pub stats: MemoryStats,
+}
+
+/// A question the copy taken at `copy` had no answer for.
+struct Miss {
+    copy: Instant,
+    /// Copies taken for this question (after the tracer saw what it asks about). Until one
+    /// was, the older copies it was asked of say nothing of it: one is taken as soon as one
+    /// may be.
+    fresh_copies: u32,
 }
 
 /// The cost of reading one process's memory.
@@ -216,26 +225,36 @@ impl Recall for ProcessMemory {
             return None;
         }
         let question = (insertion, seen.len(), seen.first().map(fingerprint));
-        let retry = match self.misses.get(&question) {
-            Some(missed) => missed.elapsed() >= RETRY_MISS_AFTER,
-            None => true,
-        };
-        if !retry {
-            return None;
+        let mut fresh_copies = 0;
+        if let Some(miss) = self.misses.get(&question) {
+            // The same copy, looked at again, would say the same; a copy taken for the
+            // question is worth taking again once, a little later, in case the process was
+            // behind (it decodes what it reads after the read the tracer saw).
+            let newer_copy = self.last_scan != Some(miss.copy);
+            let may_copy_again = miss.fresh_copies < FRESH_COPIES
+                && (miss.fresh_copies == 0 || miss.copy.elapsed() >= RETRY_MISS_AFTER);
+            if !newer_copy && !may_copy_again {
+                return None;
+            }
+            fresh_copies = miss.fresh_copies;
         }
         if let Some(found) = self.answer(seen, insertion) {
             return Some(found);
         }
-        if self.may_scan() {
+        if fresh_copies < FRESH_COPIES && self.may_scan() {
             self.scan();
+            fresh_copies += 1;
             if let Some(found) = self.answer(seen, insertion) {
                 return Some(found);
             }
         }
+        let Some(copy) = self.last_scan else {
+            return None;
+        };
         if self.misses.len() >= MAX_MISSES {
             self.misses.clear();
         }
-        self.misses.insert(question, Instant::now());
+        self.misses.insert(question, Miss { copy, fresh_copies });
         None
     }
 

@@ -298,19 +298,30 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
     let lines = release_and_collect(client);
     wait_success(tracer, "TLS late join");
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
-    let status_known = spans
-        .iter()
-        .filter(|span| span.attribute("tracer.status_known") == Some("true"))
-        .count();
+    let count = |key: &str| {
+        spans
+            .iter()
+            .filter(|span| span.attribute(key) == Some("true"))
+            .count()
+    };
+    let (method_known, status_known) = (
+        count("tracer.method_resolved"),
+        count("tracer.status_known"),
+    );
     println!(
-        "TLS late join: status decoded for {status_known} of {} calls",
+        "TLS late join: method for {method_known}, status for {status_known} of {} calls",
         spans.len()
     );
     assert_peer_port(&spans, server.port, "TLS late join");
-    // The server's grpc-status entries, from the client's own decoder table.
+    // The server's grpc-status entries, from the client's own decoder table; the warm method,
+    // placed by the index C-core's encoder gave it.
     assert!(
         status_known * 10 >= spans.len() * 9,
         "TLS late join: statuses"
+    );
+    assert!(
+        method_known * 10 >= spans.len() * 9,
+        "TLS late join: methods"
     );
     assert_spans_match_with(spans, &client_calls(&lines), "TLS late join", false, false);
 }

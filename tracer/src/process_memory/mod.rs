@@ -248,9 +248,7 @@ impl Recall for ProcessMemory {
                 return Some(found);
             }
         }
-        let Some(copy) = self.last_scan else {
-            return None;
-        };
+        let copy = self.last_scan?;
         if self.misses.len() >= MAX_MISSES {
             self.misses.clear();
         }

@@ -327,9 +327,11 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
 }
 
 /// Attached to a grpcio server whose client's TLS connection is open and warm: the methods the
-/// client's encoder sent before attach are read from the server's own decoder table.
+/// client's encoder sent before attach are read from the server's own decoder table, and its
+/// own `grpc-status: 0` from the index its encoder keeps for each code (placed by NOT_FOUND,
+/// first sent after attach).
 #[test]
-fn late_join_on_a_warm_grpcio_server_reads_methods_from_its_own_table() {
+fn late_join_on_a_warm_grpcio_server_reads_methods_and_statuses_from_its_own_tables() {
     let certificate = Certificate::make("grpcio-tls-late-server");
     let mut server = TlsServer::start(&python(), &certificate);
     let receiver = OtlpReceiver::start();
@@ -356,6 +358,10 @@ fn late_join_on_a_warm_grpcio_server_reads_methods_from_its_own_table() {
     assert!(
         methods * 10 >= spans.len() * 9,
         "TLS late join, server: methods"
+    );
+    assert!(
+        statuses * 10 >= spans.len() * 9,
+        "TLS late join, server: statuses"
     );
     assert_server_spans_match_with(
         spans,

@@ -5,18 +5,19 @@
 //! decoder's (what its peer sends). When a call refers to an entry from before attach, a copy
 //! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 200 ms plus
 //! 2% of the time since the first copy), the tables in it found by what their runtime's layout
-//! looks like ([`go_hpack`] for grpc-go, [`core_hpack`] and [`core_paths`] for gRPC C-core,
-//! [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
+//! looks like ([`go_hpack`] for grpc-go; [`core_hpack`], [`core_paths`] and [`core_statuses`]
+//! for gRPC C-core; [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
 //! the tracer saw inserted since ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
 //!
 //! ```text
 //! /proc/PID/mem --> snapshot --> go_hpack, core_hpack, netty_hpack: tables --> alignment --+
-//!                            \-> core_paths: C-core's :path indexes ----------------------+--> grpc::Recall
+//!                            \-> core_paths, core_statuses: C-core's indexes -------------+--> grpc::Recall
 //! ```
 
 mod alignment;
 mod core_hpack;
 mod core_paths;
+mod core_statuses;
 mod go_hpack;
 mod netty_hpack;
 mod snapshot;
@@ -48,9 +49,8 @@ const MAX_MISSES: usize = 1024;
 /// What was read of one process's memory, and what it cost.
 pub struct ProcessMemory {
     pid: u32,
-    tables: Vec<Table>,
-    /// C-core encoders' paths, by the index each was inserted at.
-    paths: Vec<core_paths::Paths>,
+    /// What the last copy held.
+    found: Found,
     first_scan: Option<Instant>,
     /// When the last copy was done.
     last_scan: Option<Instant>,
@@ -97,8 +97,7 @@ impl ProcessMemory {
     pub fn new(pid: u32) -> ProcessMemory {
         ProcessMemory {
             pid,
-            tables: Vec::new(),
-            paths: Vec::new(),
+            found: Found::default(),
             first_scan: None,
             last_scan: None,
             spent: Duration::ZERO,
@@ -129,19 +128,7 @@ impl ProcessMemory {
             Ok(snapshot) => {
                 self.stats.scans += 1;
                 self.stats.bytes += snapshot.bytes() as u64;
-                let runtimes = self.runtimes.unwrap_or_default();
-                self.tables.clear();
-                self.paths.clear();
-                if runtimes.go {
-                    self.tables.extend(go_hpack::tables(&snapshot));
-                }
-                if runtimes.jvm {
-                    self.tables.extend(netty_hpack::tables(&snapshot));
-                }
-                if runtimes.core {
-                    self.tables.extend(core_hpack::tables(&snapshot));
-                    self.paths = core_paths::path_indexes(&snapshot);
-                }
+                self.found = Found::in_copy(&snapshot, self.runtimes.unwrap_or_default());
             }
             // Exited (or exiting): nothing more to read.
             Err(error)
@@ -149,18 +136,16 @@ impl ProcessMemory {
                     || error.raw_os_error() == Some(libc::ESRCH) =>
             {
                 self.fruitless_scans = MAX_FRUITLESS_SCANS;
-                self.tables.clear();
-                self.paths.clear();
+                self.found = Found::default();
                 return;
             }
             Err(error) => {
                 log::debug!("pid {}: memory not read: {error}", self.pid);
                 self.stats.failures += 1;
-                self.tables.clear();
-                self.paths.clear();
+                self.found = Found::default();
             }
         }
-        self.fruitless_scans = if self.tables.is_empty() && self.paths.is_empty() {
+        self.fruitless_scans = if self.found.is_empty() {
             self.fruitless_scans + 1
         } else {
             0
@@ -169,6 +154,51 @@ impl ProcessMemory {
         self.stats.micros += started.elapsed().as_micros() as u64;
         // Counted from its end: the questions that follow at once get this copy's answers.
         self.last_scan = Some(Instant::now());
+    }
+}
+
+/// What a copy of a process's memory holds of its connections' header tables.
+#[derive(Default)]
+struct Found {
+    tables: Vec<Table>,
+    /// C-core encoders' paths, by the index each was inserted at.
+    paths: Vec<core_paths::Paths>,
+    /// C-core encoders' size accounting, with the indices of their `grpc-status` entries.
+    statuses: Vec<core_statuses::EncoderStatuses>,
+}
+
+impl Found {
+    fn in_copy(snapshot: &snapshot::Snapshot, runtimes: Runtimes) -> Found {
+        let mut found = Found::default();
+        if runtimes.go {
+            found.tables.extend(go_hpack::tables(snapshot));
+        }
+        if runtimes.jvm {
+            found.tables.extend(netty_hpack::tables(snapshot));
+        }
+        if runtimes.core {
+            found.tables.extend(core_hpack::tables(snapshot));
+            found.paths = core_paths::path_indexes(snapshot);
+            found.statuses = core_statuses::encoder_statuses(snapshot);
+        }
+        found
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tables.is_empty() && self.paths.is_empty() && self.statuses.is_empty()
+    }
+
+    /// What it says of the entry: from a table that lines up with what was seen, or from a
+    /// C-core encoder's indices.
+    fn answer(&self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
+        if let Some(entry) = alignment::entry_before_watching(&self.tables, seen, insertion) {
+            return Some((entry.name.clone(), entry.value.clone()));
+        }
+        if let Some(path) = core_paths::path_before_watching(&self.paths, seen, insertion) {
+            return Some((Text::from(":path"), Some(path)));
+        }
+        core_statuses::status_before_watching(&self.statuses, seen, insertion)
+            .map(|code| (Text::from("grpc-status"), Some(code)))
     }
 }
 
@@ -238,13 +268,13 @@ impl Recall for ProcessMemory {
             }
             fresh_copies = miss.fresh_copies;
         }
-        if let Some(found) = self.answer(seen, insertion) {
+        if let Some(found) = self.found.answer(seen, insertion) {
             return Some(found);
         }
         if fresh_copies < FRESH_COPIES && self.may_scan() {
             self.scan();
             fresh_copies += 1;
-            if let Some(found) = self.answer(seen, insertion) {
+            if let Some(found) = self.found.answer(seen, insertion) {
                 return Some(found);
             }
         }
@@ -267,16 +297,6 @@ impl ProcessMemory {
         let pid = self.pid;
         let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
         (runtimes.go || runtimes.core || runtimes.jvm) && self.fruitless_scans < MAX_FRUITLESS_SCANS
-    }
-
-    /// What the last copy says of the entry: from a table that lines up with what was seen,
-    /// or from a C-core encoder's paths.
-    fn answer(&self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
-        if let Some(entry) = alignment::entry_before_watching(&self.tables, seen, insertion) {
-            return Some((entry.name.clone(), entry.value.clone()));
-        }
-        core_paths::path_before_watching(&self.paths, seen, insertion)
-            .map(|path| (Text::from(":path"), Some(path)))
     }
 }
 

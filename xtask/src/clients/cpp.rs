@@ -25,17 +25,13 @@ pub fn ensure_cpp_client() -> Result<PathBuf> {
         .context("running pkg-config for grpc++")?;
     anyhow::ensure!(flags.status.success(), "pkg-config knows no grpc++");
     let flags = String::from_utf8(flags.stdout).context("pkg-config's flags")?;
-    let output = Command::new("g++")
-        .args(["-std=c++17", "-O1", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .args(flags.split_whitespace())
-        .output()
-        .context("running g++")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "building the C++ client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    super::build(
+        Command::new("g++")
+            .args(["-std=c++17", "-O1", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .args(flags.split_whitespace()),
+        "C++ client",
+    )?;
     Ok(binary)
 }

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::ebpf_toolchain::cache_dir;
 
@@ -27,19 +27,15 @@ pub fn ensure_go_client() -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let binary = dir.join("echo-client");
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/go/echo_client.go");
-    let output = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("GOPATH", GOPATH)
-        .env("GO111MODULE", "off")
-        .env("GOCACHE", dir.join("build-cache"))
-        .output()
-        .context("running go build")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "building the Go client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    super::build(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .env("GOPATH", GOPATH)
+            .env("GO111MODULE", "off")
+            .env("GOCACHE", dir.join("build-cache")),
+        "Go client",
+    )?;
     Ok(binary)
 }

@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::ebpf_toolchain::cache_dir;
 
@@ -53,17 +53,13 @@ pub fn ensure_java_client() -> Result<PathBuf> {
     }
     let class_path = class_path.join(":");
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/java/EchoClient.java");
-    let output = Command::new("javac")
-        .args(["-nowarn", "-cp", &class_path, "-d"])
-        .arg(&classes)
-        .arg(&source)
-        .output()
-        .context("running javac")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "building the Java client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    super::build(
+        Command::new("javac")
+            .args(["-nowarn", "-cp", &class_path, "-d"])
+            .arg(&classes)
+            .arg(&source),
+        "Java client",
+    )?;
     let launcher = dir.join("echo-client");
     std::fs::write(
         &launcher,

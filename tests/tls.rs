@@ -123,13 +123,17 @@ fn launch_tls_client(
         .output()
         .expect("run the tracer");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (stdout_lines(&output), stderr)
+}
+
+/// The lines a tracer that ran a command to success wrote (the command's own, spans going
+/// elsewhere).
+fn stdout_lines(output: &std::process::Output) -> Vec<String> {
     assert!(output.status.success(), "{output:?}");
-    let lines = String::from_utf8(output.stdout)
-        .unwrap()
+    String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_owned)
-        .collect();
-    (lines, stderr)
+        .collect()
 }
 
 /// A Python client over TLS that waits on stdin before its calls (see `python_client`).
@@ -414,12 +418,7 @@ fn grpc_js_over_tls_on_nodes_own_openssl_has_a_span_per_call() {
         .env("NODE_PATH", node_path)
         .output()
         .expect("run the tracer");
-    assert!(output.status.success(), "{output:?}");
-    let lines: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let lines = stdout_lines(&output);
     let calls = client_calls(&lines);
     assert_eq!(calls.len(), 8, "{lines:?}");
     let spans = receiver.wait_for(calls.len(), Duration::from_secs(10));
@@ -595,12 +594,7 @@ fn cpp_client_over_the_system_libssl_has_a_span_per_call() {
         .arg(certificate.cert())
         .output()
         .expect("run the tracer");
-    assert!(output.status.success(), "{output:?}");
-    let lines: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let lines = stdout_lines(&output);
     let calls = client_calls(&lines);
     assert_eq!(calls.len(), 31, "{lines:?}");
     let spans = receiver.wait_for(calls.len(), Duration::from_secs(10));

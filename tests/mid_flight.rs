@@ -11,6 +11,7 @@ use std::{process::Child, time::Duration};
 use integration_tests::{
     client_calls::{assert_spans_match_with, client_calls},
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
+    recall::Recall,
     server_process::ServerProcess,
     tracer_run::{attach_tracer, wait_success},
     waiting_client::{self, release_and_collect},
@@ -30,51 +31,6 @@ fn waiting_client(variable: &str, server: &ServerProcess, warmup: u32, args: &[&
             .args(args),
         variable,
     )
-}
-
-/// How many of `spans` name their method and their status, and from which call on (in start
-/// order) every later one does both.
-struct Recall {
-    calls: usize,
-    methods: usize,
-    statuses: usize,
-    complete_from: Option<usize>,
-}
-
-impl Recall {
-    fn of(spans: &[ReceivedSpan]) -> Recall {
-        let mut spans: Vec<&ReceivedSpan> = spans.iter().collect();
-        spans.sort_by_key(|span| span.start_unix_nanos);
-        let method = |span: &ReceivedSpan| span.attribute("tracer.method_resolved") == Some("true");
-        let status = |span: &ReceivedSpan| span.attribute("tracer.status_known") == Some("true");
-        let both = |span: &&ReceivedSpan| method(span) && status(span);
-        let complete_from = spans
-            .iter()
-            .rposition(|span| !both(span))
-            .map_or(Some(0), |last| (last + 1 < spans.len()).then_some(last + 1));
-        Recall {
-            calls: spans.len(),
-            methods: spans.iter().filter(|span| method(span)).count(),
-            statuses: spans.iter().filter(|span| status(span)).count(),
-            complete_from,
-        }
-    }
-
-    fn report(&self, label: &str) {
-        println!(
-            "{label}: method for {} of {} calls, status for {}; every call named from call {}",
-            self.methods,
-            self.calls,
-            self.statuses,
-            self.complete_from
-                .map_or("(never)".into(), |index| (index + 1).to_string()),
-        );
-    }
-
-    fn assert_at_least_90_percent(&self, label: &str) {
-        assert!(self.methods * 10 >= self.calls * 9, "{label}: methods");
-        assert!(self.statuses * 10 >= self.calls * 9, "{label}: statuses");
-    }
 }
 
 /// Attaches to a warm client, releases it, and returns its calls' spans and its own lines.
@@ -117,7 +73,8 @@ fn a_warm_client_is_named_from_its_own_header_tables(variable: &str, label: &str
         .find(|span| span.attribute("rpc.grpc.status_code") == Some("13"))
         .expect("the INTERNAL call's status");
     assert_eq!(internal.status_message, "INTERNAL", "{internal:#?}");
-    recall.assert_at_least_90_percent(label);
+    assert!(recall.methods_at_least_90_percent(), "{label}: methods");
+    assert!(recall.statuses_at_least_90_percent(), "{label}: statuses");
     assert_spans_match_with(spans, &calls, label, false, false);
 }
 

@@ -19,6 +19,7 @@ use integration_tests::{
     },
     otlp_receiver::{OtlpReceiver, ReceivedSpan},
     python_client::{self, release_and_collect},
+    recall::Recall,
     tracer_run::{attach_tracer, stats_path, take_stats, tracer_binary, wait_success},
 };
 use serde_json::Value;
@@ -302,26 +303,14 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
     let lines = release_and_collect(client);
     wait_success(tracer, "TLS late join");
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
-    let count = |key: &str| {
-        spans
-            .iter()
-            .filter(|span| span.attribute(key) == Some("true"))
-            .count()
-    };
-    let (method_known, status_known) = (
-        count("tracer.method_resolved"),
-        count("tracer.status_known"),
-    );
-    println!(
-        "TLS late join: method for {method_known}, status for {status_known} of {} calls",
-        spans.len()
-    );
+    let recall = Recall::of(&spans);
+    recall.report("TLS late join");
     assert_peer_port(&spans, server.port, "TLS late join");
     // The server's grpc-status entries, from the client's own decoder table. The warm method,
     // placed by the index C-core's encoder gave it, only in about half of the runs (see the
     // cleartext late-join test): reported, and checked where given.
     assert!(
-        status_known * 10 >= spans.len() * 9,
+        recall.statuses_at_least_90_percent(),
         "TLS late join: statuses"
     );
     assert_spans_match_with(spans, &client_calls(&lines), "TLS late join", false, false);
@@ -342,26 +331,14 @@ fn late_join_on_a_warm_grpcio_server_reads_methods_and_statuses_from_its_own_tab
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
     server.stop();
     wait_success(tracer, "TLS late join, server");
-    let count = |key: &str| {
-        spans
-            .iter()
-            .filter(|span| span.attribute(key) == Some("true"))
-            .count()
-    };
-    let (methods, statuses) = (
-        count("tracer.method_resolved"),
-        count("tracer.status_known"),
-    );
-    println!(
-        "TLS late join, grpcio server: method for {methods} of {} calls, status for {statuses}",
-        spans.len()
-    );
+    let recall = Recall::of(&spans);
+    recall.report("TLS late join, grpcio server");
     assert!(
-        methods * 10 >= spans.len() * 9,
+        recall.methods_at_least_90_percent(),
         "TLS late join, server: methods"
     );
     assert!(
-        statuses * 10 >= spans.len() * 9,
+        recall.statuses_at_least_90_percent(),
         "TLS late join, server: statuses"
     );
     assert_server_spans_match_with(

@@ -10,6 +10,7 @@ pub mod http2_stream;
 pub mod otlp_receiver;
 pub mod pattern;
 pub mod python_client;
+pub mod recall;
 pub mod recording_proxy;
 pub mod scenarios;
 pub mod server_process;

@@ -5,20 +5,14 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::ebpf_toolchain::cache_dir;
-
 /// What the client needs: the compiler, grpc++ and pkg-config to find it.
 const PACKAGES: &[&str] = &["g++", "libgrpc++-dev", "pkg-config"];
 
 /// The built client, rebuilt on every run (a few seconds).
 pub fn ensure_cpp_client() -> Result<PathBuf> {
-    if !crate::install::debian_packages(PACKAGES, "for the C++ client of the end-to-end tests") {
-        anyhow::bail!("grpc++ and a C++ compiler ({PACKAGES:?}) could not be installed");
-    }
-    let dir = cache_dir().join("cpp-echo-client");
-    std::fs::create_dir_all(&dir)?;
+    let dir = super::prepare(PACKAGES, "C++ client", "cpp-echo-client")?;
     let binary = dir.join("echo-client");
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cpp/echo_client.cc");
+    let source = super::test_source("cpp/echo_client.cc");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "grpc++"])
         .output()

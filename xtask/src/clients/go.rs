@@ -6,8 +6,6 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::Result;
 
-use crate::ebpf_toolchain::cache_dir;
-
 /// What the client needs: the toolchain, grpc-go, and the protobuf runtime it builds with.
 const PACKAGES: &[&str] = &[
     "golang-go",
@@ -20,13 +18,9 @@ const GOPATH: &str = "/usr/share/gocode";
 /// The built example client (tests/go/echo_client.go), rebuilt on every run (Go's build cache
 /// makes that a second).
 pub fn ensure_go_client() -> Result<PathBuf> {
-    if !crate::install::debian_packages(PACKAGES, "for the Go client of the end-to-end tests") {
-        anyhow::bail!("grpc-go and the Go toolchain ({PACKAGES:?}) could not be installed");
-    }
-    let dir = cache_dir().join("go-echo-client");
-    std::fs::create_dir_all(&dir)?;
+    let dir = super::prepare(PACKAGES, "Go client", "go-echo-client")?;
     let binary = dir.join("echo-client");
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/go/echo_client.go");
+    let source = super::test_source("go/echo_client.go");
     super::build(
         Command::new("go")
             .args(["build", "-o"])

@@ -6,8 +6,6 @@ use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command};
 
 use anyhow::Result;
 
-use crate::ebpf_toolchain::cache_dir;
-
 /// What the client needs: a JDK, grpc-java, Netty, and the libraries grpc-java loads.
 const PACKAGES: &[&str] = &[
     "default-jdk-headless",
@@ -39,10 +37,7 @@ const JARS: &[&str] = &[
 /// The launcher of the compiled client (`echo-client TARGET ARGS...` runs `java EchoClient`,
 /// as the process itself: exec), recompiled on every run.
 pub fn ensure_java_client() -> Result<PathBuf> {
-    if !crate::install::debian_packages(PACKAGES, "for the Java client of the end-to-end tests") {
-        anyhow::bail!("grpc-java and a JDK ({PACKAGES:?}) could not be installed");
-    }
-    let dir = cache_dir().join("java-echo-client");
+    let dir = super::prepare(PACKAGES, "Java client", "java-echo-client")?;
     let classes = dir.join("classes");
     std::fs::create_dir_all(&classes)?;
     let mut class_path = vec![classes.display().to_string()];
@@ -52,7 +47,7 @@ pub fn ensure_java_client() -> Result<PathBuf> {
         class_path.push(path.display().to_string());
     }
     let class_path = class_path.join(":");
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/java/EchoClient.java");
+    let source = super::test_source("java/EchoClient.java");
     super::build(
         Command::new("javac")
             .args(["-nowarn", "-cp", &class_path, "-d"])

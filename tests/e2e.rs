@@ -280,7 +280,7 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
     let programs = hooks["programs"].as_array().expect("programs");
     let data_moves = programs
         .iter()
-        .find(|program| program["name"] == "sys_exit_transfer")
+        .find(|program| program["name"] == "sys_exit")
         .map_or(0, |program| program["runs"].as_u64().unwrap());
     assert!(data_moves >= 2 * SCENARIO_CALLS as u64, "{hooks}");
     let total: u64 = programs.iter().map(|p| p["ns"].as_u64().unwrap()).sum();
@@ -289,10 +289,7 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
     assert!(stderr.contains("in-kernel hooks"), "{stderr}");
     // What the verifier did for each program is in the report too.
     let verified = &report["verified_instructions"];
-    assert!(
-        verified["sys_exit_transfer"].as_u64() > Some(1000),
-        "{verified}"
-    );
+    assert!(verified["sys_exit"].as_u64() > Some(1000), "{verified}");
 }
 
 #[test]

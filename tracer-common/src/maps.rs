@@ -323,7 +323,8 @@ impl SyscallOp {
     }
 }
 
-/// Arguments saved at syscall entry, keyed by thread, until the matching exit. Layout: 32 bytes.
+/// A data move's or lifecycle call's arguments, as read at syscall exit (or a TLS call's,
+/// saved at its entry). Layout: 32 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PendingCall {

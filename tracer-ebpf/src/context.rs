@@ -1,49 +1,85 @@
-//! Syscall entry and exit: decide whether a call concerns a traced socket, and hand the result
-//! to the right handler when it returns.
+//! Syscall exit: decide whether a returning call concerns a traced socket, and hand it to the
+//! right handler.
 //!
-//! Data moves (read/write and friends) are hooked at exit only: their arguments are still in
-//! the task's saved user registers there, so nothing has to be remembered from the entry, and
-//! untraced processes pay for one hook instead of two. One program serves them all and tells
-//! them apart by syscall number. The rare lifecycle calls (socket, connect, accept) save their
-//! arguments at entry.
+//! Every hooked syscall is seen at exit only: its arguments are still in the task's saved user
+//! registers there, so nothing has to be remembered from the entry, and the rest of the machine
+//! pays for one hook instead of two. `close` alone is hooked at entry (see
+//! [`lifecycle::on_close`]).
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
-use tracer_common::{LossKind, PendingCall, SyscallOp};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+use tracer_common::{PendingCall, SyscallOp};
 
 use crate::{
     lifecycle,
-    maps::{PENDING, count_loss, is_traced, may_be_traced, socket_conn_id},
-    syscall::{syscall_arg, syscall_args_at_exit, syscall_return},
+    maps::{is_traced, socket_conn_id},
+    process,
+    syscall::{Duplication, Hooked, SyscallExit, hooked},
     transfer,
 };
 
-/// Saves the arguments of a syscall that concerns a traced socket.
+/// A syscall returned, any syscall of any process: most are turned away on their number.
 #[inline(always)]
-pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
+pub fn on_exit(exit: &SyscallExit) {
+    let Some(hook) = hooked(exit.nr()) else {
+        return;
+    };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !is_traced(tgid) {
+    if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
-    let (Some(first), Some(ptr), Some(arg)) = (
-        syscall_arg(ctx, 0),
-        syscall_arg(ctx, 1),
-        syscall_arg(ctx, 2),
-    ) else {
+    // Each handler is a function of its own (a BPF-to-BPF call) with a stack frame of its own:
+    // inlined together they would not fit the 512-byte stack. They are handed the exit in
+    // registers, so that this frame stays empty and theirs can take the whole stack.
+    let (regs, ret) = exit.parts();
+    match hook {
+        Hooked::Transfer(op) => on_transfer_exit(pid_tgid, regs, ret, op),
+        Hooked::Lifecycle(op) => on_lifecycle_exit(pid_tgid, regs, ret, op),
+        Hooked::CloseRange => on_close_range_exit(pid_tgid, regs, ret),
+        Hooked::Dup(dup) => on_dup_exit(pid_tgid, regs, ret, dup),
+        Hooked::Mmap => on_mmap_exit(pid_tgid, regs, ret),
+    }
+}
+
+#[inline(never)]
+fn on_close_range_exit(pid_tgid: u64, regs: *const u8, ret: i64) {
+    lifecycle::on_close_range_exit(pid_tgid, &SyscallExit::from_parts(regs, ret));
+}
+
+#[inline(never)]
+fn on_dup_exit(pid_tgid: u64, regs: *const u8, ret: i64, dup: Duplication) {
+    lifecycle::on_dup_exit(pid_tgid, &SyscallExit::from_parts(regs, ret), dup);
+}
+
+#[inline(never)]
+fn on_mmap_exit(pid_tgid: u64, regs: *const u8, ret: i64) {
+    process::on_mmap_exit(pid_tgid, &SyscallExit::from_parts(regs, ret));
+}
+
+/// A data-moving syscall (`op`) of a traced process returned: if it moved bytes on a traced
+/// connection, capture them.
+#[inline(never)]
+fn on_transfer_exit(pid_tgid: u64, regs: *const u8, ret: i64, op: SyscallOp) {
+    let exit = SyscallExit::from_parts(regs, ret);
+    if exit.ret <= 0 {
         return;
+    }
+    let [fd, ptr, arg] = exit.args();
+    let call = PendingCall {
+        op: op as u32,
+        fd: fd as u32,
+        ptr,
+        arg,
+        _pad: 0,
     };
+    transfer::on_transfer(pid_tgid, op, &call, exit.ret);
+}
+
+/// socket, connect, accept or accept4 of a traced process returned.
+#[inline(never)]
+fn on_lifecycle_exit(pid_tgid: u64, regs: *const u8, ret: i64, op: SyscallOp) {
+    let exit = SyscallExit::from_parts(regs, ret);
+    let [first, ptr, arg] = exit.args();
     let fd = first as u32;
-    let wanted = match op {
-        // A new socket or an accepted connection may become a traced stream.
-        SyscallOp::Socket | SyscallOp::Accept => true,
-        // connect() turns a known (not yet connected) stream socket into a connection.
-        SyscallOp::Connect => socket_conn_id(tgid, fd).is_some(),
-        // Data moves are hooked at exit only.
-        _ => false,
-    };
-    if !wanted {
-        return;
-    }
     let call = PendingCall {
         op: op as u32,
         fd,
@@ -56,60 +92,13 @@ pub fn on_enter(ctx: &TracePointContext, op: SyscallOp) {
         },
         _pad: 0,
     };
-    if PENDING.insert(pid_tgid, call, 0).is_err() {
-        count_loss(LossKind::PendingTableFull);
-    }
-}
-
-/// A data-moving syscall (`op`) returned: if it moved bytes on a traced connection, capture
-/// them.
-#[inline(always)]
-pub fn on_transfer_exit(ctx: &TracePointContext, op: SyscallOp) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !is_traced(tgid) {
-        return;
-    }
-    let ret = syscall_return(ctx);
-    if ret <= 0 {
-        return;
-    }
-    let Some([fd, ptr, arg]) = syscall_args_at_exit() else {
-        count_loss(LossKind::UserReadFailed);
-        return;
-    };
-    let call = PendingCall {
-        op: op as u32,
-        fd: fd as u32,
-        ptr,
-        arg,
-        _pad: 0,
-    };
-    transfer::on_transfer(pid_tgid, op, &call, ret);
-}
-
-/// Dispatches a returning lifecycle syscall whose entry was saved.
-#[inline(always)]
-pub fn on_exit(ctx: &TracePointContext) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // Entries are only saved for traced processes, which the filter never turns away; for
-    // every other process on the machine this spares a hash lookup.
-    if !may_be_traced((pid_tgid >> 32) as u32) {
-        return;
-    }
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(call) = (unsafe { PENDING.get(pid_tgid) }).copied() else {
-        return;
-    };
-    let _ = PENDING.remove(pid_tgid);
-    let ret = syscall_return(ctx);
-    let Some(op) = SyscallOp::from_u32(call.op) else {
-        return;
-    };
     match op {
-        SyscallOp::Socket => lifecycle::on_socket_created(pid_tgid, &call, ret),
-        SyscallOp::Connect => lifecycle::on_connected(pid_tgid, &call, ret),
-        SyscallOp::Accept => lifecycle::on_accepted(pid_tgid, &call, ret),
+        SyscallOp::Socket => lifecycle::on_socket_created(pid_tgid, &call, exit.ret),
+        // connect() turns a known (not yet connected) stream socket into a connection.
+        SyscallOp::Connect if socket_conn_id((pid_tgid >> 32) as u32, fd).is_some() => {
+            lifecycle::on_connected(pid_tgid, &call, exit.ret)
+        }
+        SyscallOp::Accept => lifecycle::on_accepted(pid_tgid, &call, exit.ret),
         _ => {}
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         is_traced, next_conn_id, socket_conn_id,
     },
     scratch::FD_BATCH_CAP,
-    syscall::{DUP_SYSCALLS, syscall_arg, syscall_args_at_exit, syscall_nr, syscall_return},
+    syscall::{Duplication, SyscallExit, syscall_arg},
     transfer::flush_deferred,
 };
 
@@ -47,7 +47,7 @@ fn header(kind: RecordKind, pid_tgid: u64, fd: u32, conn_id: u64) -> RecordHeade
 }
 
 /// `socket()` returned: remember stream sockets of the families we can describe.
-#[inline(always)]
+#[inline(never)]
 pub fn on_socket_created(pid_tgid: u64, call: &PendingCall, ret: i64) {
     let domain = call.arg & 0xffff_ffff;
     let socket_type = (call.arg >> 32) & SOCK_TYPE_MASK;
@@ -58,7 +58,7 @@ pub fn on_socket_created(pid_tgid: u64, call: &PendingCall, ret: i64) {
 }
 
 /// `connect()` succeeded (or is in progress on a non-blocking socket): a new connection.
-#[inline(always)]
+#[inline(never)]
 pub fn on_connected(pid_tgid: u64, call: &PendingCall, ret: i64) {
     if ret != 0 && ret != -EINPROGRESS {
         return;
@@ -79,7 +79,7 @@ pub fn on_connected(pid_tgid: u64, call: &PendingCall, ret: i64) {
 }
 
 /// `accept()`/`accept4()` returned a new connection.
-#[inline(always)]
+#[inline(never)]
 pub fn on_accepted(pid_tgid: u64, call: &PendingCall, ret: i64) {
     if ret < 0 {
         return;
@@ -99,7 +99,9 @@ pub fn on_accepted(pid_tgid: u64, call: &PendingCall, ret: i64) {
     emit_open(pid_tgid, fd, conn_id, OpenRole::Accept, call.ptr, addr_len);
 }
 
-/// `close()` on a tracked socket: forget it, and tell userspace if it was a connection.
+/// `close()` on a tracked socket: forget it, and tell userspace if it was a connection. Seen at
+/// entry, unlike every other hooked call: once it returns, another thread may already have been
+/// given the same descriptor number for a new socket.
 #[inline(always)]
 pub fn on_close(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -113,50 +115,40 @@ pub fn on_close(ctx: &TracePointContext) {
     forget_socket(pid_tgid, fd as u32);
 }
 
-/// `close_range()` returned: the sockets it closed are forgotten, as `close()` would. With
-/// CLOSE_RANGE_CLOEXEC it only marked them to be closed on exec, which [`on_exec`] handles.
+/// `close_range()` of a traced process returned: the sockets it closed are forgotten, as
+/// `close()` would. With CLOSE_RANGE_CLOEXEC it only marked them to be closed on exec, which
+/// [`on_exec`] handles.
 #[inline(always)]
-pub fn on_close_range_exit(ctx: &TracePointContext) {
+pub fn on_close_range_exit(pid_tgid: u64, exit: &SyscallExit) {
     const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) || syscall_return(ctx) != 0 {
+    if exit.ret != 0 {
         return;
     }
-    let Some([first, last, flags]) = syscall_args_at_exit() else {
-        return;
-    };
+    let [first, last, flags] = exit.args();
     if flags & CLOSE_RANGE_CLOEXEC == 0 {
         forget_fds(pid_tgid, first as u32, last as u32);
     }
 }
 
-/// A descriptor was duplicated (`dup`, `dup2`, `dup3`, `fcntl(F_DUPFD[_CLOEXEC])`); the call
-/// returned the new one. dup2 and dup3 first closed the descriptor they duplicated onto, if it
-/// was open (and not the one duplicated).
+/// A traced process duplicated a descriptor (`dup`, `dup2`, `dup3`, `fcntl(F_DUPFD[_CLOEXEC])`);
+/// the call returned the new one. dup2 and dup3 first closed the descriptor they duplicated
+/// onto, if it was open (and not the one duplicated).
 #[inline(always)]
-pub fn on_dup_exit(ctx: &TracePointContext) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let ret = syscall_return(ctx);
-    if !is_traced((pid_tgid >> 32) as u32) || ret < 0 {
+pub fn on_dup_exit(pid_tgid: u64, exit: &SyscallExit, dup: Duplication) {
+    if exit.ret < 0 {
         return;
     }
-    let Some([old_fd, command, _]) = syscall_args_at_exit() else {
-        return;
-    };
-    let (old_fd, new_fd) = (old_fd as u32, ret as u32);
-    let nr = syscall_nr(ctx);
-    let [dup, dup2, dup3, fcntl] = DUP_SYSCALLS;
-    if nr == dup2 || nr == dup3 {
-        if old_fd == new_fd {
-            return;
+    let [old_fd, command, _] = exit.args();
+    let (old_fd, new_fd) = (old_fd as u32, exit.ret as u32);
+    match dup {
+        Duplication::Onto => {
+            if old_fd == new_fd {
+                return;
+            }
+            forget_socket(pid_tgid, new_fd);
         }
-        forget_socket(pid_tgid, new_fd);
-    } else if nr == fcntl {
-        if command != F_DUPFD && command != F_DUPFD_CLOEXEC {
-            return;
-        }
-    } else if nr != dup {
-        return;
+        Duplication::Fcntl if command != F_DUPFD && command != F_DUPFD_CLOEXEC => return,
+        Duplication::Fcntl | Duplication::Dup => {}
     }
     duplicate_socket(pid_tgid, old_fd, new_fd);
 }

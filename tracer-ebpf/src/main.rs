@@ -17,49 +17,19 @@ mod tls;
 mod transfer;
 
 use aya_ebpf::{
-    macros::{tracepoint, uprobe, uretprobe},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    macros::{btf_tracepoint, tracepoint, uprobe, uretprobe},
+    programs::{BtfTracePointContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use tracer_common::{SyscallOp, TlsCall};
+use tracer_common::TlsCall;
 
-/// Defines one tracepoint program per syscall of a group, each calling the group's handler with
-/// its [`SyscallOp`]: within a group the syscalls differ only in the operation.
-macro_rules! syscall_programs {
-    ($handler:path { $($name:ident => $op:ident),* $(,)? }) => {$(
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            $handler(&ctx, SyscallOp::$op);
-            0
-        }
-    )*};
-}
-
-// The lifecycle calls save their arguments at entry (each takes its fd or domain and two more
-// arguments first) ...
-syscall_programs!(context::on_enter {
-    sys_enter_connect => Connect,
-    sys_enter_accept => Accept,
-    sys_enter_socket => Socket,
-});
-
-/// ... and return through this one program, attached to each of their `sys_exit_*`
-/// tracepoints: the saved entry says which one returned.
-#[tracepoint]
-pub fn sys_exit(ctx: TracePointContext) -> u32 {
-    context::on_exit(&ctx);
-    0
-}
-
-/// Data moves (read, write and their kin) are hooked at exit only, all through this one
-/// program, which tells them apart by syscall number. One program rather than one per syscall:
-/// a process that mixes several (tonic's writev, recvfrom and eventfd writes) runs one copy of
-/// the capture code, which is what stays in the instruction cache between calls, and the
-/// verifier checks it once.
-#[tracepoint]
-pub fn sys_exit_transfer(ctx: TracePointContext) -> u32 {
-    if let Some(op) = syscall::transfer_op(&ctx) {
-        context::on_transfer_exit(&ctx, op);
-    }
+/// Every hooked syscall but `close` returns through this one program, on the raw tracepoint
+/// rather than on each syscall's own event (see [`syscall`]): it tells them apart by number.
+/// One program rather than one per syscall: a process that mixes several (tonic's writev,
+/// recvfrom and eventfd writes) runs one copy of the capture code, which is what stays in the
+/// instruction cache between calls, and the verifier checks it once.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
+    context::on_exit(&syscall::SyscallExit::of(&ctx));
     0
 }
 
@@ -69,22 +39,8 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Descriptors closed without `close()`.
-#[tracepoint]
-pub fn sys_exit_close_range(ctx: TracePointContext) -> u32 {
-    lifecycle::on_close_range_exit(&ctx);
-    0
-}
-
-/// Attached to `sys_exit_dup`, `sys_exit_dup2`, `sys_exit_dup3` and `sys_exit_fcntl`.
-#[tracepoint]
-pub fn sys_exit_dup(ctx: TracePointContext) -> u32 {
-    lifecycle::on_dup_exit(&ctx);
-    0
-}
-
-#[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> u32 {
     process::on_exec();
     0
 }
@@ -95,16 +51,9 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> u32 {
     process::on_exit(&ctx);
-    0
-}
-
-/// A traced process mapped a file executable: it may have loaded a TLS library.
-#[tracepoint]
-pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    process::on_mmap_exit(&ctx);
     0
 }
 

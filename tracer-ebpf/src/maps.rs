@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, PendingCall, SocketKey,
-    SocketState, TracedProcess,
+    DirectionKey, FrameCursor, HeldRecord, LOSS_KIND_COUNT, LossKind, SocketKey, SocketState,
+    TracedProcess,
     maps::{TRACED_FILTER_SLOTS, traced_filter_slot},
 };
 
@@ -41,11 +41,6 @@ pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(
 /// Where [`FdBatch`]es are collected.
 #[map]
 pub static FD_BATCH: PerCpuArray<FdBatch> = PerCpuArray::with_max_entries(1, 0);
-
-/// Arguments of socket/connect/accept saved at entry, by thread (`pid_tgid`), until the
-/// matching exit. (Data moves read theirs at exit.)
-#[map]
-pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
 
 /// Everything userspace hears from us. Userspace sets the size at load time.
 #[map]

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_send_signal},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use tracer_common::{LossKind, MappedRecord, ProcessRecord, RecordHeader, RecordKind};
 
@@ -12,7 +12,7 @@ use crate::{
         EVENTS, LIFECYCLE_RECORD_FLAGS, TRACED, count_loss, is_traced, let_through_filter,
         traced_process,
     },
-    syscall::{high_syscall_args_at_exit, syscall_args_at_exit, syscall_return},
+    syscall::SyscallExit,
 };
 
 /// Offset of `child_pid` in the sched_process_fork record. It moved between kernel versions, so
@@ -85,26 +85,27 @@ pub fn on_exec() {
     emit(RecordKind::ProcessExec, pid_tgid, tgid);
 }
 
-/// Offset of `group_dead` in the sched_process_exit record, or 0 on kernels whose record does
-/// not have it: userspace reads it from the tracepoint's format file and sets it at load time.
+/// Whether the kernel's `sched_process_exit` says if the exiting thread is its process's last
+/// (a second argument, `group_dead`): userspace reads it from the tracepoint's format file and
+/// sets it at load time. Read-only, so the verifier drops the path not taken, and never checks
+/// a read of an argument the kernel does not pass.
 #[unsafe(no_mangle)]
-static EXIT_GROUP_DEAD_OFFSET: u32 = 0;
+static EXIT_HAS_GROUP_DEAD: u32 = 0;
 
 /// A thread exited. If it was a traced process's last one, stop tracing the process and tell
 /// userspace: every record its threads made is then already in the ring buffer, ahead of this
 /// one. Kernels that do not say which thread is the last only tell when the main thread exits,
 /// which may leave other threads running, untraced.
 #[inline(always)]
-pub fn on_exit(ctx: &TracePointContext) {
+pub fn on_exit(ctx: &BtfTracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: a plain read of a constant that userspace may have overridden at load time.
-    let group_dead_offset = unsafe { core::ptr::read_volatile(&EXIT_GROUP_DEAD_OFFSET) } as usize;
-    let last_thread = if group_dead_offset == 0 {
+    let last_thread = if unsafe { core::ptr::read_volatile(&EXIT_HAS_GROUP_DEAD) } == 0 {
         tgid == pid_tgid as u32
     } else {
-        // SAFETY: the offset comes from the tracepoint's own format description.
-        unsafe { ctx.read_at::<u8>(group_dead_offset) }.is_ok_and(|group_dead| group_dead != 0)
+        // sched_process_exit(struct task_struct *p, bool group_dead).
+        ctx.arg::<u64>(1) & 0xff != 0
     };
     if !last_thread {
         return;
@@ -119,26 +120,21 @@ const PROT_EXEC: u64 = 0x4;
 const MAP_ANONYMOUS: u64 = 0x20;
 const SIGSTOP: u32 = 19;
 
-/// An `mmap` returned. If a traced process mapped a file executable (the dynamic loader
-/// loading a library, Python importing an extension), tell userspace where, so it can look
-/// for a TLS library in it; a process held on new code is stopped until userspace is done.
+/// An `mmap` of a traced process returned. If it mapped a file executable (the dynamic loader
+/// loading a library, Python importing an extension), tell userspace where, so it can look for
+/// a TLS library in it; a process held on new code is stopped until userspace is done.
 #[inline(always)]
-pub fn on_mmap_exit(ctx: &TracePointContext) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+pub fn on_mmap_exit(pid_tgid: u64, exit: &SyscallExit) {
     let tgid = (pid_tgid >> 32) as u32;
     let Some(traced) = traced_process(tgid) else {
         return;
     };
-    let address = syscall_return(ctx);
+    let address = exit.ret;
     // Errors are small negative numbers.
     if (-4095..0).contains(&address) {
         return;
     }
-    let (Some([_, _, prot]), Some([flags, _, _])) =
-        (syscall_args_at_exit(), high_syscall_args_at_exit())
-    else {
-        return;
-    };
+    let ([_, _, prot], [flags, _, _]) = (exit.args(), exit.high_args());
     if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 {
         return;
     }

@@ -1,128 +1,220 @@
-//! The syscall tracepoints' records and registers: where a syscall's number, arguments and
-//! return value are, and which syscalls are which, per architecture.
+//! The syscalls the tracer hooks, and where a syscall's number, arguments and return value are,
+//! per architecture.
+//!
+//! Every hooked syscall returns through one raw tracepoint, `sys_exit`, rather than through
+//! its own `syscalls/sys_exit_*` event: an event is a perf event, and the kernel waits out an
+//! RCU grace period for each one it unregisters (about 37 ms here, one after another), so
+//! twenty of them made the tracer's exit take a second. The raw tracepoint runs for every
+//! syscall on the machine, and turns the ones not hooked away on their number alone, before
+//! any map lookup.
 
-use aya_ebpf::{
-    EbpfContext,
-    helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
-    programs::TracePointContext,
-};
+use aya_ebpf::programs::{BtfTracePointContext, TracePointContext};
 use tracer_common::SyscallOp;
 
-/// Offset of the first syscall argument in a `sys_enter_*` record; each argument takes 8 bytes.
+/// Offset of the first syscall argument in a `syscalls/sys_enter_*` record; each argument
+/// takes 8 bytes.
 const ENTER_ARGS_OFFSET: usize = 16;
-/// Offset of the return value in a `sys_exit_*` record.
-const EXIT_RET_OFFSET: usize = 16;
 
+/// An argument of the syscall a `syscalls/sys_enter_*` event is entering.
 #[inline(always)]
 pub fn syscall_arg(ctx: &TracePointContext, index: usize) -> Option<u64> {
     // SAFETY: the offset is inside every sys_enter_* record for the indexes used here.
     unsafe { ctx.read_at::<u64>(ENTER_ARGS_OFFSET + 8 * index) }.ok()
 }
 
-/// The return value in a `sys_exit_*` record. A plain load: the verifier checks tracepoint
-/// context reads against the record's size when the program is attached, so this needs no
-/// helper call (aya's `read_at` makes one).
-#[inline(always)]
-pub fn syscall_return(ctx: &TracePointContext) -> i64 {
-    // SAFETY: every sys_exit_* record has `long ret` at this offset.
-    unsafe {
-        core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_RET_OFFSET).cast::<i64>())
+// Offsets in `struct pt_regs`, the task's user registers as the syscall entry saved them. At
+// exit they still hold the arguments; on aarch64 x0 then holds the return value, and the first
+// argument is kept in orig_x0.
+#[cfg(bpf_target_arch = "x86_64")]
+mod regs {
+    /// di, si, dx.
+    pub const ARGS: [usize; 3] = [112, 104, 96];
+    /// r10, r8, r9: the fourth to sixth arguments.
+    pub const HIGH_ARGS: [usize; 3] = [56, 72, 64];
+    /// orig_ax.
+    pub const NR: usize = 120;
+    /// cs: a 64-bit syscall comes from the 64-bit user code segment (`__USER_CS`); a 32-bit
+    /// one (int 0x80, sysenter) numbers its calls another way.
+    pub const CS: usize = 136;
+    pub const USER64_CS: u64 = 0x33;
+}
+#[cfg(bpf_target_arch = "aarch64")]
+mod regs {
+    /// orig_x0, regs[1], regs[2].
+    pub const ARGS: [usize; 3] = [272, 8, 16];
+    /// regs[3..6].
+    pub const HIGH_ARGS: [usize; 3] = [24, 32, 40];
+    /// syscallno (32-bit).
+    pub const NR: usize = 280;
+    /// pstate: PSR_MODE32_BIT marks an AArch32 task, whose calls are numbered another way.
+    pub const PSTATE: usize = 264;
+    pub const MODE32: u64 = 0x10;
+}
+
+/// A syscall returning, as the raw `sys_exit` tracepoint hands it over: the task's saved user
+/// registers and the return value.
+pub struct SyscallExit {
+    regs: *const u8,
+    pub ret: i64,
+}
+
+impl SyscallExit {
+    #[inline(always)]
+    pub fn of(ctx: &BtfTracePointContext) -> SyscallExit {
+        // sys_exit(struct pt_regs *regs, long ret).
+        SyscallExit {
+            regs: ctx.arg::<*const u8>(0),
+            ret: ctx.arg::<i64>(1),
+        }
+    }
+
+    /// The registers and the return value, to hand on in registers.
+    #[inline(always)]
+    pub fn parts(&self) -> (*const u8, i64) {
+        (self.regs, self.ret)
+    }
+
+    #[inline(always)]
+    pub fn from_parts(regs: *const u8, ret: i64) -> SyscallExit {
+        SyscallExit { regs, ret }
+    }
+
+    /// A saved register. The verifier knows `regs` as a `struct pt_regs` (BTF), checks each
+    /// load against that type, and makes it one that cannot fault the kernel: a plain load,
+    /// not a helper call.
+    #[inline(always)]
+    fn register(&self, offset: usize) -> u64 {
+        // SAFETY: see above; every offset used is a register field of `struct pt_regs`.
+        unsafe { core::ptr::read_volatile(self.regs.add(offset).cast::<u64>()) }
+    }
+
+    /// The syscall's number, or -1 for a call of a 32-bit task, numbered another way.
+    #[inline(always)]
+    pub fn nr(&self) -> i32 {
+        #[cfg(bpf_target_arch = "x86_64")]
+        {
+            if self.register(regs::CS) & 0xffff != regs::USER64_CS {
+                return -1;
+            }
+            self.register(regs::NR) as i32
+        }
+        #[cfg(bpf_target_arch = "aarch64")]
+        {
+            if self.register(regs::PSTATE) & regs::MODE32 != 0 {
+                return -1;
+            }
+            // SAFETY: as in `register`; syscallno is a 32-bit field.
+            unsafe { core::ptr::read_volatile(self.regs.add(regs::NR).cast::<i32>()) }
+        }
+    }
+
+    /// The first three arguments.
+    #[inline(always)]
+    pub fn args(&self) -> [u64; 3] {
+        regs::ARGS.map(|offset| self.register(offset))
+    }
+
+    /// The fourth to sixth arguments.
+    #[inline(always)]
+    pub fn high_args(&self) -> [u64; 3] {
+        regs::HIGH_ARGS.map(|offset| self.register(offset))
     }
 }
 
-/// Offset of the syscall number in a `sys_exit_*` record.
-const EXIT_NR_OFFSET: usize = 8;
-
-/// The data moves by syscall number: (read, write, readv, writev, sendto, recvfrom, sendmsg,
-/// recvmsg, recvmmsg, sendmmsg).
-#[cfg(bpf_target_arch = "x86_64")]
-const TRANSFER_SYSCALLS: [i32; 10] = [0, 1, 19, 20, 44, 45, 46, 47, 299, 307];
-#[cfg(bpf_target_arch = "aarch64")]
-const TRANSFER_SYSCALLS: [i32; 10] = [63, 64, 65, 66, 206, 207, 211, 212, 243, 269];
-
-/// The number of the syscall a `sys_exit_*` record returns from.
-#[inline(always)]
-pub fn syscall_nr(ctx: &TracePointContext) -> i32 {
-    // SAFETY: every sys_exit_* record has `int __syscall_nr` at this offset.
-    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(EXIT_NR_OFFSET).cast::<i32>()) }
+/// What the tracer does when a syscall returns, by its number.
+#[derive(Clone, Copy)]
+pub enum Hooked {
+    /// A data move: capture the bytes.
+    Transfer(SyscallOp),
+    /// socket, connect, accept, accept4: a stream socket or a connection begins.
+    Lifecycle(SyscallOp),
+    CloseRange,
+    Dup(Duplication),
+    Mmap,
 }
 
-/// The calls that duplicate a descriptor, by syscall number: (dup, dup2, dup3, fcntl). arm64
-/// has no dup2 (-1 matches no syscall).
-#[cfg(bpf_target_arch = "x86_64")]
-pub const DUP_SYSCALLS: [i32; 4] = [32, 33, 292, 72];
-#[cfg(bpf_target_arch = "aarch64")]
-pub const DUP_SYSCALLS: [i32; 4] = [23, -1, 24, 25];
+/// The calls that duplicate a descriptor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Duplication {
+    Dup,
+    /// dup2 and dup3 close the target descriptor first.
+    Onto,
+    Fcntl,
+}
 
-/// Which data move a `sys_exit_*` record returns from; `None` for any other syscall.
+// Syscall numbers, from the kernel's tables (arch/x86/entry/syscalls/syscall_64.tbl,
+// include/uapi/asm-generic/unistd.h for arm64, which has no dup2 and no plain accept4 split).
+#[cfg(bpf_target_arch = "x86_64")]
+mod nr {
+    pub const READ: i32 = 0;
+    pub const WRITE: i32 = 1;
+    pub const MMAP: i32 = 9;
+    pub const READV: i32 = 19;
+    pub const WRITEV: i32 = 20;
+    pub const DUP: i32 = 32;
+    pub const DUP2: i32 = 33;
+    pub const SOCKET: i32 = 41;
+    pub const CONNECT: i32 = 42;
+    pub const ACCEPT: i32 = 43;
+    pub const SENDTO: i32 = 44;
+    pub const RECVFROM: i32 = 45;
+    pub const SENDMSG: i32 = 46;
+    pub const RECVMSG: i32 = 47;
+    pub const FCNTL: i32 = 72;
+    pub const ACCEPT4: i32 = 288;
+    pub const DUP3: i32 = 292;
+    pub const RECVMMSG: i32 = 299;
+    pub const SENDMMSG: i32 = 307;
+    pub const CLOSE_RANGE: i32 = 436;
+}
+#[cfg(bpf_target_arch = "aarch64")]
+mod nr {
+    pub const DUP: i32 = 23;
+    pub const DUP3: i32 = 24;
+    pub const FCNTL: i32 = 25;
+    pub const READ: i32 = 63;
+    pub const WRITE: i32 = 64;
+    pub const READV: i32 = 65;
+    pub const WRITEV: i32 = 66;
+    pub const SOCKET: i32 = 198;
+    pub const ACCEPT: i32 = 202;
+    pub const CONNECT: i32 = 203;
+    pub const SENDTO: i32 = 206;
+    pub const RECVFROM: i32 = 207;
+    pub const SENDMSG: i32 = 211;
+    pub const RECVMSG: i32 = 212;
+    pub const MMAP: i32 = 222;
+    pub const ACCEPT4: i32 = 242;
+    pub const RECVMMSG: i32 = 243;
+    pub const SENDMMSG: i32 = 269;
+    pub const CLOSE_RANGE: i32 = 436;
+}
+
+/// What to do when syscall `nr` returns; `None` for the syscalls not hooked.
 #[inline(always)]
-pub fn transfer_op(ctx: &TracePointContext) -> Option<SyscallOp> {
-    let nr = syscall_nr(ctx);
-    let [
-        read,
-        write,
-        readv,
-        writev,
-        sendto,
-        recvfrom,
-        sendmsg,
-        recvmsg,
-        recvmmsg,
-        sendmmsg,
-    ] = TRANSFER_SYSCALLS;
+pub fn hooked(nr: i32) -> Option<Hooked> {
+    use Hooked::{Lifecycle, Transfer};
     Some(match nr {
-        _ if nr == read => SyscallOp::Read,
-        _ if nr == write => SyscallOp::Write,
-        _ if nr == readv => SyscallOp::Readv,
-        _ if nr == writev => SyscallOp::Writev,
-        _ if nr == sendto => SyscallOp::Sendto,
-        _ if nr == recvfrom => SyscallOp::Recvfrom,
-        _ if nr == sendmsg => SyscallOp::Sendmsg,
-        _ if nr == recvmsg => SyscallOp::Recvmsg,
-        _ if nr == recvmmsg => SyscallOp::Recvmmsg,
-        _ if nr == sendmmsg => SyscallOp::Sendmmsg,
+        nr::READ => Transfer(SyscallOp::Read),
+        nr::WRITE => Transfer(SyscallOp::Write),
+        nr::READV => Transfer(SyscallOp::Readv),
+        nr::WRITEV => Transfer(SyscallOp::Writev),
+        nr::SENDTO => Transfer(SyscallOp::Sendto),
+        nr::RECVFROM => Transfer(SyscallOp::Recvfrom),
+        nr::SENDMSG => Transfer(SyscallOp::Sendmsg),
+        nr::RECVMSG => Transfer(SyscallOp::Recvmsg),
+        nr::RECVMMSG => Transfer(SyscallOp::Recvmmsg),
+        nr::SENDMMSG => Transfer(SyscallOp::Sendmmsg),
+        nr::SOCKET => Lifecycle(SyscallOp::Socket),
+        nr::CONNECT => Lifecycle(SyscallOp::Connect),
+        nr::ACCEPT | nr::ACCEPT4 => Lifecycle(SyscallOp::Accept),
+        nr::CLOSE_RANGE => Hooked::CloseRange,
+        nr::DUP => Hooked::Dup(Duplication::Dup),
+        #[cfg(bpf_target_arch = "x86_64")]
+        nr::DUP2 => Hooked::Dup(Duplication::Onto),
+        nr::DUP3 => Hooked::Dup(Duplication::Onto),
+        nr::FCNTL => Hooked::Dup(Duplication::Fcntl),
+        nr::MMAP => Hooked::Mmap,
         _ => return None,
     })
-}
-
-// Where the first three syscall arguments sit in the saved user registers (`struct pt_regs`)
-// at syscall exit. On aarch64 x0 then holds the return value; the first argument is kept in
-// orig_x0.
-#[cfg(bpf_target_arch = "x86_64")]
-const ARG_REGISTER_OFFSETS: [usize; 3] = [112, 104, 96]; // di, si, dx
-#[cfg(bpf_target_arch = "aarch64")]
-const ARG_REGISTER_OFFSETS: [usize; 3] = [272, 8, 16]; // orig_x0, regs[1], regs[2]
-
-// The fourth to sixth arguments (x86_64: r10, r8, r9; aarch64: regs[3..6]).
-#[cfg(bpf_target_arch = "x86_64")]
-const HIGH_ARG_REGISTER_OFFSETS: [usize; 3] = [56, 72, 64];
-#[cfg(bpf_target_arch = "aarch64")]
-const HIGH_ARG_REGISTER_OFFSETS: [usize; 3] = [24, 32, 40];
-
-/// The fourth to sixth arguments of the syscall the current task is returning from.
-#[inline(always)]
-pub fn high_syscall_args_at_exit() -> Option<[u64; 3]> {
-    saved_registers(HIGH_ARG_REGISTER_OFFSETS)
-}
-
-/// The first three arguments of the syscall the current task is returning from.
-#[inline(always)]
-pub fn syscall_args_at_exit() -> Option<[u64; 3]> {
-    saved_registers(ARG_REGISTER_OFFSETS)
-}
-
-/// Three of the current task's saved user registers, by offset in `struct pt_regs`.
-#[inline(always)]
-fn saved_registers(offsets: [usize; 3]) -> Option<[u64; 3]> {
-    // SAFETY: bpf_task_pt_regs returns a pointer the verifier knows to be a `struct pt_regs`,
-    // so the loads below are checked against that type and cannot fault the kernel; they
-    // cost a plain load each rather than a helper call.
-    unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        if regs.is_null() {
-            return None;
-        }
-        let read = |offset: usize| core::ptr::read_volatile(regs.add(offset).cast::<u64>());
-        Some([read(offsets[0]), read(offsets[1]), read(offsets[2])])
-    }
 }

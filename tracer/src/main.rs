@@ -7,6 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Instant,
 };
 
 use anyhow::Context as _;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let config = cli.resolve(&|name| std::env::var(name).ok())?;
     // Fail on a wrong pid before spending a second loading programs.
     if let Target::Pids(pids) = &config.target {
@@ -107,6 +109,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let mut sink = make_sink(&config, lines_to)?;
     let launched_pid = launched.as_ref().map(|child| child.pid);
     let attached_cpu = tracer::session::CpuTime::of_this_process();
+    let attach_wall = started.elapsed();
     match launched {
         Some(child) => child.release().context("starting the command")?,
         None => {
@@ -136,7 +139,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         // application.
         _ => eprint!("{rendered}"),
     }
+    let detaching = Instant::now();
     drop(capture);
+    let detach_wall = detaching.elapsed();
     // A launched command has exited by now (that ended the session), unless a signal or
     // --duration did: then it keeps running and we wait for it, as a shell would.
     let exit = launched_pid
@@ -146,6 +151,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     if let (Some(mut file), Some(path)) = (stats_file, &config.stats_json) {
         let mut stats = report.stats(attached_cpu, finished_cpu);
         stats.launched_command_cpu_us = exit.map(|exit| exit.cpu_us);
+        stats.wall_attach_us = attach_wall.as_micros() as u64;
+        stats.wall_detach_us = detach_wall.as_micros() as u64;
         file.write_all(serde_json::to_string(&stats)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -3,10 +3,11 @@
 use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        TracePoint, UProbe,
+        BtfTracePoint, TracePoint, UProbe,
+        tp_btf::BtfTracePointLink,
         trace_point::TracePointLink,
         uprobe::{UProbeLink, UProbeScope},
     },
@@ -21,38 +22,17 @@ use super::{CaptureConfig, CaptureError};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// `sys_enter_*` programs and the syscall tracepoints each is attached to. accept4 has the same
-/// leading arguments as accept, so it shares its program.
-const ENTER_PROGRAMS: &[(&str, &[&str])] = &[
-    ("sys_enter_connect", &["sys_enter_connect"]),
-    (
-        "sys_enter_accept",
-        &["sys_enter_accept", "sys_enter_accept4"],
-    ),
-    ("sys_enter_socket", &["sys_enter_socket"]),
-    ("sys_enter_close", &["sys_enter_close"]),
-];
+/// Programs on raw tracepoints (by BTF): every hooked syscall returns through `sys_exit`
+/// (see `tracer-ebpf/src/syscall.rs`). Unregistering one costs the kernel nothing to wait for.
+const RAW_TRACEPOINT_PROGRAMS: &[&str] = &["sys_exit", "sched_process_exec", "sched_process_exit"];
 
-/// Every syscall with an enter program above (but close) returns through the shared `sys_exit`.
-const EXIT_TRACEPOINTS: &[&str] = &[
-    "sys_exit_connect",
-    "sys_exit_accept",
-    "sys_exit_accept4",
-    "sys_exit_socket",
-];
-
-/// Data moves are hooked at exit only, all by the one program `sys_exit_transfer`.
-const TRANSFER_EXIT_TRACEPOINTS: &[&str] = &[
-    "sys_exit_write",
-    "sys_exit_writev",
-    "sys_exit_sendto",
-    "sys_exit_sendmsg",
-    "sys_exit_sendmmsg",
-    "sys_exit_read",
-    "sys_exit_readv",
-    "sys_exit_recvfrom",
-    "sys_exit_recvmsg",
-    "sys_exit_recvmmsg",
+/// Programs on tracepoint events, each its own perf event: the kernel waits out an RCU grace
+/// period as it unregisters each (about 37 ms here), so there are as few as can be. `close`
+/// is seen at entry (its descriptor may be reused before it returns); a fork's child pid is in
+/// the event's record, while the raw tracepoint only passes the `task_struct`.
+const EVENT_PROGRAMS: &[(&str, &str)] = &[
+    ("sys_enter_close", "syscalls"),
+    ("sched_process_fork", "sched"),
 ];
 
 /// The uprobe program for the entry of each hooked TLS function; all return through
@@ -69,8 +49,10 @@ const TLS_RETURN_PROGRAM: &str = "tls_return";
 pub struct KernelPrograms {
     /// Owns the programs.
     ebpf: Ebpf,
-    /// Each attachment of a program to a tracepoint; detached together on drop.
-    links: Vec<TracePointLink>,
+    /// Each attachment of a program to a raw tracepoint or a tracepoint event; detached on
+    /// drop.
+    raw_links: Vec<BtfTracePointLink>,
+    event_links: Vec<TracePointLink>,
     /// The uprobes on TLS libraries; detached on drop.
     tls_links: Vec<UProbeLink>,
     /// Whether the TLS programs are loaded: when the first TLS library is found, so that a
@@ -94,9 +76,9 @@ impl KernelPrograms {
         let ring_buffer_bytes = config.ring_buffer_bytes;
         let fork_child_pid_offset = field_offset(tracefs, "sched/sched_process_fork", "child_pid")?
             .ok_or_else(|| CaptureError::Load("no child_pid in sched_process_fork".into()))?;
-        // 0 where the kernel does not say whether an exiting thread is its process's last.
-        let exit_group_dead_offset =
-            field_offset(tracefs, "sched/sched_process_exit", "group_dead")?.unwrap_or(0);
+        // Whether the kernel says if an exiting thread is its process's last.
+        let exit_has_group_dead =
+            u32::from(field_offset(tracefs, "sched/sched_process_exit", "group_dead")?.is_some());
         // Data records wake us only after each CPU wrote its share of a quarter of the ring;
         // otherwise the session drains it on its poll timer.
         let cpus = aya::util::nr_cpus().map_or(1, |cpus| cpus.max(1)) as u64;
@@ -105,7 +87,7 @@ impl KernelPrograms {
         loader
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
-            .override_global("EXIT_GROUP_DEAD_OFFSET", &exit_group_dead_offset, true)
+            .override_global("EXIT_HAS_GROUP_DEAD", &exit_has_group_dead, true)
             .override_global("WAKEUP_THRESHOLD_BYTES", &wakeup_threshold, true);
         #[cfg(feature = "bench-floors")]
         let floor = config.floor.kernel_value();
@@ -123,76 +105,16 @@ impl KernelPrograms {
                 CaptureError::Load(format!("turning on BPF run-time statistics: {err}"))
             })?;
 
-        let mut links = Vec::new();
-        for (program, tracepoints) in ENTER_PROGRAMS {
-            attach(&mut ebpf, &mut links, program, "syscalls", tracepoints)?;
-        }
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sys_exit",
-            "syscalls",
-            EXIT_TRACEPOINTS,
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sys_exit_transfer",
-            "syscalls",
-            TRANSFER_EXIT_TRACEPOINTS,
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sys_exit_close_range",
-            "syscalls",
-            &["sys_exit_close_range"],
-        )?;
-        // Not every architecture has dup2 (arm64 has only dup3).
-        let dup_tracepoints: Vec<&str> = [
-            "sys_exit_dup",
-            "sys_exit_dup2",
-            "sys_exit_dup3",
-            "sys_exit_fcntl",
-        ]
-        .into_iter()
-        .filter(|tracepoint| tracefs.join("events/syscalls").join(tracepoint).exists())
-        .collect();
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sys_exit_dup",
-            "syscalls",
-            &dup_tracepoints,
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sys_exit_mmap",
-            "syscalls",
-            &["sys_exit_mmap"],
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sched_process_exec",
-            "sched",
-            &["sched_process_exec"],
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sched_process_fork",
-            "sched",
-            &["sched_process_fork"],
-        )?;
-        attach(
-            &mut ebpf,
-            &mut links,
-            "sched_process_exit",
-            "sched",
-            &["sched_process_exit"],
-        )?;
+        let btf = Btf::from_sys_fs()
+            .map_err(|err| CaptureError::Load(format!("reading the kernel's BTF: {err}")))?;
+        let raw_links = RAW_TRACEPOINT_PROGRAMS
+            .iter()
+            .map(|program| attach_raw(&mut ebpf, program, &btf))
+            .collect::<Result<_, _>>()?;
+        let event_links = EVENT_PROGRAMS
+            .iter()
+            .map(|(program, category)| attach_event(&mut ebpf, program, category))
+            .collect::<Result<_, _>>()?;
 
         let mut take = |name: &str| {
             ebpf.take_map(name)
@@ -210,7 +132,8 @@ impl KernelPrograms {
         debug_assert_eq!(losses.len(), LOSS_KIND_COUNT);
         Ok(KernelPrograms {
             ebpf,
-            links,
+            raw_links,
+            event_links,
             tls_links: Vec::new(),
             tls_loaded: false,
             run_time_stats,
@@ -326,7 +249,8 @@ impl KernelPrograms {
 
 impl Drop for KernelPrograms {
     fn drop(&mut self) {
-        detach_all(std::mem::take(&mut self.links));
+        detach_all(std::mem::take(&mut self.raw_links));
+        detach_all(std::mem::take(&mut self.event_links));
         detach_all(std::mem::take(&mut self.tls_links));
     }
 }
@@ -339,37 +263,55 @@ pub struct ProgramTime {
     pub time: Duration,
 }
 
-/// Loads `program_name` and attaches it to `tracepoints`; the links are added to `links`.
-fn attach(
-    ebpf: &mut Ebpf,
-    links: &mut Vec<TracePointLink>,
-    program_name: &str,
-    category: &str,
-    tracepoints: &[&str],
-) -> Result<(), CaptureError> {
-    let program: &mut TracePoint = ebpf
-        .program_mut(program_name)
-        .ok_or_else(|| CaptureError::Load(format!("program {program_name} missing from object")))?
-        .try_into()
-        .map_err(|err: aya::programs::ProgramError| CaptureError::Load(err.to_string()))?;
-    program.load().map_err(|err| CaptureError::Verifier {
-        program: program_name.to_owned(),
-        detail: err.to_string(),
-    })?;
-    for tracepoint in tracepoints.iter().copied() {
-        let failed = |err: aya::programs::ProgramError| CaptureError::Attach {
-            tracepoint: format!("{category}/{tracepoint}"),
+/// Loads `name` and attaches it to the raw tracepoint of the same name.
+fn attach_raw(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<BtfTracePointLink, CaptureError> {
+    let program: &mut BtfTracePoint = program(ebpf, name)?;
+    program
+        .load(name, btf)
+        .map_err(|err| CaptureError::Verifier {
+            program: name.to_owned(),
             detail: err.to_string(),
-        };
-        let link = program.attach(category, tracepoint).map_err(failed)?;
-        links.push(program.take_link(link).map_err(failed)?);
-    }
-    Ok(())
+        })?;
+    let failed = |err: aya::programs::ProgramError| CaptureError::Attach {
+        tracepoint: name.to_owned(),
+        detail: err.to_string(),
+    };
+    let link = program.attach().map_err(failed)?;
+    program.take_link(link).map_err(failed)
 }
 
-/// Detaches every link at once. Each detach waits for the kernel's RCU grace period (about
-/// 75 ms here): one after the other, the 27 links took two seconds of wall time; together they
-/// share grace periods.
+/// Loads `name` and attaches it to the tracepoint event `category/name`.
+fn attach_event(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+) -> Result<TracePointLink, CaptureError> {
+    let program: &mut TracePoint = program(ebpf, name)?;
+    program.load().map_err(|err| CaptureError::Verifier {
+        program: name.to_owned(),
+        detail: err.to_string(),
+    })?;
+    let failed = |err: aya::programs::ProgramError| CaptureError::Attach {
+        tracepoint: format!("{category}/{name}"),
+        detail: err.to_string(),
+    };
+    let link = program.attach(category, name).map_err(failed)?;
+    program.take_link(link).map_err(failed)
+}
+
+/// The program `name` of the object, as a `Kind` of program.
+fn program<'a, Kind>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Kind, CaptureError>
+where
+    &'a mut Kind: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| CaptureError::Load(format!("program {name} missing from object")))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| CaptureError::Load(err.to_string()))
+}
+
+/// Detaches every link at once. The kernel waits out an RCU grace period for each tracepoint
+/// event it unregisters (about 37 ms here); in parallel threads the uprobes' waits overlap.
 fn detach_all<Link: Send>(links: Vec<Link>) {
     std::thread::scope(|scope| {
         for link in links {
@@ -380,10 +322,7 @@ fn detach_all<Link: Send>(links: Vec<Link>) {
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, CaptureError> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| CaptureError::Load(format!("program {name} missing from object")))?
-        .try_into()
-        .map_err(|err: aya::programs::ProgramError| CaptureError::Load(err.to_string()))
+    program(ebpf, name)
 }
 
 /// Byte offset of `field` in a tracepoint's record, from its format description; `None` if the

@@ -218,6 +218,9 @@ impl SessionReport {
                     .collect(),
             }),
             launched_command_cpu_us: None,
+            // Measured around the session by its caller.
+            wall_attach_us: 0,
+            wall_detach_us: 0,
             tls_connections_decoded: self.ignored_connections.tls_decoded,
             tls_not_hooked: self.tls_not_hooked.clone(),
             methods_from_process_memory: self.connections.methods_from_memory,

@@ -34,6 +34,11 @@ pub struct SessionStats {
     pub cpu_after_attach_us: u64,
     /// CPU time detaching the programs took.
     pub cpu_detach_us: u64,
+    /// Wall time from start until tracing was live, and that detaching took.
+    #[serde(default)]
+    pub wall_attach_us: u64,
+    #[serde(default)]
+    pub wall_detach_us: u64,
     pub max_rss_kib: i64,
     /// Instructions the verifier processed for each kernel program, where the kernel says.
     pub verified_instructions: BTreeMap<String, u32>,

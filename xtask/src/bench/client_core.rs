@@ -30,13 +30,15 @@ use super::{
     targets::{CLIENT_CPU_INCREASE_MAX, RATE_RATIO_MIN},
 };
 
-/// Kernel functions on the syscall-tracing path, and the prefix of BPF programs' symbols.
-const TRACING_PATH: [&str; 5] = [
+/// Kernel functions on the syscall-tracing path (tracepoint events, then raw tracepoints), and
+/// the prefix of BPF programs' symbols.
+const TRACING_PATH: [&str; 6] = [
     "syscall_trace_enter",
     "syscall_exit_work",
     "perf_syscall_enter",
     "perf_syscall_exit",
     "trace_call_bpf",
+    "bpf_trace_run2",
 ];
 const BPF_PROGRAM_PREFIX: &str = "bpf_prog_";
 
@@ -535,7 +537,7 @@ mod tests {
              \tffffffff812 perf_syscall_exit\n\
              \n\
              \x20 3408 \n\
-             \tffffffffa01 bpf_prog_9f6127078aa77f38_sys_exit_transfer\n\
+             \tffffffffa01 bpf_prog_9f6127078aa77f38_sys_exit\n\
              \tffffffff814 trace_call_bpf\n\
              \n\
              \x20 3408 \n\
@@ -548,7 +550,7 @@ mod tests {
 
     #[test]
     fn tells_the_parts_of_the_path_apart() {
-        let program = "bpf_prog_9f6127078aa77f38_sys_exit_transfer";
+        let program = "bpf_prog_9f6127078aa77f38_sys_exit";
         let path = ["trace_call_bpf", "perf_syscall_exit", "syscall_exit_work"];
         let part = |inner: &[&str]| part_of(&[inner, &[program][..], &path].concat());
         assert_eq!(part(&[]), Some(1));

@@ -77,6 +77,8 @@ pub(super) fn summarise(
     let tracer_cpu = tracer_total(traced, |stats| stats.cpu_after_attach_us as f64);
     let attach_cpu = mean(tracer(|stats| stats.cpu_attach_us).into_iter());
     let detach_cpu = mean(tracer(|stats| stats.cpu_detach_us).into_iter());
+    let attach_wall = mean(tracer(|stats| stats.wall_attach_us).into_iter());
+    let detach_wall = mean(tracer(|stats| stats.wall_detach_us).into_iter());
     let spans = tracer_total(traced, |stats| stats.spans_exported as f64);
     let ring_bytes = tracer_total(traced, |stats| stats.ring_buffer_bytes as f64);
     let (untraced_rate, traced_rate) = (rate(untraced), rate(traced));
@@ -175,6 +177,8 @@ pub(super) fn summarise(
         "throughput_ceiling": ceiling,
         "tracer_attach_cpu_ms": attach_cpu / 1000.0,
         "tracer_detach_cpu_ms": detach_cpu / 1000.0,
+        "tracer_attach_wall_ms": attach_wall / 1000.0,
+        "tracer_detach_wall_ms": detach_wall / 1000.0,
         "p50_us_untraced": latency(untraced, "p50_us"),
         "p50_us_traced": latency(traced, "p50_us"),
         "p99_us_untraced": latency(untraced, "p99_us"),

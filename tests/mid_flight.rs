@@ -86,8 +86,9 @@ fn a_warm_grpc_go_client_is_named_from_its_own_header_tables() {
     );
 }
 
-/// C-core's encoder keeps no table of its own, only the index each `:path` got: named once a
-/// method first called after attach places the earlier ones (ServerStream here).
+/// C-core's encoder keeps no table of its own, only its size accounting and the index each
+/// `:path` got: the accounting, lined up with what was seen since attach, places the earlier
+/// ones.
 #[test]
 fn a_warm_cpp_client_is_named_from_its_own_header_tables() {
     a_warm_client_is_named_from_its_own_header_tables("TRACER_TEST_CPP_CLIENT", "C++ client, warm");

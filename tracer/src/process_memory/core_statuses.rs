@@ -1,69 +1,52 @@
 //! The `grpc-status` entries gRPC C-core's encoder inserted into its peer's table, found in a
 //! copy of the process's memory: a server's own statuses.
 //!
-//! C-core's encoder keeps no copy of its table. It keeps its size accounting, an
-//! `HPackEncoderTable`: the index of the newest entry evicted, the table's capacity, how many
-//! entries it holds and their total size (four 32-bit words), then a `std::vector<uint16_t>`
-//! (three pointers) of each entry's size, slot `index % len`, so that the live entries' sizes
-//! add up to the total. And for `grpc-status` it keeps, per code below 16, the index that
-//! code's entry was last inserted at (`uint32_t[16]`, 0 for a code never sent), among the
-//! compressors that follow the table in the same object (88 bytes after its end on grpcio
-//! 1.85.1; other releases may differ, so a stretch after the table is searched).
+//! C-core's encoder keeps, besides its size accounting ([`super::core_encoder`]), for
+//! `grpc-status`, per code below 16, the index that code's entry was last inserted at
+//! (`uint32_t[16]`, 0 for a code never sent), among the compressors that follow the accounting
+//! in the same object (88 bytes after its end on grpcio 1.85.1; other releases may differ, so a
+//! stretch after it is searched).
 //!
-//! An index numbers the connection's insertions from 1, so the table's newest index, less the
-//! insertions the tracer saw since attach, gives the index of an entry from before attach,
-//! give or take the entries the process inserted that the tracer has not yet read: the sizes
-//! the table keeps line those up with the ones the tracer saw. A status array is one whose
-//! indices are all live or older, none repeated, and agree with every `grpc-status` the tracer
-//! saw inserted since attach. Which slot holds the entry's index is its code, if every array
-//! and every lining-up that fits says the same; a stretch of other fields read as an array
-//! (shifted by a slot or more) names another code, and then nothing is said.
+//! The accounting, lined up with the entries the tracer saw inserted since attach, gives the
+//! index of an entry from before. A status array is one whose indices are all live or older,
+//! none repeated, and agree with every `grpc-status` the tracer saw inserted since attach.
+//! Which slot holds the entry's index is its code, if every array and every lining-up that
+//! fits says the same; a stretch of other fields read as an array (shifted by a slot or more)
+//! names another code, and then nothing is said.
 
-use super::snapshot::Snapshot;
+use super::{
+    core_encoder::{ACCOUNTING, EncoderTable},
+    snapshot::Snapshot,
+};
 use crate::hpack::{FieldValue, SeenEntry, Text};
 
 /// Codes whose entries are kept (`kNumCachedGrpcStatusValues`).
 const CODES: usize = 16;
 /// How far after a table its status array is looked for, in bytes.
 const SEARCH: usize = 256;
-/// How many entries the process may have inserted that the tracer has not yet seen.
-const MAX_AHEAD: u32 = 16;
-/// A table's capacity, at most (SETTINGS_HEADER_TABLE_SIZE as C-core bounds its use).
-const MAX_CAPACITY: u32 = 1 << 20;
-/// The table's accounting: four words and a vector of three pointers.
-const TABLE: usize = 16 + 24;
 
 /// One encoder's table accounting, and the candidate status arrays after it.
 #[derive(Debug, Clone)]
 pub struct EncoderStatuses {
-    /// The index of the newest entry.
-    newest: u32,
-    /// Each live entry's size, oldest first (indices `newest + 1 - len ..= newest`).
-    sizes: Vec<u16>,
+    table: EncoderTable,
     arrays: Vec<[u32; CODES]>,
 }
 
-/// Every C-core encoder table in the writable memory of `snapshot` with a status array after
-/// it.
-pub fn encoder_statuses(snapshot: &Snapshot) -> Vec<EncoderStatuses> {
+/// Every C-core encoder among `tables` (found in `snapshot`) with a status array after it.
+pub fn encoder_statuses(snapshot: &Snapshot, tables: &[EncoderTable]) -> Vec<EncoderStatuses> {
     let mut found = Vec::new();
-    for (address, bytes) in snapshot.aligned(TABLE) {
-        let Some((newest, sizes)) = table_at(snapshot, bytes) else {
+    for table in tables {
+        let Some(after) = snapshot.read(table.address + ACCOUNTING as u64, SEARCH) else {
             continue;
         };
-        let Some(after) = snapshot.read(address + TABLE as u64, SEARCH) else {
-            continue;
-        };
-        let oldest = newest + 1 - sizes.len() as u32;
         let arrays: Vec<[u32; CODES]> = (0..=SEARCH - 4 * CODES)
             .step_by(4)
             .map(|at| std::array::from_fn(|code| word(after, at + 4 * code)))
-            .filter(|array| is_status_array(array, oldest, newest))
+            .filter(|array| is_status_array(array, table.oldest(), table.newest()))
             .collect();
         if !arrays.is_empty() {
             found.push(EncoderStatuses {
-                newest,
-                sizes,
+                table: table.clone(),
                 arrays,
             });
         }
@@ -73,44 +56,6 @@ pub fn encoder_statuses(snapshot: &Snapshot) -> Vec<EncoderStatuses> {
 
 fn word(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
-}
-
-/// The newest index and the live entries' sizes of the `HPackEncoderTable` in `bytes`, if it
-/// is one: its sizes add up, every live one at least an entry's overhead.
-fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>)> {
-    let (evicted, capacity, count, total) = (
-        word(bytes, 0),
-        word(bytes, 4),
-        word(bytes, 8),
-        word(bytes, 12),
-    );
-    let pointer = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let (begin, end, reserved) = (pointer(16), pointer(24), pointer(32));
-    if count == 0 || capacity == 0 || capacity > MAX_CAPACITY || total > capacity {
-        return None;
-    }
-    if count > capacity / 32
-        || begin == 0
-        || end < begin
-        || reserved < end
-        || (end - begin) % 2 != 0
-    {
-        return None;
-    }
-    let slots = ((end - begin) / 2) as usize;
-    if slots < count as usize || slots > (MAX_CAPACITY / 32) as usize {
-        return None;
-    }
-    let ring = snapshot.read(begin, 2 * slots)?;
-    let newest = evicted.checked_add(count)?;
-    let sizes: Vec<u16> = (evicted + 1..=newest)
-        .map(|index| {
-            let slot = 2 * (index as usize % slots);
-            u16::from_le_bytes([ring[slot], ring[slot + 1]])
-        })
-        .collect();
-    let sum: u32 = sizes.iter().map(|&size| u32::from(size)).sum();
-    (sum == total && sizes.iter().all(|&size| size >= 32)).then_some((newest, sizes))
 }
 
 /// Indices no newer than the table's newest, none repeated, at least one of a live entry.
@@ -134,12 +79,7 @@ pub fn status_before_watching(
     let mut answer: Option<usize> = None;
     let mut evidence = false;
     for encoder in encoders {
-        for ahead in 0..=MAX_AHEAD {
-            // The index of the first insertion since attach, were the process `ahead`.
-            let first = i64::from(encoder.newest) + 1 - seen.len() as i64 - i64::from(ahead);
-            if !sizes_line_up(encoder, seen, first) {
-                continue;
-            }
+        for first in encoder.table.first_insertions(seen) {
             let wanted = first + insertion;
             for array in &encoder.arrays {
                 if !agrees_with_seen(array, seen, first) {
@@ -151,7 +91,7 @@ pub fn status_before_watching(
                 };
                 // An entry `grpc-status: N` has the size its digits give it.
                 let size = 11 + code.to_string().len() + 32;
-                if encoder_size(encoder, wanted) != Some(size) {
+                if encoder.table.size(wanted) != Some(size) {
                     return None;
                 }
                 match answer {
@@ -165,30 +105,6 @@ pub fn status_before_watching(
         .then_some(answer)
         .flatten()
         .map(|code| Text::from(code.to_string()))
-}
-
-/// The size the encoder keeps for the entry at `index`, if it is live.
-fn encoder_size(encoder: &EncoderStatuses, index: i64) -> Option<usize> {
-    let oldest = i64::from(encoder.newest) + 1 - encoder.sizes.len() as i64;
-    let at = usize::try_from(index - oldest).ok()?;
-    encoder.sizes.get(at).map(|&size| usize::from(size))
-}
-
-/// Whether every entry seen since attach whose size is known, and still live, has that size in
-/// the encoder's table when the first of them is at `first`: and at least one is.
-fn sizes_line_up(encoder: &EncoderStatuses, seen: &[SeenEntry<'_>], first: i64) -> bool {
-    let mut compared = 0;
-    for (back, entry) in seen.iter().enumerate() {
-        let index = first + (seen.len() - 1 - back) as i64;
-        let (Some(size), Some(kept)) = (entry.size, encoder_size(encoder, index)) else {
-            continue;
-        };
-        if size != kept {
-            return false;
-        }
-        compared += 1;
-    }
-    compared > 0
 }
 
 /// Whether `array` agrees with the `grpc-status` entries seen inserted since attach (the first
@@ -225,7 +141,7 @@ fn agrees_with_seen(array: &[u32; CODES], seen: &[SeenEntry<'_>], first: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process_memory::snapshot::Region;
+    use crate::process_memory::{core_encoder::encoder_tables, snapshot::Region};
 
     const HEAP: u64 = 0x10_0000;
     const RING: u64 = 0x20_0000;
@@ -271,6 +187,10 @@ mod tests {
         ])
     }
 
+    fn statuses(snapshot: &Snapshot) -> Vec<EncoderStatuses> {
+        encoder_statuses(snapshot, &encoder_tables(snapshot))
+    }
+
     fn status_array(indexed: &[(usize, u32)]) -> [u32; CODES] {
         let mut array = [0; CODES];
         for &(code, index) in indexed {
@@ -295,7 +215,7 @@ mod tests {
     #[test]
     fn a_code_sent_since_attach_places_the_ones_from_before() {
         let snapshot = encoder(&SIZES, status_array(&[(0, 3), (5, 4)]));
-        let encoders = encoder_statuses(&snapshot);
+        let encoders = statuses(&snapshot);
         assert_eq!(encoders.len(), 1);
         let (name, five) = (Text::from("grpc-status"), FieldValue::Known("5".into()));
         let seen = [seen_entry(&name, &five, 44)];
@@ -317,7 +237,7 @@ mod tests {
             FieldValue::Known("application/grpc+proto".into()),
         );
         let seen = [seen_entry(&name, &value, 60)];
-        let encoders = encoder_statuses(&snapshot);
+        let encoders = statuses(&snapshot);
         assert_eq!(status_before_watching(&encoders, &seen, -1), None);
     }
 
@@ -327,11 +247,11 @@ mod tests {
         let (name, ten) = (Text::from("grpc-status"), FieldValue::Known("10".into()));
         let seen = [seen_entry(&name, &ten, 45)];
         assert_eq!(
-            status_before_watching(&encoder_statuses(&snapshot), &seen, -1),
+            status_before_watching(&statuses(&snapshot), &seen, -1),
             None
         );
         // A table whose sizes do not add up to its total is not one.
-        let statuses = status_array(&[(0, 3), (5, 4)]);
-        assert!(encoder_statuses(&encoder_of_total(&SIZES, statuses, 191)).is_empty());
+        let array = status_array(&[(0, 3), (5, 4)]);
+        assert!(statuses(&encoder_of_total(&SIZES, array, 191)).is_empty());
     }
 }

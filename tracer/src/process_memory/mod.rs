@@ -5,16 +5,17 @@
 //! decoder's (what its peer sends). When a call refers to an entry from before attach, a copy
 //! of the process's memory is taken ([`snapshot`]; bounded in bytes, and in time to 200 ms plus
 //! 2% of the time since the first copy), the tables in it found by what their runtime's layout
-//! looks like ([`go_hpack`] for grpc-go; [`core_hpack`], [`core_paths`] and [`core_statuses`]
-//! for gRPC C-core; [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
+//! looks like ([`go_hpack`] for grpc-go; [`core_hpack`], [`core_encoder`], [`core_paths`] and
+//! [`core_statuses`] for gRPC C-core; [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
 //! the tracer saw inserted since ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
 //!
 //! ```text
 //! /proc/PID/mem --> snapshot --> go_hpack, core_hpack, netty_hpack: tables --> alignment --+
-//!                            \-> core_paths, core_statuses: C-core's indexes -------------+--> grpc::Recall
+//!                            \-> core_encoder, core_paths, core_statuses: C-core's indexes -+--> grpc::Recall
 //! ```
 
 mod alignment;
+mod core_encoder;
 mod core_hpack;
 mod core_paths;
 mod core_statuses;
@@ -161,7 +162,8 @@ impl ProcessMemory {
 #[derive(Default)]
 struct Found {
     tables: Vec<Table>,
-    /// C-core encoders' paths, by the index each was inserted at.
+    /// C-core encoders' size accounting, and their paths by the index each was inserted at.
+    encoders: Vec<core_encoder::EncoderTable>,
     paths: Vec<core_paths::Paths>,
     /// C-core encoders' size accounting, with the indices of their `grpc-status` entries.
     statuses: Vec<core_statuses::EncoderStatuses>,
@@ -178,14 +180,18 @@ impl Found {
         }
         if runtimes.core {
             found.tables.extend(core_hpack::tables(snapshot));
+            found.encoders = core_encoder::encoder_tables(snapshot);
             found.paths = core_paths::path_indexes(snapshot);
-            found.statuses = core_statuses::encoder_statuses(snapshot);
+            found.statuses = core_statuses::encoder_statuses(snapshot, &found.encoders);
         }
         found
     }
 
     fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.paths.is_empty() && self.statuses.is_empty()
+        self.tables.is_empty()
+            && self.encoders.is_empty()
+            && self.paths.is_empty()
+            && self.statuses.is_empty()
     }
 
     /// What it says of the entry: from a table that lines up with what was seen, or from a
@@ -194,7 +200,9 @@ impl Found {
         if let Some(entry) = alignment::entry_before_watching(&self.tables, seen, insertion) {
             return Some((entry.name.clone(), entry.value.clone()));
         }
-        if let Some(path) = core_paths::path_before_watching(&self.paths, seen, insertion) {
+        if let Some(path) =
+            core_paths::path_before_watching(&self.paths, &self.encoders, seen, insertion)
+        {
             return Some((Text::from(":path"), Some(path)));
         }
         core_statuses::status_before_watching(&self.statuses, seen, insertion)

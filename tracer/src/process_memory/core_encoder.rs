@@ -3,12 +3,15 @@
 //!
 //! C-core's encoder keeps no copy of its table. It keeps its size accounting, an
 //! `HPackEncoderTable`: the index of the newest entry evicted, the table's capacity, how many
-//! entries it holds and their total size (four 32-bit words), then a `std::vector<uint16_t>`
-//! (three pointers) of each entry's size, slot `index % len`, so that the live entries' sizes
-//! add up to the total. An index numbers the connection's insertions from 1, so the table's
-//! newest index, less the insertions the tracer saw since attach, gives the index of the first
-//! of them, give or take the entries the process inserted that the tracer has not yet read: the
-//! sizes the table keeps line those up with the ones the tracer saw.
+//! entries it holds and their total size (four 32-bit words), then each entry's size (16 bits)
+//! in a ring, slot `index % len`, so that the live entries' sizes add up to the total. The ring
+//! is a `std::vector<uint16_t>` (three pointers: grpcio 1.60 to 1.85), or an
+//! `absl::InlinedVector<uint16_t, 128>` (grpc++ 1.51 as Debian ships it: a word holding its
+//! length times two, plus one if the entries are on the heap, then either 128 entries inline
+//! or a pointer and a capacity). An index numbers the connection's insertions from 1, so the
+//! table's newest index, less the insertions the tracer saw since attach, gives the index of
+//! the first of them, give or take the entries the process inserted that the tracer has not
+//! yet read: the sizes the table keeps line those up with the ones the tracer saw.
 
 use super::snapshot::Snapshot;
 use crate::hpack::SeenEntry;
@@ -17,14 +20,18 @@ use crate::hpack::SeenEntry;
 const MAX_AHEAD: u32 = 16;
 /// A table's capacity, at most (SETTINGS_HEADER_TABLE_SIZE as C-core bounds its use).
 const MAX_CAPACITY: u32 = 1 << 20;
-/// The accounting's size in memory: four words and a vector of three pointers.
-pub const ACCOUNTING: usize = 16 + 24;
+/// Four words, then the ring's length and where it is.
+const WORDS: usize = 16;
+const VECTOR: usize = 24;
+/// An `absl::InlinedVector<uint16_t, 128>`: its length word and its 256 bytes of storage.
+const INLINED_ENTRIES: usize = 128;
+const INLINED_VECTOR: usize = 8 + 2 * INLINED_ENTRIES;
 
 /// One encoder's size accounting.
 #[derive(Debug, Clone)]
 pub struct EncoderTable {
-    /// Where it is, for what C-core keeps after it.
-    pub address: u64,
+    /// Where it ends, for what C-core keeps after it.
+    pub end: u64,
     /// The index of the newest entry.
     newest: u32,
     /// Each live entry's size, oldest first (indices `newest + 1 - len ..= newest`).
@@ -34,11 +41,11 @@ pub struct EncoderTable {
 /// Every C-core encoder's size accounting in the writable memory of `snapshot`.
 pub fn encoder_tables(snapshot: &Snapshot) -> Vec<EncoderTable> {
     snapshot
-        .aligned(ACCOUNTING)
+        .aligned(WORDS + INLINED_VECTOR)
         .filter_map(|(address, bytes)| {
-            let (newest, sizes) = table_at(snapshot, bytes)?;
+            let (newest, sizes, len) = table_at(snapshot, bytes)?;
             Some(EncoderTable {
-                address,
+                end: address + len as u64,
                 newest,
                 sizes,
             })
@@ -50,33 +57,36 @@ fn word(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
-/// The newest index and the live entries' sizes of the `HPackEncoderTable` in `bytes`, if it
-/// is one: its sizes add up, every live one at least an entry's overhead.
-fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>)> {
+fn pointer(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+/// The newest index, the live entries' sizes and the length in memory of the
+/// `HPackEncoderTable` at the start of `bytes`, if it is one: its sizes add up, every live one
+/// at least an entry's overhead.
+fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>, usize)> {
     let (evicted, capacity, count, total) = (
         word(bytes, 0),
         word(bytes, 4),
         word(bytes, 8),
         word(bytes, 12),
     );
-    let pointer = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let (begin, end, reserved) = (pointer(16), pointer(24), pointer(32));
     if count == 0 || capacity == 0 || capacity > MAX_CAPACITY || total > capacity {
         return None;
     }
-    if count > capacity / 32
-        || begin == 0
-        || end < begin
-        || reserved < end
-        || (end - begin) % 2 != 0
-    {
+    if count > capacity / 32 {
         return None;
     }
-    let slots = ((end - begin) / 2) as usize;
-    if slots < count as usize || slots > (MAX_CAPACITY / 32) as usize {
+    let (ring, len) = ring_of_vector(snapshot, &bytes[WORDS..])
+        .map(|ring| (ring, WORDS + VECTOR))
+        .or_else(|| {
+            ring_of_inlined_vector(snapshot, &bytes[WORDS..])
+                .map(|ring| (ring, WORDS + INLINED_VECTOR))
+        })?;
+    let slots = ring.len() / 2;
+    if slots < count as usize {
         return None;
     }
-    let ring = snapshot.read(begin, 2 * slots)?;
     let newest = evicted.checked_add(count)?;
     let sizes: Vec<u16> = (evicted + 1..=newest)
         .map(|index| {
@@ -85,7 +95,40 @@ fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>)> {
         })
         .collect();
     let sum: u32 = sizes.iter().map(|&size| u32::from(size)).sum();
-    (sum == total && sizes.iter().all(|&size| size >= 32)).then_some((newest, sizes))
+    (sum == total && sizes.iter().all(|&size| size >= 32)).then_some((newest, sizes, len))
+}
+
+/// The ring's bytes, if `bytes` starts with a `std::vector<uint16_t>` holding it.
+fn ring_of_vector<'a>(snapshot: &'a Snapshot, bytes: &[u8]) -> Option<&'a [u8]> {
+    let (begin, end, reserved) = (pointer(bytes, 0), pointer(bytes, 8), pointer(bytes, 16));
+    if begin == 0 || end < begin || reserved < end || (end - begin) % 2 != 0 {
+        return None;
+    }
+    let slots = (end - begin) / 2;
+    if slots == 0 || slots > u64::from(MAX_CAPACITY / 32) {
+        return None;
+    }
+    snapshot.read(begin, 2 * slots as usize)
+}
+
+/// The ring's bytes, if `bytes` starts with an `absl::InlinedVector<uint16_t, 128>` holding
+/// it: its length word (length times two, plus one when on the heap), then its storage.
+fn ring_of_inlined_vector<'a>(snapshot: &'a Snapshot, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    let metadata = pointer(bytes, 0);
+    let slots = usize::try_from(metadata >> 1).ok()?;
+    if slots == 0 || slots > (MAX_CAPACITY / 32) as usize {
+        return None;
+    }
+    if metadata & 1 == 0 {
+        // Inline: at most its inline capacity.
+        (slots <= INLINED_ENTRIES).then(|| &bytes[8..8 + 2 * slots])
+    } else {
+        let (data, capacity) = (pointer(bytes, 8), pointer(bytes, 16));
+        if data == 0 || capacity < slots as u64 {
+            return None;
+        }
+        snapshot.read(data, 2 * slots)
+    }
 }
 
 impl EncoderTable {
@@ -93,7 +136,7 @@ impl EncoderTable {
     #[cfg(test)]
     pub fn of(newest: u32, sizes: Vec<u16>) -> EncoderTable {
         EncoderTable {
-            address: 0,
+            end: 0,
             newest,
             sizes,
         }
@@ -140,5 +183,53 @@ impl EncoderTable {
             compared += 1;
         }
         compared > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process_memory::snapshot::Region;
+
+    const HEAP: u64 = 0x10_0000;
+    const SIZES: [u16; 3] = [63, 57, 48];
+
+    fn words(newest: u32, total: u32) -> Vec<u8> {
+        [0, 4096, newest, total]
+            .into_iter()
+            .flat_map(u32::to_le_bytes)
+            .collect()
+    }
+
+    fn snapshot(heap: Vec<u8>) -> Snapshot {
+        Snapshot::of(vec![Region {
+            start: HEAP,
+            writable: true,
+            bytes: heap,
+        }])
+    }
+
+    #[test]
+    fn an_inlined_ring_is_read_as_grpc_1_51_keeps_it() {
+        // The words, then an absl::InlinedVector<uint16_t, 128> of 128 entries, inline
+        // (length word 2 * 128), index i at slot i % 128.
+        let total = SIZES.iter().map(|&size| u32::from(size)).sum();
+        let mut heap = words(3, total);
+        heap.extend(u64::to_le_bytes(2 * 128));
+        let mut ring = [0u8; 256];
+        for (nth, size) in SIZES.iter().enumerate() {
+            ring[2 * (nth + 1)..2 * (nth + 2)].copy_from_slice(&size.to_le_bytes());
+        }
+        heap.extend(ring);
+        heap.extend([0u8; 64]);
+        let tables = encoder_tables(&snapshot(heap.clone()));
+        assert_eq!(tables.len(), 1);
+        let table = &tables[0];
+        assert_eq!((table.oldest(), table.newest()), (1, 3));
+        assert_eq!(table.size(1), Some(63));
+        assert_eq!(table.end, HEAP + (WORDS + INLINED_VECTOR) as u64);
+        // Sizes that do not add up to the total: not a table.
+        heap[12..16].copy_from_slice(&(total + 1).to_le_bytes());
+        assert!(encoder_tables(&snapshot(heap)).is_empty());
     }
 }

@@ -29,14 +29,66 @@ const MAX_PATH: u64 = 4096;
 /// The most records a vector is taken to hold.
 const MAX_PATHS: usize = 4096;
 
+/// How far after an encoder's size accounting its `SliceIndex` for `:path` is looked for, in
+/// bytes: right after it on grpcio 1.60 to 1.85, after other compressors on grpc++ 1.51.
+const SEARCH: usize = 512;
+
 /// One encoder's paths, with the index each was last inserted at.
 pub type Paths = Vec<(Text, u32)>;
 
-/// Every run of `ValueIndex` records holding gRPC paths in the writable memory of `snapshot`.
-pub fn path_indexes(snapshot: &Snapshot) -> Vec<Paths> {
-    snapshot.record_runs(VALUE_INDEX, MAX_PATHS, |record| {
+/// Every run of `ValueIndex` records holding gRPC paths in the writable memory of `snapshot`,
+/// with the address of its first.
+pub fn path_indexes(snapshot: &Snapshot) -> Vec<(u64, Paths)> {
+    snapshot.record_runs_at(VALUE_INDEX, MAX_PATHS, |record| {
         value_index_at(snapshot, record)
     })
+}
+
+/// An encoder's size accounting with its own record of paths: the vector (begin, end and
+/// capacity pointers) after the accounting whose records are a run of paths.
+#[derive(Debug, Clone)]
+pub struct EncoderPaths {
+    table: EncoderTable,
+    paths: Paths,
+}
+
+/// Each of `tables` (found in `snapshot`) whose vector of paths is among `runs`.
+pub fn encoder_paths(
+    snapshot: &Snapshot,
+    tables: &[EncoderTable],
+    runs: &[(u64, Paths)],
+) -> Vec<EncoderPaths> {
+    let mut found = Vec::new();
+    for table in tables {
+        let Some(after) = snapshot.read(table.end, SEARCH) else {
+            continue;
+        };
+        for at in (0..=SEARCH - 3 * WORD).step_by(WORD) {
+            let (begin, end, reserved) = (
+                word(after, at),
+                word(after, at + WORD),
+                word(after, at + 2 * WORD),
+            );
+            if begin == 0
+                || end <= begin
+                || reserved < end
+                || (end - begin) % VALUE_INDEX as u64 != 0
+            {
+                continue;
+            }
+            let records = ((end - begin) / VALUE_INDEX as u64) as usize;
+            let Some((_, run)) = runs.iter().find(|(start, _)| *start == begin) else {
+                continue;
+            };
+            if records <= run.len() {
+                found.push(EncoderPaths {
+                    table: table.clone(),
+                    paths: run[..records].to_vec(),
+                });
+            }
+        }
+    }
+    found
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
@@ -78,15 +130,16 @@ fn is_grpc_path(path: &str) -> bool {
 const ENTRY_OVERHEAD: usize = 32 + ":path".len();
 
 /// The path of the entry inserted `-insertion` insertions before watching began, in the
-/// direction whose entries since are `seen` (newest first).
+/// direction whose entries since are `seen` (newest first): from the encoders whose accounting
+/// lines up with what was seen, or, if none does, from a path seen inserted since attach.
 pub fn path_before_watching(
-    runs: &[Paths],
-    tables: &[EncoderTable],
+    runs: &[(u64, Paths)],
+    encoders: &[EncoderPaths],
     seen: &[SeenEntry<'_>],
     insertion: i64,
 ) -> Option<Text> {
     let inserted = paths_inserted(seen);
-    by_accounting(runs, tables, &inserted, seen, insertion)
+    by_accounting(encoders, &inserted, seen, insertion)
         .unwrap_or_else(|| by_path_seen(runs, &inserted, insertion))
 }
 
@@ -115,33 +168,37 @@ fn agrees(run: &Paths, inserted: &[(&str, i64)], first: i64) -> bool {
     })
 }
 
-/// The answer of the encoders' accounting: `None` if no accounting lines up with what was
-/// seen, `Some(None)` if one does and the paths recorded do not give one path.
+/// The answer of the encoders' accounting: `None` if no encoder's lines up with what was
+/// seen, `Some(None)` if one does and the paths they recorded do not give one path.
 fn by_accounting(
-    runs: &[Paths],
-    tables: &[EncoderTable],
+    encoders: &[EncoderPaths],
     inserted: &[(&str, i64)],
     seen: &[SeenEntry<'_>],
     insertion: i64,
 ) -> Option<Option<Text>> {
     let mut lined_up = false;
     let mut answer: Option<&Text> = None;
-    for table in tables {
-        for first in table.first_insertions(seen) {
+    for encoder in encoders {
+        for first in encoder.table.first_insertions(seen) {
+            if !agrees(&encoder.paths, inserted, first) {
+                continue;
+            }
             lined_up = true;
             let wanted = first + insertion;
-            let Some(size) = table.size(wanted) else {
+            let Some(size) = encoder.table.size(wanted) else {
                 continue;
             };
-            for run in runs.iter().filter(|run| agrees(run, inserted, first)) {
-                for (path, _) in run.iter().filter(|(_, index)| i64::from(*index) == wanted) {
-                    if ENTRY_OVERHEAD + path.len() != size {
-                        continue;
-                    }
-                    match answer {
-                        Some(known) if known != path => return Some(None),
-                        _ => answer = Some(path),
-                    }
+            let at_wanted = encoder
+                .paths
+                .iter()
+                .filter(|(_, index)| i64::from(*index) == wanted);
+            for (path, _) in at_wanted {
+                if ENTRY_OVERHEAD + path.len() != size {
+                    continue;
+                }
+                match answer {
+                    Some(known) if known != path => return Some(None),
+                    _ => answer = Some(path),
                 }
             }
         }
@@ -151,9 +208,9 @@ fn by_accounting(
 
 /// The answer of a path seen inserted since attach, found in a vector: the index it has there
 /// says which the first insertion since had.
-fn by_path_seen(runs: &[Paths], inserted: &[(&str, i64)], insertion: i64) -> Option<Text> {
+fn by_path_seen(runs: &[(u64, Paths)], inserted: &[(&str, i64)], insertion: i64) -> Option<Text> {
     let mut answer: Option<&Text> = None;
-    for run in runs {
+    for (_, run) in runs {
         // The index of the first insertion since attach, as each seen path in the run says.
         let mut says: Option<i64> = None;
         let mut agreed = true;
@@ -183,15 +240,42 @@ fn by_path_seen(runs: &[Paths], inserted: &[(&str, i64)], insertion: i64) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process_memory::snapshot::Region;
 
     const UNARY: &str = "/pkg.Svc/Unary";
     const STREAM: &str = "/pkg.Svc/Stream";
+    /// A path of Unary's length.
+    const UNARZ: &str = "/pkg.Svc/Unarz";
 
-    fn run(paths: &[(&str, u32)]) -> Paths {
+    fn paths(paths: &[(&str, u32)]) -> Paths {
         paths
             .iter()
             .map(|&(path, index)| (path.into(), index))
             .collect()
+    }
+
+    fn run(records: &[(&str, u32)]) -> (u64, Paths) {
+        (0, paths(records))
+    }
+
+    fn size(path: &str) -> u16 {
+        (ENTRY_OVERHEAD + path.len()) as u16
+    }
+
+    fn encoder(newest: u32, sizes: &[u16], records: &[(&str, u32)]) -> EncoderPaths {
+        EncoderPaths {
+            table: EncoderTable::of(newest, sizes.to_vec()),
+            paths: paths(records),
+        }
+    }
+
+    fn entry<'a>(name: &'a Text, value: &'a FieldValue, size: usize) -> SeenEntry<'a> {
+        SeenEntry {
+            name: Some(name),
+            value,
+            value_digest: None,
+            size: Some(size),
+        }
     }
 
     #[test]
@@ -203,18 +287,8 @@ mod tests {
             FieldValue::Known("100m".into()),
         );
         let seen = [
-            SeenEntry {
-                name: Some(&timeout),
-                value: &hundred,
-                value_digest: None,
-                size: None,
-            },
-            SeenEntry {
-                name: Some(&path),
-                value: &stream,
-                value_digest: None,
-                size: None,
-            },
+            entry(&timeout, &hundred, 48),
+            entry(&path, &stream, size(STREAM).into()),
         ];
         // Unary was the connection's 1st insertion, Stream its 7th: insertion 0 is index 7,
         // so the entry inserted 6 before (insertion -6) is index 1.
@@ -245,62 +319,98 @@ mod tests {
         // Since attach only a timeout was seen inserted (index 7 in the connection, its 7th
         // insertion); before it Unary (index 1) and five other entries.
         let (timeout, hundred) = (Text::from("grpc-timeout"), FieldValue::Known("100m".into()));
-        let seen = [SeenEntry {
-            name: Some(&timeout),
-            value: &hundred,
-            value_digest: None,
-            size: Some(48),
-        }];
-        let unary_size = (ENTRY_OVERHEAD + UNARY.len()) as u16;
-        let table = EncoderTable::of(7, vec![unary_size, 40, 40, 40, 40, 40, 48]);
-        let runs = [run(&[(UNARY, 1)])];
+        let seen = [entry(&timeout, &hundred, 48)];
+        let sizes = [size(UNARY), 40, 40, 40, 40, 40, 48];
+        let unary = encoder(7, &sizes, &[(UNARY, 1)]);
         assert_eq!(
-            path_before_watching(&runs, std::slice::from_ref(&table), &seen, -6).as_deref(),
+            path_before_watching(&[], std::slice::from_ref(&unary), &seen, -6).as_deref(),
             Some(UNARY)
         );
-        // Not without the accounting: no path seen since attach places it.
-        assert_eq!(path_before_watching(&runs, &[], &seen, -6), None);
-        // A path of another length at that index is not the entry.
-        let other_size = EncoderTable::of(7, vec![unary_size + 1, 40, 40, 40, 40, 40, 48]);
-        assert_eq!(path_before_watching(&runs, &[other_size], &seen, -6), None);
-        // Two vectors that give two paths: nothing is said.
-        let same_length = "/pkg.Svc/Unarz";
-        let runs = [run(&[(UNARY, 1)]), run(&[(same_length, 1)])];
+        // Not from the records alone: no path seen since attach places them.
         assert_eq!(
-            path_before_watching(&runs, std::slice::from_ref(&table), &seen, -6),
+            path_before_watching(&[run(&[(UNARY, 1)])], &[], &seen, -6),
             None
         );
-        // A vector holding a path seen since attach at another index is another connection's.
-        let (path, stream) = (Text::from(":path"), FieldValue::Known(STREAM.into()));
-        let seen_stream = [
-            SeenEntry {
-                name: Some(&path),
-                value: &stream,
-                value_digest: None,
-                size: Some(ENTRY_OVERHEAD + STREAM.len()),
-            },
-            seen[0],
-        ];
-        let table = EncoderTable::of(
-            8,
-            vec![
-                unary_size,
-                40,
-                40,
-                40,
-                40,
-                40,
-                48,
-                (ENTRY_OVERHEAD + STREAM.len()) as u16,
-            ],
-        );
-        let runs = [
-            run(&[(UNARY, 1), (STREAM, 8)]),
-            run(&[(same_length, 1), (STREAM, 3)]),
-        ];
+        // A path of another length than the entry the accounting keeps is not the entry.
+        let mut longer = sizes;
+        longer[0] += 1;
         assert_eq!(
-            path_before_watching(&runs, &[table], &seen_stream, -6).as_deref(),
+            path_before_watching(&[], &[encoder(7, &longer, &[(UNARY, 1)])], &seen, -6),
+            None
+        );
+        // Two encoders that line up and give two paths: nothing is said.
+        let unarz = encoder(7, &sizes, &[(UNARZ, 1)]);
+        assert_eq!(path_before_watching(&[], &[unary, unarz], &seen, -6), None);
+    }
+
+    #[test]
+    fn an_encoder_whose_paths_contradict_what_was_seen_is_another_connections() {
+        // Seen since attach: the timeout (index 7), then Stream (index 8).
+        let (path, timeout) = (Text::from(":path"), Text::from("grpc-timeout"));
+        let (stream, hundred) = (
+            FieldValue::Known(STREAM.into()),
+            FieldValue::Known("100m".into()),
+        );
+        let seen = [
+            entry(&path, &stream, size(STREAM).into()),
+            entry(&timeout, &hundred, 48),
+        ];
+        let sizes = [size(UNARY), 40, 40, 40, 40, 40, 48, size(STREAM)];
+        let ours = encoder(8, &sizes, &[(UNARY, 1), (STREAM, 8)]);
+        // Its accounting lines up too, but it inserted Stream at index 3.
+        let theirs = encoder(8, &sizes, &[(UNARZ, 1), (STREAM, 3)]);
+        assert_eq!(
+            path_before_watching(&[], &[ours, theirs], &seen, -6).as_deref(),
             Some(UNARY)
         );
+    }
+
+    #[test]
+    fn an_encoders_paths_are_the_vector_after_its_accounting() {
+        // grpcio 1.85.1: the accounting (four words, the ring's vector), then the path
+        // SliceIndex's vector; its two records; the refcounted paths' bytes; the ring.
+        const HEAP: u64 = 0x10_0000;
+        let (records, bytes, ring) = (HEAP + 0x100, HEAP + 0x200, HEAP + 0x300);
+        let mut heap = vec![0u8; 0x400];
+        let mut put = |at: u64, data: &[u8]| {
+            let at = (at - HEAP) as usize;
+            heap[at..at + data.len()].copy_from_slice(data);
+        };
+        let sizes = [size(UNARY), 40, 40, 40, 40, 40, 48];
+        let total: u32 = sizes.iter().map(|&size| u32::from(size)).sum();
+        for (nth, word) in [0, 4096, 7, total].into_iter().enumerate() {
+            put(HEAP + 4 * nth as u64, &u32::to_le_bytes(word));
+        }
+        // A ring of 8 slots: index i at slot i % 8.
+        for (pointer, at) in [(ring, 16), (ring + 16, 24), (ring + 16, 32)] {
+            put(HEAP + at, &u64::to_le_bytes(pointer));
+        }
+        for (index, size) in sizes.iter().enumerate() {
+            put(ring + 2 * (index as u64 + 1), &size.to_le_bytes());
+        }
+        // The vector of one record (of two in a run: the second is past its end).
+        for (pointer, at) in [(records, 40), (records + 40, 48), (records + 80, 56)] {
+            put(HEAP + at, &u64::to_le_bytes(pointer));
+        }
+        for (nth, (path, index)) in [(UNARY, 1u32), (UNARZ, 2)].into_iter().enumerate() {
+            let record = records + 40 * nth as u64;
+            let text = bytes + 0x40 * nth as u64;
+            put(record, &u64::to_le_bytes(text - 16));
+            put(record + 8, &u64::to_le_bytes(path.len() as u64));
+            put(record + 16, &u64::to_le_bytes(text));
+            put(record + 32, &index.to_le_bytes());
+            put(text, path.as_bytes());
+        }
+        let snapshot = Snapshot::of(vec![Region {
+            start: HEAP,
+            writable: true,
+            bytes: heap,
+        }]);
+        let tables = crate::process_memory::core_encoder::encoder_tables(&snapshot);
+        assert_eq!(tables.len(), 1);
+        let runs = path_indexes(&snapshot);
+        let encoders = encoder_paths(&snapshot, &tables, &runs);
+        assert_eq!(encoders.len(), 1);
+        assert_eq!(encoders[0].paths, paths(&[(UNARY, 1)]));
     }
 }

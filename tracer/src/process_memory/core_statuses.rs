@@ -14,10 +14,7 @@
 //! fits says the same; a stretch of other fields read as an array (shifted by a slot or more)
 //! names another code, and then nothing is said.
 
-use super::{
-    core_encoder::{ACCOUNTING, EncoderTable},
-    snapshot::Snapshot,
-};
+use super::{core_encoder::EncoderTable, snapshot::Snapshot};
 use crate::hpack::{FieldValue, SeenEntry, Text};
 
 /// Codes whose entries are kept (`kNumCachedGrpcStatusValues`).
@@ -36,7 +33,7 @@ pub struct EncoderStatuses {
 pub fn encoder_statuses(snapshot: &Snapshot, tables: &[EncoderTable]) -> Vec<EncoderStatuses> {
     let mut found = Vec::new();
     for table in tables {
-        let Some(after) = snapshot.read(table.address + ACCOUNTING as u64, SEARCH) else {
+        let Some(after) = snapshot.read(table.end, SEARCH) else {
             continue;
         };
         let arrays: Vec<[u32; CODES]> = (0..=SEARCH - 4 * CODES)

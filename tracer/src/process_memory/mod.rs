@@ -162,9 +162,10 @@ impl ProcessMemory {
 #[derive(Default)]
 struct Found {
     tables: Vec<Table>,
-    /// C-core encoders' size accounting, and their paths by the index each was inserted at.
-    encoders: Vec<core_encoder::EncoderTable>,
-    paths: Vec<core_paths::Paths>,
+    /// C-core encoders' records of the paths they inserted, by the index each got: every run
+    /// of them, and those tied to an encoder's size accounting.
+    paths: Vec<(u64, core_paths::Paths)>,
+    encoder_paths: Vec<core_paths::EncoderPaths>,
     /// C-core encoders' size accounting, with the indices of their `grpc-status` entries.
     statuses: Vec<core_statuses::EncoderStatuses>,
 }
@@ -180,18 +181,16 @@ impl Found {
         }
         if runtimes.core {
             found.tables.extend(core_hpack::tables(snapshot));
-            found.encoders = core_encoder::encoder_tables(snapshot);
+            let encoders = core_encoder::encoder_tables(snapshot);
             found.paths = core_paths::path_indexes(snapshot);
-            found.statuses = core_statuses::encoder_statuses(snapshot, &found.encoders);
+            found.encoder_paths = core_paths::encoder_paths(snapshot, &encoders, &found.paths);
+            found.statuses = core_statuses::encoder_statuses(snapshot, &encoders);
         }
         found
     }
 
     fn is_empty(&self) -> bool {
-        self.tables.is_empty()
-            && self.encoders.is_empty()
-            && self.paths.is_empty()
-            && self.statuses.is_empty()
+        self.tables.is_empty() && self.paths.is_empty() && self.statuses.is_empty()
     }
 
     /// What it says of the entry: from a table that lines up with what was seen, or from a
@@ -201,7 +200,7 @@ impl Found {
             return Some((entry.name.clone(), entry.value.clone()));
         }
         if let Some(path) =
-            core_paths::path_before_watching(&self.paths, &self.encoders, seen, insertion)
+            core_paths::path_before_watching(&self.paths, &self.encoder_paths, seen, insertion)
         {
             return Some((Text::from(":path"), Some(path)));
         }

@@ -82,8 +82,21 @@ impl Snapshot {
         &self,
         stride: usize,
         max: usize,
-        mut record: impl FnMut(&[u8]) -> Option<T>,
+        record: impl FnMut(&[u8]) -> Option<T>,
     ) -> Vec<Vec<T>> {
+        self.record_runs_at(stride, max, record)
+            .into_iter()
+            .map(|(_, run)| run)
+            .collect()
+    }
+
+    /// [`Self::record_runs`], each run with the address of its first record.
+    pub fn record_runs_at<T>(
+        &self,
+        stride: usize,
+        max: usize,
+        mut record: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Vec<(u64, Vec<T>)> {
         const ALIGN: usize = 8;
         let mut runs = Vec::new();
         for region in self.regions.iter().filter(|region| region.writable) {
@@ -102,8 +115,8 @@ impl Snapshot {
                 if run.is_empty() {
                     offset += ALIGN;
                 } else {
+                    runs.push((region.start + offset as u64, run));
                     offset = end;
-                    runs.push(run);
                 }
             }
         }

@@ -292,6 +292,40 @@ fn hook_time_reports_the_kernel_programs_time_by_program() {
     assert!(verified["sys_exit"].as_u64() > Some(1000), "{verified}");
 }
 
+/// Two warm connections of one grpcio process whose encoders inserted different methods at the
+/// same index (1) before attach, Unary and NoSuchMethod (not implemented: its calls end
+/// UNIMPLEMENTED, with no reply), and alike since. Nothing the encoders' size accounting keeps
+/// tells which connection is which: a method must never be given by the other connection's
+/// encoder (it was, before, when a copy held one accounting and not the other).
+#[test]
+fn late_join_never_names_a_call_by_another_connections_encoder() {
+    let server = start_server();
+    let receiver = OtlpReceiver::start();
+    let (other, label) = ("NoSuchMethod", "grpcio, two alike warm connections");
+    let client = waiting_python_client(&server, 20, &["--also-warm", other, "--linger-ms", "1000"]);
+    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let lines = release_and_collect(client);
+    wait_success(tracer, label);
+    let calls = client_calls(&lines);
+    assert_eq!(calls.len(), 20, "{lines:?}");
+    let spans = receiver.wait_for(calls.len(), Duration::from_secs(10));
+    Recall::of(&spans).report(label);
+    for span in &spans {
+        let expected = match span.attribute("rpc.response.message.count") {
+            Some("1") => "Unary",
+            Some("0") => other,
+            _ => panic!("{label}: a reply count the client did not see: {span:#?}"),
+        };
+        if span.attribute("tracer.method_resolved") == Some("true") {
+            assert_eq!(
+                span.attribute("rpc.method"),
+                Some(expected),
+                "{label}: {span:#?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn late_join_on_a_warm_grpcio_connection_still_reports_every_later_call() {
     let server = start_server();

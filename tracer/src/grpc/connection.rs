@@ -213,7 +213,11 @@ impl ConnectionTracker {
         for stream_id in calls.streams.ids_where(|_| true) {
             calls.complete(stream_id, reason, timestamp_ns, out);
         }
-        calls.release_held(timestamp_ns, true, out);
+        // Not looked up again: the process freed the connection's tables, and another
+        // connection's, alike since attach, could answer for them.
+        for held in std::mem::take(&mut calls.held) {
+            calls.emit(held.record, out);
+        }
     }
 }
 

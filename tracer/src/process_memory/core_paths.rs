@@ -49,6 +49,8 @@ pub fn path_indexes(snapshot: &Snapshot) -> Vec<(u64, Paths)> {
 #[derive(Debug, Clone)]
 pub struct EncoderPaths {
     table: EncoderTable,
+    /// Where its vector's records are, and the ones it holds.
+    at: u64,
     paths: Paths,
 }
 
@@ -83,6 +85,7 @@ pub fn encoder_paths(
             if records <= run.len() {
                 found.push(EncoderPaths {
                     table: table.clone(),
+                    at: begin,
                     paths: run[..records].to_vec(),
                 });
             }
@@ -139,8 +142,43 @@ pub fn path_before_watching(
     insertion: i64,
 ) -> Option<Text> {
     let inserted = paths_inserted(seen);
-    by_accounting(encoders, &inserted, seen, insertion)
-        .unwrap_or_else(|| by_path_seen(runs, &inserted, insertion))
+    match by_accounting(encoders, &inserted, seen, insertion) {
+        // Connections whose histories since attach are alike line up alike, and a copy may
+        // miss an encoder's accounting (taken while it changed): every record of a path at the
+        // entry's index must be the answer, but those of encoders whose accounting does not
+        // line up with what was seen (another connection's, by its history).
+        Some(Some((path, placed))) => runs
+            .iter()
+            .filter(|(at, run)| {
+                agrees(run, &inserted, placed.first) && !of_another_connection(*at, encoders, seen)
+            })
+            .flat_map(|(_, run)| run)
+            .filter(|(_, index)| i64::from(*index) == placed.wanted)
+            .all(|(other, _)| *other == path)
+            .then_some(path),
+        Some(None) => None,
+        None => by_path_seen(runs, &inserted, insertion),
+    }
+}
+
+/// Whether the records at `at` are an encoder's whose accounting does not line up with what
+/// was seen: another connection's.
+fn of_another_connection(at: u64, encoders: &[EncoderPaths], seen: &[SeenEntry<'_>]) -> bool {
+    let mut owners = encoders
+        .iter()
+        .filter(|encoder| encoder.at == at)
+        .peekable();
+    owners.peek().is_some()
+        && owners.all(|encoder| encoder.table.first_insertions(seen).next().is_none())
+}
+
+/// Where an accounting placed the entry: the first insertion since attach, the entry's index,
+/// and its size.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Placed {
+    first: i64,
+    wanted: i64,
+    size: usize,
 }
 
 /// The paths seen inserted since attach, each with its latest insertion number from attach
@@ -168,16 +206,17 @@ fn agrees(run: &Paths, inserted: &[(&str, i64)], first: i64) -> bool {
     })
 }
 
-/// The answer of the encoders' accounting: `None` if no encoder's lines up with what was
-/// seen, `Some(None)` if one does and the paths they recorded do not give one path.
+/// The answer of the encoders' accounting, with where it placed the entry: `None` if no
+/// encoder's lines up with what was seen, `Some(None)` if one does and the paths they recorded
+/// do not give one path, placed one way.
 fn by_accounting(
     encoders: &[EncoderPaths],
     inserted: &[(&str, i64)],
     seen: &[SeenEntry<'_>],
     insertion: i64,
-) -> Option<Option<Text>> {
+) -> Option<Option<(Text, Placed)>> {
     let mut lined_up = false;
-    let mut answer: Option<&Text> = None;
+    let mut answer: Option<(&Text, Placed)> = None;
     for encoder in encoders {
         for first in encoder.table.first_insertions(seen) {
             if !agrees(&encoder.paths, inserted, first) {
@@ -188,6 +227,11 @@ fn by_accounting(
             let Some(size) = encoder.table.size(wanted) else {
                 continue;
             };
+            let placed = Placed {
+                first,
+                wanted,
+                size,
+            };
             let at_wanted = encoder
                 .paths
                 .iter()
@@ -197,13 +241,13 @@ fn by_accounting(
                     continue;
                 }
                 match answer {
-                    Some(known) if known != path => return Some(None),
-                    _ => answer = Some(path),
+                    Some(known) if known != (path, placed) => return Some(None),
+                    _ => answer = Some((path, placed)),
                 }
             }
         }
     }
-    lined_up.then(|| answer.cloned())
+    lined_up.then(|| answer.map(|(path, placed)| (path.clone(), placed)))
 }
 
 /// The answer of a path seen inserted since attach, found in a vector: the index it has there
@@ -265,6 +309,7 @@ mod tests {
     fn encoder(newest: u32, sizes: &[u16], records: &[(&str, u32)]) -> EncoderPaths {
         EncoderPaths {
             table: EncoderTable::of(newest, sizes.to_vec()),
+            at: 0,
             paths: paths(records),
         }
     }
@@ -340,7 +385,29 @@ mod tests {
         );
         // Two encoders that line up and give two paths: nothing is said.
         let unarz = encoder(7, &sizes, &[(UNARZ, 1)]);
-        assert_eq!(path_before_watching(&[], &[unary, unarz], &seen, -6), None);
+        assert_eq!(
+            path_before_watching(&[], &[unary.clone(), unarz], &seen, -6),
+            None
+        );
+        // Another path recorded at that index, of whatever length, by an encoder whose
+        // accounting was not found: nothing is said either.
+        let stray = (1, paths(&[("/pkg.Svc/LongerName", 1)]));
+        assert_eq!(
+            path_before_watching(
+                std::slice::from_ref(&stray),
+                std::slice::from_ref(&unary),
+                &seen,
+                -6
+            ),
+            None
+        );
+        // ... unless its accounting was found and does not line up: another connection's.
+        let mut elsewhere = encoder(9, &[40; 9], &[("/pkg.Svc/LongerName", 1)]);
+        elsewhere.at = 1;
+        assert_eq!(
+            path_before_watching(&[stray], &[unary, elsewhere], &seen, -6).as_deref(),
+            Some(UNARY)
+        );
     }
 
     #[test]

@@ -109,7 +109,11 @@ impl ProcessMemory {
         }
     }
 
-    fn may_scan(&mut self) -> bool {
+    /// Whether a copy may be taken now: for a question never asked before (`new_question`), as
+    /// soon as the budget allows, since what it asks about may be newer than the last copy (a
+    /// connection that inserted its first entry since attach just after it: its process may
+    /// close it moments later); for one asked again, once the process has moved on.
+    fn may_scan(&mut self, new_question: bool) -> bool {
         // Only processes whose runtime's tables can be found are read at all.
         if !self.readable() {
             return false;
@@ -118,7 +122,7 @@ impl ProcessMemory {
             return true;
         };
         self.fruitless_scans < MAX_FRUITLESS_SCANS
-            && last.elapsed() >= RESCAN_AFTER
+            && (new_question || last.elapsed() >= RESCAN_AFTER)
             && self.spent <= SCAN_ALLOWANCE + first.elapsed() / SCAN_SHARE
     }
 
@@ -263,6 +267,7 @@ impl Recall for ProcessMemory {
         }
         let question = (insertion, seen.len(), seen.first().map(fingerprint));
         let mut fresh_copies = 0;
+        let new_question = !self.misses.contains_key(&question);
         if let Some(miss) = self.misses.get(&question) {
             // The same copy, looked at again, would say the same; a copy taken for the
             // question is worth taking again once, a little later, in case the process was
@@ -278,7 +283,7 @@ impl Recall for ProcessMemory {
         if let Some(found) = self.found.answer(seen, insertion) {
             return Some(found);
         }
-        if fresh_copies < FRESH_COPIES && self.may_scan() {
+        if fresh_copies < FRESH_COPIES && self.may_scan(new_question) {
             self.scan();
             fresh_copies += 1;
             if let Some(found) = self.found.answer(seen, insertion) {

@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseRecord, DirectionKey, LossKind, OpenRecord, OpenRole, PendingCall, RecordHeader,
-    RecordKind, SOCKADDR_CAP, SocketKey, SocketState,
+    CloseRecord, DirectionKey, FrameCursor, LossKind, OpenRecord, OpenRole, PendingCall,
+    RecordHeader, RecordKind, SOCKADDR_CAP, SocketKey,
 };
 
 use crate::{
@@ -162,13 +162,9 @@ fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
     let Some(original) = socket_conn_id((pid_tgid >> 32) as u32, old_fd) else {
         return;
     };
-    if original == 0 {
-        // Not connected yet: a connect() through the duplicate is then seen.
-        track_socket(pid_tgid, new_fd, 0, false);
-        return;
-    }
-    let conn_id = next_conn_id();
-    if track_socket(pid_tgid, new_fd, conn_id, false) {
+    // A socket not connected yet stays one on the duplicate: a connect() through it is seen.
+    let conn_id = if original == 0 { 0 } else { next_conn_id() };
+    if track_socket(pid_tgid, new_fd, conn_id, false) && conn_id != 0 {
         emit_open(pid_tgid, new_fd, conn_id, OpenRole::Duplicate, 0, 0);
     }
 }
@@ -268,6 +264,10 @@ extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) 
     0
 }
 
+/// How a new socket's directions start (as `SocketState::new` has them).
+static FRAMES_FROM_START: FrameCursor = FrameCursor::AT_STREAM_START;
+static FRAMES_LOST: FrameCursor = FrameCursor::LOST;
+
 /// Records `fd` as a stream socket with `conn_id` (0: not connected), its frames followed from
 /// the first byte if `from_start`. An older socket that had the same fd number (its close was
 /// not seen) is reported closed first.
@@ -278,13 +278,24 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64, from_start: bool) -> bool 
         tgid: (pid_tgid >> 32) as u32,
         fd,
     };
-    // Built in map memory: the state is too large for the 512-byte stack alongside the rest.
+    // Built in map memory, field by field from constants: the state (216 bytes) built on the
+    // stack took, with what calls this, more than the `sys_exit` program's call chain may.
     let Some(state) = NEW_SOCKET.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: `state` is this CPU's scratch value.
+    let cursor: &'static FrameCursor = if from_start {
+        &FRAMES_FROM_START
+    } else {
+        &FRAMES_LOST
+    };
+    // SAFETY: `state` is this CPU's scratch value; `cursor` a constant, copied, not moved.
     let state = unsafe {
-        *state = SocketState::new(conn_id, from_start);
+        (*state).conn_id = conn_id;
+        (*state).sent = 0;
+        (*state).received = 0;
+        for framing in &mut (*state).framing {
+            core::ptr::copy_nonoverlapping(cursor, framing, 1);
+        }
         &*state
     };
     if SOCKETS.insert(key, state, 0).is_err() {

@@ -13,7 +13,9 @@
 //! one the accounting keeps there. Failing that (no accounting found), one path the tracer saw
 //! inserted after attach, found in a vector, says which index the first insertion since had.
 //! Either way a vector that holds a path seen since attach at another index than the lining-up
-//! gives is another connection's, and every vector that answers must say the same. (Checked on
+//! gives is another connection's; every other path recorded at the entry's index must be the
+//! same, but one an encoder whose accounting does not line up recorded (another connection's,
+//! by its history since attach). Connections alike since attach are thus left unnamed. (Checked on
 //! grpcio 1.85.1: the warm method at index 1, the methods called after attach after it. The
 //! accounting is what a copy taken before any new method was called can be read by; a vector
 //! read after its channel closed is freed, the first words of its first record overwritten.)

@@ -12,9 +12,8 @@ pub mod wire;
 
 pub use loss::{LOSS_KIND_COUNT, LossKind};
 pub use maps::{
-    DirectionKey, FrameCursor, HELD_RECORD_CAP, HeldRecord, MessageCursor, PendingCall,
-    PendingTlsCall, RecordInProgress, SocketKey, SocketState, SyscallOp, TlsCall, TlsSessionKey,
-    TracedProcess,
+    DirectionKey, FrameCursor, HELD_RECORD_CAP, HeldRecord, MessageCursor, PendingTlsCall,
+    RecordInProgress, SocketKey, SocketState, SyscallOp, TlsCall, TlsSessionKey, TracedProcess,
 };
 pub use record::{
     CloseRecord, DataRecord, Direction, MappedRecord, NO_FD, OpenRecord, OpenRole,
@@ -34,7 +33,6 @@ mod pod {
     unsafe impl aya::Pod for FrameCursor {}
     unsafe impl aya::Pod for DirectionKey {}
     unsafe impl aya::Pod for TracedProcess {}
-    unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for HeldRecord {}
     unsafe impl aya::Pod for TlsSessionKey {}
 }

@@ -277,7 +277,7 @@ pub struct TracedProcess {
     pub hold_new_code: u32,
 }
 
-/// The syscall a [`PendingCall`] belongs to.
+/// Which call moved the bytes of a data record.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyscallOp {
@@ -321,23 +321,6 @@ impl SyscallOp {
             _ => return None,
         })
     }
-}
-
-/// A data move's or lifecycle call's arguments, as read at syscall exit (or a TLS call's,
-/// saved at its entry). Layout: 32 bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct PendingCall {
-    /// A [`SyscallOp`] value.
-    pub op: u32,
-    pub fd: u32,
-    /// The buffer, iovec array, msghdr, mmsghdr array or sockaddr, depending on `op`.
-    pub ptr: u64,
-    /// Buffer length, iovec count or mmsghdr count; for `accept` the address-length pointer;
-    /// for `connect` the address length; for `socket` the domain in the low and type in the high
-    /// 32 bits.
-    pub arg: u64,
-    pub _pad: u64,
 }
 
 /// A TLS session (an `SSL *`) of a traced process: the key of the kernel's table of sessions,
@@ -392,7 +375,6 @@ const _: () = assert!(size_of::<FrameCursor>() == 96);
 const _: () = assert!(size_of::<MessageCursor>() == 12);
 const _: () = assert!(size_of::<DirectionKey>() == 16);
 const _: () = assert!(size_of::<TracedProcess>() == 8);
-const _: () = assert!(size_of::<PendingCall>() == 32);
 const _: () = assert!(size_of::<RecordInProgress>() == 64);
 const _: () =
     assert!(size_of::<HeldRecord>() == 64 + size_of::<crate::DataRecord>() + HELD_RECORD_CAP);

@@ -7,7 +7,7 @@
 //! [`lifecycle::on_close`]).
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use tracer_common::{PendingCall, SyscallOp};
+use tracer_common::SyscallOp;
 
 use crate::{
     lifecycle,
@@ -63,42 +63,25 @@ fn on_transfer_exit(pid_tgid: u64, regs: *const u8, ret: i64, op: SyscallOp) {
     if exit.ret <= 0 {
         return;
     }
-    let [fd, ptr, arg] = exit.args();
-    let call = PendingCall {
-        op: op as u32,
-        fd: fd as u32,
-        ptr,
-        arg,
-        _pad: 0,
-    };
-    transfer::on_transfer(pid_tgid, op, &call, exit.ret);
+    let [fd, buffer, count] = exit.args();
+    transfer::on_transfer(pid_tgid, op, fd as u32, buffer, count, exit.ret);
 }
 
 /// socket, connect, accept or accept4 of a traced process returned.
 #[inline(never)]
 fn on_lifecycle_exit(pid_tgid: u64, regs: *const u8, ret: i64, op: SyscallOp) {
     let exit = SyscallExit::from_parts(regs, ret);
-    let [first, ptr, arg] = exit.args();
-    let fd = first as u32;
-    let call = PendingCall {
-        op: op as u32,
-        fd,
-        ptr,
-        arg: if matches!(op, SyscallOp::Socket) {
-            // socket(domain, type, protocol): keep domain and type.
-            (first & 0xffff_ffff) | (ptr << 32)
-        } else {
-            arg
-        },
-        _pad: 0,
-    };
+    let [first, second, third] = exit.args();
     match op {
-        SyscallOp::Socket => lifecycle::on_socket_created(pid_tgid, &call, exit.ret),
-        // connect() turns a known (not yet connected) stream socket into a connection.
-        SyscallOp::Connect if socket_conn_id((pid_tgid >> 32) as u32, fd).is_some() => {
-            lifecycle::on_connected(pid_tgid, &call, exit.ret)
+        // socket(domain, type, protocol)
+        SyscallOp::Socket => lifecycle::on_socket_created(pid_tgid, first, second, exit.ret),
+        // connect(fd, addr, addrlen) turns a known (not yet connected) stream socket into a
+        // connection.
+        SyscallOp::Connect if socket_conn_id((pid_tgid >> 32) as u32, first as u32).is_some() => {
+            lifecycle::on_connected(pid_tgid, first as u32, second, third, exit.ret)
         }
-        SyscallOp::Accept => lifecycle::on_accepted(pid_tgid, &call, exit.ret),
+        // accept(fd, addr, addrlen_ptr)
+        SyscallOp::Accept => lifecycle::on_accepted(pid_tgid, second, third, exit.ret),
         _ => {}
     }
 }

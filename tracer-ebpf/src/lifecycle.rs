@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseRecord, DirectionKey, FrameCursor, LossKind, OpenRecord, OpenRole, PendingCall,
-    RecordHeader, RecordKind, SOCKADDR_CAP, SocketKey,
+    CloseRecord, DirectionKey, FrameCursor, LossKind, OpenRecord, OpenRole, RecordHeader,
+    RecordKind, SOCKADDR_CAP, SocketKey,
 };
 
 use crate::{
@@ -48,39 +48,32 @@ fn header(kind: RecordKind, pid_tgid: u64, fd: u32, conn_id: u64) -> RecordHeade
 
 /// `socket()` returned: remember stream sockets of the families we can describe.
 #[inline(never)]
-pub fn on_socket_created(pid_tgid: u64, call: &PendingCall, ret: i64) {
-    let domain = call.arg & 0xffff_ffff;
-    let socket_type = (call.arg >> 32) & SOCK_TYPE_MASK;
+pub fn on_socket_created(pid_tgid: u64, domain: u64, socket_type: u64, ret: i64) {
+    let (domain, socket_type) = (domain & 0xffff_ffff, socket_type & SOCK_TYPE_MASK);
     if ret < 0 || socket_type != SOCK_STREAM || !matches!(domain, AF_UNIX | AF_INET | AF_INET6) {
         return;
     }
     track_socket(pid_tgid, ret as u32, 0, false);
 }
 
-/// `connect()` succeeded (or is in progress on a non-blocking socket): a new connection.
+/// `connect()` of `fd` to the peer address at `addr` succeeded (or is in progress on a
+/// non-blocking socket): a new connection.
 #[inline(never)]
-pub fn on_connected(pid_tgid: u64, call: &PendingCall, ret: i64) {
+pub fn on_connected(pid_tgid: u64, fd: u32, addr: u64, addr_len: u64, ret: i64) {
     if ret != 0 && ret != -EINPROGRESS {
         return;
     }
     let conn_id = next_conn_id();
-    if !track_socket(pid_tgid, call.fd, conn_id, true) {
+    if !track_socket(pid_tgid, fd, conn_id, true) {
         return;
     }
-    // connect(fd, addr, addrlen): the peer address the process asked for.
-    emit_open(
-        pid_tgid,
-        call.fd,
-        conn_id,
-        OpenRole::Connect,
-        call.ptr,
-        call.arg,
-    );
+    emit_open(pid_tgid, fd, conn_id, OpenRole::Connect, addr, addr_len);
 }
 
-/// `accept()`/`accept4()` returned a new connection.
+/// `accept()`/`accept4()` returned a new connection; the kernel wrote the peer's address at
+/// `addr` and its length at `addr_len`.
 #[inline(never)]
-pub fn on_accepted(pid_tgid: u64, call: &PendingCall, ret: i64) {
+pub fn on_accepted(pid_tgid: u64, addr: u64, addr_len: u64, ret: i64) {
     if ret < 0 {
         return;
     }
@@ -89,14 +82,13 @@ pub fn on_accepted(pid_tgid: u64, call: &PendingCall, ret: i64) {
     if !track_socket(pid_tgid, fd, conn_id, true) {
         return;
     }
-    // accept(fd, addr, addrlen_ptr): the kernel wrote the peer address and its length.
-    let addr_len = if call.ptr != 0 && call.arg != 0 {
+    let addr_len = if addr != 0 && addr_len != 0 {
         // SAFETY: reading user memory through the helper, which checks the address.
-        unsafe { bpf_probe_read_user(call.arg as *const u32) }.map_or(0, u64::from)
+        unsafe { bpf_probe_read_user(addr_len as *const u32) }.map_or(0, u64::from)
     } else {
         0
     };
-    emit_open(pid_tgid, fd, conn_id, OpenRole::Accept, call.ptr, addr_len);
+    emit_open(pid_tgid, fd, conn_id, OpenRole::Accept, addr, addr_len);
 }
 
 /// `close()` on a tracked socket: forget it, and tell userspace if it was a connection. Seen at

@@ -18,7 +18,7 @@ pub use held_back::flush_deferred;
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_loop};
 use tracer_common::{
-    Direction, DirectionKey, FrameCursor, HELD_RECORD_CAP, LossKind, PIECE_HEADER_LEN, PendingCall,
+    Direction, DirectionKey, FrameCursor, HELD_RECORD_CAP, LossKind, PIECE_HEADER_LEN,
     RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SocketState, SyscallOp,
     maps::{
         MAX_RECORDS_PER_SYSCALL, MAX_STEPS_PER_SYSCALL, floor,
@@ -44,15 +44,16 @@ const FRAMING_STEPS: u32 = MAX_STEPS - 64;
 const CAP: u64 = RECORD_DATA_CAP as u64;
 const PIECE_HEADER: u64 = PIECE_HEADER_LEN as u64;
 
-/// A read/write-style syscall on a connection returned `ret`.
+/// A read/write-style syscall (`op`) on descriptor `fd` returned `ret`; `buffer` is its buffer,
+/// iovec array, msghdr or mmsghdr array, `count` its length or iovec count.
 #[inline(always)]
-pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
+pub fn on_transfer(pid_tgid: u64, op: SyscallOp, fd: u32, buffer: u64, count: u64, ret: i64) {
     if ret <= 0 {
         return;
     }
     let key = SocketKey {
         tgid: (pid_tgid >> 32) as u32,
-        fd: call.fd,
+        fd,
     };
     let Some(state) = SOCKETS.get_ptr_mut(key) else {
         return; // Closed by another thread meanwhile.
@@ -63,42 +64,40 @@ pub fn on_transfer(pid_tgid: u64, op: SyscallOp, call: &PendingCall, ret: i64) {
     }
     let moved = ret as u64;
     let (direction, walk, total) = match op {
-        SyscallOp::Write | SyscallOp::Sendto => (
-            Direction::Egress,
-            SegmentWalk::buffer(call.ptr, moved),
-            moved,
-        ),
+        SyscallOp::Write | SyscallOp::Sendto => {
+            (Direction::Egress, SegmentWalk::buffer(buffer, moved), moved)
+        }
         SyscallOp::Read | SyscallOp::Recvfrom => (
             Direction::Ingress,
-            SegmentWalk::buffer(call.ptr, moved),
+            SegmentWalk::buffer(buffer, moved),
             moved,
         ),
         SyscallOp::Writev => (
             Direction::Egress,
-            SegmentWalk::iovecs(call.ptr, call.arg, moved),
+            SegmentWalk::iovecs(buffer, count, moved),
             moved,
         ),
         SyscallOp::Readv => (
             Direction::Ingress,
-            SegmentWalk::iovecs(call.ptr, call.arg, moved),
+            SegmentWalk::iovecs(buffer, count, moved),
             moved,
         ),
-        SyscallOp::Sendmsg => (Direction::Egress, msghdr_walk(call.ptr, moved), moved),
-        SyscallOp::Recvmsg => (Direction::Ingress, msghdr_walk(call.ptr, moved), moved),
+        SyscallOp::Sendmsg => (Direction::Egress, msghdr_walk(buffer, moved), moved),
+        SyscallOp::Recvmsg => (Direction::Ingress, msghdr_walk(buffer, moved), moved),
         // ret is a message count here; the byte count is the sum of the messages' lengths.
         SyscallOp::Sendmmsg => (
             Direction::Egress,
-            SegmentWalk::messages(call.ptr, moved),
-            mmsg_bytes(call.ptr, moved),
+            SegmentWalk::messages(buffer, moved),
+            mmsg_bytes(buffer, moved),
         ),
         SyscallOp::Recvmmsg => (
             Direction::Ingress,
-            SegmentWalk::messages(call.ptr, moved),
-            mmsg_bytes(call.ptr, moved),
+            SegmentWalk::messages(buffer, moved),
+            mmsg_bytes(buffer, moved),
         ),
         _ => return,
     };
-    capture(pid_tgid, state, call.fd, op, direction, walk, total);
+    capture(pid_tgid, state, fd, op, direction, walk, total);
 }
 
 /// Captures `total` bytes that moved in `direction` of the stream whose kernel state is

@@ -29,7 +29,7 @@ pub fn on_exit(exit: &SyscallExit) {
     }
     // Each handler is a function of its own (a BPF-to-BPF call) with a stack frame of its own:
     // inlined together they would not fit the 512-byte stack. They are handed the exit in
-    // registers, so that this frame stays empty and theirs can take the whole stack.
+    // registers, so that this frame stays small and theirs can take nearly the whole stack.
     let (regs, ret) = exit.parts();
     match hook {
         Hooked::Transfer(op) => on_transfer_exit(pid_tgid, regs, ret, op),

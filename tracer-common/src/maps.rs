@@ -277,7 +277,8 @@ pub struct TracedProcess {
     pub hold_new_code: u32,
 }
 
-/// Which call moved the bytes of a data record.
+/// A hooked call: the data move that carried a data record's bytes, or the call that began a
+/// socket or a connection.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyscallOp {
@@ -298,29 +299,6 @@ pub enum SyscallOp {
     TlsWrite = 14,
     /// Plaintext a TLS library's read (`SSL_read`, `SSL_read_ex`) handed back.
     TlsRead = 15,
-}
-
-impl SyscallOp {
-    pub const fn from_u32(value: u32) -> Option<SyscallOp> {
-        Some(match value {
-            1 => SyscallOp::Write,
-            2 => SyscallOp::Writev,
-            3 => SyscallOp::Sendto,
-            4 => SyscallOp::Sendmsg,
-            5 => SyscallOp::Sendmmsg,
-            6 => SyscallOp::Read,
-            7 => SyscallOp::Readv,
-            8 => SyscallOp::Recvfrom,
-            9 => SyscallOp::Recvmsg,
-            10 => SyscallOp::Recvmmsg,
-            11 => SyscallOp::Connect,
-            12 => SyscallOp::Accept,
-            13 => SyscallOp::Socket,
-            14 => SyscallOp::TlsWrite,
-            15 => SyscallOp::TlsRead,
-            _ => return None,
-        })
-    }
 }
 
 /// A TLS session (an `SSL *`) of a traced process: the key of the kernel's table of sessions,

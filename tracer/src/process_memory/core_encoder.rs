@@ -13,7 +13,7 @@
 //! the first of them, give or take the entries the process inserted that the tracer has not
 //! yet read: the sizes the table keeps line those up with the ones the tracer saw.
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, u32_at, u64_at};
 use crate::hpack::SeenEntry;
 
 /// How many entries the process may have inserted that the tracer has not yet seen.
@@ -53,23 +53,15 @@ pub fn encoder_tables(snapshot: &Snapshot) -> Vec<EncoderTable> {
         .collect()
 }
 
-fn word(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
-}
-
-fn pointer(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
-}
-
 /// The newest index, the live entries' sizes and the length in memory of the
 /// `HPackEncoderTable` at the start of `bytes`, if it is one: its sizes add up, every live one
 /// at least an entry's overhead.
 fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>, usize)> {
     let (evicted, capacity, count, total) = (
-        word(bytes, 0),
-        word(bytes, 4),
-        word(bytes, 8),
-        word(bytes, 12),
+        u32_at(bytes, 0),
+        u32_at(bytes, 4),
+        u32_at(bytes, 8),
+        u32_at(bytes, 12),
     );
     if count == 0 || capacity == 0 || capacity > MAX_CAPACITY || total > capacity {
         return None;
@@ -100,7 +92,7 @@ fn table_at(snapshot: &Snapshot, bytes: &[u8]) -> Option<(u32, Vec<u16>, usize)>
 
 /// The ring's bytes, if `bytes` starts with a `std::vector<uint16_t>` holding it.
 fn ring_of_vector<'a>(snapshot: &'a Snapshot, bytes: &[u8]) -> Option<&'a [u8]> {
-    let (begin, end, reserved) = (pointer(bytes, 0), pointer(bytes, 8), pointer(bytes, 16));
+    let (begin, end, reserved) = (u64_at(bytes, 0), u64_at(bytes, 8), u64_at(bytes, 16));
     if begin == 0 || end < begin || reserved < end || (end - begin) % 2 != 0 {
         return None;
     }
@@ -114,7 +106,7 @@ fn ring_of_vector<'a>(snapshot: &'a Snapshot, bytes: &[u8]) -> Option<&'a [u8]> 
 /// The ring's bytes, if `bytes` starts with an `absl::InlinedVector<uint16_t, 128>` holding
 /// it: its length word (length times two, plus one when on the heap), then its storage.
 fn ring_of_inlined_vector<'a>(snapshot: &'a Snapshot, bytes: &'a [u8]) -> Option<&'a [u8]> {
-    let metadata = pointer(bytes, 0);
+    let metadata = u64_at(bytes, 0);
     let slots = usize::try_from(metadata >> 1).ok()?;
     if slots == 0 || slots > (MAX_CAPACITY / 32) as usize {
         return None;
@@ -123,7 +115,7 @@ fn ring_of_inlined_vector<'a>(snapshot: &'a Snapshot, bytes: &'a [u8]) -> Option
         // Inline: at most its inline capacity.
         (slots <= INLINED_ENTRIES).then(|| &bytes[8..8 + 2 * slots])
     } else {
-        let (data, capacity) = (pointer(bytes, 8), pointer(bytes, 16));
+        let (data, capacity) = (u64_at(bytes, 8), u64_at(bytes, 16));
         if data == 0 || capacity < slots as u64 {
             return None;
         }

@@ -20,7 +20,7 @@ use foldhash::HashMap;
 use super::{
     alignment::{Recalled, Table},
     is_field_name,
-    snapshot::Snapshot,
+    snapshot::{Snapshot, u32_at, u64_at},
 };
 use crate::hpack::Text;
 
@@ -62,25 +62,17 @@ pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
     tables
 }
 
-fn word(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + WORD].try_into().unwrap())
-}
-
 /// The entry `record` holds, if it is a memento.
 fn memento_at(
     snapshot: &Snapshot,
     record: &[u8],
     kinds: &mut HashMap<u64, Option<Kind>>,
 ) -> Option<Recalled> {
-    let vtable = word(record, 0);
+    let vtable = u64_at(record, 0);
     if vtable == 0 || !vtable.is_multiple_of(WORD as u64) {
         return None;
     }
-    let size = u32::from_le_bytes(
-        record[TRANSPORT_SIZE..TRANSPORT_SIZE + 4]
-            .try_into()
-            .unwrap(),
-    );
+    let size = u32_at(record, TRANSPORT_SIZE);
     if !(32..=MAX_ENTRY).contains(&size) {
         return None;
     }
@@ -93,7 +85,7 @@ fn memento_at(
         Kind::Named(name) => {
             let text = match &*name {
                 // A `grpc_status_code`: the low 32 bits of the buffer.
-                "grpc-status" => Some(word(value, 0) & 0xffff_ffff)
+                "grpc-status" => Some(u64_at(value, 0) & 0xffff_ffff)
                     .filter(|&code| code <= 16)
                     .map(|code| Text::from(code.to_string())),
                 ":path" => slice(snapshot, value).and_then(Text::decoded),
@@ -102,7 +94,7 @@ fn memento_at(
             (name, text)
         }
         Kind::KeyValue => {
-            let pair = snapshot.read(word(value, 0), 64)?;
+            let pair = snapshot.read(u64_at(value, 0), 64)?;
             let name = slice(snapshot, &pair[..32])?;
             let value = slice(snapshot, &pair[32..])?;
             // The size the parser kept, which is what lines it up.
@@ -129,14 +121,14 @@ fn kind_at(snapshot: &Snapshot, address: u64) -> Option<Kind> {
     }
     // A string view is a pointer and a length, in the order of the standard library grpc was
     // built with (libstdc++: the length first).
-    let (first, second) = (word(vtable, KEY_VALUE), word(vtable, KEY_VALUE + WORD));
+    let (first, second) = (u64_at(vtable, KEY_VALUE), u64_at(vtable, KEY_VALUE + WORD));
     let (key, key_len) = if first <= 64 {
         (second, first)
     } else {
         (first, second)
     };
     match key_len {
-        0 if word(vtable, KEY_FN) != 0 => Some(Kind::KeyValue),
+        0 if u64_at(vtable, KEY_FN) != 0 => Some(Kind::KeyValue),
         1..=64 => {
             let name = snapshot.read(key, key_len as usize)?;
             is_field_name(name)
@@ -150,17 +142,17 @@ fn kind_at(snapshot: &Snapshot, address: u64) -> Option<Kind> {
 
 /// The bytes of the `grpc_slice` at the start of `slice`.
 fn slice<'s>(snapshot: &'s Snapshot, slice: &'s [u8]) -> Option<&'s [u8]> {
-    if word(slice, 0) == 0 {
+    if u64_at(slice, 0) == 0 {
         let len = usize::from(slice[WORD]);
         return slice.get(WORD + 1..WORD + 1 + len);
     }
-    let len = word(slice, WORD);
+    let len = u64_at(slice, WORD);
     if len > u64::from(MAX_ENTRY) {
         return None;
     }
     match len {
         0 => Some(&[]),
-        len => snapshot.read(word(slice, 2 * WORD), len as usize),
+        len => snapshot.read(u64_at(slice, 2 * WORD), len as usize),
     }
 }
 

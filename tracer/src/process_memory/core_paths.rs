@@ -20,7 +20,10 @@
 //! accounting is what a copy taken before any new method was called can be read by; a vector
 //! read after its channel closed is freed, the first words of its first record overwritten.)
 
-use super::{core_encoder::EncoderTable, snapshot::Snapshot};
+use super::{
+    core_encoder::EncoderTable,
+    snapshot::{Snapshot, u32_at, u64_at},
+};
 use crate::hpack::{FieldValue, SeenEntry, Text};
 
 const WORD: usize = 8;
@@ -69,9 +72,9 @@ pub fn encoder_paths(
         };
         for at in (0..=SEARCH - 3 * WORD).step_by(WORD) {
             let (begin, end, reserved) = (
-                word(after, at),
-                word(after, at + WORD),
-                word(after, at + 2 * WORD),
+                u64_at(after, at),
+                u64_at(after, at + WORD),
+                u64_at(after, at + 2 * WORD),
             );
             if begin == 0
                 || end <= begin
@@ -96,25 +99,21 @@ pub fn encoder_paths(
     found
 }
 
-fn word(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + WORD].try_into().unwrap())
-}
-
 fn value_index_at(snapshot: &Snapshot, record: &[u8]) -> Option<(Text, u32)> {
     // The padding after the index, like the unused end of the slice, holds whatever was there.
-    let index = u32::from_le_bytes(record[INDEX..INDEX + 4].try_into().unwrap());
+    let index = u32_at(record, INDEX);
     if index == 0 {
         return None;
     }
-    let path = if word(record, 0) == 0 {
+    let path = if u64_at(record, 0) == 0 {
         let len = usize::from(record[WORD]);
         record.get(WORD + 1..WORD + 1 + len)?
     } else {
-        let len = word(record, WORD);
+        let len = u64_at(record, WORD);
         if !(3..=MAX_PATH).contains(&len) {
             return None;
         }
-        snapshot.read(word(record, 2 * WORD), len as usize)?
+        snapshot.read(u64_at(record, 2 * WORD), len as usize)?
     };
     let path = Text::decoded(path).filter(|path| is_grpc_path(path))?;
     Some((path, index))

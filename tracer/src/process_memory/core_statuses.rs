@@ -14,7 +14,10 @@
 //! fits says the same; a stretch of other fields read as an array (shifted by a slot or more)
 //! names another code, and then nothing is said.
 
-use super::{core_encoder::EncoderTable, snapshot::Snapshot};
+use super::{
+    core_encoder::EncoderTable,
+    snapshot::{Snapshot, u32_at},
+};
 use crate::hpack::{FieldValue, SeenEntry, Text};
 
 /// Codes whose entries are kept (`kNumCachedGrpcStatusValues`).
@@ -38,7 +41,7 @@ pub fn encoder_statuses(snapshot: &Snapshot, tables: &[EncoderTable]) -> Vec<Enc
         };
         let arrays: Vec<[u32; CODES]> = (0..=SEARCH - 4 * CODES)
             .step_by(4)
-            .map(|at| std::array::from_fn(|code| word(after, at + 4 * code)))
+            .map(|at| std::array::from_fn(|code| u32_at(after, at + 4 * code)))
             .filter(|array| is_status_array(array, table.oldest(), table.newest()))
             .collect();
         if !arrays.is_empty() {
@@ -49,10 +52,6 @@ pub fn encoder_statuses(snapshot: &Snapshot, tables: &[EncoderTable]) -> Vec<Enc
         }
     }
     found
-}
-
-fn word(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
 /// Indices no newer than the table's newest, none repeated, at least one of a live entry.

@@ -11,7 +11,7 @@
 use super::{
     alignment::{Recalled, Table},
     is_field_name,
-    snapshot::Snapshot,
+    snapshot::{Snapshot, u64_at},
 };
 
 const WORD: usize = 8;
@@ -29,9 +29,7 @@ pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
 
 /// The `HeaderField` in `record`, if it is one.
 fn field_at(snapshot: &Snapshot, record: &[u8]) -> Option<Recalled> {
-    let word = |index: usize| {
-        u64::from_le_bytes(record[index * WORD..(index + 1) * WORD].try_into().unwrap())
-    };
+    let word = |index: usize| u64_at(record, index * WORD);
     let (name_len, value_len) = (word(1), word(3));
     // The flag is one byte; the padding after it is copied with the struct and may hold
     // whatever its source held.

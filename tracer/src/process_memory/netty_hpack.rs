@@ -25,7 +25,7 @@
 use super::{
     alignment::{Recalled, Table},
     is_field_name,
-    snapshot::Snapshot,
+    snapshot::{Snapshot, u32_at, u64_at},
 };
 
 /// Most entries a table is read for: 64 KiB of 32-byte overheads.
@@ -44,9 +44,7 @@ const SHIFTS: [u32; 2] = [3, 0];
 pub fn tables(snapshot: &Snapshot) -> Vec<Table> {
     let mut tables = Vec::new();
     for (address, object) in snapshot.aligned(40) {
-        let int =
-            |offset: usize| u32::from_le_bytes(object[offset..offset + 4].try_into().unwrap());
-        let table = if int(20) == u32::MAX && int(24) == i32::MAX as u32 {
+        let table = if u32_at(object, 20) == u32::MAX && u32_at(object, 24) == i32::MAX as u32 {
             SHIFTS
                 .iter()
                 .find_map(|&shift| Heap { snapshot, shift }.encoder_table(address))
@@ -73,7 +71,7 @@ struct SameClass(Option<u32>);
 
 impl SameClass {
     fn check(&mut self, object: &[u8]) -> Option<()> {
-        let class = u32::from_le_bytes(object[8..12].try_into().unwrap());
+        let class = u32_at(object, 8);
         (*self.0.get_or_insert(class) == class).then_some(())
     }
 }
@@ -100,7 +98,7 @@ impl<'a> Heap<'a> {
         classes.entry.check(at)?;
         let (mut previous, mut previous_index) = (head, None);
         loop {
-            let next = int(at, 32);
+            let next = u32_at(at, 32);
             if self.address(next) == head {
                 return (!entries.is_empty()).then_some(entries);
             }
@@ -108,13 +106,13 @@ impl<'a> Heap<'a> {
                 return None;
             }
             at = self.object(next, 40)?;
-            let index = int(at, 24);
+            let index = u32_at(at, 24);
             // The oldest is many insertions after the first: any index below `head`'s.
             let in_order = match previous_index {
                 None => index < i32::MAX as u32,
                 Some(previous) => index.checked_add(1) == Some(previous),
             };
-            if !in_order || self.address(int(at, 28)) != previous {
+            if !in_order || self.address(u32_at(at, 28)) != previous {
                 return None;
             }
             classes.entry.check(at)?;
@@ -125,16 +123,15 @@ impl<'a> Heap<'a> {
 
     /// The decoder table whose fields are in `object`, if they are one's.
     fn decoder_table(&self, object: &[u8]) -> Option<Table> {
-        let (head, tail) = (int(object, 12) as usize, int(object, 32) as usize);
-        let size = u64::from_le_bytes(object[16..24].try_into().unwrap());
-        let capacity = u64::from_le_bytes(object[24..32].try_into().unwrap());
+        let (head, tail) = (u32_at(object, 12) as usize, u32_at(object, 32) as usize);
+        let (size, capacity) = (u64_at(object, 16), u64_at(object, 24));
         if capacity == 0 || capacity > MAX_CAPACITY || size > capacity {
             return None;
         }
         let slots = capacity.div_ceil(32) as usize;
-        let array_reference = int(object, 36);
+        let array_reference = u32_at(object, 36);
         let header = self.object(array_reference, 16)?;
-        if int(header, 12) as usize != slots || head >= slots || tail >= slots {
+        if u32_at(header, 12) as usize != slots || head >= slots || tail >= slots {
             return None;
         }
         let array = self.object(array_reference, 16 + 4 * slots)?;
@@ -146,7 +143,7 @@ impl<'a> Heap<'a> {
         let mut classes = Classes::default();
         let mut entries = Table::new();
         for slot in (0..count).map(|nth| (tail + nth) % slots) {
-            let field = self.object(int(array, 16 + 4 * slot), 24)?;
+            let field = self.object(u32_at(array, 16 + 4 * slot), 24)?;
             classes.entry.check(field)?;
             entries.push(self.field(field, &mut classes)?);
         }
@@ -156,11 +153,11 @@ impl<'a> Heap<'a> {
 
     /// The name and value of the `HpackHeaderField` (or subclass) `field`.
     fn field(&self, field: &[u8], classes: &mut Classes) -> Option<Recalled> {
-        let name = self.ascii_string(int(field, 12), MAX_NAME, classes)?;
+        let name = self.ascii_string(u32_at(field, 12), MAX_NAME, classes)?;
         if !is_field_name(name) {
             return None;
         }
-        let value = self.ascii_string(int(field, 16), MAX_VALUE, classes)?;
+        let value = self.ascii_string(u32_at(field, 16), MAX_VALUE, classes)?;
         Recalled::of_field(name, value)
     }
 
@@ -173,16 +170,16 @@ impl<'a> Heap<'a> {
     ) -> Option<&'a [u8]> {
         let string = self.object(reference, 32)?;
         classes.string.check(string)?;
-        let (offset, len) = (int(string, 12), int(string, 16));
+        let (offset, len) = (u32_at(string, 12), u32_at(string, 16));
         if len > max_len {
             return None;
         }
-        let array = self.object(int(string, 24), 16)?;
+        let array = self.object(u32_at(string, 24), 16)?;
         classes.bytes.check(array)?;
-        if u64::from(offset) + u64::from(len) > u64::from(int(array, 12)) {
+        if u64::from(offset) + u64::from(len) > u64::from(u32_at(array, 12)) {
             return None;
         }
-        let bytes_at = self.address(int(string, 24)) + 16 + u64::from(offset);
+        let bytes_at = self.address(u32_at(string, 24)) + 16 + u64::from(offset);
         self.snapshot.read(bytes_at, len as usize)
     }
 }
@@ -193,10 +190,6 @@ struct Classes {
     entry: SameClass,
     string: SameClass,
     bytes: SameClass,
-}
-
-fn int(object: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes(object[offset..offset + 4].try_into().unwrap())
 }
 
 #[cfg(test)]

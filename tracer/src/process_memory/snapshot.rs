@@ -153,6 +153,16 @@ impl Snapshot {
     }
 }
 
+/// The little-endian 32-bit word at `at` in `bytes` (a copy of x86-64 or arm64 memory).
+pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+/// The little-endian 64-bit word (a pointer, a length) at `at` in `bytes`.
+pub fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
 /// The ranges of pages of `[start, end)` that are in memory; the whole mapping if pagemap
 /// cannot say.
 fn resident(pagemap: &File, start: u64, end: u64) -> Vec<(u64, u64)> {

@@ -28,16 +28,21 @@ impl SocketState {
     /// A socket whose directions are seen from their first byte (`from_start`), so their
     /// framing can be followed; otherwise DATA payloads are copied until userspace re-arms it.
     pub const fn new(conn_id: u64, from_start: bool) -> SocketState {
-        let cursor = if from_start {
-            FrameCursor::AT_STREAM_START
-        } else {
-            FrameCursor::LOST
-        };
+        let cursor = SocketState::first_cursor(from_start);
         SocketState {
             conn_id,
             sent: 0,
             received: 0,
             framing: [cursor; 2],
+        }
+    }
+
+    /// Where each direction of a new socket stands (see [`SocketState::new`]).
+    pub const fn first_cursor(from_start: bool) -> FrameCursor {
+        if from_start {
+            FrameCursor::AT_STREAM_START
+        } else {
+            FrameCursor::LOST
         }
     }
 }

@@ -8,14 +8,14 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseRecord, DirectionKey, FrameCursor, LossKind, OpenRecord, OpenRole, RecordHeader,
-    RecordKind, SOCKADDR_CAP, SocketKey,
+    CloseRecord, DirectionKey, LossKind, OpenRecord, OpenRole, RecordHeader, RecordKind,
+    SOCKADDR_CAP, SocketKey,
 };
 
 use crate::{
     maps::{
-        EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, RESYNC, SOCKETS, count_loss, fd_batch,
-        is_traced, next_conn_id, socket_conn_id,
+        EVENTS, LIFECYCLE_RECORD_FLAGS, RESYNC, SOCKETS, count_loss, fd_batch, is_traced,
+        new_socket_state, next_conn_id, socket_conn_id,
     },
     scratch::FD_BATCH_CAP,
     syscall::{Duplication, SyscallExit, syscall_arg},
@@ -256,10 +256,6 @@ extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) 
     0
 }
 
-/// How a new socket's directions start (as `SocketState::new` has them).
-static FRAMES_FROM_START: FrameCursor = FrameCursor::AT_STREAM_START;
-static FRAMES_LOST: FrameCursor = FrameCursor::LOST;
-
 /// Records `fd` as a stream socket with `conn_id` (0: not connected), its frames followed from
 /// the first byte if `from_start`. An older socket that had the same fd number (its close was
 /// not seen) is reported closed first.
@@ -270,25 +266,8 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64, from_start: bool) -> bool 
         tgid: (pid_tgid >> 32) as u32,
         fd,
     };
-    // Built in map memory, field by field from constants: the state (216 bytes) built on the
-    // stack took, with what calls this, more than the `sys_exit` program's call chain may.
-    let Some(state) = NEW_SOCKET.get_ptr_mut(0) else {
+    let Some(state) = new_socket_state(conn_id, from_start) else {
         return false;
-    };
-    let cursor: &'static FrameCursor = if from_start {
-        &FRAMES_FROM_START
-    } else {
-        &FRAMES_LOST
-    };
-    // SAFETY: `state` is this CPU's scratch value; `cursor` a constant, copied, not moved.
-    let state = unsafe {
-        (*state).conn_id = conn_id;
-        (*state).sent = 0;
-        (*state).received = 0;
-        for framing in &mut (*state).framing {
-            core::ptr::copy_nonoverlapping(cursor, framing, 1);
-        }
-        &*state
     };
     if SOCKETS.insert(key, state, 0).is_err() {
         count_loss(LossKind::SocketTableFull);

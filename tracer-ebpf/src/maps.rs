@@ -34,9 +34,36 @@ pub static TRACED_FILTER: Array<u8> = Array::with_max_entries(TRACED_FILTER_SLOT
 #[map]
 pub static SOCKETS: HashMap<SocketKey, SocketState> = HashMap::with_max_entries(16384, 0);
 
-/// Where a new [`SOCKETS`] entry is built before it is inserted.
+/// Where a new [`SOCKETS`] or `TLS_SESSIONS` entry is built before it is inserted.
 #[map]
 pub static NEW_SOCKET: PerCpuArray<SocketState> = PerCpuArray::with_max_entries(1, 0);
+
+/// A new socket's cursors, indexed by whether it is followed from its first byte.
+static FIRST_CURSORS: [FrameCursor; 2] = [
+    SocketState::first_cursor(false),
+    SocketState::first_cursor(true),
+];
+
+/// `SocketState::new(conn_id, from_start)`, built in this CPU's [`NEW_SOCKET`] field by field,
+/// its cursors copied from constants: a state (216 bytes) built on the stack took, with the
+/// frames of what calls this, more than a program's call chain may (512 bytes, each frame
+/// rounded up to 32 on 6.1).
+#[inline(always)]
+pub fn new_socket_state(conn_id: u64, from_start: bool) -> Option<&'static SocketState> {
+    let state = NEW_SOCKET.get_ptr_mut(0)?;
+    let cursor = &FIRST_CURSORS[usize::from(from_start)];
+    // SAFETY: `state` is this CPU's scratch value, valid while the program runs; `cursor` a
+    // constant, copied, not moved.
+    unsafe {
+        (*state).conn_id = conn_id;
+        (*state).sent = 0;
+        (*state).received = 0;
+        for framing in &mut (*state).framing {
+            core::ptr::copy_nonoverlapping(cursor, framing, 1);
+        }
+        Some(&*state)
+    }
+}
 
 /// Where [`FdBatch`]es are collected.
 #[map]

@@ -20,7 +20,7 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, NEW_SOCKET, count_loss, is_traced, next_conn_id},
+    maps::{EVENTS, LIFECYCLE_RECORD_FLAGS, count_loss, is_traced, new_socket_state, next_conn_id},
     scratch::SegmentWalk,
     transfer,
 };
@@ -160,15 +160,9 @@ fn session(pid_tgid: u64, key: &TlsSessionKey, function: u64) -> Option<*mut Soc
     if conn_id == 0 {
         return None;
     }
-    // Built in map memory: the state is too large for the 512-byte stack alongside the rest.
-    let fresh = NEW_SOCKET.get_ptr_mut(0)?;
-    // SAFETY: `fresh` is this CPU's scratch value. The session is joined where it stands,
-    // copying everything until userspace (which sees where frames start, and whether this is
-    // the session's start) hands over a cursor.
-    let fresh = unsafe {
-        *fresh = SocketState::new(conn_id, false);
-        &*fresh
-    };
+    // The session is joined where it stands, copying everything until userspace (which sees
+    // where frames start, and whether this is the session's start) hands over a cursor.
+    let fresh = new_socket_state(conn_id, false)?;
     if TLS_SESSIONS.insert(key, fresh, 0).is_err() {
         count_loss(LossKind::TlsTableFull);
         return None;

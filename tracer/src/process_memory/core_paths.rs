@@ -14,8 +14,8 @@
 //! inserted after attach, found in a vector, says which index the first insertion since had.
 //! Either way a vector that holds a path seen since attach at another index than the lining-up
 //! gives is another connection's; every other path recorded at the entry's index must be the
-//! same, but one an encoder whose accounting does not line up recorded (another connection's,
-//! by its history since attach). Connections alike since attach are thus left unnamed. (Checked on
+//! same. Warm connections of one process whose encoders recorded different paths at that index
+//! are thus left unnamed. (Checked on
 //! grpcio 1.85.1: the warm method at index 1, the methods called after attach after it. The
 //! accounting is what a copy taken before any new method was called can be read by; a vector
 //! read after its channel closed is freed, the first words of its first record overwritten.)
@@ -54,8 +54,6 @@ pub fn path_indexes(snapshot: &Snapshot) -> Vec<(u64, Paths)> {
 #[derive(Debug, Clone)]
 pub struct EncoderPaths {
     table: EncoderTable,
-    /// Where its vector's records are, and the ones it holds.
-    at: u64,
     paths: Paths,
 }
 
@@ -90,7 +88,6 @@ pub fn encoder_paths(
             if records <= run.len() {
                 found.push(EncoderPaths {
                     table: table.clone(),
-                    at: begin,
                     paths: run[..records].to_vec(),
                 });
             }
@@ -145,14 +142,12 @@ pub fn path_before_watching(
     let inserted = paths_inserted(seen);
     match by_accounting(encoders, &inserted, seen, insertion) {
         // Connections whose histories since attach are alike line up alike, and a copy may
-        // miss an encoder's accounting (taken while it changed): every record of a path at the
-        // entry's index must be the answer, but those of encoders whose accounting does not
-        // line up with what was seen (another connection's, by its history).
+        // hold one encoder's accounting and not another's (taken while it changed), or be older
+        // than what was seen on one of them, so that its accounting lines up with nothing: every
+        // record of a path at the entry's index must be the answer, whatever its encoder.
         Some(Some((path, placed))) => runs
             .iter()
-            .filter(|(at, run)| {
-                agrees(run, &inserted, placed.first) && !of_another_connection(*at, encoders, seen)
-            })
+            .filter(|(_, run)| agrees(run, &inserted, placed.first))
             .flat_map(|(_, run)| run)
             .filter(|(_, index)| i64::from(*index) == placed.wanted)
             .all(|(other, _)| *other == path)
@@ -160,17 +155,6 @@ pub fn path_before_watching(
         Some(None) => None,
         None => by_path_seen(runs, &inserted, insertion),
     }
-}
-
-/// Whether the records at `at` are an encoder's whose accounting does not line up with what
-/// was seen: another connection's.
-fn of_another_connection(at: u64, encoders: &[EncoderPaths], seen: &[SeenEntry<'_>]) -> bool {
-    let mut owners = encoders
-        .iter()
-        .filter(|encoder| encoder.at == at)
-        .peekable();
-    owners.peek().is_some()
-        && owners.all(|encoder| encoder.table.first_insertions(seen).next().is_none())
 }
 
 /// Where an accounting placed the entry: the first insertion since attach, the entry's index,
@@ -310,7 +294,6 @@ mod tests {
     fn encoder(newest: u32, sizes: &[u16], records: &[(&str, u32)]) -> EncoderPaths {
         EncoderPaths {
             table: EncoderTable::of(newest, sizes.to_vec()),
-            at: 0,
             paths: paths(records),
         }
     }
@@ -402,12 +385,12 @@ mod tests {
             ),
             None
         );
-        // ... unless its accounting was found and does not line up: another connection's.
-        let mut elsewhere = encoder(9, &[40; 9], &[("/pkg.Svc/LongerName", 1)]);
-        elsewhere.at = 1;
+        // ... even when its accounting was found and does not line up with what was seen: the
+        // copy may be older than what was seen on that connection.
+        let behind = encoder(9, &[40; 9], &[("/pkg.Svc/LongerName", 1)]);
         assert_eq!(
-            path_before_watching(&[stray], &[unary, elsewhere], &seen, -6).as_deref(),
-            Some(UNARY)
+            path_before_watching(&[stray], &[unary, behind], &seen, -6),
+            None
         );
     }
 

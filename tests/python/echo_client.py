@@ -10,7 +10,8 @@ client itself measured. Messages are encoded by hand (echo_messages.py).
 --linger-ms N stays up N ms after the last call, as a long-lived process would.
 --also-warm METHOD warms a second channel, on a connection of its own, with as many calls to
 METHOD of the same service (one it need not implement); the run is then ten rounds of a Unary
-call on the first channel and a METHOD call on the second, instead of the scenarios.
+call on the first channel and a METHOD call on the second, instead of the scenarios; the second
+channel closes half a second before the first.
 --main-thread-exits runs everything on a second thread and ends the main one at once
 (pthread_exit), as some C and C++ programs do: the process lives on without its main thread.
 """
@@ -182,7 +183,10 @@ def main():
         run_all(channel)
     else:
         two_channels(channel, other, also_warm)
+        # The second connection closes (its tables are freed) while the first stays open a
+        # while, as one of a long-lived process's connections would.
         other.close()
+        time.sleep(0.5)
     channel.close()
     if "--linger-ms" in sys.argv:
         time.sleep(int(sys.argv[sys.argv.index("--linger-ms") + 1]) / 1000)

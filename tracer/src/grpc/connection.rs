@@ -580,6 +580,7 @@ impl CallAssembly {
             candidates,
             decoder,
             &mut *recall.borrow_mut(),
+            &self.facts,
         );
         let Some(path) = path else {
             return true;
@@ -656,7 +657,7 @@ impl CallAssembly {
         let answerable = self
             .recall
             .as_ref()
-            .is_some_and(|recall| recall.borrow_mut().can_answer());
+            .is_some_and(|recall| recall.borrow_mut().can_answer(&self.facts));
         if self.look_up(&mut held) && answerable {
             self.held.push(held);
         } else {
@@ -723,6 +724,7 @@ impl CallAssembly {
                 fields,
                 self.blocks[index].decoder(),
                 &mut *recall.borrow_mut(),
+                &self.facts,
             )
             .and_then(|value| value.parse().ok());
         let Some(status) = status else {

@@ -23,19 +23,28 @@
 
 use foldhash::HashMap;
 
-use super::headers::{BlockMeaning, EarlierField};
+use super::{
+    call::ConnectionFacts,
+    headers::{BlockMeaning, EarlierField},
+};
 use crate::hpack::{Decoder, EntryId, SeenEntry, Text};
 
 /// Where entries from before attach can be looked up: the traced process's own header tables
 /// (`crate::process_memory`).
 pub trait Recall {
     /// The entry inserted `-insertion` insertions before watching began (`insertion` < 0), in
-    /// the table whose entries since are `seen` (newest first): its name, and its value when
-    /// the name is allowlisted.
-    fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)>;
+    /// the table of `connection` whose entries since are `seen` (newest first): its name, and
+    /// its value when the name is allowlisted.
+    fn entry(
+        &mut self,
+        connection: &ConnectionFacts,
+        seen: &[SeenEntry<'_>],
+        insertion: i64,
+    ) -> Option<(Text, Option<Text>)>;
 
-    /// Whether an entry not found now may be found later (so a call is worth holding back).
-    fn can_answer(&mut self) -> bool;
+    /// Whether an entry of `connection` not found now may be found later (so a call is worth
+    /// holding back).
+    fn can_answer(&mut self, connection: &ConnectionFacts) -> bool;
 }
 
 /// The fields the grammar lets us name.
@@ -149,6 +158,7 @@ impl EarlierEntries {
         entries: impl Iterator<Item = (EntryId, Option<Text>)>,
         decoder: &Decoder,
         recall: &mut dyn Recall,
+        connection: &ConnectionFacts,
     ) -> Option<Text> {
         // When the grammar already named one of them, only that one is looked up.
         let entries: Vec<(EntryId, Option<Text>)> = entries.collect();
@@ -173,7 +183,7 @@ impl EarlierEntries {
                     // names another, or the reverse) is not the entry: not kept, not used.
                     let named_here = self.is(entry, field);
                     let recalled = recall
-                        .entry(seen, entry.insertion)
+                        .entry(connection, seen, entry.insertion)
                         .filter(|(name, _)| !named_here || **name == *field.name());
                     if recalled.is_some() {
                         self.learn(entry).recalled.clone_from(&recalled);

@@ -723,6 +723,7 @@ struct OwnTables {
 impl Recall for OwnTables {
     fn entry(
         &mut self,
+        _: &ConnectionFacts,
         seen: &[crate::hpack::SeenEntry<'_>],
         insertion: i64,
     ) -> Option<(crate::hpack::Text, Option<crate::hpack::Text>)> {
@@ -741,7 +742,7 @@ impl Recall for OwnTables {
         Some(((*name).into(), Some((*value).into())))
     }
 
-    fn can_answer(&mut self) -> bool {
+    fn can_answer(&mut self, _: &ConnectionFacts) -> bool {
         true
     }
 }

@@ -144,7 +144,8 @@ pub fn path_before_watching(
         // Connections whose histories since attach are alike line up alike, and a copy may
         // hold one encoder's accounting and not another's (taken while it changed), or be older
         // than what was seen on one of them, so that its accounting lines up with nothing: every
-        // record of a path at the entry's index must be the answer, whatever its encoder.
+        // record of a path at the entry's index must be the answer, whatever its encoder. (The
+        // asking connection's own records are in the copy: it was open when it was taken.)
         Some(Some((path, placed))) => runs
             .iter()
             .filter(|(_, run)| agrees(run, &inserted, placed.first))

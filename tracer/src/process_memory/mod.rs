@@ -8,6 +8,7 @@
 //! looks like ([`go_hpack`] for grpc-go; [`core_hpack`], [`core_encoder`], [`core_paths`] and
 //! [`core_statuses`] for gRPC C-core; [`netty_hpack`] for grpc-java), and the entry read from the table that lines up with what
 //! the tracer saw inserted since ([`alignment`]). Only allowlisted values are kept from the copy, which is dropped at once.
+//! A copy speaks only for the connections open when it was done ([`open_connections`]).
 //!
 //! ```text
 //! /proc/PID/mem --> snapshot --> go_hpack, core_hpack, netty_hpack: tables --> alignment --+
@@ -21,17 +22,20 @@ mod core_paths;
 mod core_statuses;
 mod go_hpack;
 mod netty_hpack;
+mod open_connections;
 mod snapshot;
 
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use crate::{
-    grpc::Recall,
+    grpc::{ConnectionFacts, Recall},
     hpack::{SeenEntry, Text, value_digest},
+    stream::Endpoint,
 };
 use alignment::Table;
+use open_connections::OpenConnections;
 
 /// Least time between two copies of one process's memory: the process must have moved on.
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
@@ -52,6 +56,10 @@ pub struct ProcessMemory {
     pid: u32,
     /// What the last copy held.
     found: Found,
+    /// The connections open when it was done: the only ones it speaks for.
+    open_at_copy: OpenConnections,
+    /// Connections that asked after they had closed, too late for any copy to speak for them.
+    closed_before_copy: HashSet<u64>,
     first_scan: Option<Instant>,
     /// When the last copy was done.
     last_scan: Option<Instant>,
@@ -60,9 +68,9 @@ pub struct ProcessMemory {
     fruitless_scans: u32,
     /// Which runtimes' tables it may hold, once looked at.
     runtimes: Option<Runtimes>,
-    /// Questions a copy had no answer for, by (insertion, entries seen, fingerprint of the
-    /// newest).
-    misses: HashMap<(i64, usize, Option<u64>), Miss>,
+    /// Questions a copy had no answer for, by (connection, insertion, entries seen,
+    /// fingerprint of the newest).
+    misses: HashMap<(u64, i64, usize, Option<u64>), Miss>,
     pub stats: MemoryStats,
 }
 
@@ -83,6 +91,9 @@ pub struct MemoryStats {
     pub micros: u64,
     /// Reads that failed (the process exited, or ptrace access was refused).
     pub failures: u64,
+    /// Connections whose entries from before attach were asked for only after they had
+    /// closed: no copy speaks for them.
+    pub closed_before_copy: u64,
 }
 
 impl MemoryStats {
@@ -91,6 +102,7 @@ impl MemoryStats {
         self.bytes += other.bytes;
         self.micros += other.micros;
         self.failures += other.failures;
+        self.closed_before_copy += other.closed_before_copy;
     }
 }
 
@@ -99,6 +111,8 @@ impl ProcessMemory {
         ProcessMemory {
             pid,
             found: Found::default(),
+            open_at_copy: OpenConnections::default(),
+            closed_before_copy: HashSet::default(),
             first_scan: None,
             last_scan: None,
             spent: Duration::ZERO,
@@ -134,6 +148,8 @@ impl ProcessMemory {
                 self.stats.scans += 1;
                 self.stats.bytes += snapshot.bytes() as u64;
                 self.found = Found::in_copy(&snapshot, self.runtimes.unwrap_or_default());
+                // Read after the copy: a connection open now was open all through it.
+                self.open_at_copy = OpenConnections::of(self.pid);
             }
             // Exited (or exiting): nothing more to read.
             Err(error)
@@ -142,12 +158,14 @@ impl ProcessMemory {
             {
                 self.fruitless_scans = MAX_FRUITLESS_SCANS;
                 self.found = Found::default();
+                self.open_at_copy = OpenConnections::default();
                 return;
             }
             Err(error) => {
                 log::debug!("pid {}: memory not read: {error}", self.pid);
                 self.stats.failures += 1;
                 self.found = Found::default();
+                self.open_at_copy = OpenConnections::default();
             }
         }
         self.fruitless_scans = if self.found.is_empty() {
@@ -260,12 +278,22 @@ fn is_go_program(pid: u32) -> bool {
 }
 
 impl Recall for ProcessMemory {
-    fn entry(&mut self, seen: &[SeenEntry<'_>], insertion: i64) -> Option<(Text, Option<Text>)> {
+    fn entry(
+        &mut self,
+        connection: &ConnectionFacts,
+        seen: &[SeenEntry<'_>],
+        insertion: i64,
+    ) -> Option<(Text, Option<Text>)> {
         // Nothing seen inserted since attach: nothing to line a table up against.
-        if seen.is_empty() {
+        if seen.is_empty() || !self.may_speak_for(connection) {
             return None;
         }
-        let question = (insertion, seen.len(), seen.first().map(fingerprint));
+        let question = (
+            connection.conn_id,
+            insertion,
+            seen.len(),
+            seen.first().map(fingerprint),
+        );
         let mut fresh_copies = 0;
         let new_question = !self.misses.contains_key(&question);
         if let Some(miss) = self.misses.get(&question) {
@@ -280,14 +308,20 @@ impl Recall for ProcessMemory {
             }
             fresh_copies = miss.fresh_copies;
         }
-        if let Some(found) = self.found.answer(seen, insertion) {
+        if let Some(found) = self.answer_for(connection, seen, insertion) {
             return Some(found);
         }
         if fresh_copies < FRESH_COPIES && self.may_scan(new_question) {
             self.scan();
             fresh_copies += 1;
-            if let Some(found) = self.found.answer(seen, insertion) {
+            if let Some(found) = self.answer_for(connection, seen, insertion) {
                 return Some(found);
+            }
+            // The tracer saw the connection before this copy: not open after it, it closed.
+            if self.last_scan.is_some() && closed(&self.open_at_copy, connection) {
+                self.closed_before_copy.insert(connection.conn_id);
+                self.stats.closed_before_copy += 1;
+                return None;
             }
         }
         let copy = self.last_scan?;
@@ -298,8 +332,8 @@ impl Recall for ProcessMemory {
         None
     }
 
-    fn can_answer(&mut self) -> bool {
-        self.readable()
+    fn can_answer(&mut self, connection: &ConnectionFacts) -> bool {
+        self.readable() && self.may_speak_for(connection)
     }
 }
 
@@ -310,6 +344,40 @@ impl ProcessMemory {
         let runtimes = *self.runtimes.get_or_insert_with(|| Runtimes::of(pid));
         (runtimes.go || runtimes.core || runtimes.jvm) && self.fruitless_scans < MAX_FRUITLESS_SCANS
     }
+
+    /// Whether a copy may yet speak for `connection`: one taken while it was open (see
+    /// [`open_connections`]). Never for one known to have closed, nor for one on a Unix socket.
+    fn may_speak_for(&self, connection: &ConnectionFacts) -> bool {
+        let unix = |endpoint: &Option<Endpoint>| {
+            endpoint
+                .as_ref()
+                .is_some_and(|endpoint| !matches!(endpoint, Endpoint::Inet(_)))
+        };
+        !self.closed_before_copy.contains(&connection.conn_id)
+            && !unix(&connection.local)
+            && !unix(&connection.peer)
+    }
+
+    /// What the last copy says of the entry, if it speaks for `connection`.
+    fn answer_for(
+        &self,
+        connection: &ConnectionFacts,
+        seen: &[SeenEntry<'_>],
+        insertion: i64,
+    ) -> Option<(Text, Option<Text>)> {
+        self.open_at_copy
+            .holds(connection.local.as_ref(), connection.peer.as_ref())
+            .then(|| self.found.answer(seen, insertion))
+            .flatten()
+    }
+}
+
+/// Whether `connection`, with both its addresses known, is not among `open`.
+fn closed(open: &OpenConnections, connection: &ConnectionFacts) -> bool {
+    matches!(
+        (&connection.local, &connection.peer),
+        (Some(Endpoint::Inet(_)), Some(Endpoint::Inet(_)))
+    ) && !open.holds(connection.local.as_ref(), connection.peer.as_ref())
 }
 
 /// What tells one direction's newest entry from another's, for the record of questions asked.

@@ -228,6 +228,7 @@ impl SessionReport {
             statuses_by_grammar: self.connections.statuses_by_grammar,
             process_memory_reads: self.process_memory.scans,
             process_memory_ms: self.process_memory.micros / 1000,
+            process_memory_connections_closed: self.process_memory.closed_before_copy,
         }
     }
 

@@ -65,6 +65,11 @@ pub struct SessionStats {
     pub process_memory_reads: u64,
     #[serde(default)]
     pub process_memory_ms: u64,
+    /// Connections joined mid-flight that had closed when an entry from before attach was
+    /// looked up (no copy of their process's memory speaks for them; their calls that needed
+    /// one are among those without a method or status).
+    #[serde(default)]
+    pub process_memory_connections_closed: u64,
 }
 
 /// The kernel programs' run time (`--hook-time`).

@@ -1,5 +1,6 @@
 //! Builds the kernel programs (`tracer-ebpf`) with the nightly toolchain and bpf-linker, and
-//! leaves the object in OUT_DIR for `include_bytes_aligned!`.
+//! leaves the objects in OUT_DIR for `include_bytes_aligned!`: one for kernels with `bpf_loop`,
+//! one for older ones.
 
 use std::{env, path::PathBuf};
 
@@ -13,19 +14,32 @@ fn main() -> anyhow::Result<()> {
     put_bpf_linker_on_path()?;
     let ebpf_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../tracer-ebpf");
     let ebpf_dir = ebpf_dir.to_str().context("non-UTF-8 path")?;
-    aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "tracer-ebpf",
-            root_dir: ebpf_dir,
-            features: if env::var_os("CARGO_FEATURE_BENCH_FLOORS").is_some() {
-                &["bench-floors"]
-            } else {
-                &[]
-            },
-            ..Default::default()
-        }],
-        aya_build::Toolchain::Nightly,
-    )
+    // Twice: for kernels with bpf_loop (5.17+), and for older ones (tracer-ebpf/src/steps.rs).
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let bench_floors = env::var_os("CARGO_FEATURE_BENCH_FLOORS").is_some();
+    for (bounded_loops, object) in [(true, "tracer-ebpf-bounded-loops"), (false, "tracer-ebpf")] {
+        let features: &[&str] = match (bounded_loops, bench_floors) {
+            (true, true) => &["bounded-loops", "bench-floors"],
+            (true, false) => &["bounded-loops"],
+            (false, true) => &["bench-floors"],
+            (false, false) => &[],
+        };
+        aya_build::build_ebpf(
+            [aya_build::Package {
+                name: "tracer-ebpf",
+                root_dir: ebpf_dir,
+                features,
+                ..Default::default()
+            }],
+            aya_build::Toolchain::Nightly,
+        )?;
+        let built = out_dir.join("tracer-ebpf");
+        // Nothing built under AYA_BUILD_SKIP.
+        if object != "tracer-ebpf" && built.exists() {
+            std::fs::rename(built, out_dir.join(object))?;
+        }
+    }
+    Ok(())
 }
 
 /// The nested eBPF build links with `bpf-linker`. Prefer the one `cargo xtask setup` built

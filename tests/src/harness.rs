@@ -224,6 +224,16 @@ pub fn trace_workload_and_children(program: &str, args: &[&str]) -> (Observed, V
     trace_workload_with(program, args, true, |_, _, _| {})
 }
 
+/// How the tests set capture up: as the tracer does, or, with `TRACER_TEST_BOUNDED_LOOPS` set
+/// (`cargo xtask test` runs the capture tests once more so), with the build of the kernel
+/// programs for kernels without `bpf_loop`.
+pub fn capture_config() -> CaptureConfig {
+    CaptureConfig {
+        bounded_loops: std::env::var_os("TRACER_TEST_BOUNDED_LOOPS").is_some(),
+        ..CaptureConfig::default()
+    }
+}
+
 /// [`trace_workload`], calling `each_round` as [`collect_until_exit_with`] does: a test can
 /// answer the workload there.
 pub fn trace_workload_answering(
@@ -240,7 +250,7 @@ fn trace_workload_with(
     follow_children: bool,
     each_round: impl FnMut(&Observed, &[String], &mut Workload),
 ) -> (Observed, Vec<String>, u32) {
-    let mut capture = Capture::new(&CaptureConfig::default()).expect("load the eBPF programs");
+    let mut capture = Capture::new(&capture_config()).expect("load the eBPF programs");
     let mut workload = Workload::start(program, args);
     let pid = workload.pid();
     capture

@@ -3,7 +3,6 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
-        generated::{bpf_for_each_map_elem, bpf_loop},
     },
     programs::TracePointContext,
 };
@@ -13,11 +12,11 @@ use tracer_common::{
 };
 
 use crate::{
+    fd_range,
     maps::{
-        EVENTS, LIFECYCLE_RECORD_FLAGS, RESYNC, SOCKETS, count_loss, fd_batch, is_traced,
-        new_socket_state, next_conn_id, socket_conn_id,
+        EVENTS, LIFECYCLE_RECORD_FLAGS, RESYNC, SOCKETS, count_loss, is_traced, new_socket_state,
+        next_conn_id, socket_conn_id,
     },
-    scratch::FD_BATCH_CAP,
     syscall::{Duplication, SyscallExit, syscall_arg},
     transfer::flush_deferred,
 };
@@ -118,7 +117,7 @@ pub fn on_close_range_exit(pid_tgid: u64, exit: &SyscallExit) {
     }
     let [first, last, flags] = exit.args();
     if flags & CLOSE_RANGE_CLOEXEC == 0 {
-        forget_fds(pid_tgid, first as u32, last as u32);
+        fd_range::forget_fds(pid_tgid, first as u32, last as u32);
     }
 }
 
@@ -166,94 +165,7 @@ fn duplicate_socket(pid_tgid: u64, old_fd: u32, new_fd: u32) {
 /// closed), and userspace, told by the exec record that follows, adopts again those still open.
 #[inline(always)]
 pub fn on_exec(pid_tgid: u64) {
-    forget_fds(pid_tgid, 0, u32::MAX);
-}
-
-/// Most passes [`forget_fds`] makes over the socket table.
-const FORGET_PASSES: usize = 8;
-
-/// Forgets every socket of the current process whose descriptor is in `first..=last`, as if
-/// each were closed.
-#[inline(always)]
-fn forget_fds(pid_tgid: u64, first: u32, last: u32) {
-    let Some(batch) = fd_batch() else {
-        return;
-    };
-    for _ in 0..FORGET_PASSES {
-        // SAFETY: `batch` is this CPU's scratch value; the callbacks only use it on this CPU.
-        let count = unsafe {
-            (*batch.as_ptr()).pid_tgid = pid_tgid;
-            (*batch.as_ptr()).first = first;
-            (*batch.as_ptr()).last = last;
-            (*batch.as_ptr()).count = 0;
-            bpf_for_each_map_elem(
-                (&raw const SOCKETS).cast_mut().cast(),
-                collect_fd as *mut _,
-                core::ptr::null_mut(),
-                0,
-            );
-            let count = (*batch.as_ptr()).count;
-            bpf_loop(
-                count,
-                forget_collected_fd as *mut _,
-                core::ptr::null_mut(),
-                0,
-            );
-            count
-        };
-        if (count as usize) < FD_BATCH_CAP {
-            return;
-        }
-    }
-    // More sockets than the passes could take: the rest stay until the process exits.
-    count_loss(LossKind::LifecycleLost);
-}
-
-/// One [`SOCKETS`] entry, during [`forget_fds`]: collected if it is one of the batch's. 0 to go
-/// on, 1 to stop (the batch is full).
-#[inline(never)]
-extern "C" fn collect_fd(
-    _map: *mut core::ffi::c_void,
-    key: *const SocketKey,
-    _value: *mut core::ffi::c_void,
-    _context: *mut core::ffi::c_void,
-) -> i64 {
-    let Some(batch) = fd_batch() else {
-        return 1;
-    };
-    // SAFETY: the kernel passes the entry's key.
-    let SocketKey { tgid, fd } = unsafe { *key };
-    if tgid != (get!(batch, pid_tgid) >> 32) as u32
-        || fd < get!(batch, first)
-        || fd > get!(batch, last)
-    {
-        return 0;
-    }
-    if get!(batch, count) as usize >= FD_BATCH_CAP {
-        return 1;
-    }
-    // Read again and masked (a no-op) where it indexes: the verifier must see the bound on
-    // the very register used, which the compiler would not keep from the check above.
-    let slot = get!(batch, count) as usize & (FD_BATCH_CAP - 1);
-    // SAFETY: `batch` is this CPU's scratch value, and `slot` is inside its array.
-    unsafe { (*batch.as_ptr()).fds[slot] = fd };
-    set!(batch, count, slot as u32 + 1);
-    0
-}
-
-/// Forgets the `index`th collected socket: 0 to go on, 1 to stop.
-#[inline(never)]
-extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) -> i64 {
-    let Some(batch) = fd_batch() else {
-        return 1;
-    };
-    // `index` is below the batch's count, at most FD_BATCH_CAP: the mask is a no-op the
-    // verifier needs.
-    let slot = index as usize & (FD_BATCH_CAP - 1);
-    // SAFETY: `batch` is this CPU's scratch value.
-    let (pid_tgid, fd) = unsafe { ((*batch.as_ptr()).pid_tgid, (*batch.as_ptr()).fds[slot]) };
-    forget_socket(pid_tgid, fd);
-    0
+    fd_range::forget_fds(pid_tgid, 0, u32::MAX);
 }
 
 /// Records `fd` as a stream socket with `conn_id` (0: not connected), its frames followed from
@@ -277,7 +189,7 @@ fn track_socket(pid_tgid: u64, fd: u32, conn_id: u64, from_start: bool) -> bool 
 }
 
 #[inline(always)]
-fn forget_socket(pid_tgid: u64, fd: u32) {
+pub fn forget_socket(pid_tgid: u64, fd: u32) {
     let key = SocketKey {
         tgid: (pid_tgid >> 32) as u32,
         fd,

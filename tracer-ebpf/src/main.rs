@@ -5,8 +5,11 @@
 
 #[macro_use]
 mod volatile;
+#[macro_use]
+mod steps;
 
 mod context;
+mod fd_range;
 mod framing;
 mod lifecycle;
 mod maps;

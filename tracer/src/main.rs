@@ -59,6 +59,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "bench-floors")]
         floor: config.bench_floor,
         hook_time: config.hook_time,
+        ..CaptureConfig::default()
     })?;
     let overrides = ResourceOverrides {
         service_name: config.service_name.clone(),

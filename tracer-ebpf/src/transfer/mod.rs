@@ -16,7 +16,7 @@ mod whole;
 
 pub use held_back::flush_deferred;
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_loop};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use tracer_common::{
     Direction, DirectionKey, FrameCursor, HELD_RECORD_CAP, LossKind, PIECE_HEADER_LEN,
     RECORD_DATA_CAP, RecordHeader, RecordKind, SocketKey, SocketState, SyscallOp,
@@ -209,18 +209,7 @@ fn copy_out(
     }
     // A direction that is skipped has nothing to copy whole.
     if framing::is_skipping(cursor) || !whole::copy_whole(scratch, cursor) {
-        // bpf_loop has the verifier check one step rather than every iteration of an unrolled
-        // loop.
-        // SAFETY: the callback only uses this CPU's scratch value, which nothing else touches
-        // while this program runs.
-        unsafe {
-            bpf_loop(
-                MAX_STEPS,
-                walk_step as *mut core::ffi::c_void,
-                core::ptr::null_mut(),
-                0,
-            )
-        };
+        repeat!(MAX_STEPS, walk_step, walk_step_global);
     }
     let walk = walk_of(scratch);
     let remaining = get!(walk, remaining);
@@ -278,6 +267,8 @@ fn rearm(cursor: Volatile<FrameCursor>, key: &DirectionKey, offset: u64) {
     }
     let _ = RESYNC.remove(key);
 }
+
+global_step!(walk_step_global, walk_step);
 
 /// One iteration of the walk, called by `bpf_loop`: 0 to go on, 1 to stop.
 #[inline(never)]

@@ -8,7 +8,6 @@
 //! bytes, the copy is dropped and the transfer walked run by run instead, so a large message
 //! still costs only its framing whatever the size of the syscalls moving it.
 
-use aya_ebpf::helpers::generated::bpf_loop;
 use tracer_common::{
     FrameCursor, RecordInProgress,
     maps::{WHOLE_TRANSFER_MAX, WHOLE_TRANSFER_SKIPPABLE_MAX},
@@ -58,8 +57,7 @@ pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>)
         // One buffer: no loop needed.
         append_from_segment(scratch, total);
     } else {
-        // SAFETY: the callback only uses this CPU's scratch value.
-        unsafe { bpf_loop(MAX_STEPS, copy_step as *mut _, core::ptr::null_mut(), 0) };
+        repeat!(MAX_STEPS, copy_step, copy_step_global);
     }
     if get!(walk, remaining) == 0 {
         let copy = field!(scratch, followed);
@@ -69,18 +67,9 @@ pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>)
         // Whole frames first, then (from the first frame that is not simple) run by run: two
         // loops, each with one of the two ways of following, rather than one loop with both,
         // which costs 6.18's verifier six times the work.
-        // SAFETY: the callback only uses this CPU's scratch value.
-        unsafe {
-            bpf_loop(
-                FRAMING_STEPS,
-                frames_step as *mut _,
-                core::ptr::null_mut(),
-                0,
-            )
-        };
+        repeat!(FRAMING_STEPS, frames_step, frames_step_global);
         if get!(copy, left) != 0 && get!(copy, waste) <= WASTE_MAX {
-            // SAFETY: as above.
-            unsafe { bpf_loop(FRAMING_STEPS, runs_step as *mut _, core::ptr::null_mut(), 0) };
+            repeat!(FRAMING_STEPS, runs_step, runs_step_global);
         }
         if get!(copy, left) == 0 && get!(copy, waste) <= WASTE_MAX {
             return true;
@@ -94,6 +83,10 @@ pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>)
     }
     false
 }
+
+global_step!(copy_step_global, copy_step);
+global_step!(frames_step_global, frames_step);
+global_step!(runs_step_global, runs_step);
 
 /// One segment of the copy, or the move to the next segment: 0 to go on, 1 to stop.
 #[inline(never)]

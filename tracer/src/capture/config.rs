@@ -45,6 +45,9 @@ pub struct CaptureConfig {
     pub floor: CaptureFloor,
     /// Turn on the kernel's BPF run-time statistics, for [`Capture::hook_time`].
     pub hook_time: bool,
+    /// Load the build of the kernel programs made for kernels without `bpf_loop` (before
+    /// 5.17) even where the kernel has it: to test that build on a newer kernel.
+    pub bounded_loops: bool,
 }
 
 impl Default for CaptureConfig {
@@ -54,6 +57,7 @@ impl Default for CaptureConfig {
             #[cfg(feature = "bench-floors")]
             floor: CaptureFloor::None,
             hook_time: false,
+            bounded_loops: false,
         }
     }
 }

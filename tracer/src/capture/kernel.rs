@@ -21,6 +21,10 @@ use tracer_common::{
 use super::{CaptureConfig, CaptureError};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+/// The same programs for kernels without `bpf_loop` (before 5.17), their loops bounded
+/// (`tracer-ebpf/src/steps.rs`).
+static EBPF_OBJECT_BOUNDED_LOOPS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf-bounded-loops"));
 
 /// Programs on raw tracepoints (by BTF): every hooked syscall returns through `sys_exit`
 /// (see `tracer-ebpf/src/syscall.rs`). Unregistering one costs the kernel nothing to wait for.
@@ -83,6 +87,11 @@ impl KernelPrograms {
         // otherwise the session drains it on its poll timer.
         let cpus = aya::util::nr_cpus().map_or(1, |cpus| cpus.max(1)) as u64;
         let wakeup_threshold = (u64::from(ring_buffer_bytes / 4) / cpus).max(4096);
+        let object = if config.bounded_loops || !super::privileges::has_bpf_loop() {
+            EBPF_OBJECT_BOUNDED_LOOPS
+        } else {
+            EBPF_OBJECT
+        };
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries("EVENTS", ring_buffer_bytes)
@@ -94,7 +103,7 @@ impl KernelPrograms {
         #[cfg(feature = "bench-floors")]
         loader.override_global("CAPTURE_FLOOR", &floor, true);
         let mut ebpf = loader
-            .load(EBPF_OBJECT)
+            .load(object)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
         // On before any program is attached, so that every run is counted.
         let run_time_stats = config

@@ -61,17 +61,20 @@ pub fn check_kernel_features() -> Result<(), CaptureError> {
             "no BPF ring buffer support (needs Linux 5.8+)",
         ));
     }
-    // The transfer walk runs under bpf_loop.
-    match aya::sys::is_helper_supported(
-        aya::programs::ProgramType::TracePoint,
-        aya::sys::BpfHelper::BPF_FUNC_loop,
-    ) {
-        Ok(false) => Err(CaptureError::KernelFeature(
-            "no bpf_loop helper for tracepoint programs (needs Linux 5.17+)",
-        )),
-        // A probe that could not run says nothing; loading the programs will tell.
-        Ok(true) | Err(_) => Ok(()),
-    }
+    Ok(())
+}
+
+/// Whether the kernel has the `bpf_loop` helper (Linux 5.17), which runs the capture's loops
+/// (and `bpf_for_each_map_elem`, 5.13, with it); without it they run as bounded loops.
+pub fn has_bpf_loop() -> bool {
+    // A probe that could not run says nothing: assume the newer kernel, and loading will tell.
+    !matches!(
+        aya::sys::is_helper_supported(
+            aya::programs::ProgramType::TracePoint,
+            aya::sys::BpfHelper::BPF_FUNC_loop,
+        ),
+        Ok(false)
+    )
 }
 
 /// The inode number of the initial PID namespace (`PROC_PID_INIT_INO`, fixed since Linux 3.8).

@@ -39,7 +39,8 @@ use open_connections::OpenConnections;
 
 /// Least time between two copies of one process's memory: the process must have moved on.
 const RESCAN_AFTER: Duration = Duration::from_millis(20);
-/// Copies taken for one question, at most, and the least time between them.
+/// Copies taken since the tracer saw one state of a table, at most, and the least time between
+/// them.
 const FRESH_COPIES: u32 = 2;
 const RETRY_MISS_AFTER: Duration = Duration::from_millis(50);
 /// Time spent copying a process's memory, at most: this much, plus a fiftieth (2%) of the
@@ -48,7 +49,7 @@ const SCAN_ALLOWANCE: Duration = Duration::from_millis(200);
 const SCAN_SHARE: u32 = 50;
 /// Copies after which a process whose memory held no table is not read again.
 const MAX_FRUITLESS_SCANS: u32 = 2;
-/// Unanswered questions remembered, at most.
+/// Unanswered questions, and states copies were taken for, remembered at most.
 const MAX_MISSES: usize = 1024;
 
 /// What was read of one process's memory, and what it cost.
@@ -68,19 +69,26 @@ pub struct ProcessMemory {
     fruitless_scans: u32,
     /// Which runtimes' tables it may hold, once looked at.
     runtimes: Option<Runtimes>,
-    /// Questions a copy had no answer for, by (connection, insertion, entries seen,
-    /// fingerprint of the newest).
-    misses: HashMap<(u64, i64, usize, Option<u64>), Miss>,
+    /// Questions the copy taken at the instant kept had no answer for: asked again only of
+    /// another copy.
+    misses: HashMap<(SeenState, i64), Instant>,
+    /// The copies taken since the tracer saw each state of a table.
+    copies_since: HashMap<SeenState, FreshCopies>,
     pub stats: MemoryStats,
 }
 
-/// A question the copy taken at `copy` had no answer for.
-struct Miss {
-    copy: Instant,
-    /// Copies taken for this question (after the tracer saw what it asks about). Until one
-    /// was, the older copies it was asked of say nothing of it: one is taken as soon as one
-    /// may be.
-    fresh_copies: u32,
+/// What the tracer had seen of one direction's table when it asked: the connection, how many
+/// entries it saw inserted since attach, and what tells the newest apart. A copy taken after
+/// the tracer saw that holds every entry from before attach that any later copy would, but for
+/// the process being behind (it decodes what it reads after the read the tracer saw): the
+/// questions of one state share their copies, whichever entry each asks about.
+type SeenState = (u64, usize, Option<u64>);
+
+/// The copies taken since the tracer saw a state: a first as soon as the budget allows, and
+/// one more a little later, in case the process was behind.
+struct FreshCopies {
+    taken: u32,
+    last: Instant,
 }
 
 /// The cost of reading one process's memory.
@@ -119,6 +127,7 @@ impl ProcessMemory {
             fruitless_scans: 0,
             runtimes: None,
             misses: HashMap::default(),
+            copies_since: HashMap::default(),
             stats: MemoryStats::default(),
         }
     }
@@ -288,32 +297,37 @@ impl Recall for ProcessMemory {
         if seen.is_empty() || !self.may_speak_for(connection) {
             return None;
         }
-        let question = (
+        let state = (
             connection.conn_id,
-            insertion,
             seen.len(),
             seen.first().map(fingerprint),
         );
-        let mut fresh_copies = 0;
-        let new_question = !self.misses.contains_key(&question);
-        if let Some(miss) = self.misses.get(&question) {
-            // The same copy, looked at again, would say the same; a copy taken for the
-            // question is worth taking again once, a little later, in case the process was
-            // behind (it decodes what it reads after the read the tracer saw).
-            let newer_copy = self.last_scan != Some(miss.copy);
-            let may_copy_again = miss.fresh_copies < FRESH_COPIES
-                && (miss.fresh_copies == 0 || miss.copy.elapsed() >= RETRY_MISS_AFTER);
-            if !newer_copy && !may_copy_again {
-                return None;
+        // The same copy, asked again, would say the same.
+        if self.last_scan.is_none()
+            || self.misses.get(&(state, insertion)) != self.last_scan.as_ref()
+        {
+            if let Some(found) = self.answer_for(connection, seen, insertion) {
+                return Some(found);
             }
-            fresh_copies = miss.fresh_copies;
         }
-        if let Some(found) = self.answer_for(connection, seen, insertion) {
-            return Some(found);
-        }
-        if fresh_copies < FRESH_COPIES && self.may_scan(new_question) {
+        let (taken, last) = self
+            .copies_since
+            .get(&state)
+            .map_or((0, None), |copies| (copies.taken, Some(copies.last)));
+        let may_copy =
+            taken < FRESH_COPIES && last.is_none_or(|last| last.elapsed() >= RETRY_MISS_AFTER);
+        if may_copy && self.may_scan(taken == 0) {
             self.scan();
-            fresh_copies += 1;
+            if self.copies_since.len() >= MAX_MISSES {
+                self.copies_since.clear();
+            }
+            self.copies_since.insert(
+                state,
+                FreshCopies {
+                    taken: taken + 1,
+                    last: Instant::now(),
+                },
+            );
             if let Some(found) = self.answer_for(connection, seen, insertion) {
                 return Some(found);
             }
@@ -328,7 +342,7 @@ impl Recall for ProcessMemory {
         if self.misses.len() >= MAX_MISSES {
             self.misses.clear();
         }
-        self.misses.insert(question, Miss { copy, fresh_copies });
+        self.misses.insert((state, insertion), copy);
         None
     }
 

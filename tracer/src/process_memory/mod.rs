@@ -302,13 +302,11 @@ impl Recall for ProcessMemory {
             seen.len(),
             seen.first().map(fingerprint),
         );
-        // The same copy, asked again, would say the same.
-        if self.last_scan.is_none()
-            || self.misses.get(&(state, insertion)) != self.last_scan.as_ref()
+        // The last copy, unless it was asked this already: it would say the same.
+        if self.misses.get(&(state, insertion)) != self.last_scan.as_ref()
+            && let Some(found) = self.answer_for(connection, seen, insertion)
         {
-            if let Some(found) = self.answer_for(connection, seen, insertion) {
-                return Some(found);
-            }
+            return Some(found);
         }
         let (taken, last) = self
             .copies_since

@@ -57,8 +57,9 @@ pub struct ProcessMemory {
     pid: u32,
     /// What the last copy held.
     found: Found,
-    /// The connections open when it was done: the only ones it speaks for.
-    open_at_copy: OpenConnections,
+    /// The connections open when it was done (`None` if it failed): the only ones it speaks
+    /// for.
+    open_at_copy: Option<OpenConnections>,
     /// Connections that asked after they had closed, too late for any copy to speak for them.
     closed_before_copy: HashSet<u64>,
     first_scan: Option<Instant>,
@@ -119,7 +120,7 @@ impl ProcessMemory {
         ProcessMemory {
             pid,
             found: Found::default(),
-            open_at_copy: OpenConnections::default(),
+            open_at_copy: None,
             closed_before_copy: HashSet::default(),
             first_scan: None,
             last_scan: None,
@@ -167,14 +168,14 @@ impl ProcessMemory {
             {
                 self.fruitless_scans = MAX_FRUITLESS_SCANS;
                 self.found = Found::default();
-                self.open_at_copy = OpenConnections::default();
+                self.open_at_copy = None;
                 return;
             }
             Err(error) => {
                 log::debug!("pid {}: memory not read: {error}", self.pid);
                 self.stats.failures += 1;
                 self.found = Found::default();
-                self.open_at_copy = OpenConnections::default();
+                self.open_at_copy = None;
             }
         }
         self.fruitless_scans = if self.found.is_empty() {
@@ -330,7 +331,11 @@ impl Recall for ProcessMemory {
                 return Some(found);
             }
             // The tracer saw the connection before this copy: not open after it, it closed.
-            if self.last_scan.is_some() && closed(&self.open_at_copy, connection) {
+            if self
+                .open_at_copy
+                .as_ref()
+                .is_some_and(|open| closed(open, connection))
+            {
                 self.closed_before_copy.insert(connection.conn_id);
                 self.stats.closed_before_copy += 1;
                 return None;
@@ -377,8 +382,8 @@ impl ProcessMemory {
         seen: &[SeenEntry<'_>],
         insertion: i64,
     ) -> Option<(Text, Option<Text>)> {
-        self.open_at_copy
-            .holds(connection.local.as_ref(), connection.peer.as_ref())
+        let open = self.open_at_copy.as_ref()?;
+        open.holds(connection.local.as_ref(), connection.peer.as_ref())
             .then(|| self.found.answer(seen, insertion))
             .flatten()
     }

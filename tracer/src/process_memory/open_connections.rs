@@ -27,15 +27,18 @@ const OPEN_STATES: [u8; 2] = [0x01, 0x08];
 pub struct OpenConnections(HashSet<(IpAddr, u16, IpAddr, u16)>);
 
 impl OpenConnections {
-    /// The connections open in `pid`'s network namespace now (none if they cannot be read).
-    pub fn of(pid: u32) -> OpenConnections {
+    /// The connections open in `pid`'s network namespace now, if its tables can be read (a
+    /// kernel without IPv6 has no `tcp6`).
+    pub fn of(pid: u32) -> Option<OpenConnections> {
         let mut open = OpenConnections::default();
+        let mut read = false;
         for file in ["tcp", "tcp6"] {
             if let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
                 open.add_table(&table);
+                read = true;
             }
         }
-        open
+        read.then_some(open)
     }
 
     /// Whether the connection from `local` to `peer` is among them.

@@ -18,17 +18,18 @@ fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let bench_floors = env::var_os("CARGO_FEATURE_BENCH_FLOORS").is_some();
     for (bounded_loops, object) in [(true, "tracer-ebpf-bounded-loops"), (false, "tracer-ebpf")] {
-        let features: &[&str] = match (bounded_loops, bench_floors) {
-            (true, true) => &["bounded-loops", "bench-floors"],
-            (true, false) => &["bounded-loops"],
-            (false, true) => &["bench-floors"],
-            (false, false) => &[],
-        };
+        let features: Vec<&str> = [
+            bounded_loops.then_some("bounded-loops"),
+            bench_floors.then_some("bench-floors"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         aya_build::build_ebpf(
             [aya_build::Package {
                 name: "tracer-ebpf",
                 root_dir: ebpf_dir,
-                features,
+                features: &features,
                 ..Default::default()
             }],
             aya_build::Toolchain::Nightly,

@@ -270,7 +270,7 @@ fn rearm(cursor: Volatile<FrameCursor>, key: &DirectionKey, offset: u64) {
 
 global_step!(walk_step_global, walk_step);
 
-/// One iteration of the walk, called by `bpf_loop`: 0 to go on, 1 to stop.
+/// One iteration of the walk (see [`crate::steps`]): 0 to go on, 1 to stop.
 #[inline(never)]
 extern "C" fn walk_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
     let Some(scratch) = data_scratch() else {

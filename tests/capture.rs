@@ -4,8 +4,8 @@
 
 use integration_tests::{
     harness::{
-        Observed, Workload, capture_config, collect_until_exit, field, field_u64, trace_workload,
-        trace_workload_and_children, trace_workload_answering,
+        Observed, Workload, capture_config, collect_until_exit, collect_until_exit_with, field,
+        field_u64, trace_workload, trace_workload_and_children, trace_workload_answering,
     },
     http2_stream,
     pattern::pattern,
@@ -108,7 +108,23 @@ fn unix_streams_are_byte_exact() {
 
 #[test]
 fn endpoints_are_resolved() {
-    let (observed, report, pid) = trace_workload(WORKLOAD, &["reuse", "tcp6"]);
+    // Each round's connection stays open until the tracer has read its opening: a local
+    // address is read from the socket then (see the test below for what a reused descriptor
+    // gives instead).
+    let (observed, report, pid) = trace_workload_answering(WORKLOAD, &["reuse-stepped", "tcp6"], {
+        let mut answered = 0;
+        move |observed, _, workload| {
+            let opened = observed.of_pid(workload.pid()).len();
+            if opened >= 2 * (answered + 1) && answered < 2 {
+                answered += 1;
+                workload.go();
+            }
+        }
+    });
+    let report: Vec<_> = report
+        .into_iter()
+        .filter(|line| line != "holding")
+        .collect();
     assert_eq!(report.len(), 2);
     for conn in observed.of_pid(pid) {
         let (Some(Endpoint::Inet(local)), Some(Endpoint::Inet(peer))) =
@@ -132,6 +148,54 @@ fn endpoints_are_resolved() {
             .unwrap();
         assert_eq!(client.info().local, server.info().peer);
         assert_eq!(client.info().peer, server.info().local);
+    }
+}
+
+/// A connection's local address is read from outside the kernel programs, from the socket its
+/// descriptor holds when the tracer gets to the connection's opening; a descriptor closed and
+/// reused by then holds another connection's socket, whose address must not be lent.
+#[test]
+fn a_reused_descriptor_never_lends_another_sockets_address() {
+    let mut capture = Capture::new(&capture_config()).expect("load the eBPF programs");
+    let mut workload = Workload::start(WORKLOAD, &["reuse-stepped", "tcp6"]);
+    let pid = workload.pid();
+    capture
+        .trace_process(pid, Tracing::default())
+        .expect("trace workload");
+    workload.go();
+    // The first round closed, the second's connection open on its descriptors, before the
+    // tracer reads a record.
+    let mut rounds = workload.report_until("holding");
+    workload.go();
+    rounds.extend(workload.report_until("holding"));
+    let mut let_go = false;
+    let (observed, _) = collect_until_exit_with(&mut capture, &mut workload, |_, _, workload| {
+        if !std::mem::replace(&mut let_go, true) {
+            workload.go();
+        }
+    });
+    let [first, second] = &rounds[..] else {
+        panic!("two rounds expected: {rounds:?}");
+    };
+    assert_eq!(
+        field(first, "client_fd"),
+        field(second, "client_fd"),
+        "{rounds:?}"
+    );
+    let connections = observed.of_pid(pid);
+    assert_eq!(connections.len(), 4, "{connections:#?}");
+    let (first, second) = connections.split_at(2);
+    // The second round's sockets were still theirs: addresses resolved, each end's the other's.
+    for (conn, other) in [(&second[0], &second[1]), (&second[1], &second[0])] {
+        assert!(conn.info().local.is_some(), "{:?}", conn.info());
+        assert_eq!(conn.info().local, other.info().peer);
+    }
+    // The first round's descriptors held the second round's sockets: its local addresses are
+    // unknown, its peers the ones the syscalls saw.
+    for (conn, other) in [(&first[0], &first[1]), (&first[1], &first[0])] {
+        assert_eq!(conn.info().local, None, "{:?}", conn.info());
+        assert!(conn.info().peer.is_some(), "{:?}", conn.info());
+        assert_ne!(conn.info().peer, other.info().peer);
     }
 }
 

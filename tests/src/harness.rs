@@ -62,21 +62,24 @@ impl Workload {
         writeln!(self.stdin, "go").expect("signal workload");
     }
 
-    /// Waits for its report lines, up to `done`, without tracing it meanwhile.
-    pub fn report(&mut self) -> Vec<String> {
+    /// Waits for its report lines up to `line`, without tracing it meanwhile.
+    pub fn report_until(&mut self, line: &str) -> Vec<String> {
         let mut report = Vec::new();
         loop {
-            let line = self
+            let next = self
                 .lines
                 .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| {
-                    panic!("workload ended without `done`; report so far: {report:?}")
-                });
-            if line == "done" {
+                .unwrap_or_else(|_| panic!("workload ended without `{line}`: {report:?}"));
+            if next == line {
                 return report;
             }
-            report.push(line);
+            report.push(next);
         }
+    }
+
+    /// Waits for its report lines, up to `done`, without tracing it meanwhile.
+    pub fn report(&mut self) -> Vec<String> {
+        self.report_until("done")
     }
 }
 

@@ -8,6 +8,8 @@
 //! - `streams`: one connection per sender/receiver variant pair, one 6 MiB single write, one of
 //!   thousands of small writes; each server replies on the same connection.
 //! - `reuse`: two connections one after the other, so the second reuses the first's fd numbers.
+//! - `reuse-stepped`: the same, each connection held open after its exchange (its report line,
+//!   then `holding`) until a line on stdin.
 //! - `preopened`: the connection is opened before `ready`, used after `go`.
 //! - `files`: file and pipe writes next to one small TCP exchange.
 //! - `http2`: the hand-laid HTTP/2 streams of `integration_tests::http2_stream`, client to
@@ -111,6 +113,7 @@ fn main() {
     match scenario {
         "streams" => streams(transport),
         "reuse" => reuse(transport),
+        "reuse-stepped" => reuse_stepped(transport),
         "preopened" => {
             let pair = preopened.expect("opened above");
             exchange(&pair, 7, 20_000, Sender::Write, Receiver::Read, "");
@@ -495,6 +498,20 @@ fn reuse(transport: &str) {
         let pair = Pair::connect(transport);
         exchange(&pair, seed, 5000, Sender::Write, Receiver::Read, "");
         drop(pair);
+    }
+}
+
+fn reuse_stepped(transport: &str) {
+    for seed in [1, 2] {
+        let pair = Pair::connect(transport);
+        exchange(&pair, seed, 5000, Sender::Write, Receiver::Read, "");
+        println!("holding");
+        std::io::stdout().flush().expect("flush");
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .expect("wait to let go");
     }
 }
 

@@ -26,7 +26,7 @@ mod tls;
 use std::{os::fd::AsRawFd, time::Duration};
 
 use foldhash::HashMap;
-use tracer_common::{OpenRole, maps::USER_CONN_ID_BIT};
+use tracer_common::{OpenRole, SocketKey, maps::USER_CONN_ID_BIT};
 
 pub use accounting::{CaptureTraffic, LossReport};
 #[cfg(feature = "bench-floors")]
@@ -148,10 +148,23 @@ impl Capture {
                     .connections
                     .deliver(&record, direction, pieces, &mut ready, sink),
                 KernelRecord::Open { header, role, addr } => {
+                    // Read now, from whatever socket the descriptor holds: if the kernel still
+                    // has this connection on it after the read, it held this one all along (a
+                    // close would have removed it first); else it may be another's.
                     let facts = self
                         .processes
                         .get(&header.tgid)
-                        .and_then(|process| process.inspect_socket(header.fd));
+                        .and_then(|process| process.inspect_socket(header.fd))
+                        .filter(|_| {
+                            let key = SocketKey {
+                                tgid: header.tgid,
+                                fd: header.fd,
+                            };
+                            self.kernel
+                                .sockets
+                                .get(&key, 0)
+                                .is_ok_and(|state| state.conn_id == header.conn_id)
+                        });
                     let reported_peer = Endpoint::from_sockaddr(addr);
                     let info = ConnectionInfo {
                         id: header.conn_id,

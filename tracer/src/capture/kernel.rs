@@ -1,10 +1,15 @@
 //! Loading the eBPF object, attaching its programs, and the maps userspace talks to.
 
-use std::{fs, os::fd::OwnedFd, path::Path, time::Duration};
+use std::{
+    fs,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    path::Path,
+    time::Duration,
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, TracePoint, UProbe,
         tp_btf::BtfTracePointLink,
@@ -18,7 +23,10 @@ use tracer_common::{
     TlsSessionKey, TracedProcess,
 };
 
-use super::{CaptureConfig, CaptureError};
+use super::{
+    CaptureConfig, CaptureError,
+    uprobe_multi::{self, MultiPrograms},
+};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 /// The same programs for kernels without `bpf_loop` (before 5.17), their loops bounded
@@ -49,6 +57,15 @@ const TLS_ENTRY_PROGRAMS: [(TlsCall, &str); 4] = [
 ];
 const TLS_RETURN_PROGRAM: &str = "tls_return";
 
+/// How the TLS programs are loaded.
+enum TlsPrograms {
+    NotYet,
+    /// For `uprobe_multi` links (Linux 6.6): one per program and file.
+    MultiLinks(MultiPrograms),
+    /// By aya, for uprobes that are perf events: one per function and program.
+    PerfEvents,
+}
+
 /// The loaded, attached programs. Dropping this detaches everything.
 pub struct KernelPrograms {
     /// Owns the programs.
@@ -57,11 +74,16 @@ pub struct KernelPrograms {
     /// drop.
     raw_links: Vec<BtfTracePointLink>,
     event_links: Vec<TracePointLink>,
-    /// The uprobes on TLS libraries; detached on drop.
+    /// The object loaded, and a descriptor of each map aya made for it, by name: to load the
+    /// TLS programs for `uprobe_multi` links (see [`uprobe_multi`]).
+    object: &'static [u8],
+    map_fds: std::collections::HashMap<String, OwnedFd>,
+    /// How the TLS programs are loaded: when the first TLS library is found, so that a process
+    /// without TLS never pays for verifying them.
+    tls: TlsPrograms,
+    /// The uprobes on TLS libraries, one way or the other; detached on drop.
     tls_links: Vec<UProbeLink>,
-    /// Whether the TLS programs are loaded: when the first TLS library is found, so that a
-    /// process without TLS never pays for verifying them.
-    tls_loaded: bool,
+    tls_multi_links: Vec<OwnedFd>,
     /// Keeps the kernel's BPF run-time statistics on while held (`--hook-time`).
     run_time_stats: Option<OwnedFd>,
     pub events: RingBuf<MapData>,
@@ -105,6 +127,13 @@ impl KernelPrograms {
         let mut ebpf = loader
             .load(object)
             .map_err(|err| CaptureError::Load(format!("{err:#}")))?;
+        let map_fds = ebpf
+            .maps()
+            .filter_map(|(name, map)| {
+                let fd = map_data(map)?.fd().as_fd().try_clone_to_owned().ok()?;
+                Some((name.to_owned(), fd))
+            })
+            .collect();
         // On before any program is attached, so that every run is counted.
         let run_time_stats = config
             .hook_time
@@ -143,8 +172,11 @@ impl KernelPrograms {
             ebpf,
             raw_links,
             event_links,
+            object,
+            map_fds,
+            tls: TlsPrograms::NotYet,
             tls_links: Vec::new(),
-            tls_loaded: false,
+            tls_multi_links: Vec::new(),
             run_time_stats,
             events,
             traced,
@@ -162,13 +194,27 @@ impl KernelPrograms {
     /// hooked leaves the file unhooked.
     pub fn attach_tls(&mut self, path: &Path, functions: &[(TlsCall, u64)]) -> Result<(), String> {
         self.load_tls_programs().map_err(|err| err.to_string())?;
+        if let TlsPrograms::MultiLinks(programs) = &self.tls {
+            match attach_multi(programs, path, functions) {
+                Ok(links) => {
+                    self.tls_multi_links.extend(links);
+                    return Ok(());
+                }
+                // The first link refused for what it is (before 6.6 the kernel knows no such
+                // attach type): the perf-event way, from now on.
+                Err(err) if self.tls_multi_links.is_empty() && is_unsupported(&err) => {
+                    log::debug!("uprobe_multi links refused ({err}): perf-event uprobes instead");
+                    self.tls = TlsPrograms::NotYet;
+                    self.load_tls_perf_programs()
+                        .map_err(|err| err.to_string())?;
+                }
+                Err(err) => return Err(format!("attaching uprobes: {err}")),
+            }
+        }
         let mut attached = Vec::new();
         let result = functions.iter().try_for_each(|&(call, offset)| {
-            let (_, entry) = TLS_ENTRY_PROGRAMS
-                .iter()
-                .find(|(wanted, _)| *wanted == call)
-                .ok_or("no program for that call")?;
-            for name in [*entry, TLS_RETURN_PROGRAM] {
+            let entry = entry_program(call).ok_or("no program for that call")?;
+            for name in [entry, TLS_RETURN_PROGRAM] {
                 let program = uprobe(&mut self.ebpf, name).map_err(|err| err.to_string())?;
                 let link = program
                     .attach(offset, path, UProbeScope::AllProcesses)
@@ -192,24 +238,62 @@ impl KernelPrograms {
         }
     }
 
-    /// Loads (verifies) the TLS programs, if not done yet.
+    /// Loads (verifies) the TLS programs, if not done yet: for `uprobe_multi` links if they
+    /// load so, else the perf-event way.
     pub fn load_tls_programs(&mut self) -> Result<(), CaptureError> {
-        if self.tls_loaded {
+        if !matches!(self.tls, TlsPrograms::NotYet) {
             return Ok(());
         }
+        match self.load_tls_multi_programs() {
+            Ok(programs) => {
+                self.tls = TlsPrograms::MultiLinks(programs);
+                Ok(())
+            }
+            Err(err) => {
+                log::debug!("TLS programs not loaded for uprobe_multi links: {err}");
+                self.load_tls_perf_programs()
+            }
+        }
+    }
+
+    fn load_tls_multi_programs(&self) -> Result<MultiPrograms, String> {
+        // The BTF aya loaded for the object, through a program it loaded.
+        let btf_id = self
+            .ebpf
+            .program(RAW_TRACEPOINT_PROGRAMS[0])
+            .and_then(|program| program.info().ok())
+            .and_then(|info| info.btf_id())
+            .ok_or("no BTF loaded with the programs")?;
+        let btf = uprobe_multi::btf_fd_by_id(btf_id).map_err(|err| err.to_string())?;
+        let names: Vec<&'static str> = TLS_ENTRY_PROGRAMS
+            .iter()
+            .map(|(_, name)| *name)
+            .chain([TLS_RETURN_PROGRAM])
+            .collect();
+        MultiPrograms::load(
+            self.object,
+            &names,
+            |map| self.map_fds.get(map).map(AsRawFd::as_raw_fd),
+            btf.as_fd(),
+        )
+    }
+
+    fn load_tls_perf_programs(&mut self) -> Result<(), CaptureError> {
         for name in TLS_ENTRY_PROGRAMS
             .iter()
             .map(|(_, name)| *name)
             .chain([TLS_RETURN_PROGRAM])
         {
-            uprobe(&mut self.ebpf, name)?
-                .load()
-                .map_err(|err| CaptureError::Verifier {
-                    program: name.to_owned(),
-                    detail: err.to_string(),
-                })?;
+            let program = uprobe(&mut self.ebpf, name)?;
+            if program.fd().is_ok() {
+                continue;
+            }
+            program.load().map_err(|err| CaptureError::Verifier {
+                program: name.to_owned(),
+                detail: err.to_string(),
+            })?;
         }
-        self.tls_loaded = true;
+        self.tls = TlsPrograms::PerfEvents;
         Ok(())
     }
 
@@ -229,6 +313,10 @@ impl KernelPrograms {
                     .and_then(|info| info.verified_instruction_count());
                 (name.to_owned(), count)
             })
+            .chain(
+                self.multi_programs()
+                    .map(|(name, program)| (name.to_owned(), program.verified_instructions)),
+            )
             .collect();
         programs.sort();
         programs
@@ -249,10 +337,80 @@ impl KernelPrograms {
                     time: info.run_time(),
                 })
             })
+            .chain(self.multi_programs().map(|(name, program)| ProgramTime {
+                name: name.to_owned(),
+                runs: program.runs,
+                time: program.time,
+            }))
             .filter(|program| program.runs > 0)
             .collect();
         programs.sort_by_key(|program| std::cmp::Reverse(program.time));
         Some(programs)
+    }
+
+    /// The TLS programs loaded for `uprobe_multi` links, and what the kernel says of each.
+    fn multi_programs(&self) -> impl Iterator<Item = (&'static str, uprobe_multi::LoadedProgram)> {
+        match &self.tls {
+            TlsPrograms::MultiLinks(programs) => programs.loaded(),
+            _ => Vec::new(),
+        }
+        .into_iter()
+    }
+}
+
+/// The entry program of a TLS call.
+fn entry_program(call: TlsCall) -> Option<&'static str> {
+    TLS_ENTRY_PROGRAMS
+        .iter()
+        .find(|(wanted, _)| *wanted == call)
+        .map(|(_, name)| *name)
+}
+
+/// One link per entry program at its function's offset, and one for the return program at
+/// all of them. All or nothing.
+fn attach_multi(
+    programs: &MultiPrograms,
+    path: &Path,
+    functions: &[(TlsCall, u64)],
+) -> std::io::Result<Vec<OwnedFd>> {
+    let mut links = Vec::new();
+    let result = (|| {
+        for &(call, offset) in functions {
+            let entry = entry_program(call).ok_or(std::io::ErrorKind::NotFound)?;
+            links.push(programs.attach(entry, path, &[offset], false)?);
+        }
+        let offsets: Vec<u64> = functions.iter().map(|(_, offset)| *offset).collect();
+        links.push(programs.attach(TLS_RETURN_PROGRAM, path, &offsets, true)?);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(links),
+        Err(err) => {
+            detach_all(links);
+            Err(err)
+        }
+    }
+}
+
+/// Whether a link was refused as a kind the kernel does not have.
+fn is_unsupported(err: &std::io::Error) -> bool {
+    /// The kernel's ENOTSUPP, which no libc names.
+    const ENOTSUPP: i32 = 524;
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS | ENOTSUPP)
+    )
+}
+
+/// The map behind one of aya's kinds, for those the object makes.
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(data)
+        | Map::HashMap(data)
+        | Map::PerCpuArray(data)
+        | Map::PerCpuHashMap(data)
+        | Map::RingBuf(data) => Some(data),
+        _ => None,
     }
 }
 
@@ -261,6 +419,7 @@ impl Drop for KernelPrograms {
         detach_all(std::mem::take(&mut self.raw_links));
         detach_all(std::mem::take(&mut self.event_links));
         detach_all(std::mem::take(&mut self.tls_links));
+        detach_all(std::mem::take(&mut self.tls_multi_links));
     }
 }
 

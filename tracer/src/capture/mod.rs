@@ -22,6 +22,7 @@ mod process_sockets;
 mod processes;
 mod record;
 mod tls;
+mod uprobe_multi;
 
 use std::{os::fd::AsRawFd, time::Duration};
 

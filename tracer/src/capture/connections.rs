@@ -17,12 +17,27 @@ impl Connection {
     /// Stops waiting for missing ranges in both directions: they become gaps, and everything
     /// held back behind them is delivered.
     fn flush(&mut self, conn_id: u64, sink: &mut dyn FnMut(CaptureEvent)) {
+        self.finish(conn_id, None, sink);
+    }
+
+    /// Delivers what is held; with the directions' final lengths (`ends`, egress first), bytes
+    /// never delivered before them become gaps.
+    fn finish(
+        &mut self,
+        conn_id: u64,
+        ends: Option<([u64; 2], u64)>,
+        sink: &mut dyn FnMut(CaptureEvent),
+    ) {
         let mut ready = Vec::new();
-        for (direction, order) in [Direction::Egress, Direction::Ingress]
+        for (index, (direction, order)) in [Direction::Egress, Direction::Ingress]
             .into_iter()
             .zip(&mut self.order)
+            .enumerate()
         {
-            order.flush(&mut ready);
+            match ends {
+                Some((ends, timestamp_ns)) => order.finish(ends[index], timestamp_ns, &mut ready),
+                None => order.flush(&mut ready),
+            }
             for chunk in ready.drain(..) {
                 sink(CaptureEvent::Data {
                     conn_id,
@@ -176,15 +191,18 @@ impl Connections {
     }
 
     /// The connection is gone: what it still held back is delivered, and it is announced closed.
+    /// With the final length of each direction (`ends`, egress first, as the kernel counted
+    /// them at close), a tail whose records were lost is delivered as a gap first.
     pub(super) fn close(
         &mut self,
         conn_id: u64,
         timestamp_ns: u64,
         how: Closing,
+        ends: Option<[u64; 2]>,
         sink: &mut dyn FnMut(CaptureEvent),
     ) {
         if let Some(mut connection) = self.by_id.remove(&conn_id) {
-            connection.flush(conn_id, sink);
+            connection.finish(conn_id, ends.map(|ends| (ends, timestamp_ns)), sink);
             self.missing_bytes_closed += connection
                 .order
                 .iter()
@@ -212,5 +230,55 @@ impl Connections {
             connection.stalled_rounds = 0;
             connection.flush(conn_id, sink);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a close delivers, as (direction, offset, gap length) for gaps and `None` for the
+    /// close itself.
+    fn closing(ends: Option<[u64; 2]>) -> Vec<Option<(Direction, u64, u64)>> {
+        let mut connections = Connections::default();
+        let mut connection = Connection::new(7, 3);
+        // 100 bytes out delivered, nothing in.
+        let sent = [0u8; 100];
+        assert!(connection.order[0].take_in_order(&Chunk {
+            offset: 0,
+            timestamp_ns: 1,
+            payload: Payload::Bytes(&sent),
+        }));
+        connections.by_id.insert(1, connection);
+        let mut events = Vec::new();
+        connections.close(1, 50, Closing::Closed, ends, &mut |event| {
+            events.push(match event {
+                CaptureEvent::Data {
+                    direction, chunk, ..
+                } => match chunk.payload {
+                    Payload::Gap(len) => Some((direction, chunk.offset, len)),
+                    Payload::Bytes(_) => panic!("bytes at close: {chunk:?}"),
+                },
+                CaptureEvent::Closed { .. } => None,
+                other => panic!("{other:?}"),
+            });
+        });
+        events
+    }
+
+    #[test]
+    fn a_tail_lost_before_a_close_is_delivered_as_a_gap_first() {
+        // The kernel counted 160 bytes out and 40 in: both tails were lost.
+        assert_eq!(
+            closing(Some([160, 40])),
+            [
+                Some((Direction::Egress, 100, 60)),
+                Some((Direction::Ingress, 0, 40)),
+                None
+            ]
+        );
+        // Everything arrived, or nothing says how long the streams were: just the close.
+        assert_eq!(closing(Some([100, 0])), [None]);
+        assert_eq!(closing(None), [None]);
     }
 }

@@ -199,6 +199,7 @@ impl Capture {
                         conn_id,
                         close.header.timestamp_ns,
                         Closing::Closed,
+                        Some([close.sent, close.received]),
                         sink,
                     );
                     // The session ends with its socket.

@@ -58,6 +58,21 @@ impl StreamOrder {
         }
     }
 
+    /// The direction ended `end` bytes in, as the kernel counted them: what is held is
+    /// delivered, and bytes never delivered before the end become a gap, so that a lost tail
+    /// (its records dropped) is seen for what it is rather than as a stream that just stopped.
+    pub fn finish(&mut self, end: u64, timestamp_ns: u64, ready: &mut Vec<OwnedChunk>) {
+        self.flush(ready);
+        if end > self.next_offset {
+            let missing = end - self.next_offset;
+            self.missing_bytes += missing;
+            self.deliver(
+                OwnedChunk::gap(self.next_offset, timestamp_ns, missing),
+                ready,
+            );
+        }
+    }
+
     pub fn has_held(&self) -> bool {
         !self.held.is_empty()
     }
@@ -178,6 +193,40 @@ mod tests {
         // A late arrival of the missing range is dropped, not delivered out of order.
         ready.clear();
         order.push(bytes(2, b"cd"), &mut ready);
+        assert!(ready.is_empty());
+    }
+
+    #[test]
+    fn a_tail_never_delivered_becomes_a_gap_at_the_end() {
+        let mut order = StreamOrder::default();
+        let mut ready = Vec::new();
+        order.push(bytes(0, b"ab"), &mut ready);
+        order.push(bytes(4, b"ef"), &mut ready);
+        order.finish(9, 20, &mut ready);
+        let gaps: Vec<Chunk<'_>> = ready
+            .iter()
+            .map(OwnedChunk::as_chunk)
+            .filter(|chunk| matches!(chunk.payload, Payload::Gap(_)))
+            .collect();
+        assert_eq!(
+            gaps,
+            [
+                Chunk {
+                    offset: 2,
+                    timestamp_ns: 4,
+                    payload: Payload::Gap(2)
+                },
+                Chunk {
+                    offset: 6,
+                    timestamp_ns: 20,
+                    payload: Payload::Gap(3)
+                }
+            ]
+        );
+        assert_eq!(order.missing_bytes, 5);
+        // Everything delivered: nothing more.
+        ready.clear();
+        order.finish(9, 30, &mut ready);
         assert!(ready.is_empty());
     }
 

@@ -215,7 +215,8 @@ impl Capture {
                 }
             }
         }
-        self.connections.close(conn_id, timestamp_ns, how, sink);
+        self.connections
+            .close(conn_id, timestamp_ns, how, None, sink);
     }
 
     /// The kernel added a forked task of a traced process. Threads share their process's

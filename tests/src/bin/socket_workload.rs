@@ -104,12 +104,7 @@ fn main() {
         exiting_child(transport);
     }
     let preopened = (scenario == "preopened").then(|| Pair::connect(transport));
-    println!("ready");
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .expect("wait for go");
+    say_and_wait("ready");
     match scenario {
         "streams" => streams(transport),
         "reuse" => reuse(transport),
@@ -437,13 +432,9 @@ fn after_exec(transport: &str) -> ! {
         files.push(file);
     }
     let _ = std::fs::remove_file(&path);
-    println!("after-exec kept_client_fd={kept_client} kept_server_fd={kept_server}");
-    std::io::stdout().flush().expect("flush");
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .expect("wait for go");
+    say_and_wait(&format!(
+        "after-exec kept_client_fd={kept_client} kept_server_fd={kept_server}"
+    ));
     // SAFETY: exec kept these open (no close-on-exec) and nothing else in this program owns
     // them.
     let kept = unsafe {
@@ -505,14 +496,19 @@ fn reuse_stepped(transport: &str) {
     for seed in [1, 2] {
         let pair = Pair::connect(transport);
         exchange(&pair, seed, 5000, Sender::Write, Receiver::Read, "");
-        println!("holding");
-        std::io::stdout().flush().expect("flush");
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .expect("wait to let go");
+        say_and_wait("holding");
     }
+}
+
+/// Prints `line` and waits for a line on stdin: the test's go-ahead.
+fn say_and_wait(line: &str) {
+    println!("{line}");
+    std::io::stdout().flush().expect("flush");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .expect("wait for the test");
 }
 
 fn files() {

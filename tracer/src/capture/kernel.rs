@@ -265,11 +265,7 @@ impl KernelPrograms {
             .and_then(|info| info.btf_id())
             .ok_or("no BTF loaded with the programs")?;
         let btf = uprobe_multi::btf_fd_by_id(btf_id).map_err(|err| err.to_string())?;
-        let names: Vec<&'static str> = TLS_ENTRY_PROGRAMS
-            .iter()
-            .map(|(_, name)| *name)
-            .chain([TLS_RETURN_PROGRAM])
-            .collect();
+        let names: Vec<&'static str> = tls_programs().collect();
         MultiPrograms::load(
             self.object,
             &names,
@@ -279,11 +275,7 @@ impl KernelPrograms {
     }
 
     fn load_tls_perf_programs(&mut self) -> Result<(), CaptureError> {
-        for name in TLS_ENTRY_PROGRAMS
-            .iter()
-            .map(|(_, name)| *name)
-            .chain([TLS_RETURN_PROGRAM])
-        {
+        for name in tls_programs() {
             let program = uprobe(&mut self.ebpf, name)?;
             if program.fd().is_ok() {
                 continue;
@@ -356,6 +348,14 @@ impl KernelPrograms {
         }
         .into_iter()
     }
+}
+
+/// Every TLS program, entry ones first.
+fn tls_programs() -> impl Iterator<Item = &'static str> {
+    TLS_ENTRY_PROGRAMS
+        .iter()
+        .map(|(_, name)| *name)
+        .chain([TLS_RETURN_PROGRAM])
 }
 
 /// The entry program of a TLS call.

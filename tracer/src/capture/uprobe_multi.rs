@@ -196,18 +196,8 @@ fn program_info(fd: &OwnedFd) -> io::Result<LoadedProgram> {
     attr.info.bpf_fd = fd.as_raw_fd() as u32;
     attr.info.info_len = std::mem::size_of::<bpf_prog_info>() as u32;
     attr.info.info = (&raw mut info) as u64;
-    // SAFETY: `info` outlives the call and is as long as said.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as i32,
-            &raw mut attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // `info` outlives the call and is as long as said.
+    sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(LoadedProgram {
         verified_instructions: (info.verified_insns > 0).then_some(info.verified_insns),
         runs: info.run_cnt,
@@ -217,8 +207,15 @@ fn program_info(fd: &OwnedFd) -> io::Result<LoadedProgram> {
 
 /// The bpf(2) commands here that return a new descriptor.
 fn sys_bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr)?;
+    // SAFETY: the command returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// bpf(2), with `attr` filled for `cmd` by the caller (and whatever it points to alive).
+fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: `attr` is a valid bpf_attr for `cmd`, as each caller fills it.
-    let fd = unsafe {
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd as i32,
@@ -226,9 +223,8 @@ fn sys_bpf_fd(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
             std::mem::size_of::<bpf_attr>(),
         )
     };
-    if fd < 0 {
+    if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the command returned a new descriptor that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(ret)
 }

@@ -15,7 +15,7 @@ pub use by_map_walk::forget_fds;
 
 #[cfg(not(feature = "bounded-loops"))]
 mod by_map_walk {
-    use aya_ebpf::helpers::generated::{bpf_for_each_map_elem, bpf_loop};
+    use aya_ebpf::helpers::generated::bpf_for_each_map_elem;
     use tracer_common::{LossKind, SocketKey};
 
     use crate::{
@@ -46,15 +46,9 @@ mod by_map_walk {
                     core::ptr::null_mut(),
                     0,
                 );
-                let count = (*batch.as_ptr()).count;
-                bpf_loop(
-                    count,
-                    forget_collected_fd as *mut _,
-                    core::ptr::null_mut(),
-                    0,
-                );
-                count
+                (*batch.as_ptr()).count
             };
+            repeat!(count, forget_collected_global);
             if (count as usize) < FD_BATCH_CAP {
                 return;
             }
@@ -95,9 +89,11 @@ mod by_map_walk {
         0
     }
 
+    global_step!(forget_collected_global, forget_collected_fd);
+
     /// Forgets the `index`th collected socket: 0 to go on, 1 to stop.
-    #[inline(never)]
-    extern "C" fn forget_collected_fd(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    #[inline(always)]
+    fn forget_collected_fd(index: u32) -> i64 {
         let Some(batch) = fd_batch() else {
             return 1;
         };
@@ -121,8 +117,8 @@ pub mod by_descriptor {
     global_step!(forget_step_global, forget_fd_step);
 
     /// Forgets descriptor `first + index` of the batch's process: 0 to go on, 1 to stop.
-    #[inline(never)]
-    extern "C" fn forget_fd_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+    #[inline(always)]
+    fn forget_fd_step(index: u32) -> i64 {
         let Some(batch) = fd_batch() else {
             return 1;
         };
@@ -149,6 +145,6 @@ pub mod by_descriptor {
             (*batch.as_ptr()).first = first;
             (*batch.as_ptr()).last = last;
         }
-        repeat!(MAX_DESCRIPTORS, forget_fd_step, forget_step_global);
+        repeat!(MAX_DESCRIPTORS, forget_step_global);
     }
 }

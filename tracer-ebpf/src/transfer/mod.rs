@@ -209,7 +209,7 @@ fn copy_out(
     }
     // A direction that is skipped has nothing to copy whole.
     if framing::is_skipping(cursor) || !whole::copy_whole(scratch, cursor) {
-        repeat!(MAX_STEPS, walk_step, walk_step_global);
+        repeat!(MAX_STEPS, walk_step_global);
     }
     let walk = walk_of(scratch);
     let remaining = get!(walk, remaining);
@@ -271,8 +271,8 @@ fn rearm(cursor: Volatile<FrameCursor>, key: &DirectionKey, offset: u64) {
 global_step!(walk_step_global, walk_step);
 
 /// One iteration of the walk (see [`crate::steps`]): 0 to go on, 1 to stop.
-#[inline(never)]
-extern "C" fn walk_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn walk_step(index: u32) -> i64 {
     let Some(scratch) = data_scratch() else {
         return 1;
     };

@@ -57,7 +57,7 @@ pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>)
         // One buffer: no loop needed.
         append_from_segment(scratch, total);
     } else {
-        repeat!(MAX_STEPS, copy_step, copy_step_global);
+        repeat!(MAX_STEPS, copy_step_global);
     }
     if get!(walk, remaining) == 0 {
         let copy = field!(scratch, followed);
@@ -67,9 +67,9 @@ pub fn copy_whole(scratch: Volatile<DataScratch>, cursor: Volatile<FrameCursor>)
         // Whole frames first, then (from the first frame that is not simple) run by run: two
         // loops, each with one of the two ways of following, rather than one loop with both,
         // which costs 6.18's verifier six times the work.
-        repeat!(FRAMING_STEPS, frames_step, frames_step_global);
+        repeat!(FRAMING_STEPS, frames_step_global);
         if get!(copy, left) != 0 && get!(copy, waste) <= WASTE_MAX {
-            repeat!(FRAMING_STEPS, runs_step, runs_step_global);
+            repeat!(FRAMING_STEPS, runs_step_global);
         }
         if get!(copy, left) == 0 && get!(copy, waste) <= WASTE_MAX {
             return true;
@@ -89,8 +89,8 @@ global_step!(frames_step_global, frames_step);
 global_step!(runs_step_global, runs_step);
 
 /// One segment of the copy, or the move to the next segment: 0 to go on, 1 to stop.
-#[inline(never)]
-extern "C" fn copy_step(_index: u32, _context: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn copy_step(_index: u32) -> i64 {
     let Some(scratch) = data_scratch() else {
         return 1;
     };
@@ -137,13 +137,13 @@ fn following(index: u32) -> Option<Following> {
     })
 }
 
-/// Simple frames taken in one callback, which saves the callback's own cost per frame.
+/// Simple frames taken in one step, which saves the step's own cost per frame.
 const FRAMES_PER_STEP: u32 = 4;
 
 /// Up to [`FRAMES_PER_STEP`] simple frames of the framing over the copy: 0 to go on, 1 to stop
 /// (at the end of the copy, or at a frame that is not simple, from which [`runs_step`] goes on).
-#[inline(never)]
-extern "C" fn frames_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn frames_step(index: u32) -> i64 {
     let Some(Following {
         copy,
         cursor,
@@ -176,8 +176,8 @@ extern "C" fn frames_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
 }
 
 /// One run of the framing over the rest of the copy: 0 to go on, 1 to stop.
-#[inline(never)]
-extern "C" fn runs_step(index: u32, _context: *mut core::ffi::c_void) -> i64 {
+#[inline(always)]
+fn runs_step(index: u32) -> i64 {
     let Some(Following {
         copy,
         cursor,

@@ -8,9 +8,14 @@
 //!
 //! Offsets are file offsets, as uprobes take them.
 
-use std::{ffi::OsStr, fs, path::Path};
+use std::{ffi::OsStr, fs, ops::Range, os::unix::fs::FileExt, path::Path};
 
-use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags, SymbolKind};
+use object::{
+    Endianness, Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, SectionIndex,
+    SegmentFlags, SymbolKind,
+    elf::{FileHeader64, SHT_DYNSYM, SHT_SYMTAB, SHT_SYMTAB_SHNDX, SectionHeader64},
+    read::elf::{FileHeader, SectionHeader},
+};
 use tracer_common::TlsCall;
 
 use super::stripped;
@@ -66,32 +71,33 @@ const FUNCTIONS_BY_NAME: [(&str, TlsCall); 4] = [
     ("SSL_read_ex", TlsCall::ReadEx),
 ];
 
-/// Reads and examines the file at `path` (an executable or shared library a traced process
-/// mapped).
+/// Examines the file at `path` (an executable or shared library a traced process mapped).
 pub fn inspect(path: &Path) -> Inspection {
-    let too_large = fs::metadata(path).is_ok_and(|meta| meta.len() > MAX_FILE_BYTES);
-    if too_large {
-        return Inspection::NoTls;
-    }
-    let Ok(data) = fs::read(path) else {
+    let Some(data) = read_parts(path) else {
         return Inspection::NoTls;
     };
     let Ok(file) = object::File::parse(&*data) else {
         return Inspection::NoTls;
     };
+    // The strings looked for are constants; a file stripped of its section headers was read
+    // whole.
+    let strings = file
+        .section_by_name(".rodata")
+        .and_then(|section| section.data().ok())
+        .unwrap_or(&data);
     let segments = executable_segments(&file);
     if let Some(found) = by_symbols(&file, &segments) {
-        let name = if is_boringssl(&data) {
+        let name = if is_boringssl(strings) {
             "boringssl"
         } else {
             "openssl"
         };
-        let version = openssl_version(&data).or_else(|| soname_version(path));
+        let version = openssl_version(strings).or_else(|| soname_version(path));
         return Inspection::Library(TlsLibrary::new(name, version, found));
     }
     // A grpc linked against a shared TLS library (Debian's libgrpc on libssl.so.3) has grpc's
     // log strings but calls the library's functions: those are hooked when it is examined.
-    if imports_ssl_calls(&file) || !stripped::has_grpc_tls_marks(&data) {
+    if imports_ssl_calls(&file) || !stripped::has_grpc_tls_marks(strings) {
         return Inspection::NoTls;
     }
     let library = "boringssl".to_owned();
@@ -101,6 +107,10 @@ pub fn inspect(path: &Path) -> Inspection {
             reason: "finding BoringSSL in a stripped grpc is implemented for x86-64 only".into(),
         };
     }
+    // Its code, whose calls are followed, was not read.
+    let Ok(data) = fs::read(path) else {
+        return Inspection::NoTls;
+    };
     match stripped::find_ssl_calls(&data, &segments) {
         Ok(calls) => Inspection::Library(TlsLibrary::new(
             "boringssl",
@@ -109,6 +119,80 @@ pub fn inspect(path: &Path) -> Inspection {
         )),
         Err(reason) => Inspection::Unhookable { library, reason },
     }
+}
+
+/// The parts of the file at `path` that [`inspect`] looks at before it knows the file is a
+/// stripped grpc, at their own offsets in a buffer of the file's size: the ELF headers, the
+/// symbol tables with their names, and the read-only data. A process maps tens of megabytes of
+/// executables, most of it code and debug information; the rest of the buffer is zeros that
+/// are never touched, which a large zeroed allocation does not back with memory. Files that are
+/// not 64-bit ELF with section headers are read whole.
+fn read_parts(path: &Path) -> Option<Vec<u8>> {
+    let opened = fs::File::open(path).ok()?;
+    let size = opened.metadata().ok()?.len();
+    if size > MAX_FILE_BYTES {
+        return None;
+    }
+    let Some(parts) = elf64_parts(&opened) else {
+        return fs::read(path).ok();
+    };
+    let mut data = vec![0; usize::try_from(size).ok()?];
+    for part in parts {
+        let end = part.end.min(size);
+        if part.start < end {
+            let within = &mut data[part.start as usize..end as usize];
+            opened.read_exact_at(within, part.start).ok()?;
+        }
+    }
+    Some(data)
+}
+
+/// The file ranges [`read_parts`] reads, found by reading the headers alone.
+fn elf64_parts(opened: &fs::File) -> Option<Vec<Range<u64>>> {
+    let cache = ReadCache::new(opened);
+    let header = FileHeader64::<Endianness>::parse(&cache).ok()?;
+    let endian = header.endian().ok()?;
+    let sections = header.sections(endian, &cache).ok()?;
+    if sections.is_empty() {
+        return None;
+    }
+    let span =
+        |start: u64, count: usize, each: usize| start..start.saturating_add((count * each) as u64);
+    let mut parts = vec![
+        span(0, 1, size_of::<FileHeader64<Endianness>>()),
+        span(
+            header.e_phoff(endian),
+            header.program_headers(endian, &cache).ok()?.len(),
+            usize::from(header.e_phentsize(endian)),
+        ),
+        span(
+            header.e_shoff(endian),
+            sections.len(),
+            usize::from(header.e_shentsize(endian)),
+        ),
+    ];
+    let range = |section: &SectionHeader64<Endianness>| {
+        section
+            .file_range(endian)
+            .map(|(offset, size)| offset..offset.saturating_add(size))
+    };
+    let names = sections.section(header.section_strings_index(endian, &cache).ok()?);
+    parts.extend(names.ok().and_then(range));
+    for section in sections.iter() {
+        let symbols = matches!(
+            section.sh_type(endian),
+            SHT_SYMTAB | SHT_DYNSYM | SHT_SYMTAB_SHNDX
+        );
+        let read_only_data = sections.section_name(endian, section) == Ok(b".rodata".as_slice());
+        if symbols || read_only_data {
+            parts.extend(range(section));
+        }
+        if symbols {
+            let linked = sections.section(SectionIndex(section.sh_link(endian) as usize));
+            parts.extend(linked.ok().and_then(range));
+        }
+    }
+    Some(parts)
 }
 
 /// An executable segment: where its bytes are in the file and in memory.
@@ -239,5 +323,36 @@ mod tests {
             Some("3")
         );
         assert_eq!(soname_version(Path::new("/usr/bin/node")), None);
+    }
+
+    /// What is read of a file answers as the whole file does, for what is asked of it.
+    #[test]
+    fn the_parts_read_hold_the_symbols_and_read_only_data() {
+        let path = std::env::current_exe().unwrap();
+        let (parts, whole) = (read_parts(&path).unwrap(), fs::read(&path).unwrap());
+        assert_eq!(parts.len(), whole.len());
+        assert!(parts != whole, "the whole file was read");
+        let (parts, whole) = (
+            object::File::parse(&*parts).unwrap(),
+            object::File::parse(&*whole).unwrap(),
+        );
+        let names = |file: &object::File| -> Vec<(String, u64)> {
+            let symbols = file.dynamic_symbols().chain(file.symbols());
+            symbols
+                .map(|symbol| (symbol.name().unwrap().to_owned(), symbol.address()))
+                .collect()
+        };
+        assert!(names(&whole).len() > 1000);
+        assert_eq!(names(&parts), names(&whole));
+        let rodata = |file: &object::File| {
+            file.section_by_name(".rodata")
+                .unwrap()
+                .data()
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(rodata(&parts), rodata(&whole));
+        let segments = |file: &object::File| format!("{:?}", executable_segments(file));
+        assert_eq!(segments(&parts), segments(&whole));
     }
 }

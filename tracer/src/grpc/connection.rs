@@ -3,14 +3,14 @@
 //! [`FrameReader`], header blocks from [`HeaderBlocks`], call state lives in [`Streams`], and
 //! the status rules in [`outcome`](super::outcome).
 
-use std::{cell::RefCell, rc::Rc, sync::Arc};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc, sync::Arc};
 
 use super::{
     call::{CallRecord, ConnectionFacts, EndReason, Provenance, Side},
     earlier_entries::{EarlierEntries, Field, Recall},
     frame_position::{FramePosition, MessageProgress},
     header_block::{HeaderBlock, HeaderBlocks},
-    headers::BlockMeaning,
+    headers::{BlockMeaning, EarlierField},
     limits::Limits,
     outcome,
     stats::TrackerStats,
@@ -18,6 +18,7 @@ use super::{
     streams::{StreamState, Streams},
 };
 use crate::{
+    hpack::EntryId,
     http2::{DataPiece, Frame, FrameReader, OtherProtocol, ReaderEvent, Setting},
     stream::{Chunk, Direction, Endpoint, Payload},
 };
@@ -42,8 +43,9 @@ struct CallAssembly {
     /// Where the values of entries from before attach are looked up, if anywhere.
     recall: Option<Rc<RefCell<dyn Recall>>>,
     /// Ended calls whose method or status is an entry from before attach, not found yet: held
-    /// back a little (see [`HeldCall`]).
-    held: Vec<HeldCall>,
+    /// back a little (see [`HeldCall`]), in the order they ended. Boxed: a busy client holds
+    /// hundreds while a lookup waits for a copy, and each round of lookups moves them all.
+    held: VecDeque<Box<HeldCall>>,
     /// When held calls were last looked up.
     last_lookup_ns: u64,
     /// The direction the client writes in, once known (preface or request headers).
@@ -68,6 +70,26 @@ struct HeldCall {
     record: CallRecord,
     /// The final block, whose `grpc-status` is to be looked up, and the direction it came in.
     status_lookup: Option<(Rc<BlockMeaning>, Direction)>,
+}
+
+/// The `:path` entry a call's method is to be looked up as: one of these.
+fn path_question(record: &CallRecord) -> Option<&[EntryId]> {
+    record
+        .request_headers
+        .as_ref()
+        .filter(|request| request.path.is_none() && !request.path_candidates.is_empty())
+        .map(|request| &*request.path_candidates)
+}
+
+/// The questions a round of lookups for held calls asked in vain. Nothing an answer depends on
+/// (what was seen of the connection, the copies of the process's memory) changes within a
+/// round, and a busy client's held calls mostly ask the same: each is asked once.
+#[derive(Default)]
+struct Unanswered {
+    /// A request's candidates for its `:path` entry.
+    paths: Vec<Box<[EntryId]>>,
+    /// A final block's fields from entries inserted before attach, and its direction.
+    statuses: Vec<(Direction, Box<[EarlierField]>)>,
 }
 
 /// Least time between two lookups for held calls.
@@ -102,7 +124,7 @@ impl ConnectionTracker {
                 blocks: [blocks(), blocks()],
                 earlier: Default::default(),
                 recall: None,
-                held: Vec::new(),
+                held: VecDeque::new(),
                 last_lookup_ns: 0,
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
@@ -650,16 +672,16 @@ impl CallAssembly {
             request: stream.request.stats,
             response: stream.response.stats,
         };
-        let mut held = HeldCall {
+        let mut held = Box::new(HeldCall {
             record,
             status_lookup,
-        };
+        });
         let answerable = self
             .recall
             .as_ref()
             .is_some_and(|recall| recall.borrow_mut().can_answer(&self.facts));
-        if self.look_up(&mut held) && answerable {
-            self.held.push(held);
+        if self.look_up(&mut held, &mut Unanswered::default()) && answerable {
+            self.held.push_back(held);
         } else {
             self.emit(held.record, out);
         }
@@ -686,14 +708,35 @@ impl CallAssembly {
     }
 
     /// Looks up what a call's method or status refers to in the process's own tables (see
-    /// [`HeldCall`]); whether something is still to be found.
-    fn look_up(&mut self, held: &mut HeldCall) -> bool {
-        let path_pending = self.recall_path(&mut held.record);
+    /// [`HeldCall`]), unless it went `unanswered` already; whether something is still to be
+    /// found.
+    fn look_up(&mut self, held: &mut HeldCall, unanswered: &mut Unanswered) -> bool {
+        let path_asked = path_question(&held.record)
+            .is_some_and(|question| unanswered.paths.iter().any(|asked| **asked == *question));
+        let path_pending = if path_asked {
+            true
+        } else {
+            let pending = self.recall_path(&mut held.record);
+            if pending {
+                unanswered
+                    .paths
+                    .extend(path_question(&held.record).map(Box::from));
+            }
+            pending
+        };
         let status_pending = match &held.status_lookup {
             Some((final_block, direction)) => {
-                let found = self.recall_status(&mut held.record, final_block, *direction);
+                let asked = unanswered
+                    .statuses
+                    .iter()
+                    .any(|(seen, fields)| seen == direction && *fields == final_block.earlier);
+                let found = !asked && self.recall_status(&mut held.record, final_block, *direction);
                 if found {
                     held.status_lookup = None;
+                } else if !asked {
+                    unanswered
+                        .statuses
+                        .push((*direction, final_block.earlier.clone()));
                 }
                 !found
             }
@@ -744,18 +787,24 @@ impl CallAssembly {
     }
 
     fn release_held(&mut self, now: u64, all: bool, out: &mut Vec<CallRecord>) {
+        let expired = |call: &HeldCall| now.saturating_sub(call.record.end_ns) >= HOLD_NS;
         // Looked up again at most so often: a client writes far more often than a copy of its
-        // memory can change.
-        let look = now.saturating_sub(self.last_lookup_ns) >= LOOK_AGAIN_NS;
-        if look {
-            self.last_lookup_ns = now;
+        // memory can change. In between only the calls whose time is up go, from the front:
+        // a busy client holds hundreds of calls while a lookup waits for its copy.
+        if !all && now.saturating_sub(self.last_lookup_ns) < LOOK_AGAIN_NS {
+            while let Some(call) = self.held.pop_front_if(|call| expired(call)) {
+                self.emit(call.record, out);
+            }
+            return;
         }
+        self.last_lookup_ns = now;
+        let mut unanswered = Unanswered::default();
         for mut call in std::mem::take(&mut self.held) {
-            let pending = !look || self.look_up(&mut call);
-            if !pending || all || now.saturating_sub(call.record.end_ns) >= HOLD_NS {
+            let pending = self.look_up(&mut call, &mut unanswered);
+            if !pending || all || expired(&call) {
                 self.emit(call.record, out);
             } else {
-                self.held.push(call);
+                self.held.push_back(call);
             }
         }
     }

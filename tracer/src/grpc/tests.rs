@@ -843,6 +843,61 @@ fn a_held_call_goes_unnamed_when_its_table_never_catches_up() {
     assert_eq!(tracker.stats().calls_without_status, 1);
 }
 
+/// A process whose tables never answer, counting the questions.
+#[derive(Default)]
+struct Silent {
+    asked: usize,
+}
+
+impl Recall for Silent {
+    fn entry(
+        &mut self,
+        _: &ConnectionFacts,
+        _: &[crate::hpack::SeenEntry<'_>],
+        _: i64,
+    ) -> Option<(crate::hpack::Text, Option<crate::hpack::Text>)> {
+        self.asked += 1;
+        None
+    }
+
+    fn can_answer(&mut self, _: &ConnectionFacts) -> bool {
+        true
+    }
+}
+
+/// A busy client holds hundreds of calls while their lookups wait for a copy of its memory:
+/// a round of lookups asks each question once, however many calls wait on it.
+#[test]
+fn a_round_of_lookups_asks_each_question_once() {
+    let mut wire = Wire::new();
+    wire.unary(1, "/svc.S/Old");
+    let attach = wire.writes.len();
+    let mut end = 0;
+    // 40 calls, 5 ms apart: none has waited its 500 ms by the end.
+    for stream_id in (3..83).step_by(2) {
+        end = wire.unary(stream_id, "/svc.S/Old").1;
+    }
+    let mut tracker = tracker(false);
+    let silent = Rc::new(RefCell::new(Silent::default()));
+    tracker.recall_from(Rc::clone(&silent) as Rc<RefCell<dyn Recall>>);
+    let mut out = Vec::new();
+    for (direction, bytes, at) in &wire.writes[attach..] {
+        feed(&mut tracker, *direction, bytes, *at, &mut out);
+    }
+    assert!(out.is_empty(), "every call is held");
+    let asked_while_fed = std::mem::take(&mut silent.borrow_mut().asked);
+    tracker.release_held(end + 20_000_000, false, &mut out);
+    assert!(out.is_empty());
+    let asked = silent.borrow().asked;
+    // The method's entry and the status's, each among a few candidates.
+    assert!(
+        (1..=8).contains(&asked),
+        "{asked} questions for 40 calls in a round ({asked_while_fed} while they were fed)"
+    );
+    tracker.release_held(end + 500_000_000, false, &mut out);
+    assert_eq!(out.len(), 40);
+}
+
 #[test]
 fn non_http2_traffic_yields_no_calls() {
     let mut tracker = tracker(true);

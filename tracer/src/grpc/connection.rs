@@ -43,9 +43,8 @@ struct CallAssembly {
     /// Where the values of entries from before attach are looked up, if anywhere.
     recall: Option<Rc<RefCell<dyn Recall>>>,
     /// Ended calls whose method or status is an entry from before attach, not found yet: held
-    /// back a little (see [`HeldCall`]), in the order they ended. Boxed: a busy client holds
-    /// hundreds while a lookup waits for a copy, and each round of lookups moves them all.
-    held: VecDeque<Box<HeldCall>>,
+    /// back a little (see [`HeldCall`]), by what they wait on.
+    held: Vec<HeldGroup>,
     /// When held calls were last looked up.
     last_lookup_ns: u64,
     /// The direction the client writes in, once known (preface or request headers).
@@ -72,8 +71,42 @@ struct HeldCall {
     status_lookup: Option<(Rc<BlockMeaning>, Direction)>,
 }
 
+/// Held calls that wait on the same lookups, in the order they ended. A busy client holds
+/// hundreds of calls while a lookup waits for a copy of its memory, mostly waiting on the same
+/// entries: a round of lookups asks each group once, of its oldest call, whose answers hold for
+/// all of them.
+struct HeldGroup {
+    waits_on: Lookups,
+    calls: VecDeque<HeldCall>,
+}
+
+/// What a held call waits to have looked up: its `:path` entry (one of these candidates), and
+/// its final block's fields from entries inserted before attach, in their direction.
+struct Lookups {
+    path: Option<Box<[EntryId]>>,
+    status: Option<(Direction, Box<[EarlierField]>)>,
+}
+
+impl Lookups {
+    fn of(call: &HeldCall) -> Lookups {
+        Lookups {
+            path: path_lookup(&call.record).map(Box::from),
+            status: status_lookup(call).map(|(direction, fields)| (direction, Box::from(fields))),
+        }
+    }
+
+    fn awaited_by(&self, call: &HeldCall) -> bool {
+        self.path.as_deref() == path_lookup(&call.record)
+            && self
+                .status
+                .as_ref()
+                .map(|(direction, fields)| (*direction, &**fields))
+                == status_lookup(call)
+    }
+}
+
 /// The `:path` entry a call's method is to be looked up as: one of these.
-fn path_question(record: &CallRecord) -> Option<&[EntryId]> {
+fn path_lookup(record: &CallRecord) -> Option<&[EntryId]> {
     record
         .request_headers
         .as_ref()
@@ -81,15 +114,9 @@ fn path_question(record: &CallRecord) -> Option<&[EntryId]> {
         .map(|request| &*request.path_candidates)
 }
 
-/// The questions a round of lookups for held calls asked in vain. Nothing an answer depends on
-/// (what was seen of the connection, the copies of the process's memory) changes within a
-/// round, and a busy client's held calls mostly ask the same: each is asked once.
-#[derive(Default)]
-struct Unanswered {
-    /// A request's candidates for its `:path` entry.
-    paths: Vec<Box<[EntryId]>>,
-    /// A final block's fields from entries inserted before attach, and its direction.
-    statuses: Vec<(Direction, Box<[EarlierField]>)>,
+fn status_lookup(call: &HeldCall) -> Option<(Direction, &[EarlierField])> {
+    let (final_block, direction) = call.status_lookup.as_ref()?;
+    Some((*direction, &final_block.earlier))
 }
 
 /// Least time between two lookups for held calls.
@@ -124,7 +151,7 @@ impl ConnectionTracker {
                 blocks: [blocks(), blocks()],
                 earlier: Default::default(),
                 recall: None,
-                held: VecDeque::new(),
+                held: Vec::new(),
                 last_lookup_ns: 0,
                 client_direction: None,
                 streams: Streams::new(limits.max_open_streams),
@@ -237,8 +264,10 @@ impl ConnectionTracker {
         }
         // Not looked up again: the process freed the connection's tables, and another
         // connection's, alike since attach, could answer for them.
-        for held in std::mem::take(&mut calls.held) {
-            calls.emit(held.record, out);
+        for group in std::mem::take(&mut calls.held) {
+            for held in group.calls {
+                calls.emit(held.record, out);
+            }
         }
     }
 }
@@ -672,16 +701,16 @@ impl CallAssembly {
             request: stream.request.stats,
             response: stream.response.stats,
         };
-        let mut held = Box::new(HeldCall {
+        let mut held = HeldCall {
             record,
             status_lookup,
-        });
+        };
         let answerable = self
             .recall
             .as_ref()
             .is_some_and(|recall| recall.borrow_mut().can_answer(&self.facts));
-        if self.look_up(&mut held, &mut Unanswered::default()) && answerable {
-            self.held.push_back(held);
+        if self.look_up(&mut held) && answerable {
+            self.hold(held);
         } else {
             self.emit(held.record, out);
         }
@@ -708,41 +737,35 @@ impl CallAssembly {
     }
 
     /// Looks up what a call's method or status refers to in the process's own tables (see
-    /// [`HeldCall`]), unless it went `unanswered` already; whether something is still to be
-    /// found.
-    fn look_up(&mut self, held: &mut HeldCall, unanswered: &mut Unanswered) -> bool {
-        let path_asked = path_question(&held.record)
-            .is_some_and(|question| unanswered.paths.iter().any(|asked| **asked == *question));
-        let path_pending = if path_asked {
-            true
-        } else {
-            let pending = self.recall_path(&mut held.record);
-            if pending {
-                unanswered
-                    .paths
-                    .extend(path_question(&held.record).map(Box::from));
-            }
-            pending
-        };
+    /// [`HeldCall`]); whether something is still to be found.
+    fn look_up(&mut self, held: &mut HeldCall) -> bool {
+        let path_pending = self.recall_path(&mut held.record);
         let status_pending = match &held.status_lookup {
             Some((final_block, direction)) => {
-                let asked = unanswered
-                    .statuses
-                    .iter()
-                    .any(|(seen, fields)| seen == direction && *fields == final_block.earlier);
-                let found = !asked && self.recall_status(&mut held.record, final_block, *direction);
+                let found = self.recall_status(&mut held.record, final_block, *direction);
                 if found {
                     held.status_lookup = None;
-                } else if !asked {
-                    unanswered
-                        .statuses
-                        .push((*direction, final_block.earlier.clone()));
                 }
                 !found
             }
             None => false,
         };
         path_pending || status_pending
+    }
+
+    /// Holds `call` with those that wait on the same lookups.
+    fn hold(&mut self, call: HeldCall) {
+        match self
+            .held
+            .iter_mut()
+            .find(|group| group.waits_on.awaited_by(&call))
+        {
+            Some(group) => group.calls.push_back(call),
+            None => self.held.push(HeldGroup {
+                waits_on: Lookups::of(&call),
+                calls: VecDeque::from([call]),
+            }),
+        }
     }
 
     /// A call whose final block's `grpc-status` may be an entry from before attach: its status,
@@ -789,22 +812,33 @@ impl CallAssembly {
     fn release_held(&mut self, now: u64, all: bool, out: &mut Vec<CallRecord>) {
         let expired = |call: &HeldCall| now.saturating_sub(call.record.end_ns) >= HOLD_NS;
         // Looked up again at most so often: a client writes far more often than a copy of its
-        // memory can change. In between only the calls whose time is up go, from the front:
-        // a busy client holds hundreds of calls while a lookup waits for its copy.
-        if !all && now.saturating_sub(self.last_lookup_ns) < LOOK_AGAIN_NS {
-            while let Some(call) = self.held.pop_front_if(|call| expired(call)) {
+        // memory can change.
+        let look = all || now.saturating_sub(self.last_lookup_ns) >= LOOK_AGAIN_NS;
+        if look {
+            self.last_lookup_ns = now;
+        }
+        for mut group in std::mem::take(&mut self.held) {
+            let mut answered = false;
+            if look && let Some(oldest) = group.calls.front_mut() {
+                self.look_up(oldest);
+                answered = !group.waits_on.awaited_by(oldest);
+            }
+            if answered {
+                // The others are answered from what the oldest one's lookup learned.
+                for mut call in group.calls {
+                    if !self.look_up(&mut call) || all || expired(&call) {
+                        self.emit(call.record, out);
+                    } else {
+                        self.hold(call);
+                    }
+                }
+                continue;
+            }
+            while let Some(call) = group.calls.pop_front_if(|call| all || expired(call)) {
                 self.emit(call.record, out);
             }
-            return;
-        }
-        self.last_lookup_ns = now;
-        let mut unanswered = Unanswered::default();
-        for mut call in std::mem::take(&mut self.held) {
-            let pending = self.look_up(&mut call, &mut unanswered);
-            if !pending || all || expired(&call) {
-                self.emit(call.record, out);
-            } else {
-                self.held.push_back(call);
+            if !group.calls.is_empty() {
+                self.held.push(group);
             }
         }
     }

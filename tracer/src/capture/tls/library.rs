@@ -73,7 +73,7 @@ const FUNCTIONS_BY_NAME: [(&str, TlsCall); 4] = [
 
 /// Examines the file at `path` (an executable or shared library a traced process mapped).
 pub fn inspect(path: &Path) -> Inspection {
-    let Some(data) = read_parts(path) else {
+    let Some((opened, mut data)) = read_parts(path) else {
         return Inspection::NoTls;
     };
     let Ok(file) = object::File::parse(&*data) else {
@@ -107,10 +107,13 @@ pub fn inspect(path: &Path) -> Inspection {
             reason: "finding BoringSSL in a stripped grpc is implemented for x86-64 only".into(),
         };
     }
-    // Its code, whose calls are followed, was not read.
-    let Ok(data) = fs::read(path) else {
+    // Its code, whose calls are followed, was not read yet.
+    let code = segments
+        .iter()
+        .map(|segment| segment.file_offset..segment.file_offset.saturating_add(segment.size));
+    if read_ranges(&opened, &mut data, code).is_none() {
         return Inspection::NoTls;
-    };
+    }
     match stripped::find_ssl_calls(&data, &segments) {
         Ok(calls) => Inspection::Library(TlsLibrary::new(
             "boringssl",
@@ -127,24 +130,35 @@ pub fn inspect(path: &Path) -> Inspection {
 /// executables, most of it code and debug information; the rest of the buffer is zeros that
 /// are never touched, which a large zeroed allocation does not back with memory. Files that are
 /// not 64-bit ELF with section headers are read whole.
-fn read_parts(path: &Path) -> Option<Vec<u8>> {
+fn read_parts(path: &Path) -> Option<(fs::File, Vec<u8>)> {
     let opened = fs::File::open(path).ok()?;
     let size = opened.metadata().ok()?.len();
     if size > MAX_FILE_BYTES {
         return None;
     }
-    let Some(parts) = elf64_parts(&opened) else {
-        return fs::read(path).ok();
-    };
     let mut data = vec![0; usize::try_from(size).ok()?];
-    for part in parts {
-        let end = part.end.min(size);
-        if part.start < end {
-            let within = &mut data[part.start as usize..end as usize];
-            opened.read_exact_at(within, part.start).ok()?;
+    match elf64_parts(&opened) {
+        Some(parts) => read_ranges(&opened, &mut data, parts.into_iter())?,
+        None => opened.read_exact_at(&mut data, 0).ok()?,
+    }
+    Some((opened, data))
+}
+
+/// Reads `ranges` of `opened` into `data`, at their own offsets.
+fn read_ranges(
+    opened: &fs::File,
+    data: &mut [u8],
+    ranges: impl Iterator<Item = Range<u64>>,
+) -> Option<()> {
+    let size = data.len() as u64;
+    for range in ranges {
+        let end = range.end.min(size);
+        if range.start < end {
+            let within = &mut data[range.start as usize..end as usize];
+            opened.read_exact_at(within, range.start).ok()?;
         }
     }
-    Some(data)
+    Some(())
 }
 
 /// The file ranges [`read_parts`] reads, found by reading the headers alone.
@@ -329,7 +343,7 @@ mod tests {
     #[test]
     fn the_parts_read_hold_the_symbols_and_read_only_data() {
         let path = std::env::current_exe().unwrap();
-        let (parts, whole) = (read_parts(&path).unwrap(), fs::read(&path).unwrap());
+        let (parts, whole) = (read_parts(&path).unwrap().1, fs::read(&path).unwrap());
         assert_eq!(parts.len(), whole.len());
         assert!(parts != whole, "the whole file was read");
         let (parts, whole) = (

@@ -299,9 +299,22 @@ fn late_join_on_a_warm_tls_connection_still_reports_every_later_call() {
     let server = TlsServer::start(&python(), &certificate);
     let receiver = OtlpReceiver::start();
     let client = waiting_tls_client(&server, &certificate, 20);
-    let (tracer, _lines) = attach_tracer(client.id(), &["--otlp-endpoint", &receiver.endpoint()]);
+    let stats = stats_path("tls-late-join");
+    let (tracer, _lines) = attach_tracer(
+        client.id(),
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ],
+    );
     let lines = release_and_collect(client);
     wait_success(tracer, "TLS late join");
+    // The socket under the session, joined mid-flight, is known as TLS once the session is
+    // tied to it: not searched for frames (nor copied) for the rest of its life.
+    let report = take_stats(&stats, "TLS late join");
+    assert_eq!(report["tls_connections_decoded"], 1, "{report}");
     let spans = receiver.wait_for(SCENARIO_CALLS, Duration::from_secs(10));
     let recall = Recall::of(&spans);
     recall.report("TLS late join");

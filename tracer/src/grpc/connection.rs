@@ -187,6 +187,11 @@ impl ConnectionTracker {
         &self.calls.facts
     }
 
+    /// Whether either direction's frames are being followed.
+    pub fn in_sync(&self) -> bool {
+        self.readers.iter().any(FrameReader::in_sync)
+    }
+
     /// Calls currently in flight.
     pub fn open_calls(&self) -> usize {
         self.calls.streams.len()

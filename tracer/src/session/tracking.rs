@@ -75,6 +75,32 @@ impl Tracking {
         stats
     }
 
+    /// A TLS session rides on `socket`: its plaintext is decoded as a connection of its own.
+    /// The socket's own bytes are TLS records. A socket seen from its start was found to be
+    /// TLS by its first bytes and dropped already; one joined mid-flight was searched for
+    /// HTTP/2 frames, which ciphertext never gives, at the cost of copying and searching every
+    /// byte: it is dropped as TLS now, unless it has frames being followed (then it is not
+    /// the TLS socket it was taken for).
+    fn carries_tls(&mut self, socket: u64) {
+        let newly = self.tls_carriers.insert(socket);
+        if self.ignored.get(&socket) == Some(&OtherProtocol::Tls) {
+            if newly {
+                self.ignored_by_protocol.tls_decoded_elsewhere();
+            }
+            return;
+        }
+        let searched = self
+            .trackers
+            .get(&socket)
+            .is_some_and(|tracker| !tracker.in_sync() && tracker.open_calls() == 0);
+        if let Some(tracker) = searched.then(|| self.trackers.remove(&socket)).flatten() {
+            self.connection_stats.add(tracker.stats());
+            self.ignored.insert(socket, OtherProtocol::Tls);
+            self.ignored_by_protocol.tls_decoded += 1;
+            self.frame_sync.not_http2(socket);
+        }
+    }
+
     pub fn handle(&mut self, event: CaptureEvent<'_>) {
         match event {
             CaptureEvent::Opened(info) => {
@@ -88,10 +114,7 @@ impl Tracking {
                 facts.source = info.source;
                 self.ignored.remove(&info.id);
                 if let Some(socket) = info.rides_on {
-                    self.tls_carriers.insert(socket);
-                    if self.ignored.get(&socket) == Some(&OtherProtocol::Tls) {
-                        self.ignored_by_protocol.tls_decoded_elsewhere();
-                    }
+                    self.carries_tls(socket);
                 }
                 let mut tracker = ConnectionTracker::new(facts, self.limits);
                 let memory = self
@@ -133,10 +156,7 @@ impl Tracking {
                 local,
                 peer,
             } => {
-                self.tls_carriers.insert(socket);
-                if self.ignored.get(&socket) == Some(&OtherProtocol::Tls) {
-                    self.ignored_by_protocol.tls_decoded_elsewhere();
-                }
+                self.carries_tls(socket);
                 if let Some(tracker) = self.trackers.get_mut(&conn_id) {
                     tracker.located(local, peer);
                 }

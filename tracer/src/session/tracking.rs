@@ -93,7 +93,9 @@ impl Tracking {
             .trackers
             .get(&socket)
             .is_some_and(|tracker| !tracker.in_sync() && tracker.open_calls() == 0);
-        if let Some(tracker) = searched.then(|| self.trackers.remove(&socket)).flatten() {
+        if let Some(mut tracker) = searched.then(|| self.trackers.remove(&socket)).flatten() {
+            // Calls it followed before it lost track, if any, are not lost with it.
+            tracker.release_held(u64::MAX, true, &mut self.finished);
             self.connection_stats.add(tracker.stats());
             self.ignored.insert(socket, OtherProtocol::Tls);
             self.ignored_by_protocol.tls_decoded += 1;

@@ -93,14 +93,27 @@ impl Tracking {
             .trackers
             .get(&socket)
             .is_some_and(|tracker| !tracker.in_sync() && tracker.open_calls() == 0);
-        if let Some(mut tracker) = searched.then(|| self.trackers.remove(&socket)).flatten() {
-            // Calls it followed before it lost track, if any, are not lost with it.
-            tracker.release_held(u64::MAX, true, &mut self.finished);
-            self.connection_stats.add(tracker.stats());
-            self.ignored.insert(socket, OtherProtocol::Tls);
-            self.ignored_by_protocol.tls_decoded += 1;
-            self.frame_sync.not_http2(socket);
+        if searched {
+            self.stop_following(socket, OtherProtocol::Tls);
         }
+    }
+
+    /// Connection `conn_id` carries `what`, not HTTP/2: no more time is spent on it, here and
+    /// in the kernel.
+    fn stop_following(&mut self, conn_id: u64, what: OtherProtocol) {
+        let Some(mut tracker) = self.trackers.remove(&conn_id) else {
+            return;
+        };
+        // Calls it followed before it lost track, if any, are not lost with it.
+        tracker.release_held(u64::MAX, true, &mut self.finished);
+        self.connection_stats.add(tracker.stats());
+        self.ignored.insert(conn_id, what);
+        if what == OtherProtocol::Tls && self.tls_carriers.contains(&conn_id) {
+            self.ignored_by_protocol.tls_decoded += 1;
+        } else {
+            self.ignored_by_protocol.count(what);
+        }
+        self.frame_sync.not_http2(conn_id);
     }
 
     pub fn handle(&mut self, event: CaptureEvent<'_>) {
@@ -137,19 +150,9 @@ impl Tracking {
                 };
                 self.frame_sync.fed(conn_id, direction);
                 tracker.on_chunk(direction, &chunk, &mut self.finished);
-                // Not HTTP/2 (a database, a TLS connection...): stop spending time on it, here
-                // and in the kernel.
+                // Not HTTP/2 (a database, a TLS connection...).
                 if let (Some(what), 0) = (tracker.stats().not_http2, tracker.open_calls()) {
-                    if let Some(tracker) = self.trackers.remove(&conn_id) {
-                        self.connection_stats.add(tracker.stats());
-                    }
-                    self.ignored.insert(conn_id, what);
-                    if what == OtherProtocol::Tls && self.tls_carriers.contains(&conn_id) {
-                        self.ignored_by_protocol.tls_decoded += 1;
-                    } else {
-                        self.ignored_by_protocol.count(what);
-                    }
-                    self.frame_sync.not_http2(conn_id);
+                    self.stop_following(conn_id, what);
                 }
             }
             CaptureEvent::TlsSessionTied {

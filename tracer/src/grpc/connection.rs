@@ -619,6 +619,9 @@ impl CallAssembly {
     /// A call whose `:path` referred to an entry from before attach: the path, if the
     /// process's own table gives it. Whether there is still something to look up.
     fn recall_path(&mut self, record: &mut CallRecord) -> bool {
+        if path_lookup(record).is_none() {
+            return false;
+        }
         let (Some(client), Some(recall), Some(request)) = (
             self.client_direction,
             &self.recall,
@@ -626,9 +629,6 @@ impl CallAssembly {
         ) else {
             return false;
         };
-        if request.path.is_some() || request.path_candidates.is_empty() {
-            return false;
-        }
         let candidates = request.path_candidates.iter().map(|&entry| (entry, None));
         let decoder = self.blocks[client as usize].decoder();
         let path = self.earlier[client as usize].recall(
